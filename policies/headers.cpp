@@ -1,0 +1,91 @@
+#include "policies/headers.h"
+
+#include <algorithm>
+
+namespace arbiter {
+
+namespace {
+char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+HeaderList::HeaderList(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
+  for (const auto& [name, value] : fields) add(name, value);
+}
+
+void HeaderList::add(std::string_view name, std::string_view value) {
+  begin_field();
+  append_name(name);
+  append_value(value);
+}
+
+void HeaderList::set(std::string_view name, std::string_view value) {
+  remove(name);
+  add(name, value);
+}
+
+std::size_t HeaderList::remove(std::string_view name) {
+  // The bytes stay in storage_ until clear(): removal is rare and heads are short-lived.
+  auto first = std::remove_if(entries_.begin(), entries_.end(), [&](const Entry& e) {
+    return iequals(std::string_view(storage_).substr(e.name_offset, e.name_length), name);
+  });
+  std::size_t removed = static_cast<std::size_t>(entries_.end() - first);
+  entries_.erase(first, entries_.end());
+  return removed;
+}
+
+void HeaderList::clear() noexcept {
+  storage_.clear();
+  entries_.clear();
+}
+
+std::optional<std::string_view> HeaderList::find(std::string_view name) const {
+  for (const Entry& e : entries_) {
+    if (iequals(std::string_view(storage_).substr(e.name_offset, e.name_length), name)) {
+      return std::string_view(storage_).substr(e.value_offset, e.value_length);
+    }
+  }
+  return std::nullopt;
+}
+
+std::size_t HeaderList::count(std::string_view name) const {
+  std::size_t n = 0;
+  for (const Entry& e : entries_) {
+    if (iequals(std::string_view(storage_).substr(e.name_offset, e.name_length), name)) ++n;
+  }
+  return n;
+}
+
+HeaderField HeaderList::at(std::size_t i) const {
+  const Entry& e = entries_[i];
+  std::string_view s(storage_);
+  return {s.substr(e.name_offset, e.name_length), s.substr(e.value_offset, e.value_length)};
+}
+
+void HeaderList::begin_field() {
+  auto end = static_cast<std::uint32_t>(storage_.size());
+  entries_.push_back({end, 0, end, 0});
+}
+
+void HeaderList::append_name(std::string_view piece) {
+  // Names are complete before the value starts, so the name stays contiguous.
+  Entry& e = entries_.back();
+  storage_.append(piece);
+  e.name_length += static_cast<std::uint32_t>(piece.size());
+  e.value_offset = static_cast<std::uint32_t>(storage_.size());
+}
+
+void HeaderList::append_value(std::string_view piece) {
+  Entry& e = entries_.back();
+  storage_.append(piece);
+  e.value_length += static_cast<std::uint32_t>(piece.size());
+}
+
+}  // namespace arbiter

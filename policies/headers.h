@@ -1,0 +1,93 @@
+#pragma once
+// HTTP header fields as the proxy and the policies see them.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace arbiter {
+
+// ASCII case-insensitive comparison, as field names require (RFC 9110 section 5.1).
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
+};
+
+// An ordered list of fields backed by one growing buffer, so that parsing a message
+// allocates nothing once the buffer has grown to the size of a typical head.
+// Views returned by find()/at() stay valid until the next mutation.
+class HeaderList {
+ public:
+  HeaderList() = default;
+  HeaderList(std::initializer_list<std::pair<std::string_view, std::string_view>> fields);
+
+  void add(std::string_view name, std::string_view value);
+  // Replaces every field of that name with one field (appended if there was none).
+  void set(std::string_view name, std::string_view value);
+  // Removes every field of that name; returns how many were removed.
+  std::size_t remove(std::string_view name);
+  void clear() noexcept;  // keeps capacity
+
+  // The first field of that name.
+  std::optional<std::string_view> find(std::string_view name) const;
+  std::size_t count(std::string_view name) const;
+  bool contains(std::string_view name) const { return find(name).has_value(); }
+
+  std::size_t size() const noexcept { return entries_.size(); }
+  bool empty() const noexcept { return entries_.empty(); }
+  HeaderField at(std::size_t i) const;
+
+  // Incremental building, for parsers that receive a name or value in several pieces:
+  // begin_field(), then append_name()/append_value() any number of times.
+  void begin_field();
+  void append_name(std::string_view piece);
+  void append_value(std::string_view piece);
+  // Bytes of names and values held, the measure max_header_bytes is checked against.
+  std::size_t byte_size() const noexcept { return storage_.size(); }
+
+  class const_iterator {
+   public:
+    using value_type = HeaderField;
+    using difference_type = std::ptrdiff_t;
+    const_iterator() = default;
+    const_iterator(const HeaderList* list, std::size_t i) : list_(list), i_(i) {}
+    HeaderField operator*() const { return list_->at(i_); }
+    const_iterator& operator++() { ++i_; return *this; }
+    const_iterator operator++(int) { auto t = *this; ++i_; return t; }
+    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
+   private:
+    const HeaderList* list_ = nullptr;
+    std::size_t i_ = 0;
+  };
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, entries_.size()}; }
+
+ private:
+  struct Entry {
+    std::uint32_t name_offset, name_length, value_offset, value_length;
+  };
+  std::string storage_;
+  std::vector<Entry> entries_;
+};
+
+// Splits a comma-separated field value into trimmed, non-empty elements
+// (RFC 9110 section 5.6.1), calling fn(std::string_view) for each.
+template <typename Fn>
+void for_each_list_element(std::string_view value, Fn&& fn) {
+  std::size_t start = 0;
+  while (start <= value.size()) {
+    std::size_t comma = value.find(',', start);
+    if (comma == std::string_view::npos) comma = value.size();
+    std::string_view element = value.substr(start, comma - start);
+    while (!element.empty() && (element.front() == ' ' || element.front() == '\t')) element.remove_prefix(1);
+    while (!element.empty() && (element.back() == ' ' || element.back() == '\t')) element.remove_suffix(1);
+    if (!element.empty()) fn(element);
+    start = comma + 1;
+  }
+}
+
+}  // namespace arbiter

@@ -1,0 +1,118 @@
+#pragma once
+// The configuration file: parsed and validated once into an immutable Config.
+// Every error names the file, line, column and key, so a bad edit is refused with a pointer
+// to the line that needs fixing.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace arbiter {
+
+using Duration = std::chrono::milliseconds;
+
+struct SocketAddress {
+  std::string host;    // numeric IPv4 or IPv6 (without brackets) or "localhost"
+  std::uint16_t port = 0;  // 0 only for listen addresses: the kernel picks one
+  std::string text() const;  // "127.0.0.1:8080", "[::1]:8080"
+};
+
+// An IPv4 or IPv6 network, e.g. "10.0.0.0/8" or "::1/128"; a bare address is a /32 or /128.
+struct Cidr {
+  bool ipv6 = false;
+  std::uint8_t bytes[16] = {};
+  unsigned prefix_length = 0;
+  bool contains(std::string_view address) const;  // numeric address; false if unparsable
+  std::string text;  // as written in the config
+};
+
+struct ServerConfig {
+  std::vector<SocketAddress> listen;          // "listen": a string or an array of strings
+  unsigned workers = 0;                        // 0 = one per core (resolved by the loader)
+  Duration header_timeout = std::chrono::seconds(10);
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration drain_timeout = std::chrono::seconds(10);  // graceful shutdown bound
+  std::size_t max_header_bytes = 65536;
+  std::uint64_t max_body_bytes = 16ull << 20;
+  std::size_t max_connections = 10000;
+  std::vector<Cidr> trusted_proxies;
+};
+
+struct AdminConfig {
+  std::optional<SocketAddress> listen;  // absent: no admin listener
+};
+
+struct LogConfig {
+  bool access = true;  // "access": "stdout" (default) or "off"
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::vector<SocketAddress> servers;
+  Duration connect_timeout = std::chrono::seconds(2);
+  Duration response_timeout = std::chrono::seconds(30);
+  Duration fail_timeout = std::chrono::seconds(10);  // how long a failed server is skipped
+  unsigned keepalive = 64;
+  int line = 0;  // where [upstream.NAME] is, for messages
+};
+
+struct RouteConfig {
+  std::string name;
+  std::string path;                  // pattern, see proxy/router.h
+  std::vector<std::string> methods;  // upper-case; empty = any method
+  std::string upstream;              // a key of Config::upstreams
+  int line = 0;
+  int column = 0;
+};
+
+struct Config {
+  std::string file;  // the path it was loaded from
+  ServerConfig server;
+  AdminConfig admin;
+  LogConfig log;
+  std::vector<UpstreamConfig> upstreams;  // in file order
+  std::vector<RouteConfig> routes;         // in file order: first match wins
+
+  const UpstreamConfig* find_upstream(std::string_view name) const;
+};
+
+struct ConfigDiagnostic {
+  std::string file;
+  int line = 0;     // 1-based; 0 when the problem has no position (e.g. file not found)
+  int column = 0;
+  std::string key;  // dotted path, e.g. "route[2].path", "upstream.legacy.connect_timeout"
+  std::string message;
+  // "FILE:LINE:COL: key: message"
+  std::string text() const;
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<ConfigDiagnostic> diagnostics);
+  const std::vector<ConfigDiagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+ private:
+  std::vector<ConfigDiagnostic> diagnostics_;
+};
+
+// Parses and validates; throws ConfigError listing every problem found (not just the first).
+Config load_config_file(const std::string& path);
+Config parse_config(std::string_view toml_text, const std::string& file_name);
+
+// "250ms", "2s", "1m", "1h" (also "1.5s"); nullopt if malformed or negative.
+std::optional<Duration> parse_duration(std::string_view text);
+// "16MiB", "512KiB", "1GiB", "100KB", "100" (bytes); nullopt if malformed or overflowing.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+// "127.0.0.1:8080", "[::1]:8080", "localhost:80"; nullopt if malformed.
+std::optional<SocketAddress> parse_socket_address(std::string_view text);
+std::optional<Cidr> parse_cidr(std::string_view text);
+
+// The table `arbiter --check` prints: one row per route with name, path, methods,
+// upstream (and its servers) and policies.
+std::string format_route_table(const Config& config);
+
+}  // namespace arbiter

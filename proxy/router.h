@@ -1,0 +1,69 @@
+#pragma once
+// Route matching: first match wins.
+//
+// Path patterns: "/items/{id}" — literal segments match exactly, "{name}" matches exactly one
+// non-empty segment and captures it, a trailing "*" matches the rest of the path (zero or
+// more segments). The query string never takes part in matching.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policies/policy.h"
+#include "proxy/config.h"
+
+namespace arbiter {
+
+class PathPattern {
+ public:
+  // Throws std::invalid_argument with a readable message for a malformed pattern
+  // (no leading '/', '*' not last, empty or duplicate {name}, ...).
+  explicit PathPattern(std::string_view pattern);
+
+  // On a match, appends the captures to params (views into `path` and into this pattern).
+  bool match(std::string_view path, std::vector<PathParam>& params) const;
+  // True if this pattern matches every path that `narrower` matches.
+  bool covers(const PathPattern& narrower) const;
+  const std::string& text() const noexcept { return text_; }
+
+ private:
+  enum class Kind : std::uint8_t { Literal, Param, Rest };
+  struct Segment {
+    Kind kind;
+    std::string text;  // literal text or param name
+  };
+  std::string text_;
+  std::vector<Segment> segments_;
+};
+
+struct RouteMatch {
+  std::size_t route_index = 0;     // into the routes given to the Router
+  std::vector<PathParam> params;
+};
+
+class Router {
+ public:
+  // Throws std::invalid_argument naming the route for a malformed pattern.
+  explicit Router(const std::vector<RouteConfig>& routes);
+
+  enum class Outcome { Matched, NotFound, MethodNotAllowed };
+  // Matched: `match` is filled. MethodNotAllowed: some route's path matched but none of them
+  // allows the method; `allowed` lists the methods those routes take (for an Allow field).
+  Outcome match(std::string_view method, std::string_view path, RouteMatch& match,
+                std::string* allowed = nullptr) const;
+
+  // Index of the earlier route that makes route i unreachable (its path covers route i's and
+  // it takes every method route i takes), or nullopt.
+  std::optional<std::size_t> shadowed_by(std::size_t i) const;
+
+ private:
+  struct Entry {
+    PathPattern pattern;
+    std::vector<std::string> methods;  // empty = any
+  };
+  std::vector<Entry> entries_;
+};
+
+}  // namespace arbiter
