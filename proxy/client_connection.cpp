@@ -1,0 +1,820 @@
+#include "proxy/client_connection.h"
+
+#include <charconv>
+#include <cstdio>
+
+#include "proxy/server.h"
+#include "proxy/worker.h"
+
+namespace arbiter {
+
+namespace {
+
+// Stop reading a side when this much is queued towards the other; resume below the low mark.
+constexpr std::size_t kHighWater = 256u << 10;
+constexpr std::size_t kLowWater = 64u << 10;
+// Pipelined input held while an exchange runs; beyond it the socket is not read.
+constexpr std::size_t kMaxPendingInput = 64u << 10;
+constexpr Duration kLingerTimeout = std::chrono::seconds(2);
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+ClientConnection* self_of(llhttp_t* parser) { return static_cast<ClientConnection*>(parser->data); }
+
+bool is_idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
+         method == "TRACE";
+}
+
+// A client-supplied X-Request-Id is kept only if it is short and plain, since it is echoed
+// into logs and problem bodies.
+bool acceptable_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' ||
+              c == '.' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string chunk_size_line(std::size_t size) {
+  char text[24];
+  int n = std::snprintf(text, sizeof text, "%zx\r\n", size);
+  return std::string(text, static_cast<std::size_t>(n));
+}
+
+double elapsed_ms(std::uint64_t from_ns, std::uint64_t to_ns) { return static_cast<double>(to_ns - from_ns) / 1e6; }
+
+}  // namespace
+
+ClientConnection::ClientConnection(Worker& worker, bool admin) : worker_(worker), admin_(admin) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uv_timer_init(worker_.loop(), &timer_);
+  timer_.data = this;
+  handles_open_ = 2;
+  llhttp_init(&parser_, HTTP_REQUEST, &parser_settings());
+  parser_.data = this;
+}
+
+const llhttp_settings_t& ClientConnection::parser_settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = on_message_begin;
+    s.on_url = on_url;
+    s.on_header_field = on_header_field;
+    s.on_header_value = on_header_value;
+    s.on_headers_complete = on_headers_complete;
+    s.on_body = on_body;
+    s.on_message_complete = on_message_complete;
+    return s;
+  }();
+  return settings;
+}
+
+void ClientConnection::start() {
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage peer{};
+  int length = sizeof peer;
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&peer), &length) == 0) {
+    char text[64] = {};
+    if (peer.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&peer), text, sizeof text);
+    } else {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&peer), text, sizeof text);
+    }
+    peer_address_ = text;
+  }
+  arm_timer(worker_.runtime()->config().server.header_timeout);
+  update_reading();
+}
+
+void ClientConnection::refuse_overloaded() {
+  client_keep_alive_ = false;
+  phase_ = Phase::Exchange;
+  started_ns_ = uv_hrtime();
+  request_id_ = worker_.next_request_id();
+  reply_problem(Problem::make("too-many-connections", 503, "Too many connections",
+                              "Arbiter is at its max_connections limit; retry shortly."),
+                HeaderList{{"Retry-After", "1"}}, "proxy");
+}
+
+void ClientConnection::close_when_idle() {
+  if (phase_ == Phase::Idle) close_now();
+}
+
+// ---------------------------------------------------------------- input
+
+void ClientConnection::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf) {
+  auto* self = static_cast<ClientConnection*>(handle->data);
+  std::string& buffer = self->worker_.read_buffer();
+  *buf = uv_buf_init(buffer.data(), static_cast<unsigned>(buffer.size()));
+}
+
+void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<ClientConnection*>(stream->data);
+  if (nread == 0 || self->phase_ == Phase::Closed) return;
+  if (nread < 0) {
+    // EOF or error: the client is gone (or done); nothing more can be answered.
+    self->close_now();
+    return;
+  }
+  if (self->phase_ == Phase::Lingering) return;  // discarded
+  self->on_input(buf->base, static_cast<std::size_t>(nread));
+}
+
+void ClientConnection::on_input(const char* data, std::size_t length) {
+  if (pending_input_.empty() && !parser_paused_ && !driving_) {
+    // Fast path: parse straight from the worker's read buffer.
+    driving_ = true;
+    execute(data, length);
+    driving_ = false;
+  } else {
+    pending_input_.append(data, length);
+  }
+  drive_parser();
+}
+
+void ClientConnection::drive_parser() {
+  if (driving_) {
+    drive_again_ = true;
+    return;
+  }
+  driving_ = true;
+  do {
+    drive_again_ = false;
+    while (phase_ != Phase::Closed && phase_ != Phase::Lingering && !parser_paused_ && !pending_input_.empty()) {
+      scratch_input_.clear();
+      scratch_input_.swap(pending_input_);
+      execute(scratch_input_.data(), scratch_input_.size());
+    }
+  } while (drive_again_ && phase_ != Phase::Closed);
+  driving_ = false;
+  update_reading();
+}
+
+void ClientConnection::execute(const char* data, std::size_t length) {
+  llhttp_errno_t rc = llhttp_execute(&parser_, data, length);
+  if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
+  if (rc == HPE_OK) return;
+  if (rc == HPE_PAUSED) {
+    const char* stop = llhttp_get_error_pos(&parser_);
+    std::size_t consumed = stop == nullptr ? length : static_cast<std::size_t>(stop - data);
+    pending_input_.insert(0, data + consumed, length - consumed);
+    parser_paused_ = true;
+    if (head_complete_ && phase_ == Phase::ReadingHead) {
+      begin_exchange();
+    } else if (request_complete_ && response_complete_) {
+      finish_exchange();
+    }
+    return;
+  }
+  on_parse_error(rc);
+}
+
+void ClientConnection::resume_parser() {
+  if (!parser_paused_ || phase_ == Phase::Closed) return;
+  parser_paused_ = false;
+  llhttp_resume(&parser_);
+  drive_parser();
+}
+
+void ClientConnection::update_reading() {
+  if (phase_ == Phase::Closed) return;
+  bool want = phase_ == Phase::Lingering ||
+              (pending_input_.size() < kMaxPendingInput && (upstream_ == nullptr || upstream_->queued_bytes() < kHighWater));
+  if (want == reading_) return;
+  reading_ = want;
+  auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (want) {
+    uv_read_start(stream, on_alloc, on_read);
+  } else {
+    uv_read_stop(stream);
+  }
+}
+
+void ClientConnection::on_parse_error(llhttp_errno_t error) {
+  client_keep_alive_ = false;
+  if (phase_ != Phase::Exchange) {
+    phase_ = Phase::Exchange;
+    started_ns_ = uv_hrtime();
+  }
+  if (request_id_.empty()) request_id_ = worker_.next_request_id();
+  if (forwarding_ || response_head_sent_) {
+    // The request was already on its way: the upstream has an incomplete request; drop both.
+    close_now();
+    return;
+  }
+  if (parse_error_status_ == 431) {
+    reply_problem(Problem::make("header-fields-too-large", 431, "Request header fields too large",
+                                "The request head exceeds max_header_bytes."),
+                  {}, "proxy");
+  } else if (parse_error_status_ == 414) {
+    reply_problem(Problem::make("uri-too-long", 414, "URI too long", "The request target exceeds max_header_bytes."),
+                  {}, "proxy");
+  } else if (parse_error_status_ == 413) {
+    reply_problem(Problem::make("content-too-large", 413, "Content too large",
+                                "The request body exceeds max_body_bytes."),
+                  {}, "proxy");
+  } else {
+    std::string detail = "Malformed HTTP request: ";
+    detail += llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : llhttp_errno_name(error);
+    reply_problem(Problem::make("malformed-request", 400, "Malformed request", std::move(detail)), {}, "proxy");
+  }
+}
+
+// ---------------------------------------------------------------- parser callbacks
+
+int ClientConnection::on_message_begin(llhttp_t* parser) {
+  ClientConnection* self = self_of(parser);
+  self->phase_ = Phase::ReadingHead;
+  self->started_ns_ = uv_hrtime();
+  // The whole head must arrive within header_timeout of its first byte.
+  self->arm_timer(self->worker_.runtime()->config().server.header_timeout);
+  return 0;
+}
+
+int ClientConnection::on_url(llhttp_t* parser, const char* at, std::size_t length) {
+  ClientConnection* self = self_of(parser);
+  self->target_.append(at, length);
+  if (self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
+    self->parse_error_status_ = 414;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int ClientConnection::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
+  ClientConnection* self = self_of(parser);
+  if (self->in_header_value_ || self->request_headers_.empty()) {
+    self->request_headers_.begin_field();
+    self->in_header_value_ = false;
+  }
+  self->request_headers_.append_name({at, length});
+  if (self->request_headers_.byte_size() + self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
+    self->parse_error_status_ = 431;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int ClientConnection::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
+  ClientConnection* self = self_of(parser);
+  self->in_header_value_ = true;
+  self->request_headers_.append_value({at, length});
+  if (self->request_headers_.byte_size() + self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
+    self->parse_error_status_ = 431;
+    return HPE_USER;
+  }
+  return 0;
+}
+
+int ClientConnection::on_headers_complete(llhttp_t* parser) {
+  ClientConnection* self = self_of(parser);
+  self->head_complete_ = true;
+  self->method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser->method));
+  self->http10_ = parser->http_major == 1 && parser->http_minor == 0;
+  self->client_keep_alive_ = llhttp_should_keep_alive(parser) != 0;
+  if (parser->flags & F_CHUNKED) {
+    self->request_framing_ = BodyFraming::Chunked;
+  } else if ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0) {
+    self->request_framing_ = BodyFraming::ContentLength;
+    self->request_content_length_ = parser->content_length;
+  } else {
+    self->request_framing_ = BodyFraming::None;
+  }
+  // Decisions are made outside the parser, once execute() returns: a request with a body
+  // pauses here (its body waits for the upstream); one without runs on to
+  // on_message_complete, which pauses.
+  return self->request_framing_ == BodyFraming::None ? 0 : HPE_PAUSED;
+}
+
+int ClientConnection::on_body(llhttp_t* parser, const char* at, std::size_t length) {
+  ClientConnection* self = self_of(parser);
+  self->request_body_bytes_ += length;
+  if (self->request_body_bytes_ > self->worker_.runtime()->config().server.max_body_bytes) {
+    self->parse_error_status_ = 413;
+    return HPE_USER;
+  }
+  if (self->forwarding_ && self->upstream_ != nullptr) self->forward_request_body(at, length);
+  return self->phase_ == Phase::Closed ? HPE_USER : 0;
+}
+
+int ClientConnection::on_message_complete(llhttp_t* parser) {
+  ClientConnection* self = self_of(parser);
+  self->request_complete_ = true;
+  if (self->forwarding_ && self->upstream_ != nullptr) {
+    if (self->request_framing_ == BodyFraming::Chunked) {
+      static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+      uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
+      self->upstream_->send(&last, 1);
+    }
+    if (self->upstream_ != nullptr) self->upstream_->request_finished();
+  }
+  // Hold pipelined requests back until this exchange is answered.
+  return HPE_PAUSED;
+}
+
+// ---------------------------------------------------------------- the exchange
+
+void ClientConnection::begin_exchange() {
+  phase_ = Phase::Exchange;
+  uv_timer_stop(&timer_);
+  runtime_ = worker_.runtime();
+  if (auto id = request_headers_.find("x-request-id"); id && acceptable_request_id(*id)) {
+    request_id_.assign(*id);
+  } else {
+    request_id_ = worker_.next_request_id();
+  }
+  if (!validate_request_head()) return;
+  if (admin_) {
+    answer_admin();
+    return;
+  }
+  const Config& config = runtime_->config();
+  if (request_framing_ == BodyFraming::ContentLength && request_content_length_ > config.server.max_body_bytes) {
+    client_keep_alive_ = false;
+    reply_problem(Problem::make("content-too-large", 413, "Content too large",
+                                "Content-Length " + std::to_string(request_content_length_) +
+                                    " exceeds max_body_bytes (" + std::to_string(config.server.max_body_bytes) + ")."),
+                  {}, "proxy");
+    return;
+  }
+  std::string_view target(target_);
+  std::string_view path = target.substr(0, target.find('?'));
+  RouteMatch match;
+  std::string allowed;
+  switch (runtime_->router().match(method_, path, match, &allowed)) {
+    case Router::Outcome::NotFound:
+      reply_problem(Problem::make("route-not-found", 404, "No route",
+                                  "No route matches " + std::string(method_) + " " + std::string(path) + "."),
+                    {}, "router");
+      return;
+    case Router::Outcome::MethodNotAllowed:
+      reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed",
+                                  "The routes for " + std::string(path) + " take " + allowed + ", not " +
+                                      std::string(method_) + "."),
+                    HeaderList{{"Allow", allowed}}, "router");
+      return;
+    case Router::Outcome::Matched:
+      break;
+  }
+  route_ = &runtime_->route(match.route_index);
+  params_ = std::move(match.params);
+  peer_is_trusted_proxy_ = false;
+  for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
+  if (peer_is_trusted_proxy_) {
+    believed_client_ = believed_client_address(peer_address_, request_headers_, config.server.trusted_proxies);
+  }
+  run_request_policies();
+}
+
+bool ClientConnection::validate_request_head() {
+  auto bad = [&](std::string detail) {
+    client_keep_alive_ = false;
+    reply_problem(Problem::make("malformed-request", 400, "Malformed request", std::move(detail)), {}, "proxy");
+    return false;
+  };
+  if (target_.empty() || target_.front() != '/') {
+    return bad("The request target must be a path beginning with '/' (origin-form).");
+  }
+  std::size_t hosts = request_headers_.count("host");
+  if (hosts > 1) return bad("More than one Host field.");
+  if (hosts == 0 && !http10_) return bad("HTTP/1.1 requests must carry a Host field.");
+  // llhttp already refuses Transfer-Encoding that does not end in chunked; a second field or a
+  // coding besides chunked is refused here too, since a backend might read it differently.
+  if (std::size_t te = request_headers_.count("transfer-encoding"); te > 0) {
+    if (te > 1 || !iequals(*request_headers_.find("transfer-encoding"), "chunked")) {
+      return bad("Transfer-Encoding other than a single 'chunked' is not accepted.");
+    }
+  }
+  if (auto expect = request_headers_.find("expect")) {
+    if (!iequals(*expect, "100-continue")) {
+      client_keep_alive_ = false;
+      reply_problem(Problem::make("expectation-failed", 417, "Expectation failed",
+                                  "Only 'Expect: 100-continue' is supported."),
+                    {}, "proxy");
+      return false;
+    }
+    // HTTP/1.0 clients must not be sent a 100 (RFC 9110 section 10.1.1).
+    expect_continue_ = request_framing_ != BodyFraming::None && !http10_;
+  }
+  return true;
+}
+
+void ClientConnection::run_request_policies() {
+  const auto& policies = route_->policies;
+  policy_states_.resize(policies.size());
+  RequestView view{method_,
+                   target_,
+                   std::string_view(target_).substr(0, target_.find('?')),
+                   target_.find('?') == std::string::npos ? std::string_view()
+                                                          : std::string_view(target_).substr(target_.find('?') + 1),
+                   request_headers_,
+                   client_address(),
+                   route_->config->name,
+                   params_,
+                   request_id_,
+                   MonotonicClock::now()};
+  for (std::size_t i = 0; i < policies.size(); ++i) {
+    Decision decision = policies[i]->on_request(view, policy_states_[i]);
+    if (!decision.forwards()) {
+      reply_problem(decision.problem(), decision.headers(), policies[i]->kind());
+      return;
+    }
+  }
+  connect_upstream(SIZE_MAX);
+}
+
+void ClientConnection::answer_admin() {
+  std::string_view path = std::string_view(target_).substr(0, target_.find('?'));
+  if (method_ != "GET" && method_ != "HEAD") {
+    reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "The admin endpoints take GET."),
+                  HeaderList{{"Allow", "GET, HEAD"}}, "admin");
+  } else if (path == "/healthz") {
+    reply(200, "application/json", {}, R"({"status":"ok"})", "admin");
+  } else if (path == "/readyz") {
+    if (worker_.draining()) {
+      reply(503, "application/json", {}, R"({"status":"draining"})", "admin");
+    } else {
+      reply(200, "application/json", {}, R"({"status":"ready"})", "admin");
+    }
+  } else {
+    reply_problem(Problem::make("not-found", 404, "Not found",
+                                "No admin endpoint " + std::string(path) + "; try /healthz or /readyz."),
+                  {}, "admin");
+  }
+}
+
+void ClientConnection::connect_upstream(std::size_t avoid_server) {
+  ++upstream_attempts_;
+  forwarding_ = true;
+  answer_ = Answer::Upstream;
+  decided_by_ = "forwarded";
+  upstream_started_ns_ = uv_hrtime();
+  UpstreamConnection* connection = worker_.pool(route_->upstream_index).acquire(*this, avoid_server);
+  upstream_ = connection;
+  last_server_ = connection->server_index();
+  if (connection->ready()) on_upstream_connected(*connection);
+}
+
+void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
+  upstream_ = &connection;
+  head_scratch_.clear();
+  write_upstream_request_head(
+      head_scratch_, UpstreamRequest{method_, target_, request_headers_, peer_address_,
+                                     peer_is_trusted_proxy_,
+                                     request_id_, connection.authority(), request_framing_,
+                                     request_content_length_});
+  uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
+  if (!connection.send(&head, 1)) return;  // on_upstream_failed has run
+  upstream_->expect_response(method_ == "HEAD");
+  if (request_framing_ == BodyFraming::None) upstream_->request_finished();
+  if (expect_continue_ && !request_complete_) {
+    expect_continue_ = false;
+    uv_buf_t interim = make_buf(kContinue.data(), kContinue.size());
+    send_to_client(&interim, 1);
+  }
+  if (!request_complete_) resume_parser();  // the body streams on; pipelined requests wait
+}
+
+void ClientConnection::forward_request_body(const char* data, std::size_t length) {
+  if (request_framing_ == BodyFraming::Chunked) {
+    std::string size_line = chunk_size_line(length);
+    uv_buf_t bufs[3] = {make_buf(size_line.data(), size_line.size()), make_buf(data, length), make_buf("\r\n", 2)};
+    upstream_->send(bufs, 3);
+  } else {
+    uv_buf_t buf = make_buf(data, length);
+    upstream_->send(&buf, 1);
+  }
+}
+
+void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) {
+  upstream_ = nullptr;
+  upstream_ns_ += uv_hrtime() - upstream_started_ns_;
+  if (phase_ == Phase::Closed) return;
+  bool nothing_sent = failure == UpstreamFailure::ConnectFailed || failure == UpstreamFailure::ConnectTimeout;
+  // A pooled connection the upstream had closed meanwhile: resend once on a new one, if the
+  // request can be resent (nothing of its body has been consumed).
+  bool stale_pooled = connection_was_reused && failure == UpstreamFailure::ClosedBeforeResponse &&
+                      request_body_bytes_ == 0 && is_idempotent(method_);
+  if (!response_head_sent_ && !buffering_body_ && request_body_bytes_ == 0 &&
+      ((nothing_sent && upstream_attempts_ < 2) || (stale_pooled && upstream_attempts_ < 3))) {
+    connect_upstream(stale_pooled ? SIZE_MAX : last_server_);
+    return;
+  }
+  forwarding_ = false;
+  if (response_head_sent_) {
+    close_now();  // the client has part of a response; only closing tells it so
+    return;
+  }
+  if (!request_complete_) client_keep_alive_ = false;
+  buffering_body_ = false;
+  bool timeout = failure == UpstreamFailure::ResponseTimeout;
+  std::string detail(describe(failure));
+  detail += " (upstream '" + route_->config->upstream + "', route '" + route_->config->name + "').";
+  reply_problem(timeout ? Problem::make("upstream-timeout", 504, "Upstream timed out", std::move(detail))
+                        : Problem::make("upstream-unavailable", 502, "Upstream unavailable", std::move(detail)),
+                {}, "proxy");
+}
+
+void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFraming framing,
+                                        std::uint64_t content_length) {
+  response_status_ = status;
+  upstream_ns_ += uv_hrtime() - upstream_started_ns_;
+  bool body_follows = framing != BodyFraming::None && method_ != "HEAD";
+  if (route_->response_body_limit > 0 && body_follows) {
+    buffering_body_ = true;
+    buffered_headers_ = headers;
+    buffered_framing_ = framing;
+    buffered_length_ = content_length;
+    buffered_body_.clear();
+    return;
+  }
+  run_response_policies(headers, nullptr);
+  send_response_head(headers, framing, content_length);
+}
+
+void ClientConnection::run_response_policies(HeaderList& headers, std::string* body) {
+  const auto& policies = route_->policies;
+  if (policies.empty()) return;
+  RequestView view{method_,
+                   target_,
+                   std::string_view(target_).substr(0, target_.find('?')),
+                   target_.find('?') == std::string::npos ? std::string_view()
+                                                          : std::string_view(target_).substr(target_.find('?') + 1),
+                   request_headers_,
+                   client_address(),
+                   route_->config->name,
+                   params_,
+                   request_id_,
+                   MonotonicClock::now()};
+  ResponseView response{response_status_, headers, body, view.now};
+  for (std::size_t i = policies.size(); i-- > 0;) {
+    policies[i]->on_response(view, response, policy_states_[i].get());
+  }
+  response_status_ = response.status;
+}
+
+void ClientConnection::send_response_head(HeaderList& headers, BodyFraming upstream_framing,
+                                          std::uint64_t content_length) {
+  bool no_body = method_ == "HEAD" || status_has_no_body(response_status_);
+  response_has_body_ = !no_body && upstream_framing != BodyFraming::None;
+  // A request whose body is still arriving cannot be followed by another on this connection.
+  response_keep_alive_ = client_keep_alive_ && request_complete_ && !worker_.draining();
+  BodyFraming announced = upstream_framing;
+  if (no_body) {
+    announced = upstream_framing == BodyFraming::ContentLength ? BodyFraming::ContentLength : BodyFraming::None;
+  } else if (upstream_framing == BodyFraming::Chunked || upstream_framing == BodyFraming::UntilClose) {
+    announced = http10_ ? BodyFraming::UntilClose : BodyFraming::Chunked;
+    if (http10_) response_keep_alive_ = false;
+  }
+  response_framing_ = no_body ? BodyFraming::None : announced;
+  headers.add("Via", "1.1 arbiter");
+  head_scratch_.clear();
+  write_client_response_head(head_scratch_, ClientResponse{response_status_, headers, announced, content_length,
+                                                           response_keep_alive_, http10_, request_id_});
+  response_head_sent_ = true;
+  uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
+  send_to_client(&head, 1);
+}
+
+void ClientConnection::send_response_body(std::string_view data) {
+  if (data.empty() || !response_has_body_) return;
+  response_bytes_ += data.size();
+  if (response_framing_ == BodyFraming::Chunked) {
+    std::string size_line = chunk_size_line(data.size());
+    uv_buf_t bufs[3] = {make_buf(size_line.data(), size_line.size()), make_buf(data.data(), data.size()),
+                        make_buf("\r\n", 2)};
+    send_to_client(bufs, 3);
+  } else {
+    uv_buf_t buf = make_buf(data.data(), data.size());
+    send_to_client(&buf, 1);
+  }
+  if (upstream_ != nullptr && tcp_.write_queue_size > kHighWater) upstream_->pause_reading();
+}
+
+void ClientConnection::on_upstream_body(std::string_view data) {
+  if (phase_ == Phase::Closed) return;
+  if (buffering_body_) {
+    if (buffered_body_.size() + data.size() <= route_->response_body_limit) {
+      buffered_body_.append(data);
+      return;
+    }
+    // Too large for the policies to see: they get the head only, and the body streams on.
+    buffering_body_ = false;
+    run_response_policies(buffered_headers_, nullptr);
+    send_response_head(buffered_headers_, buffered_framing_, buffered_length_);
+    send_response_body(buffered_body_);
+    buffered_body_.clear();
+  }
+  send_response_body(data);
+}
+
+void ClientConnection::on_upstream_complete() {
+  upstream_ = nullptr;
+  forwarding_ = false;
+  if (phase_ == Phase::Closed) return;
+  if (buffering_body_) {
+    buffering_body_ = false;
+    run_response_policies(buffered_headers_, &buffered_body_);
+    send_response_head(buffered_headers_, BodyFraming::ContentLength, buffered_body_.size());
+    send_response_body(buffered_body_);
+  } else if (response_framing_ == BodyFraming::Chunked) {
+    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+    uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
+    send_to_client(&last, 1);
+  }
+  response_complete_ = true;
+  if (response_framing_ == BodyFraming::UntilClose) response_keep_alive_ = false;
+  if (request_complete_ || !response_keep_alive_) finish_exchange();
+}
+
+void ClientConnection::on_upstream_drained() { update_reading(); }
+
+void ClientConnection::on_write_done(int status) {
+  if (phase_ == Phase::Closed) return;
+  if (status < 0) {
+    close_now();
+    return;
+  }
+  if (upstream_ != nullptr && tcp_.write_queue_size < kLowWater) upstream_->resume_reading();
+}
+
+// ---------------------------------------------------------------- answers made here
+
+void ClientConnection::reply_problem(const Problem& problem, const HeaderList& extra, std::string_view decided_by) {
+  std::string body = problem.to_json(request_id_);
+  reply(problem.status, kProblemContentType, extra, body, decided_by);
+}
+
+void ClientConnection::reply(int status, std::string_view content_type, const HeaderList& extra,
+                             std::string_view body, std::string_view decided_by) {
+  answer_ = Answer::Local;
+  decided_by_ = decided_by;
+  response_status_ = status;
+  // Input of this request not yet read (a body) would be taken for the next request: close.
+  bool unread_body = !request_complete_ && request_framing_ != BodyFraming::None;
+  response_keep_alive_ = client_keep_alive_ && !unread_body && !worker_.draining() && head_complete_;
+  HeaderList headers = extra;
+  headers.add("Content-Type", content_type);
+  headers.add("Cache-Control", "no-store");
+  head_scratch_.clear();
+  write_client_response_head(head_scratch_, ClientResponse{status, headers, BodyFraming::ContentLength, body.size(),
+                                                           response_keep_alive_, http10_, request_id_});
+  response_head_sent_ = true;
+  response_bytes_ = method_ == "HEAD" ? 0 : body.size();
+  uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()), make_buf(body.data(), response_bytes_)};
+  send_to_client(bufs, 2);
+  response_complete_ = true;
+  if (response_keep_alive_ && !request_complete_) {
+    resume_parser();  // a bodiless request: the parser finishes it, then finish_exchange runs
+  } else {
+    finish_exchange();
+  }
+}
+
+void ClientConnection::send_to_client(const uv_buf_t* bufs, unsigned count) {
+  if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
+  if (write_to_stream(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count, this) != 0) close_now();
+}
+
+// ---------------------------------------------------------------- end of an exchange
+
+void ClientConnection::finish_exchange() {
+  if (phase_ == Phase::Closed) return;
+  log_exchange();
+  bool keep_alive = response_keep_alive_ && !worker_.draining();
+  reset_exchange();
+  if (!keep_alive) {
+    close_gracefully();
+    return;
+  }
+  phase_ = Phase::Idle;
+  arm_timer(worker_.runtime()->config().server.idle_timeout);
+  resume_parser();
+}
+
+void ClientConnection::reset_exchange() {
+  policy_states_.clear();  // releases whatever the policies held for this request
+  runtime_.reset();
+  route_ = nullptr;
+  params_.clear();
+  target_.clear();
+  request_headers_.clear();
+  in_header_value_ = false;
+  head_complete_ = false;
+  request_complete_ = false;
+  expect_continue_ = false;
+  request_framing_ = BodyFraming::None;
+  request_content_length_ = 0;
+  request_body_bytes_ = 0;
+  request_id_.clear();
+  believed_client_.clear();
+  parse_error_status_ = 0;
+  upstream_attempts_ = 0;
+  upstream_ns_ = 0;
+  forwarding_ = false;
+  answer_ = Answer::None;
+  decided_by_ = {};
+  response_status_ = 0;
+  response_head_sent_ = false;
+  response_complete_ = false;
+  response_has_body_ = false;
+  response_framing_ = BodyFraming::None;
+  response_bytes_ = 0;
+  buffering_body_ = false;
+  buffered_headers_.clear();
+  buffered_body_.clear();
+}
+
+void ClientConnection::log_exchange() {
+  AccessLog& log = worker_.access_log();
+  if (!log.enabled() || answer_ == Answer::None) return;
+  std::uint64_t now = uv_hrtime();
+  AccessRecord record;
+  record.request_id = request_id_;
+  record.client = client_address();
+  record.method = method_.empty() ? std::string_view("-") : method_;
+  record.target = target_;
+  record.route = route_ != nullptr ? std::string_view(route_->config->name) : std::string_view();
+  record.status = response_complete_ ? response_status_ : 499;  // nginx's "client closed request"
+  record.bytes_sent = response_bytes_;
+  record.upstream_ms = answer_ == Answer::Upstream || upstream_ns_ > 0 ? static_cast<double>(upstream_ns_) / 1e6 : -1;
+  record.total_ms = elapsed_ms(started_ns_, now);
+  record.decision = decided_by_;
+  log.record(record);
+}
+
+std::string_view ClientConnection::client_address() const noexcept {
+  return believed_client_.empty() ? std::string_view(peer_address_) : std::string_view(believed_client_);
+}
+
+void ClientConnection::arm_timer(Duration timeout) {
+  uv_timer_start(&timer_, on_timer, static_cast<std::uint64_t>(timeout.count()), 0);
+}
+
+void ClientConnection::on_timer(uv_timer_t* timer) {
+  auto* self = static_cast<ClientConnection*>(timer->data);
+  switch (self->phase_) {
+    case Phase::ReadingHead:
+      self->client_keep_alive_ = false;
+      self->phase_ = Phase::Exchange;
+      self->request_id_ = self->worker_.next_request_id();
+      self->reply_problem(Problem::make("request-timeout", 408, "Request timeout",
+                                        "The request head did not arrive within header_timeout."),
+                          {}, "proxy");
+      break;
+    case Phase::Idle:
+    case Phase::Lingering:
+      self->close_now();
+      break;
+    case Phase::Exchange:
+    case Phase::Closed:
+      break;
+  }
+}
+
+void ClientConnection::close_gracefully() {
+  if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
+  phase_ = Phase::Lingering;
+  // Shut the write side once queued writes are out, then drain what the client still sends:
+  // closing with unread input would reset the connection and could destroy the answer.
+  shutdown_request_.data = this;
+  if (uv_shutdown(&shutdown_request_, reinterpret_cast<uv_stream_t*>(&tcp_), on_shutdown) != 0) {
+    close_now();
+    return;
+  }
+  arm_timer(kLingerTimeout);
+  update_reading();
+}
+
+void ClientConnection::on_shutdown(uv_shutdown_t* request, int status) {
+  auto* self = static_cast<ClientConnection*>(request->data);
+  if (status < 0 && self->phase_ != Phase::Closed) self->close_now();
+}
+
+void ClientConnection::close_now() {
+  if (phase_ == Phase::Closed) return;
+  if (answer_ != Answer::None) log_exchange();
+  phase_ = Phase::Closed;
+  if (upstream_ != nullptr) {
+    UpstreamConnection* upstream = upstream_;
+    upstream_ = nullptr;
+    upstream->abandon();
+  }
+  policy_states_.clear();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);
+}
+
+void ClientConnection::on_closed(uv_handle_t* handle) {
+  auto* self = static_cast<ClientConnection*>(handle->data);
+  if (--self->handles_open_ == 0) {
+    self->worker_.connection_closed(self);
+    delete self;
+  }
+}
+
+}  // namespace arbiter

@@ -1,0 +1,182 @@
+#pragma once
+// One client connection and the exchanges on it, one at a time (pipelined requests wait in
+// the input buffer and are answered in order).
+//
+// accept -> parse head (llhttp, paused at the end of the head) -> route -> request policies
+// -> upstream (request body streamed as it arrives) -> response policies -> client.
+//
+// Lifetime: owned by its Worker; freed only in the close callback of its last handle, so every
+// libuv callback that can still arrive finds it alive. It never moves (libuv holds pointers to
+// its handles).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "policies/policy.h"
+#include "proxy/forwarding.h"
+#include "proxy/runtime.h"
+#include "proxy/stream_write.h"
+#include "proxy/upstream.h"
+
+namespace arbiter {
+
+class Worker;
+
+class ClientConnection final : public UpstreamSink, public WriteListener {
+ public:
+  ClientConnection(Worker& worker, bool admin);
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  uv_tcp_t* tcp() noexcept { return &tcp_; }
+  // After uv_accept: start reading the first request.
+  void start();
+  // max_connections reached: answer 503 and close without reading a request.
+  void refuse_overloaded();
+  // Draining: close now if between requests; otherwise after the current response.
+  void close_when_idle();
+  // Close at once, abandoning any exchange in flight.
+  void close_now();
+
+  // UpstreamSink
+  void on_upstream_connected(UpstreamConnection& connection) override;
+  void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) override;
+  void on_upstream_head(int status, HeaderList& headers, BodyFraming framing,
+                        std::uint64_t content_length) override;
+  void on_upstream_body(std::string_view data) override;
+  void on_upstream_complete() override;
+  void on_upstream_drained() override;
+  // WriteListener
+  void on_write_done(int status) override;
+
+ private:
+  enum class Phase : std::uint8_t {
+    Idle,         // between requests (keep-alive)
+    ReadingHead,  // a request has begun; its head is not complete
+    Exchange,     // head complete: answering or forwarding
+    Lingering,    // answer written, write side shut: discarding input until EOF or timeout
+    Closed,
+  };
+  // Who answered the current exchange, for the access log.
+  enum class Answer : std::uint8_t { None, Upstream, Local };
+
+  // input
+  void on_input(const char* data, std::size_t length);
+  void drive_parser();
+  void execute(const char* data, std::size_t length);
+  void resume_parser();
+  void update_reading();
+  void on_parse_error(llhttp_errno_t error);
+
+  // exchange
+  void begin_exchange();
+  bool validate_request_head();
+  void run_request_policies();
+  void answer_admin();
+  void connect_upstream(std::size_t avoid_server);
+  void forward_request_body(const char* data, std::size_t length);
+  void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length);
+  void send_response_body(std::string_view data);
+  void run_response_policies(HeaderList& headers, std::string* body);
+  void finish_exchange();
+  void reset_exchange();
+
+  // answers made here
+  void reply_problem(const Problem& problem, const HeaderList& extra, std::string_view decided_by);
+  void reply(int status, std::string_view content_type, const HeaderList& extra, std::string_view body,
+             std::string_view decided_by);
+  void send_to_client(const uv_buf_t* bufs, unsigned count);
+
+  void close_gracefully();
+  void arm_timer(Duration timeout);
+  void log_exchange();
+  std::string_view client_address() const noexcept;
+
+  static const llhttp_settings_t& parser_settings();
+  static int on_message_begin(llhttp_t* parser);
+  static int on_url(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_headers_complete(llhttp_t* parser);
+  static int on_body(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_message_complete(llhttp_t* parser);
+  static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void on_timer(uv_timer_t* timer);
+  static void on_shutdown(uv_shutdown_t* request, int status);
+  static void on_closed(uv_handle_t* handle);
+
+  Worker& worker_;
+  const bool admin_;
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_shutdown_t shutdown_request_{};
+  int handles_open_ = 0;
+  Phase phase_ = Phase::Idle;
+  bool reading_ = false;
+  std::string peer_address_;
+
+  // parser and input
+  llhttp_t parser_{};
+  std::string pending_input_;  // received, not yet parsed (parser paused)
+  std::string scratch_input_;
+  bool parser_paused_ = false;
+  bool driving_ = false;
+  bool drive_again_ = false;
+  int parse_error_status_ = 0;  // 413/414/431 chosen inside a callback
+
+  // the current request
+  std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began
+  std::string_view method_;
+  std::string target_;
+  HeaderList request_headers_;
+  bool in_header_value_ = false;
+  bool head_complete_ = false;
+  bool request_complete_ = false;
+  bool client_keep_alive_ = true;
+  bool http10_ = false;
+  bool expect_continue_ = false;
+  BodyFraming request_framing_ = BodyFraming::None;
+  std::uint64_t request_content_length_ = 0;
+  std::uint64_t request_body_bytes_ = 0;
+  std::string request_id_;
+  std::string believed_client_;  // empty: the peer address
+  bool peer_is_trusted_proxy_ = false;
+  std::uint64_t started_ns_ = 0;
+  const RouteRuntime* route_ = nullptr;
+  std::vector<PathParam> params_;
+  std::vector<std::unique_ptr<ExchangeState>> policy_states_;
+
+  // upstream
+  UpstreamConnection* upstream_ = nullptr;
+  unsigned upstream_attempts_ = 0;
+  std::size_t last_server_ = SIZE_MAX;
+  std::uint64_t upstream_started_ns_ = 0;
+  std::uint64_t upstream_ns_ = 0;
+  bool forwarding_ = false;
+
+  // the response
+  Answer answer_ = Answer::None;
+  std::string_view decided_by_;
+  int response_status_ = 0;
+  bool response_head_sent_ = false;
+  bool response_complete_ = false;
+  bool response_keep_alive_ = true;
+  BodyFraming response_framing_ = BodyFraming::None;
+  bool response_has_body_ = false;
+  std::uint64_t response_bytes_ = 0;
+  bool buffering_body_ = false;  // a response policy asked to see the body
+  HeaderList buffered_headers_;
+  BodyFraming buffered_framing_ = BodyFraming::None;
+  std::uint64_t buffered_length_ = 0;
+  std::string buffered_body_;
+  std::string head_scratch_;
+};
+
+}  // namespace arbiter

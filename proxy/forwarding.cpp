@@ -1,0 +1,191 @@
+#include "proxy/forwarding.h"
+
+#include <array>
+#include <charconv>
+
+#include "policies/problem.h"
+
+namespace arbiter {
+
+namespace {
+
+constexpr std::array<std::string_view, 8> kHopByHop = {
+    "connection", "keep-alive", "proxy-connection", "te",
+    "trailer",    "transfer-encoding", "upgrade", "content-length"};
+
+bool is_trusted(std::string_view address, const std::vector<Cidr>& trusted) {
+  for (const Cidr& cidr : trusted) {
+    if (cidr.contains(address)) return true;
+  }
+  return false;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+void append_number(std::string& out, std::uint64_t n) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+  out.append(digits, end);
+}
+
+bool is_forwarding_field(std::string_view name) {
+  return iequals(name, "x-forwarded-for") || iequals(name, "x-forwarded-proto") ||
+         iequals(name, "x-forwarded-host") || iequals(name, "via") || iequals(name, "x-request-id") ||
+         iequals(name, "expect");
+}
+
+}  // namespace
+
+void remove_hop_by_hop(HeaderList& headers) {
+  std::vector<std::string> listed;
+  for (HeaderField field : headers) {
+    if (iequals(field.name, "connection")) {
+      for_each_list_element(field.value, [&](std::string_view token) { listed.emplace_back(token); });
+    }
+  }
+  for (std::string_view name : kHopByHop) headers.remove(name);
+  for (const std::string& name : listed) headers.remove(name);
+}
+
+std::string believed_client_address(std::string_view peer_address, const HeaderList& request_headers,
+                                    const std::vector<Cidr>& trusted_proxies) {
+  if (trusted_proxies.empty() || !is_trusted(peer_address, trusted_proxies)) {
+    return std::string(peer_address);
+  }
+  // Walk the chain right to left: every hop we trust vouches for the one before it.
+  std::vector<std::string_view> chain;
+  for (HeaderField field : request_headers) {
+    if (iequals(field.name, "x-forwarded-for")) {
+      for_each_list_element(field.value, [&](std::string_view hop) { chain.push_back(hop); });
+    }
+  }
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    if (!is_trusted(*it, trusted_proxies)) return std::string(*it);
+  }
+  return chain.empty() ? std::string(peer_address) : std::string(chain.front());
+}
+
+void write_upstream_request_head(std::string& out, const UpstreamRequest& request) {
+  out.append(request.method);
+  out.push_back(' ');
+  out.append(request.target);
+  out.append(" HTTP/1.1\r\n");
+
+  std::vector<std::string> connection_listed;
+  for (HeaderField field : request.headers) {
+    if (iequals(field.name, "connection")) {
+      for_each_list_element(field.value, [&](std::string_view t) { connection_listed.emplace_back(t); });
+    }
+  }
+  auto is_listed = [&](std::string_view name) {
+    for (const std::string& listed : connection_listed) {
+      if (iequals(listed, name)) return true;
+    }
+    return false;
+  };
+
+  bool has_host = false;
+  std::string forwarded_for, forwarded_proto, forwarded_host, via;
+  std::string_view host;
+  for (HeaderField field : request.headers) {
+    bool hop = false;
+    for (std::string_view name : kHopByHop) hop = hop || iequals(field.name, name);
+    if (hop || is_listed(field.name)) continue;
+    if (is_forwarding_field(field.name)) {
+      if (iequals(field.name, "x-forwarded-for") && request.peer_is_trusted_proxy) {
+        if (!forwarded_for.empty()) forwarded_for.append(", ");
+        forwarded_for.append(trim(field.value));
+      } else if (iequals(field.name, "x-forwarded-proto") && request.peer_is_trusted_proxy) {
+        forwarded_proto.assign(trim(field.value));
+      } else if (iequals(field.name, "x-forwarded-host") && request.peer_is_trusted_proxy) {
+        forwarded_host.assign(trim(field.value));
+      } else if (iequals(field.name, "via")) {
+        if (!via.empty()) via.append(", ");
+        via.append(trim(field.value));
+      }
+      continue;  // X-Request-Id and Expect are the proxy's to send
+    }
+    if (iequals(field.name, "host")) {
+      has_host = true;
+      host = field.value;
+    }
+    append_field(out, field.name, field.value);
+  }
+  if (!has_host) append_field(out, "Host", request.upstream_authority);
+
+  if (!forwarded_for.empty()) forwarded_for.append(", ");
+  forwarded_for.append(request.peer_address);
+  append_field(out, "X-Forwarded-For", forwarded_for);
+  append_field(out, "X-Forwarded-Proto", forwarded_proto.empty() ? std::string_view("http") : forwarded_proto);
+  if (forwarded_host.empty() && has_host) forwarded_host.assign(host);
+  if (!forwarded_host.empty()) append_field(out, "X-Forwarded-Host", forwarded_host);
+  if (!via.empty()) via.append(", ");
+  via.append("1.1 arbiter");
+  append_field(out, "Via", via);
+  append_field(out, "X-Request-Id", request.request_id);
+
+  switch (request.framing) {
+    case BodyFraming::ContentLength:
+      out.append("Content-Length: ");
+      append_number(out, request.content_length);
+      out.append("\r\n");
+      break;
+    case BodyFraming::Chunked:
+      out.append("Transfer-Encoding: chunked\r\n");
+      break;
+    case BodyFraming::None:
+    case BodyFraming::UntilClose:
+      break;
+  }
+  out.append("\r\n");
+}
+
+void write_client_response_head(std::string& out, const ClientResponse& response) {
+  out.append(response.client_is_http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  append_number(out, static_cast<std::uint64_t>(response.status));
+  out.push_back(' ');
+  out.append(reason_phrase(response.status));
+  out.append("\r\n");
+  bool has_request_id = false;
+  for (HeaderField field : response.headers) {
+    has_request_id = has_request_id || iequals(field.name, "x-request-id");
+    append_field(out, field.name, field.value);
+  }
+  if (!has_request_id && !response.request_id.empty()) append_field(out, "X-Request-Id", response.request_id);
+  switch (response.framing) {
+    case BodyFraming::ContentLength:
+      out.append("Content-Length: ");
+      append_number(out, response.content_length);
+      out.append("\r\n");
+      break;
+    case BodyFraming::Chunked:
+      out.append("Transfer-Encoding: chunked\r\n");
+      break;
+    case BodyFraming::None:
+    case BodyFraming::UntilClose:
+      break;
+  }
+  if (!response.keep_alive) {
+    out.append("Connection: close\r\n");
+  } else if (response.client_is_http10) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+}
+
+bool status_has_no_body(int status) noexcept {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+}  // namespace arbiter

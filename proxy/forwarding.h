@@ -1,0 +1,68 @@
+#pragma once
+// How a message is rewritten as it crosses the proxy: hop-by-hop fields removed, forwarding
+// fields added, framing chosen. Pure functions over HeaderList, so every rule is unit-tested.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policies/headers.h"
+#include "proxy/config.h"
+
+namespace arbiter {
+
+// How a message body is delimited on the wire.
+enum class BodyFraming : std::uint8_t {
+  None,           // no body (or a HEAD/204/304 answer)
+  ContentLength,  // exactly `content_length` bytes
+  Chunked,        // Transfer-Encoding: chunked
+  UntilClose,     // HTTP/1.0 style: the body ends when the connection closes
+};
+
+// Removes Connection, the fields it names, and the other hop-by-hop fields of RFC 9110
+// section 7.6.1 (Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade).
+// Framing fields are the caller's: Content-Length is removed too and re-added from the
+// parsed length, so a value the parser did not accept can never leak through.
+void remove_hop_by_hop(HeaderList& headers);
+
+// The client as Arbiter believes it: the peer address, unless the peer is a trusted proxy,
+// in which case the right-most X-Forwarded-For entry that is not itself trusted.
+std::string believed_client_address(std::string_view peer_address, const HeaderList& request_headers,
+                                    const std::vector<Cidr>& trusted_proxies);
+
+struct UpstreamRequest {
+  std::string_view method;
+  std::string_view target;
+  const HeaderList& headers;        // as received from the client
+  std::string_view peer_address;    // the TCP peer
+  bool peer_is_trusted_proxy = false;
+  std::string_view request_id;
+  std::string_view upstream_authority;  // "host:port", used as Host when the client sent none
+  BodyFraming framing = BodyFraming::None;
+  std::uint64_t content_length = 0;
+};
+
+// Appends the head to send upstream (always HTTP/1.1, keep-alive) to `out`.
+// X-Forwarded-For: appended to when the peer is a trusted proxy, otherwise replaced by the
+// peer address, so a client cannot forge its origin to the backend. X-Forwarded-Proto and
+// X-Forwarded-Host likewise are believed only from trusted proxies. Via gets "1.1 arbiter".
+void write_upstream_request_head(std::string& out, const UpstreamRequest& request);
+
+struct ClientResponse {
+  int status = 200;
+  const HeaderList& headers;  // hop-by-hop fields already removed
+  BodyFraming framing = BodyFraming::None;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;
+  bool client_is_http10 = false;
+  std::string_view request_id;
+};
+
+// Appends the head to send to the client to `out`.
+void write_client_response_head(std::string& out, const ClientResponse& response);
+
+// True for a status whose response never has a body (1xx, 204, 304).
+bool status_has_no_body(int status) noexcept;
+
+}  // namespace arbiter

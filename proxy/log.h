@@ -1,0 +1,43 @@
+#pragma once
+// Operational messages go to stderr as "arbiter: ..." lines (the journal adds time and
+// unit); the access log goes to stdout as one JSON object per line.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace arbiter {
+
+void log_line(std::string_view message);  // thread-safe, one write(2) per line
+
+// Appends `text` to `out` as a JSON string body (without the quotes).
+void append_json_escaped(std::string& out, std::string_view text);
+
+struct AccessRecord {
+  std::string_view request_id;
+  std::string_view client;
+  std::string_view method;
+  std::string_view target;
+  std::string_view route;     // empty: no route matched
+  int status = 0;
+  std::uint64_t bytes_sent = 0;      // response body bytes
+  double upstream_ms = -1;           // < 0: never reached the upstream
+  double total_ms = 0;
+  std::string_view decision;  // "forwarded", or who answered: "router", "proxy", a policy kind
+};
+
+// One per worker: lines are gathered and written once per loop iteration, so a busy worker
+// makes one write(2) for many requests and an idle one flushes at once.
+class AccessLog {
+ public:
+  explicit AccessLog(bool enabled) : enabled_(enabled) {}
+  void record(const AccessRecord& record);
+  void flush();
+  bool enabled() const noexcept { return enabled_; }
+
+ private:
+  bool enabled_;
+  std::string buffer_;
+};
+
+}  // namespace arbiter

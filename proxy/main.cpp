@@ -1,0 +1,73 @@
+// arbiter: command line entry point.
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/runtime.h"
+#include "proxy/server.h"
+
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: arbiter -c FILE            run with this configuration\n"
+    "       arbiter --check -c FILE    validate FILE and print its route table\n"
+    "       arbiter --version\n"
+    "options:\n"
+    "  -c, --config FILE   configuration file (TOML)\n"
+    "  -h, --help          this text\n";
+
+int usage_error(std::string_view message) {
+  std::cerr << "arbiter: " << message << "\n" << kUsage;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-c" || arg == "--config") {
+      if (i + 1 >= argc) return usage_error("-c needs a file");
+      config_path = argv[++i];
+    } else if (arg.starts_with("--config=")) {
+      config_path = std::string(arg.substr(9));
+    } else if (arg == "--check") {
+      check_only = true;
+    } else if (arg == "--version" || arg == "-V") {
+      std::cout << "arbiter " << ARBITER_VERSION << "\n";
+      return 0;
+    } else if (arg == "-h" || arg == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else {
+      return usage_error("unknown argument '" + std::string(arg) + "'");
+    }
+  }
+  if (config_path.empty()) return usage_error("no configuration file given");
+
+  arbiter::Config config;
+  try {
+    config = arbiter::load_config_file(config_path);
+  } catch (const arbiter::ConfigError& error) {
+    for (const auto& diagnostic : error.diagnostics()) std::cerr << diagnostic.text() << "\n";
+    return 1;
+  }
+  if (check_only) {
+    std::cout << arbiter::format_route_table(config);
+    std::cout << config_path << ": OK\n";
+    return 0;
+  }
+
+  std::signal(SIGPIPE, SIG_IGN);
+  arbiter::Server server(std::make_shared<const arbiter::Runtime>(std::move(config)));
+  return server.run();
+}

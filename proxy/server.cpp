@@ -1,0 +1,161 @@
+#include "proxy/server.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "proxy/log.h"
+#include "proxy/worker.h"
+
+namespace arbiter {
+
+namespace {
+
+// Binds a non-blocking TCP socket; SO_REUSEPORT lets every worker bind the same address and
+// the kernel spread connections over them. Returns the fd, or -1 with `error` set.
+int bind_socket(const SocketAddress& address, bool reuse_port, std::uint16_t& bound_port, std::string& error) {
+  std::string host = address.host == "localhost" ? std::string("127.0.0.1") : address.host;
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  if (uv_ip4_addr(host.c_str(), bound_port, reinterpret_cast<sockaddr_in*>(&storage)) == 0) {
+    length = sizeof(sockaddr_in);
+  } else if (uv_ip6_addr(host.c_str(), bound_port, reinterpret_cast<sockaddr_in6*>(&storage)) == 0) {
+    length = sizeof(sockaddr_in6);
+  } else {
+    error = "not a numeric address: " + address.host;
+    return -1;
+  }
+  int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+    error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  sockaddr_storage bound{};
+  socklen_t bound_length = sizeof bound;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length);
+  bound_port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                 : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return fd;
+}
+
+std::string with_port(const SocketAddress& address, std::uint16_t port) {
+  SocketAddress copy = address;
+  copy.port = port;
+  return copy.text();
+}
+
+}  // namespace
+
+Server::Server(std::shared_ptr<const Runtime> runtime) : runtime_(std::move(runtime)) {}
+
+Server::~Server() = default;
+
+bool Server::admit_connection() {
+  return open_connections_.fetch_add(1) < runtime()->config().server.max_connections;
+}
+
+void Server::release_connection() { open_connections_.fetch_sub(1); }
+
+int Server::run() {
+  const Config& config = runtime_->config();
+  unsigned worker_count = std::max(1u, config.server.workers);
+  for (unsigned i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+
+  std::vector<std::string> announcements;
+  for (const SocketAddress& address : config.server.listen) {
+    std::uint16_t port = address.port;
+    for (unsigned i = 0; i < worker_count; ++i) {
+      std::string error;
+      int fd = bind_socket(address, true, port, error);
+      if (fd < 0) {
+        log_line("cannot listen on " + address.text() + ": " + error);
+        return 1;
+      }
+      workers_[i]->add_listener(fd, false);
+    }
+    announcements.push_back("listening on " + with_port(address, port));
+  }
+  if (config.admin.listen) {
+    std::uint16_t port = config.admin.listen->port;
+    std::string error;
+    int fd = bind_socket(*config.admin.listen, false, port, error);
+    if (fd < 0) {
+      log_line("cannot listen on " + config.admin.listen->text() + " (admin): " + error);
+      return 1;
+    }
+    workers_[0]->add_listener(fd, true);
+    announcements.push_back("admin listening on " + with_port(*config.admin.listen, port));
+  }
+
+  uv_loop_init(&loop_);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  sigterm_.data = sigint_.data = this;
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+  uv_timer_init(&loop_, &drain_timer_);
+  uv_timer_init(&loop_, &check_timer_);
+  drain_timer_.data = check_timer_.data = this;
+
+  workers_running_ = worker_count;
+  for (auto& worker : workers_) worker->start();
+  for (const std::string& line : announcements) log_line(line);
+  log_line("started " + std::to_string(worker_count) + " worker(s) with " + config.file);
+
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  for (auto& worker : workers_) worker->join();
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_timer_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+  workers_.clear();
+  log_line("stopped");
+  return 0;
+}
+
+void Server::on_signal(uv_signal_t* signal, int signum) {
+  auto* self = static_cast<Server*>(signal->data);
+  if (self->shutting_down_) {
+    log_line("second signal: closing all connections now");
+    for (auto& worker : self->workers_) worker->request_shutdown(true);
+    return;
+  }
+  log_line(std::string("received ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
+           ": draining requests in flight");
+  self->begin_shutdown();
+}
+
+void Server::begin_shutdown() {
+  shutting_down_ = true;
+  for (auto& worker : workers_) worker->request_shutdown(false);
+  auto drain = static_cast<std::uint64_t>(runtime()->config().server.drain_timeout.count());
+  uv_timer_start(&drain_timer_, on_drain_timeout, drain, 0);
+  uv_timer_start(&check_timer_, on_check_workers, 10, 10);
+}
+
+void Server::on_drain_timeout(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  log_line("drain_timeout reached: closing remaining connections");
+  for (auto& worker : self->workers_) worker->request_shutdown(true);
+}
+
+void Server::on_check_workers(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  if (self->workers_running_.load() == 0) uv_stop(&self->loop_);
+}
+
+}  // namespace arbiter

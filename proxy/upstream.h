@@ -1,0 +1,163 @@
+#pragma once
+// Connections to one upstream, owned by one worker: a keep-alive pool of idle connections,
+// round-robin over the servers, and a failed server skipped for fail_timeout.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "policies/headers.h"
+#include "proxy/config.h"
+#include "proxy/forwarding.h"
+#include "proxy/stream_write.h"
+
+namespace arbiter {
+
+class UpstreamConnection;
+
+enum class UpstreamFailure : std::uint8_t {
+  ConnectFailed,     // nothing was sent
+  ConnectTimeout,    // nothing was sent
+  ClosedBeforeResponse,  // sent (part of) the request; no response byte came back
+  ResponseTimeout,
+  BadResponse,       // not HTTP, or framing we refuse
+  ClosedDuringResponse,
+};
+
+std::string_view describe(UpstreamFailure failure) noexcept;
+
+// The side that uses an upstream connection for one exchange (the client connection).
+class UpstreamSink {
+ public:
+  virtual void on_upstream_connected(UpstreamConnection& connection) = 0;
+  // The connection is gone (already detached from the sink) when this is called.
+  virtual void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) = 0;
+  // headers: hop-by-hop fields already removed. framing/content_length: as the upstream sent
+  // them (for a HEAD answer, the length it announced, with no body following).
+  virtual void on_upstream_head(int status, HeaderList& headers, BodyFraming framing,
+                                std::uint64_t content_length) = 0;
+  virtual void on_upstream_body(std::string_view data) = 0;
+  // The response is complete; the connection is already back in the pool or closed.
+  virtual void on_upstream_complete() = 0;
+  // The request bytes queued towards the upstream have been written.
+  virtual void on_upstream_drained() = 0;
+
+ protected:
+  ~UpstreamSink() = default;
+};
+
+class Worker;
+class UpstreamPool;
+
+class UpstreamConnection final : public WriteListener {
+ public:
+  UpstreamConnection(UpstreamPool& pool, std::size_t server_index);
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  // Sends bytes of the request. Returns false if the connection failed (the sink is told).
+  bool send(const uv_buf_t* bufs, unsigned count);
+  // Begins waiting for the response: call once the request head has been sent.
+  void expect_response(bool head_request);
+  // The request body is complete (all of it handed to send()).
+  void request_finished() { request_finished_ = true; }
+  std::size_t queued_bytes() const noexcept;
+  void pause_reading();
+  void resume_reading();
+  // The sink no longer wants this exchange (client gone): close, never reuse.
+  void abandon();
+  std::size_t server_index() const noexcept { return server_index_; }
+  bool reused() const noexcept { return reuse_count_ > 0; }
+  // False while a new connection is still connecting (on_upstream_connected follows).
+  bool ready() const noexcept { return state_ == State::Active; }
+  std::string_view authority() const noexcept;
+
+  void on_write_done(int status) override;
+
+ private:
+  friend class UpstreamPool;
+  enum class State : std::uint8_t { Connecting, Idle, Active, Closing };
+
+  void connect(const sockaddr* address);
+  void attach(UpstreamSink* sink);
+  void fail(UpstreamFailure failure);
+  void close();
+  void finish_response();
+  void start_reading();
+  void arm_timer(Duration timeout);
+
+  static void on_connect(uv_connect_t* request, int status);
+  static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void on_timer(uv_timer_t* timer);
+  static void on_closed(uv_handle_t* handle);
+  static int on_status_code(llhttp_t* parser);
+  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_headers_complete(llhttp_t* parser);
+  static int on_body(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_message_complete(llhttp_t* parser);
+  static const llhttp_settings_t& parser_settings();
+
+  UpstreamPool& pool_;
+  std::size_t server_index_;
+  State state_ = State::Connecting;
+  UpstreamSink* sink_ = nullptr;
+  uv_tcp_t tcp_{};
+  uv_timer_t timer_{};
+  uv_connect_t connect_request_{};
+  int handles_open_ = 0;
+  llhttp_t parser_{};
+  HeaderList headers_;
+  bool in_header_value_ = false;
+  bool head_request_ = false;
+  bool awaiting_response_ = false;
+  bool response_started_ = false;  // a byte of the response arrived
+  bool response_head_done_ = false;
+  bool response_complete_ = false;
+  bool request_finished_ = false;
+  bool trailing_bytes_ = false;
+  bool reading_ = false;
+  bool reading_paused_ = false;
+  unsigned reuse_count_ = 0;
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(Worker& worker, UpstreamConfig config);
+  ~UpstreamPool();
+  UpstreamPool(const UpstreamPool&) = delete;
+  UpstreamPool& operator=(const UpstreamPool&) = delete;
+
+  // Hands the sink a connection: a pooled idle one at once, or a new one once connected
+  // (on_upstream_connected), or on_upstream_failed. `avoid_server` (or SIZE_MAX) names a server
+  // that just failed, for a retry to go elsewhere.
+  UpstreamConnection* acquire(UpstreamSink& sink, std::size_t avoid_server = SIZE_MAX);
+  const UpstreamConfig& config() const noexcept { return config_; }
+  Worker& worker() noexcept { return worker_; }
+  void close_idle();
+
+ private:
+  friend class UpstreamConnection;
+  struct Server {
+    sockaddr_storage address{};
+    std::string authority;
+    std::uint64_t down_until_ms = 0;  // uv_now() before which it is skipped
+  };
+  std::size_t pick_server(std::size_t avoid);
+  void mark_failed(std::size_t server);
+  void release(UpstreamConnection* connection, bool reusable);
+  void forget(UpstreamConnection* connection);
+
+  Worker& worker_;
+  UpstreamConfig config_;
+  std::vector<Server> servers_;
+  std::size_t next_server_ = 0;
+  std::vector<UpstreamConnection*> idle_;
+};
+
+}  // namespace arbiter

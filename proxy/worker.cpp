@@ -1,0 +1,156 @@
+#include "proxy/worker.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "proxy/client_connection.h"
+#include "proxy/server.h"
+
+namespace arbiter {
+
+namespace {
+constexpr std::size_t kReadBufferSize = 64u << 10;
+}
+
+Worker::Worker(Server& server, unsigned index)
+    : server_(server),
+      index_(index),
+      runtime_(server.runtime()),
+      read_buffer_(kReadBufferSize, '\0'),
+      access_log_(runtime_->config().log.access),
+      random_(std::random_device{}()) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &wakeup_, on_async);
+  wakeup_.data = this;
+  uv_prepare_init(&loop_, &flush_logs_);
+  flush_logs_.data = this;
+  uv_prepare_start(&flush_logs_, on_prepare);
+  // Neither keeps the loop alive: it ends when the listeners and connections are gone.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&wakeup_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_logs_));
+  for (const UpstreamConfig& upstream : runtime_->config().upstreams) {
+    pools_.push_back(std::make_unique<UpstreamPool>(*this, upstream));
+  }
+}
+
+Worker::~Worker() {
+  // Runs after join(): no other thread touches wakeup_ any more.
+  pools_.clear();
+  uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_logs_), nullptr);
+  for (auto& listener : listeners_) {
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener->tcp))) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&listener->tcp), nullptr);
+    }
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  uv_loop_close(&loop_);
+}
+
+void Worker::add_listener(int fd, bool admin) {
+  auto listener = std::make_unique<Listener>();
+  listener->worker = this;
+  listener->admin = admin;
+  uv_tcp_init(&loop_, &listener->tcp);
+  listener->tcp.data = listener.get();
+  uv_tcp_open(&listener->tcp, fd);
+  listeners_.push_back(std::move(listener));
+}
+
+void Worker::start() {
+  for (auto& listener : listeners_) {
+    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 1024, on_connection);
+    if (rc != 0) log_line(std::string("worker cannot listen: ") + uv_strerror(rc));
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  access_log_.flush();
+  server_.workers_running_.fetch_sub(1);
+}
+
+void Worker::request_shutdown(bool force) {
+  int wanted = force ? 2 : 1;
+  int current = shutdown_request_.load();
+  while (current < wanted && !shutdown_request_.compare_exchange_weak(current, wanted)) {
+  }
+  uv_async_send(&wakeup_);
+}
+
+void Worker::on_async(uv_async_t* async) {
+  auto* self = static_cast<Worker*>(async->data);
+  int request = self->shutdown_request_.load();
+  if (request > 0) self->begin_drain(request == 2);
+}
+
+void Worker::begin_drain(bool force) {
+  if (!draining_) {
+    draining_ = true;
+    for (auto& listener : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(&listener->tcp), nullptr);
+  }
+  // Copy: closing a connection removes it from connections_ (in its close callback, later,
+  // but stay safe against any synchronous path).
+  std::vector<ClientConnection*> connections = connections_;
+  for (ClientConnection* connection : connections) {
+    if (force) {
+      connection->close_now();
+    } else {
+      connection->close_when_idle();
+    }
+  }
+  for (auto& pool : pools_) pool->close_idle();
+  maybe_finish();
+}
+
+void Worker::maybe_finish() {
+  if (!draining_ || finished_ || !connections_.empty()) return;
+  finished_ = true;
+  for (auto& pool : pools_) pool->close_idle();
+}
+
+void Worker::connection_closed(ClientConnection* connection) {
+  auto it = std::find(connections_.begin(), connections_.end(), connection);
+  if (it != connections_.end()) {
+    *it = connections_.back();
+    connections_.pop_back();
+  }
+  server_.release_connection();
+  maybe_finish();
+}
+
+void Worker::on_connection(uv_stream_t* stream, int status) {
+  auto* listener = static_cast<Listener*>(stream->data);
+  Worker* self = listener->worker;
+  if (status < 0 || self->draining_) return;
+  auto* connection = new ClientConnection(*self, listener->admin);
+  self->connections_.push_back(connection);
+  // Counted either way, released when the connection closes.
+  bool admitted = self->server_.admit_connection();
+  if (uv_accept(stream, reinterpret_cast<uv_stream_t*>(connection->tcp())) != 0) {
+    connection->close_now();
+    return;
+  }
+  connection->start();
+  if (!admitted && !listener->admin) connection->refuse_overloaded();
+}
+
+void Worker::on_prepare(uv_prepare_t* prepare) {
+  static_cast<Worker*>(prepare->data)->access_log_.flush();
+}
+
+std::string Worker::next_request_id() {
+  std::uint64_t high = random_();
+  std::uint64_t low = random_();
+  char text[33];
+  std::snprintf(text, sizeof text, "%016llx%016llx", static_cast<unsigned long long>(high),
+                static_cast<unsigned long long>(low));
+  return std::string(text, 32);
+}
+
+}  // namespace arbiter

@@ -1,0 +1,86 @@
+#pragma once
+// One event-loop thread. Workers share nothing on the data path: each has its own loop,
+// its own listening sockets (SO_REUSEPORT on the same address), its own upstream pools and
+// read buffer. Cross-thread requests (shutdown) arrive through a uv_async_t.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <uv.h>
+
+#include "proxy/log.h"
+#include "proxy/runtime.h"
+#include "proxy/upstream.h"
+
+namespace arbiter {
+
+class ClientConnection;
+class Server;
+
+class Worker {
+ public:
+  Worker(Server& server, unsigned index);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Takes ownership of listening socket fds (already bound); `admin` marks the operator port.
+  void add_listener(int fd, bool admin);
+  void start();
+  void join();
+
+  // Thread-safe: stop accepting, finish in-flight requests, close idle connections, and let
+  // the thread end once nothing is left. force=true closes everything at once.
+  void request_shutdown(bool force);
+
+  // ---- for the connections of this worker (loop thread only) ----
+  uv_loop_t* loop() noexcept { return &loop_; }
+  Server& server() noexcept { return server_; }
+  const std::shared_ptr<const Runtime>& runtime() const noexcept { return runtime_; }
+  UpstreamPool& pool(std::size_t upstream_index) { return *pools_[upstream_index]; }
+  std::string& read_buffer() noexcept { return read_buffer_; }
+  AccessLog& access_log() noexcept { return access_log_; }
+  bool draining() const noexcept { return draining_; }
+  std::string next_request_id();
+  void connection_closed(ClientConnection* connection);
+
+ private:
+  struct Listener {
+    uv_tcp_t tcp{};
+    Worker* worker = nullptr;
+    bool admin = false;
+  };
+
+  void run();
+  void begin_drain(bool force);
+  void maybe_finish();
+  static void on_connection(uv_stream_t* server, int status);
+  static void on_async(uv_async_t* async);
+  static void on_prepare(uv_prepare_t* prepare);
+
+  Server& server_;
+  unsigned index_;
+  uv_loop_t loop_{};
+  uv_async_t wakeup_{};
+  uv_prepare_t flush_logs_{};
+  std::thread thread_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<int> pending_listener_fds_;
+  std::vector<bool> pending_listener_admin_;
+  std::shared_ptr<const Runtime> runtime_;
+  std::vector<std::unique_ptr<UpstreamPool>> pools_;
+  std::vector<ClientConnection*> connections_;
+  std::string read_buffer_;
+  AccessLog access_log_;
+  std::mt19937_64 random_;
+  std::atomic<int> shutdown_request_{0};  // 0 none, 1 drain, 2 force
+  bool draining_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace arbiter
