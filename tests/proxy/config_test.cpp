@@ -1,0 +1,874 @@
+#include "proxy/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace arbiter {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A valid upstream, for the tests of [server], [admin], [log] and [[route]]. Those put the part
+// under test first, so that its line numbers do not depend on this.
+const std::string kUpstream = "[upstream.legacy]\nservers = [\"127.0.0.1:8081\"]\n";
+const std::string kRoute = "[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"legacy\"\n";
+
+// The section under test, then a valid upstream and route.
+std::string with_rest(const std::string& section) { return section + "\n" + kUpstream + "\n" + kRoute; }
+// Routes start on line 4.
+std::string upstream_then(const std::string& routes) { return kUpstream + "\n" + routes; }
+
+std::string joined(const std::vector<ConfigDiagnostic>& diagnostics) {
+  std::string out;
+  for (const ConfigDiagnostic& d : diagnostics) out += d.text() + "\n";
+  return out;
+}
+
+std::vector<ConfigDiagnostic> errors_in(const std::string& toml) {
+  try {
+    parse_config(toml, "arbiter.toml");
+  } catch (const ConfigError& e) {
+    return e.diagnostics();
+  }
+  ADD_FAILURE() << "parse_config accepted:\n" << toml;
+  return {};
+}
+
+std::vector<std::string> error_texts(const std::string& toml) {
+  std::vector<std::string> texts;
+  for (const ConfigDiagnostic& d : errors_in(toml)) texts.push_back(d.text());
+  return texts;
+}
+
+// The text of the one problem in `toml`; fails the test if there are none or several.
+std::string sole_error(const std::string& toml) {
+  auto diagnostics = errors_in(toml);
+  if (diagnostics.size() != 1) {
+    ADD_FAILURE() << "expected one diagnostic, got " << diagnostics.size() << ":\n" << joined(diagnostics);
+    return {};
+  }
+  return diagnostics[0].text();
+}
+
+unsigned expected_default_workers() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+// ---- Valid files ----
+
+TEST(ConfigTest, MinimalFileTakesEveryDefault) {
+  Config config = parse_config(kUpstream + kRoute, "arbiter.toml");
+
+  EXPECT_EQ(config.file, "arbiter.toml");
+  ASSERT_EQ(config.server.listen.size(), 1u);
+  EXPECT_EQ(config.server.listen[0].host, "127.0.0.1");
+  EXPECT_EQ(config.server.listen[0].port, 8080);
+  EXPECT_EQ(config.server.workers, expected_default_workers());
+  EXPECT_EQ(config.server.header_timeout, 10s);
+  EXPECT_EQ(config.server.idle_timeout, 60s);
+  EXPECT_EQ(config.server.drain_timeout, 10s);
+  EXPECT_EQ(config.server.max_header_bytes, 65536u);
+  EXPECT_EQ(config.server.max_body_bytes, 16u * 1024 * 1024);
+  EXPECT_EQ(config.server.max_connections, 10000u);
+  EXPECT_TRUE(config.server.trusted_proxies.empty());
+  EXPECT_FALSE(config.admin.listen.has_value());
+  EXPECT_TRUE(config.log.access);
+
+  ASSERT_EQ(config.upstreams.size(), 1u);
+  const UpstreamConfig& upstream = config.upstreams[0];
+  EXPECT_EQ(upstream.name, "legacy");
+  ASSERT_EQ(upstream.servers.size(), 1u);
+  EXPECT_EQ(upstream.servers[0].text(), "127.0.0.1:8081");
+  EXPECT_EQ(upstream.connect_timeout, 2s);
+  EXPECT_EQ(upstream.response_timeout, 30s);
+  EXPECT_EQ(upstream.fail_timeout, 10s);
+  EXPECT_EQ(upstream.keepalive, 64u);
+  EXPECT_EQ(upstream.line, 1);
+
+  ASSERT_EQ(config.routes.size(), 1u);
+  const RouteConfig& route = config.routes[0];
+  EXPECT_EQ(route.name, "items");
+  EXPECT_EQ(route.path, "/items/{id}");
+  EXPECT_TRUE(route.methods.empty());
+  EXPECT_EQ(route.upstream, "legacy");
+  EXPECT_EQ(route.line, 3);
+  EXPECT_EQ(route.column, 1);
+}
+
+TEST(ConfigTest, ReadsEveryKey) {
+  Config config = parse_config(R"([server]
+listen = ["127.0.0.1:8080", "[::1]:8443"]
+workers = 4
+header_timeout = "5s"
+idle_timeout = "2m"
+drain_timeout = "0s"
+max_header_bytes = "32KiB"
+max_body_bytes = 1048576
+max_connections = 500
+trusted_proxies = ["10.0.0.0/8", "::1"]
+
+[admin]
+listen = "127.0.0.1:9901"
+
+[log]
+access = "off"
+
+[upstream.legacy]
+servers = ["127.0.0.1:8081", "localhost:8082"]
+connect_timeout = "250ms"
+response_timeout = "1.5s"
+fail_timeout = "0s"
+keepalive = 0
+
+[[route]]
+name = "items"
+path = "/items/{id}"
+methods = ["get", "Put", "GET", "M-SEARCH"]
+upstream = "legacy"
+)",
+                               "full.toml");
+
+  ASSERT_EQ(config.server.listen.size(), 2u);
+  EXPECT_EQ(config.server.listen[0].text(), "127.0.0.1:8080");
+  EXPECT_EQ(config.server.listen[1].host, "::1");
+  EXPECT_EQ(config.server.listen[1].port, 8443);
+  EXPECT_EQ(config.server.workers, 4u);
+  EXPECT_EQ(config.server.header_timeout, 5s);
+  EXPECT_EQ(config.server.idle_timeout, 120s);
+  EXPECT_EQ(config.server.drain_timeout, 0ms);
+  EXPECT_EQ(config.server.max_header_bytes, 32768u);
+  EXPECT_EQ(config.server.max_body_bytes, 1048576u);
+  EXPECT_EQ(config.server.max_connections, 500u);
+  ASSERT_EQ(config.server.trusted_proxies.size(), 2u);
+  EXPECT_EQ(config.server.trusted_proxies[0].text, "10.0.0.0/8");
+  EXPECT_EQ(config.server.trusted_proxies[0].prefix_length, 8u);
+  EXPECT_TRUE(config.server.trusted_proxies[1].ipv6);
+  EXPECT_EQ(config.server.trusted_proxies[1].prefix_length, 128u);
+  ASSERT_TRUE(config.admin.listen.has_value());
+  EXPECT_EQ(config.admin.listen->text(), "127.0.0.1:9901");
+  EXPECT_FALSE(config.log.access);
+
+  const UpstreamConfig& upstream = config.upstreams.at(0);
+  ASSERT_EQ(upstream.servers.size(), 2u);
+  EXPECT_EQ(upstream.servers[1].host, "localhost");
+  EXPECT_EQ(upstream.servers[1].port, 8082);
+  EXPECT_EQ(upstream.connect_timeout, 250ms);
+  EXPECT_EQ(upstream.response_timeout, 1500ms);
+  EXPECT_EQ(upstream.fail_timeout, 0ms);
+  EXPECT_EQ(upstream.keepalive, 0u);
+  EXPECT_EQ(upstream.line, 18);
+
+  // Upper-cased, duplicates dropped, any token allowed.
+  EXPECT_EQ(config.routes.at(0).methods, (std::vector<std::string>{"GET", "PUT", "M-SEARCH"}));
+  EXPECT_EQ(config.routes.at(0).line, 25);
+}
+
+TEST(ConfigTest, ListenMayBeOneString) {
+  Config config = parse_config(with_rest("[server]\nlisten = \"0.0.0.0:0\""), "arbiter.toml");
+  ASSERT_EQ(config.server.listen.size(), 1u);
+  EXPECT_EQ(config.server.listen[0].host, "0.0.0.0");
+  EXPECT_EQ(config.server.listen[0].port, 0);  // the kernel picks one
+}
+
+TEST(ConfigTest, ZeroWorkersMeansOnePerCore) {
+  Config config = parse_config(with_rest("[server]\nworkers = 0"), "arbiter.toml");
+  EXPECT_EQ(config.server.workers, expected_default_workers());
+}
+
+TEST(ConfigTest, EmptyTrustedProxiesIsAllowed) {
+  Config config = parse_config(with_rest("[server]\ntrusted_proxies = []"), "arbiter.toml");
+  EXPECT_TRUE(config.server.trusted_proxies.empty());
+}
+
+TEST(ConfigTest, UpstreamsKeepFileOrder) {
+  Config config = parse_config(R"([upstream.zeta]
+servers = ["127.0.0.1:8081"]
+
+[upstream.alpha]
+servers = ["127.0.0.1:8082"]
+
+[[route]]
+name = "a"
+path = "/a"
+upstream = "alpha"
+
+[[route]]
+name = "z"
+path = "/z"
+upstream = "zeta"
+)",
+                               "arbiter.toml");
+  ASSERT_EQ(config.upstreams.size(), 2u);
+  EXPECT_EQ(config.upstreams[0].name, "zeta");
+  EXPECT_EQ(config.upstreams[0].line, 1);
+  EXPECT_EQ(config.upstreams[1].name, "alpha");
+  EXPECT_EQ(config.upstreams[1].line, 4);
+  ASSERT_EQ(config.routes.size(), 2u);
+  EXPECT_EQ(config.routes[0].name, "a");
+  EXPECT_EQ(config.routes[1].name, "z");
+  EXPECT_EQ(config.routes[1].line, 12);
+}
+
+TEST(ConfigTest, UpstreamsOnOneLineKeepFileOrder) {
+  Config config = parse_config(
+      "upstream = { zeta = { servers = [\"127.0.0.1:8081\"] }, alpha = { servers = [\"127.0.0.1:8082\"] } }\n" +
+          kRoute.substr(0, kRoute.find("legacy")) + "zeta\"\n",
+      "arbiter.toml");
+  ASSERT_EQ(config.upstreams.size(), 2u);
+  EXPECT_EQ(config.upstreams[0].name, "zeta");
+  EXPECT_EQ(config.upstreams[1].name, "alpha");
+  EXPECT_EQ(config.upstreams[1].servers.at(0).port, 8082);
+}
+
+TEST(ConfigTest, FindUpstream) {
+  Config config;
+  config.upstreams.resize(2);
+  config.upstreams[0].name = "legacy";
+  config.upstreams[1].name = "search";
+  EXPECT_EQ(config.find_upstream("search"), &config.upstreams[1]);
+  EXPECT_EQ(config.find_upstream("legacy"), &config.upstreams[0]);
+  EXPECT_EQ(config.find_upstream("Search"), nullptr);
+  EXPECT_EQ(config.find_upstream(""), nullptr);
+}
+
+// ---- Diagnostics ----
+
+TEST(ConfigDiagnosticTest, TextWithPositionAndKey) {
+  ConfigDiagnostic d{"a.toml", 3, 7, "server.workers", "expected an integer"};
+  EXPECT_EQ(d.text(), "a.toml:3:7: server.workers: expected an integer");
+}
+
+TEST(ConfigDiagnosticTest, TextWithoutPosition) {
+  EXPECT_EQ((ConfigDiagnostic{"a.toml", 0, 0, "upstream", "none"}).text(), "a.toml: upstream: none");
+  EXPECT_EQ((ConfigDiagnostic{"a.toml", 0, 0, "", "cannot read"}).text(), "a.toml: cannot read");
+  EXPECT_EQ((ConfigDiagnostic{"a.toml", 2, 5, "", "syntax"}).text(), "a.toml:2:5: syntax");
+}
+
+TEST(ConfigErrorTest, WhatJoinsEveryDiagnostic) {
+  ConfigError error({{"a.toml", 1, 2, "k", "first"}, {"a.toml", 0, 0, "", "second"}});
+  EXPECT_STREQ(error.what(), "a.toml:1:2: k: first\na.toml: second");
+  ASSERT_EQ(error.diagnostics().size(), 2u);
+  EXPECT_EQ(error.diagnostics()[1].message, "second");
+}
+
+TEST(ConfigErrorsTest, SyntaxErrorHasItsPosition) {
+  auto diagnostics = errors_in("[server]\nworkers = = 2\n");
+  ASSERT_EQ(diagnostics.size(), 1u) << joined(diagnostics);
+  EXPECT_EQ(diagnostics[0].file, "arbiter.toml");
+  EXPECT_EQ(diagnostics[0].line, 2);
+  EXPECT_EQ(diagnostics[0].column, 11);
+  EXPECT_EQ(diagnostics[0].key, "");
+  EXPECT_TRUE(diagnostics[0].message.starts_with("syntax error: ")) << diagnostics[0].message;
+  EXPECT_GT(diagnostics[0].message.size(), std::string("syntax error: ").size());
+}
+
+TEST(ConfigErrorsTest, RedefinedTableIsASyntaxError) {
+  auto diagnostics = errors_in("[server]\nworkers = 1\n[server]\nworkers = 2\n");
+  ASSERT_EQ(diagnostics.size(), 1u) << joined(diagnostics);
+  EXPECT_EQ(diagnostics[0].line, 3);
+  EXPECT_EQ(diagnostics[0].column, 1);
+}
+
+TEST(ConfigErrorsTest, UnknownKeySuggestsTheNearest) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nlistne = \"127.0.0.1:8080\"")),
+            "arbiter.toml:2:1: server.listne: unknown key; did you mean 'listen'?");
+  EXPECT_EQ(sole_error(with_rest("[server]\nworker = 2")),
+            "arbiter.toml:2:1: server.worker: unknown key; did you mean 'workers'?");
+}
+
+TEST(ConfigErrorsTest, UnknownTopLevelTable) {
+  EXPECT_EQ(sole_error(with_rest("[sever]\nlisten = \"127.0.0.1:8080\"")),
+            "arbiter.toml:1:2: sever: unknown key; did you mean 'server'?");
+}
+
+TEST(ConfigErrorsTest, UnknownKeyWithNothingNearListsTheKnownOnes) {
+  EXPECT_EQ(sole_error(with_rest("[log]\ncolour = \"yes\"")),
+            "arbiter.toml:2:1: log.colour: unknown key; expected one of: access");
+}
+
+TEST(ConfigErrorsTest, UnknownKeyInUpstream) {
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = [\"127.0.0.1:8081\"]\nkeep_alive = 3\n\n" + kRoute),
+            "arbiter.toml:3:1: upstream.legacy.keep_alive: unknown key; did you mean 'keepalive'?");
+}
+
+TEST(ConfigErrorsTest, UnknownKeyInRouteNamesTheRoute) {
+  EXPECT_EQ(error_texts(upstream_then("[[route]]\nname = \"items\"\npth = \"/items\"\nupstream = \"legacy\"\n")),
+            (std::vector<std::string>{
+                "arbiter.toml:4:1: route[0].path: route 'items': missing required key 'path'",
+                "arbiter.toml:6:1: route[0].pth: route 'items': unknown key; did you mean 'path'?",
+            }));
+}
+
+TEST(ConfigErrorsTest, WrongType) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nworkers = \"two\"")),
+            "arbiter.toml:2:11: server.workers: expected an integer, got a string");
+  EXPECT_EQ(sole_error(with_rest("[server]\nlisten = 8080")),
+            "arbiter.toml:2:10: server.listen: expected a string or an array of addresses, got an integer");
+  EXPECT_EQ(sole_error(with_rest("[log]\naccess = false")),
+            "arbiter.toml:2:10: log.access: expected a string, got a boolean");
+  EXPECT_EQ(sole_error(with_rest("server = 5")), "arbiter.toml:1:10: server: expected a table, got an integer");
+}
+
+TEST(ConfigErrorsTest, BadDurations) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nheader_timeout = \"10 seconds\"")),
+            "arbiter.toml:2:18: server.header_timeout: invalid duration \"10 seconds\"; write a number and a "
+            "unit (ms, s, m or h), e.g. \"250ms\", \"1.5s\", \"2m\"");
+  EXPECT_EQ(sole_error(with_rest("[server]\ndrain_timeout = \"-1s\"")),
+            "arbiter.toml:2:17: server.drain_timeout: a duration cannot be negative");
+  EXPECT_EQ(sole_error(with_rest("[server]\nidle_timeout = \"abc\"")),
+            "arbiter.toml:2:16: server.idle_timeout: invalid duration \"abc\"; write a number and a unit "
+            "(ms, s, m or h), e.g. \"250ms\", \"1.5s\", \"2m\"");
+  EXPECT_EQ(sole_error(with_rest("[server]\nidle_timeout = 1.5")),
+            "arbiter.toml:2:16: server.idle_timeout: expected a duration string such as \"10s\", got a float");
+}
+
+TEST(ConfigErrorsTest, IntegerDurationAsksForAUnit) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nidle_timeout = 60")),
+            "arbiter.toml:2:16: server.idle_timeout: expected a duration string; write a unit, e.g. \"60s\"");
+}
+
+TEST(ConfigErrorsTest, ZeroTimeoutThatCouldNeverBeMet) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nheader_timeout = \"0s\"")),
+            "arbiter.toml:2:18: server.header_timeout: must be at least 1ms");
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = [\"127.0.0.1:8081\"]\nconnect_timeout = \"0ms\"\n\n" + kRoute),
+            "arbiter.toml:3:19: upstream.legacy.connect_timeout: must be at least 1ms");
+}
+
+TEST(ConfigErrorsTest, BadSizes) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_body_bytes = \"16 MB\"")),
+            "arbiter.toml:2:18: server.max_body_bytes: invalid size \"16 MB\"; write bytes or a number and a "
+            "unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. \"16MiB\"");
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_body_bytes = -5")),
+            "arbiter.toml:2:18: server.max_body_bytes: a size cannot be negative");
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_body_bytes = true")),
+            "arbiter.toml:2:18: server.max_body_bytes: expected an integer or a size string such as "
+            "\"16MiB\", got a boolean");
+}
+
+TEST(ConfigErrorsTest, SizesOutOfRange) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_header_bytes = 0")),
+            "arbiter.toml:2:20: server.max_header_bytes: out of range: must be between 1 and 16777216 bytes, got 0");
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_header_bytes = \"17MiB\"")),
+            "arbiter.toml:2:20: server.max_header_bytes: out of range: must be between 1 and 16777216 bytes, "
+            "got 17825792");
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_body_bytes = \"0B\"")),
+            "arbiter.toml:2:18: server.max_body_bytes: out of range: must be between 1 and 18446744073709551615 "
+            "bytes, got 0");
+}
+
+TEST(ConfigErrorsTest, IntegersOutOfRange) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nworkers = 1025")),
+            "arbiter.toml:2:11: server.workers: out of range: must be between 0 and 1024, got 1025");
+  EXPECT_EQ(sole_error(with_rest("[server]\nmax_connections = 0")),
+            "arbiter.toml:2:19: server.max_connections: out of range: must be between 1 and 10000000, got 0");
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = [\"127.0.0.1:8081\"]\nkeepalive = -1\n\n" + kRoute),
+            "arbiter.toml:3:13: upstream.legacy.keepalive: out of range: must be between 0 and 65535, got -1");
+}
+
+TEST(ConfigErrorsTest, BadListenAddresses) {
+  const std::string expected_advice =
+      "; write IPV4:PORT, [IPV6]:PORT or localhost:PORT (other host names are not resolved)";
+  EXPECT_EQ(sole_error(with_rest("[server]\nlisten = \"127.0.0.1\"")),
+            "arbiter.toml:2:10: server.listen: invalid address \"127.0.0.1\"" + expected_advice);
+  EXPECT_EQ(sole_error(with_rest("[server]\nlisten = [\"127.0.0.1:8080\", \"::1:8080\"]")),
+            "arbiter.toml:2:29: server.listen[1]: invalid address \"::1:8080\"" + expected_advice);
+  EXPECT_EQ(sole_error(with_rest("[admin]\nlisten = \"localhost\"")),
+            "arbiter.toml:2:10: admin.listen: invalid address \"localhost\"" + expected_advice);
+}
+
+TEST(ConfigErrorsTest, ListenAddressTwice) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]")),
+            "arbiter.toml:2:29: server.listen[1]: 127.0.0.1:8080 is listed twice");
+}
+
+TEST(ConfigErrorsTest, EmptyListenList) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nlisten = []")),
+            "arbiter.toml:2:10: server.listen: no addresses; give at least one, e.g. \"127.0.0.1:8081\"");
+}
+
+TEST(ConfigErrorsTest, BadUpstreamServers) {
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = [\"127.0.0.1:8081\", \"127.0.0.1:0\"]\n\n" + kRoute),
+            "arbiter.toml:2:30: upstream.legacy.servers[1]: port 0 cannot be connected to; give the port the "
+            "server listens on");
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = []\n\n" + kRoute),
+            "arbiter.toml:2:11: upstream.legacy.servers: no addresses; give at least one, e.g. \"127.0.0.1:8081\"");
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = \"127.0.0.1:8081\"\n\n" + kRoute),
+            "arbiter.toml:2:11: upstream.legacy.servers: expected an array of addresses, got a string");
+  EXPECT_EQ(sole_error("[upstream.legacy]\nservers = [\"127.0.0.1:8081\", 8082]\n\n" + kRoute),
+            "arbiter.toml:2:30: upstream.legacy.servers[1]: expected a string, got an integer");
+}
+
+TEST(ConfigErrorsTest, UpstreamWithoutServers) {
+  EXPECT_EQ(sole_error("[upstream.legacy]\nkeepalive = 8\n\n" + kRoute),
+            "arbiter.toml:1:1: upstream.legacy.servers: missing required key 'servers'");
+}
+
+TEST(ConfigErrorsTest, UpstreamThatIsNotATable) {
+  EXPECT_EQ(sole_error("[upstream]\nservers = [\"127.0.0.1:8081\"]\n\n" + kRoute),
+            "arbiter.toml:2:11: upstream.servers: expected a table, got an array; write each upstream as "
+            "[upstream.NAME]");
+}
+
+TEST(ConfigErrorsTest, BadCidr) {
+  const std::string advice =
+      "; write an address or ADDRESS/PREFIX with no bits set after the prefix, e.g. \"10.0.0.0/8\", \"::1/128\"";
+  EXPECT_EQ(sole_error(with_rest("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.1/8\"]")),
+            "arbiter.toml:2:34: server.trusted_proxies[1]: invalid CIDR \"10.0.0.1/8\"" + advice);
+  EXPECT_EQ(sole_error(with_rest("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]")),
+            "arbiter.toml:2:20: server.trusted_proxies[0]: invalid CIDR \"10.0.0.0/33\"" + advice);
+  EXPECT_EQ(sole_error(with_rest("[server]\ntrusted_proxies = \"10.0.0.0/8\"")),
+            "arbiter.toml:2:19: server.trusted_proxies: expected an array of CIDRs, got a string");
+}
+
+TEST(ConfigErrorsTest, BadAccessLogSetting) {
+  EXPECT_EQ(sole_error(with_rest("[log]\naccess = \"file\"")),
+            "arbiter.toml:2:10: log.access: expected \"stdout\" or \"off\", got \"file\"");
+}
+
+TEST(ConfigErrorsTest, NoUpstreamAndNoRoute) {
+  auto diagnostics = errors_in("[server]\nworkers = 2\n");
+  ASSERT_EQ(diagnostics.size(), 2u) << joined(diagnostics);
+  EXPECT_EQ(diagnostics[0].line, 0);
+  EXPECT_EQ(diagnostics[0].column, 0);
+  EXPECT_EQ(diagnostics[0].text(),
+            "arbiter.toml: upstream: no upstream defined; add one, e.g. [upstream.backend] with "
+            "servers = [\"127.0.0.1:8081\"]");
+  EXPECT_EQ(diagnostics[1].text(),
+            "arbiter.toml: route: no route defined; add at least one [[route]] with name, path and upstream");
+}
+
+TEST(ConfigErrorsTest, RouteWrittenAsOneTable) {
+  EXPECT_EQ(sole_error(upstream_then("[route]\nname = \"items\"\npath = \"/\"\nupstream = \"legacy\"\n")),
+            "arbiter.toml:4:1: route: write [[route]] (an array of tables), not [route]");
+}
+
+TEST(ConfigErrorsTest, RouteMissingRequiredKeys) {
+  EXPECT_EQ(error_texts(upstream_then("[[route]]\nname = \"items\"\n")),
+            (std::vector<std::string>{
+                "arbiter.toml:4:1: route[0].path: route 'items': missing required key 'path'",
+                "arbiter.toml:4:1: route[0].upstream: route 'items': missing required key 'upstream'",
+            }));
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\npath = \"/\"\nupstream = \"legacy\"\n")),
+            "arbiter.toml:4:1: route[0].name: missing required key 'name'");
+}
+
+TEST(ConfigErrorsTest, EmptyRouteName) {
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\nname = \"\"\npath = \"/\"\nupstream = \"legacy\"\n")),
+            "arbiter.toml:5:8: route[0].name: a route name cannot be empty");
+}
+
+TEST(ConfigErrorsTest, DuplicateRouteNamePointsAtTheSecond) {
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "\n[[route]]\nname = \"items\"\npath = \"/other\"\nupstream = \"legacy\"\n")),
+            "arbiter.toml:10:8: route[1].name: duplicate route name 'items'; route[0] at line 4 already has it");
+}
+
+TEST(ConfigErrorsTest, RouteNamingAnUnknownUpstream) {
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\nname = \"items\"\npath = \"/items\"\nupstream = \"legcy\"\n")),
+            "arbiter.toml:7:12: route[0].upstream: route 'items': unknown upstream 'legcy'; did you mean "
+            "'legacy'? (defined: legacy)");
+  const std::string two_upstreams = kUpstream + "[upstream.search]\nservers = [\"127.0.0.1:9200\"]\n\n";
+  EXPECT_EQ(sole_error(two_upstreams + "[[route]]\nname = \"items\"\npath = \"/items\"\nupstream = \"billing\"\n"),
+            "arbiter.toml:9:12: route[0].upstream: route 'items': unknown upstream 'billing' (defined: legacy, "
+            "search)");
+}
+
+TEST(ConfigErrorsTest, MalformedPathPattern) {
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\nname = \"items\"\npath = \"/items/{id\"\nupstream = \"legacy\"\n")),
+            "arbiter.toml:6:8: route[0].path: route 'items': path pattern \"/items/{id\": segment \"{id\": '{', "
+            "'}' and '*' may only stand for a whole segment, as {name} or *");
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\nname = \"items\"\npath = \"items\"\nupstream = \"legacy\"\n")),
+            "arbiter.toml:6:8: route[0].path: route 'items': path pattern \"items\": must start with '/'");
+}
+
+TEST(ConfigErrorsTest, BadMethodNames) {
+  EXPECT_EQ(error_texts(upstream_then(
+                "[[route]]\nname = \"items\"\npath = \"/items\"\nmethods = [\"GET\", \"P UT\", \"\"]\n"
+                "upstream = \"legacy\"\n")),
+            (std::vector<std::string>{
+                "arbiter.toml:7:19: route[0].methods[1]: route 'items': invalid method name \"P UT\"; a method is "
+                "a token of letters, digits and !#$%&'*+-.^_`|~",
+                "arbiter.toml:7:27: route[0].methods[2]: route 'items': empty method name",
+            }));
+  EXPECT_EQ(sole_error(upstream_then(
+                "[[route]]\nname = \"items\"\npath = \"/items\"\nmethods = [\"GET\", 5]\nupstream = \"legacy\"\n")),
+            "arbiter.toml:7:19: route[0].methods[1]: route 'items': expected a string, got an integer");
+}
+
+TEST(ConfigErrorsTest, EmptyMethodList) {
+  EXPECT_EQ(sole_error(upstream_then(
+                "[[route]]\nname = \"items\"\npath = \"/items\"\nmethods = []\nupstream = \"legacy\"\n")),
+            "arbiter.toml:7:11: route[0].methods: route 'items': no methods; leave out 'methods' to take every "
+            "method");
+}
+
+TEST(ConfigErrorsTest, UnreachableRoute) {
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\nname = \"all\"\npath = \"/*\"\nupstream = \"legacy\"\n\n" + kRoute)),
+            "arbiter.toml:11:8: route[1].path: route 'items': unreachable: route 'all' (line 4) already matches "
+            "every request this route takes");
+}
+
+TEST(ConfigErrorsTest, ParamRouteBeforeLiteralMakesItUnreachable) {
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "\n[[route]]\nname = \"new\"\npath = \"/items/new\"\n"
+                                              "upstream = \"legacy\"\n")),
+            "arbiter.toml:11:8: route[1].path: route 'new': unreachable: route 'items' (line 4) already matches "
+            "every request this route takes");
+}
+
+TEST(ConfigErrorsTest, RoutesThatOnlyOverlapAreReachable) {
+  // The literal comes first, so both are reachable; and a GET-only catch-all leaves POST through.
+  Config config = parse_config(upstream_then(R"([[route]]
+name = "new"
+path = "/items/new"
+upstream = "legacy"
+
+[[route]]
+name = "items"
+path = "/items/{id}"
+upstream = "legacy"
+
+[[route]]
+name = "reads"
+path = "/*"
+methods = ["GET"]
+upstream = "legacy"
+
+[[route]]
+name = "writes"
+path = "/orders/*"
+methods = ["GET", "POST"]
+upstream = "legacy"
+)"),
+                               "arbiter.toml");
+  EXPECT_EQ(config.routes.size(), 4u);
+}
+
+TEST(ConfigErrorsTest, ARouteWithBadMethodsIsLeftOutOfTheReachabilityCheck) {
+  // With its bad method dropped, "all" would take every method and falsely shadow "items".
+  EXPECT_EQ(error_texts(upstream_then("[[route]]\nname = \"all\"\npath = \"/*\"\nmethods = [\"G ET\"]\n"
+                                      "upstream = \"legacy\"\n\n" + kRoute)),
+            (std::vector<std::string>{
+                "arbiter.toml:7:12: route[0].methods[0]: route 'all': invalid method name \"G ET\"; a method is "
+                "a token of letters, digits and !#$%&'*+-.^_`|~",
+            }));
+}
+
+TEST(ConfigErrorsTest, EveryProblemIsReportedInFileOrder) {
+  const std::string toml = R"([server]
+listne = "127.0.0.1:8080"
+workers = "two"
+header_timeout = "10 seconds"
+
+[upstream.legacy]
+servers = ["127.0.0.1:8081", "example.com:80"]
+keepalive = -1
+
+[[route]]
+name = "all"
+path = "/*"
+upstream = "legacy"
+
+[[route]]
+name = "items"
+path = "/items/{id}"
+upstream = "legcy"
+
+[[route]]
+name = "all"
+path = "/x"
+upstream = "legacy"
+)";
+  EXPECT_EQ(error_texts(toml),
+            (std::vector<std::string>{
+                "arbiter.toml:2:1: server.listne: unknown key; did you mean 'listen'?",
+                "arbiter.toml:3:11: server.workers: expected an integer, got a string",
+                "arbiter.toml:4:18: server.header_timeout: invalid duration \"10 seconds\"; write a number and a "
+                "unit (ms, s, m or h), e.g. \"250ms\", \"1.5s\", \"2m\"",
+                "arbiter.toml:7:30: upstream.legacy.servers[1]: invalid address \"example.com:80\"; write "
+                "IPV4:PORT, [IPV6]:PORT or localhost:PORT (other host names are not resolved)",
+                "arbiter.toml:8:13: upstream.legacy.keepalive: out of range: must be between 0 and 65535, got -1",
+                "arbiter.toml:17:8: route[1].path: route 'items': unreachable: route 'all' (line 10) already "
+                "matches every request this route takes",
+                "arbiter.toml:18:12: route[1].upstream: route 'items': unknown upstream 'legcy'; did you mean "
+                "'legacy'? (defined: legacy)",
+                "arbiter.toml:21:8: route[2].name: duplicate route name 'all'; route[0] at line 10 already has it",
+                "arbiter.toml:22:8: route[2].path: route 'all': unreachable: route 'all' (line 10) already "
+                "matches every request this route takes",
+            }));
+}
+
+TEST(ConfigErrorsTest, ErrorNamesTheFileItWasGiven) {
+  try {
+    parse_config("[server]\nworkers = -1\n" + kUpstream + kRoute, "/etc/arbiter/arbiter.toml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "/etc/arbiter/arbiter.toml:2:11: server.workers: out of range: must be between 0 and 1024, got -1");
+  }
+}
+
+// ---- Files ----
+
+TEST(LoadConfigFileTest, MissingFileHasNoPosition) {
+  const std::string path = testing::TempDir() + "arbiter_no_such_config.toml";
+  std::remove(path.c_str());
+  try {
+    load_config_file(path);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.diagnostics().size(), 1u);
+    const ConfigDiagnostic& d = e.diagnostics()[0];
+    EXPECT_EQ(d.file, path);
+    EXPECT_EQ(d.line, 0);
+    EXPECT_EQ(d.column, 0);
+    EXPECT_EQ(d.key, "");
+    EXPECT_EQ(d.text(), path + ": cannot read the file: No such file or directory");
+  }
+}
+
+TEST(LoadConfigFileTest, DirectoryIsNotAFile) {
+  const std::string path = testing::TempDir();
+  try {
+    load_config_file(path);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.diagnostics().size(), 1u);
+    EXPECT_EQ(e.diagnostics()[0].text(), path + ": cannot read the file: Is a directory");
+  }
+}
+
+TEST(LoadConfigFileTest, ReadsAFileAndNamesItInErrors) {
+  const std::string path = testing::TempDir() + "arbiter_config_test.toml";
+  {
+    std::ofstream out(path);
+    out << kUpstream << kRoute;
+  }
+  Config config = load_config_file(path);
+  EXPECT_EQ(config.file, path);
+  EXPECT_EQ(config.routes.at(0).name, "items");
+
+  {
+    std::ofstream out(path);
+    out << "[server]\nworkers = \"two\"\n" << kUpstream << kRoute;
+  }
+  try {
+    load_config_file(path);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), (path + ":2:11: server.workers: expected an integer, got a string").c_str());
+  }
+  std::remove(path.c_str());
+}
+
+// ---- Values ----
+
+TEST(ParseDurationTest, Accepts) {
+  const std::pair<const char*, Duration> cases[] = {
+      {"250ms", 250ms},      {"2s", 2s},         {"1m", 1min},        {"1h", 1h},
+      {"1.5s", 1500ms},      {"0s", 0ms},        {"0ms", 0ms},        {"0.5m", 30s},
+      {"1.25h", 75min},      {"10.000s", 10s},   {"0.001s", 1ms},     {"90m", 90min},
+      {"9223372036854775807ms", Duration(std::numeric_limits<Duration::rep>::max())},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto parsed = parse_duration(text);
+    ASSERT_TRUE(parsed.has_value()) << text;
+    EXPECT_EQ(*parsed, expected) << text;
+  }
+}
+
+TEST(ParseDurationTest, Rejects) {
+  const char* cases[] = {
+      "",        "10",     "s",          "10 seconds", "10 s",    " 10s",  "10s ",
+      "-1s",     "+1s",    "1.s",        ".5s",        "abc",     "1d",    "1S",
+      "1.5.s",   "0.1ms",  "1.0001s",    "1e3ms",      "9223372036854775808ms",
+      "99999999999999999999s",           "3000000000000000h",
+  };
+  for (const char* text : cases) EXPECT_FALSE(parse_duration(text).has_value()) << text;
+}
+
+TEST(ParseSizeTest, Accepts) {
+  const std::pair<const char*, std::uint64_t> cases[] = {
+      {"100", 100},
+      {"0", 0},
+      {"100B", 100},
+      {"100KB", 100'000},
+      {"100kB", 100'000},
+      {"3MB", 3'000'000},
+      {"2GB", 2'000'000'000},
+      {"512KiB", 524'288},
+      {"16MiB", 16'777'216},
+      {"1GiB", 1'073'741'824},
+      {"1.5KiB", 1536},
+      {"0.5MiB", 524'288},
+      {"18446744073709551615", std::numeric_limits<std::uint64_t>::max()},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto parsed = parse_size(text);
+    ASSERT_TRUE(parsed.has_value()) << text;
+    EXPECT_EQ(*parsed, expected) << text;
+  }
+}
+
+TEST(ParseSizeTest, Rejects) {
+  const char* cases[] = {
+      "",      "MiB",  "16 MiB", "16mib", "-1",   "1.5B",  "1.5",    "18446744073709551616",
+      "17179869184GiB", "1.2.3KB", "16TiB", "0x10", "16M", "1,000",
+  };
+  for (const char* text : cases) EXPECT_FALSE(parse_size(text).has_value()) << text;
+}
+
+TEST(ParseSocketAddressTest, Accepts) {
+  struct Case {
+    const char* text;
+    const char* host;
+    std::uint16_t port;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:8080", "127.0.0.1", 8080},
+      {"[::1]:8080", "::1", 8080},
+      {"localhost:80", "localhost", 80},
+      {"0.0.0.0:0", "0.0.0.0", 0},
+      {"[2001:db8::1]:65535", "2001:db8::1", 65535},
+      {"[::ffff:10.0.0.1]:443", "::ffff:10.0.0.1", 443},
+  };
+  for (const Case& c : cases) {
+    auto parsed = parse_socket_address(c.text);
+    ASSERT_TRUE(parsed.has_value()) << c.text;
+    EXPECT_EQ(parsed->host, c.host) << c.text;
+    EXPECT_EQ(parsed->port, c.port) << c.text;
+  }
+}
+
+TEST(ParseSocketAddressTest, Rejects) {
+  const char* cases[] = {
+      "",           "127.0.0.1",      "127.0.0.1:",     "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:80x",
+      "::1:8080",   "[::1]8080",      "[::1]",          "[::1:80",         "[127.0.0.1]:80", "example.com:80",
+      "256.0.0.1:80", ":80",          "localhost",      "127.0.0.1:123456",
+  };
+  for (const char* text : cases) EXPECT_FALSE(parse_socket_address(text).has_value()) << text;
+}
+
+TEST(SocketAddressTest, TextBracketsIpv6) {
+  EXPECT_EQ((SocketAddress{"127.0.0.1", 8080}).text(), "127.0.0.1:8080");
+  EXPECT_EQ((SocketAddress{"::1", 8080}).text(), "[::1]:8080");
+  EXPECT_EQ((SocketAddress{"localhost", 0}).text(), "localhost:0");
+}
+
+TEST(ParseCidrTest, Accepts) {
+  auto v4 = parse_cidr("10.0.0.0/8");
+  ASSERT_TRUE(v4.has_value());
+  EXPECT_FALSE(v4->ipv6);
+  EXPECT_EQ(v4->prefix_length, 8u);
+  EXPECT_EQ(v4->bytes[0], 10);
+  EXPECT_EQ(v4->text, "10.0.0.0/8");
+
+  auto host = parse_cidr("192.168.1.7");
+  ASSERT_TRUE(host.has_value());
+  EXPECT_EQ(host->prefix_length, 32u);
+  EXPECT_EQ(host->bytes[3], 7);
+
+  auto v6 = parse_cidr("2001:db8::/32");
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_TRUE(v6->ipv6);
+  EXPECT_EQ(v6->prefix_length, 32u);
+  EXPECT_EQ(v6->bytes[0], 0x20);
+  EXPECT_EQ(v6->bytes[1], 0x01);
+
+  auto loopback = parse_cidr("::1");
+  ASSERT_TRUE(loopback.has_value());
+  EXPECT_EQ(loopback->prefix_length, 128u);
+  EXPECT_EQ(loopback->bytes[15], 1);
+
+  EXPECT_TRUE(parse_cidr("0.0.0.0/0").has_value());
+  EXPECT_TRUE(parse_cidr("::/0").has_value());
+}
+
+TEST(ParseCidrTest, Rejects) {
+  const char* cases[] = {
+      "",          "/8",          "10.0.0.1/8", "10.0.0.0/33", "::/129",      "10.0.0.0/",
+      "10.0.0.0/x", "10.0.0/8",   "fe80::1%eth0/64", "10.0.0.0/8/8", "::1/-1", "10.0.0.0/0008",
+  };
+  for (const char* text : cases) EXPECT_FALSE(parse_cidr(text).has_value()) << text;
+}
+
+TEST(CidrTest, Contains) {
+  struct Case {
+    const char* cidr;
+    const char* address;
+    bool expected;
+  };
+  const Case cases[] = {
+      {"10.0.0.0/8", "10.1.2.3", true},
+      {"10.0.0.0/8", "11.0.0.1", false},
+      {"10.0.0.0/8", "::ffff:10.1.2.3", true},  // as a dual-stack socket reports an IPv4 client
+      {"10.0.0.0/8", "::ffff:11.1.2.3", false},
+      {"10.0.0.0/8", "::10.1.2.3", false},         // only the ::ffff:0:0/96 form is an IPv4 client
+      {"10.0.0.0/8", "2001:db8::a01:203", false},  // ends in the bytes 10.1.2.3
+      {"10.0.0.0/8", "::1", false},
+      {"10.0.0.0/8", "not an address", false},
+      {"10.0.0.0/8", "10.1.2.3:80", false},
+      {"10.0.0.0/8", "", false},
+      {"192.168.1.0/25", "192.168.1.127", true},
+      {"192.168.1.0/25", "192.168.1.128", false},
+      {"192.168.1.7", "192.168.1.7", true},
+      {"192.168.1.7", "192.168.1.8", false},
+      {"0.0.0.0/0", "203.0.113.9", true},
+      {"2001:db8::/32", "2001:db8:1::5", true},
+      {"2001:db8::/32", "2001:db9::1", false},
+      {"2001:db8::/32", "10.0.0.1", false},
+      {"::1", "::1", true},
+      {"::1", "::2", false},
+  };
+  for (const Case& c : cases) {
+    auto cidr = parse_cidr(c.cidr);
+    ASSERT_TRUE(cidr.has_value()) << c.cidr;
+    EXPECT_EQ(cidr->contains(c.address), c.expected) << c.cidr << " contains " << c.address;
+  }
+}
+
+// ---- The route table ----
+
+TEST(FormatRouteTableTest, AlignsColumns) {
+  Config config = parse_config(R"([upstream.catalog]
+servers = ["127.0.0.1:8081", "[::1]:8082"]
+
+[upstream.search]
+servers = ["127.0.0.1:9200"]
+
+[[route]]
+name = "products"
+path = "/products/{sku}"
+methods = ["GET", "PUT"]
+upstream = "catalog"
+
+[[route]]
+name = "all"
+path = "/*"
+upstream = "search"
+)",
+                               "arbiter.toml");
+  EXPECT_EQ(format_route_table(config),
+            "ROUTE     PATH             METHODS   UPSTREAM                              POLICIES\n"
+            "products  /products/{sku}  GET, PUT  catalog (127.0.0.1:8081, [::1]:8082)  -\n"
+            "all       /*               *         search (127.0.0.1:9200)               -\n");
+}
+
+TEST(FormatRouteTableTest, UpstreamNotInTheConfigShowsItsNameOnly) {
+  Config config;
+  RouteConfig route;
+  route.name = "r";
+  route.path = "/";
+  route.methods = {"DELETE"};
+  route.upstream = "gone";
+  config.routes.push_back(route);
+  EXPECT_EQ(format_route_table(config),
+            "ROUTE  PATH  METHODS  UPSTREAM  POLICIES\n"
+            "r      /     DELETE   gone      -\n");
+}
+
+}  // namespace
+}  // namespace arbiter

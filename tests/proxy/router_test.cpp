@@ -1,0 +1,336 @@
+#include "proxy/router.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace arbiter {
+namespace {
+
+// Runs pattern.match on a fresh params vector; nullopt when it does not match. The names in
+// the result are views into `pattern`, so it must outlive them.
+std::optional<std::vector<PathParam>> match(const PathPattern& pattern, std::string_view path) {
+  std::vector<PathParam> params;
+  if (!pattern.match(path, params)) {
+    EXPECT_TRUE(params.empty()) << pattern.text() << " left captures behind for " << path;
+    return std::nullopt;
+  }
+  return params;
+}
+
+bool matches(std::string_view pattern, std::string_view path) { return match(PathPattern(pattern), path).has_value(); }
+
+RouteConfig route(std::string name, std::string path, std::vector<std::string> methods = {}) {
+  RouteConfig r;
+  r.name = std::move(name);
+  r.path = std::move(path);
+  r.methods = std::move(methods);
+  r.upstream = "backend";
+  return r;
+}
+
+// ---- PathPattern ----
+
+TEST(PathPatternTest, RejectsMalformedPatterns) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"", "path pattern \"\": must start with '/'"},
+      {"items", "path pattern \"items\": must start with '/'"},
+      {"/a/*/b", "path pattern \"/a/*/b\": '*' may only be the last segment"},
+      {"/a*", "path pattern \"/a*\": segment \"a*\": '{', '}' and '*' may only stand for a whole segment, as {name} or *"},
+      {"/{}", "path pattern \"/{}\": a parameter needs a name, e.g. {id}"},
+      {"/{a-b}", "path pattern \"/{a-b}\": parameter name \"a-b\" may contain only letters, digits and '_'"},
+      {"/{id}/x/{id}", "path pattern \"/{id}/x/{id}\": parameter {id} appears twice"},
+      {"/v{id}", "path pattern \"/v{id}\": segment \"v{id}\": '{', '}' and '*' may only stand for a whole segment, as {name} or *"},
+      {"/{id", "path pattern \"/{id\": segment \"{id\": '{', '}' and '*' may only stand for a whole segment, as {name} or *"},
+      {"/a}", "path pattern \"/a}\": segment \"a}\": '{', '}' and '*' may only stand for a whole segment, as {name} or *"},
+      {"/{{id}}", "path pattern \"/{{id}}\": parameter name \"{id}\" may contain only letters, digits and '_'"},
+      {"/a?x=1", "path pattern \"/a?x=1\": '?' and '#' cannot appear: the query is not part of the matched path"},
+  };
+  for (const auto& [pattern, message] : cases) {
+    try {
+      PathPattern p(pattern);
+      ADD_FAILURE() << "accepted " << pattern;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), message);
+    }
+  }
+}
+
+TEST(PathPatternTest, KeepsItsText) { EXPECT_EQ(PathPattern("/items/{id}").text(), "/items/{id}"); }
+
+TEST(PathPatternTest, LiteralsMatchExactly) {
+  EXPECT_TRUE(matches("/health", "/health"));
+  EXPECT_FALSE(matches("/health", "/Health"));
+  EXPECT_FALSE(matches("/health", "/healthz"));
+  EXPECT_FALSE(matches("/health", "/health/x"));
+  EXPECT_FALSE(matches("/a/b", "/a"));
+  EXPECT_FALSE(matches("/health", "health"));  // not a path
+  EXPECT_FALSE(matches("/health", ""));
+}
+
+TEST(PathPatternTest, RootMatchesOnlyRoot) {
+  EXPECT_TRUE(matches("/", "/"));
+  EXPECT_FALSE(matches("/", "/a"));
+  EXPECT_FALSE(matches("/", "//"));
+  EXPECT_FALSE(matches("/", ""));
+}
+
+TEST(PathPatternTest, TrailingSlashMatters) {
+  EXPECT_TRUE(matches("/a/", "/a/"));
+  EXPECT_FALSE(matches("/a/", "/a"));
+  EXPECT_FALSE(matches("/a", "/a/"));
+  EXPECT_FALSE(matches("/items/{id}", "/items/"));  // a parameter never matches an empty segment
+  EXPECT_FALSE(matches("/items/{id}", "/items/1/"));
+  EXPECT_TRUE(matches("/items/{id}/", "/items/1/"));
+}
+
+TEST(PathPatternTest, ParamsCaptureViewsIntoThePath) {
+  PathPattern pattern("/users/{user_id}/orders/{order}");
+  const std::string path = "/users/42/orders/a-7";
+  std::vector<PathParam> params;
+  ASSERT_TRUE(pattern.match(path, params));
+  ASSERT_EQ(params.size(), 2u);
+  EXPECT_EQ(params[0].name, "user_id");
+  EXPECT_EQ(params[0].value, "42");
+  EXPECT_EQ(params[0].value.data(), path.data() + 7);
+  EXPECT_EQ(params[1].name, "order");
+  EXPECT_EQ(params[1].value, "a-7");
+  EXPECT_EQ(params[1].value.data(), path.data() + 17);
+}
+
+TEST(PathPatternTest, ParamsAreRawSegments) {
+  PathPattern pattern("/files/{name}");
+  auto params = match(pattern, "/files/a%2Fb.txt");
+  ASSERT_TRUE(params.has_value());
+  ASSERT_EQ(params->size(), 1u);
+  EXPECT_EQ((*params)[0].value, "a%2Fb.txt");  // percent-decoding is not the router's business
+}
+
+TEST(PathPatternTest, MatchAppendsAndFailureLeavesParamsAsTheyWere) {
+  PathPattern pattern("/a/{x}/b/{y}");
+  std::vector<PathParam> params = {{"earlier", "kept"}};
+  EXPECT_FALSE(pattern.match("/a/1/c/2", params));  // fails after capturing {x}
+  ASSERT_EQ(params.size(), 1u);
+  EXPECT_EQ(params[0].name, "earlier");
+
+  ASSERT_TRUE(pattern.match("/a/1/b/2", params));
+  ASSERT_EQ(params.size(), 3u);
+  EXPECT_EQ(params[0].value, "kept");
+  EXPECT_EQ(params[1].value, "1");
+  EXPECT_EQ(params[2].value, "2");
+}
+
+TEST(PathPatternTest, RestMatchesZeroOrMoreSegments) {
+  EXPECT_TRUE(matches("/orders/*", "/orders"));
+  EXPECT_TRUE(matches("/orders/*", "/orders/"));
+  EXPECT_TRUE(matches("/orders/*", "/orders/1"));
+  EXPECT_TRUE(matches("/orders/*", "/orders/1/x"));
+  EXPECT_FALSE(matches("/orders/*", "/order"));
+  EXPECT_FALSE(matches("/orders/*", "/ordersx"));
+  EXPECT_FALSE(matches("/orders/*", "/"));
+}
+
+TEST(PathPatternTest, RestAloneMatchesEverything) {
+  for (const char* path : {"/", "/a", "/a/", "/a/b/c", "//"}) EXPECT_TRUE(matches("/*", path)) << path;
+  EXPECT_FALSE(matches("/*", ""));
+}
+
+TEST(PathPatternTest, RestAfterParamCapturesTheParamOnly) {
+  PathPattern pattern("/users/{id}/*");  // the names are views into it
+  auto params = match(pattern, "/users/7/photos/1");
+  ASSERT_TRUE(params.has_value());
+  ASSERT_EQ(params->size(), 1u);
+  EXPECT_EQ((*params)[0].name, "id");
+  EXPECT_EQ((*params)[0].value, "7");
+}
+
+TEST(PathPatternTest, Covers) {
+  struct Case {
+    const char* wide;
+    const char* narrow;
+    bool expected;
+  };
+  const Case cases[] = {
+      {"/a", "/a", true},
+      {"/a", "/b", false},
+      {"/{id}", "/a", true},
+      {"/{id}", "/{other}", true},
+      {"/a", "/{id}", false},
+      {"/items/{id}", "/items/new", true},
+      {"/items/new", "/items/{id}", false},
+      {"/a/{id}", "/a/", false},  // {id} never matches the empty segment "/a/" has
+      {"/a/{id}", "/a", false},
+      {"/a/*", "/a", true},  // '*' covers nothing at all too
+      {"/a/*", "/a/", true},
+      {"/a/*", "/a/b/c", true},
+      {"/a/*", "/a/{id}/*", true},
+      {"/a/*", "/b/*", false},
+      {"/*", "/", true},
+      {"/*", "/anything/{x}/*", true},
+      {"/a/{id}", "/a/*", false},  // "/a/*" also matches "/a" and "/a/b/c"
+      {"/a", "/a/*", false},
+      {"/a/{x}/c", "/a/b/c", true},
+      {"/a/{x}/c", "/a/b/d", false},
+      {"/a/{x}", "/a/b/c", false},
+      {"/", "/", true},
+      {"/", "/*", false},
+      {"/{id}", "/", false},
+      {"/a/", "/a", false},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(PathPattern(c.wide).covers(PathPattern(c.narrow)), c.expected) << c.wide << " covers " << c.narrow;
+  }
+}
+
+// ---- Router ----
+
+TEST(RouterTest, FirstMatchWinsAndCapturesParams) {
+  Router router({route("new", "/items/new"), route("item", "/items/{id}"), route("all", "/*")});
+  RouteMatch m;
+  ASSERT_EQ(router.match("GET", "/items/new", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 0u);
+  EXPECT_TRUE(m.params.empty());
+
+  ASSERT_EQ(router.match("GET", "/items/42", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 1u);
+  ASSERT_EQ(m.params.size(), 1u);
+  EXPECT_EQ(m.params[0].name, "id");
+  EXPECT_EQ(m.params[0].value, "42");
+
+  ASSERT_EQ(router.match("GET", "/items", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 2u);
+  EXPECT_TRUE(m.params.empty());  // the captures of the earlier attempt are gone
+}
+
+TEST(RouterTest, ReusedMatchDropsPreviousParams) {
+  Router router({route("a", "/a/{x}/b"), route("c", "/a/{y}")});
+  RouteMatch m;
+  ASSERT_EQ(router.match("GET", "/a/1/b", m), Router::Outcome::Matched);
+  ASSERT_EQ(m.params.size(), 1u);
+  EXPECT_EQ(m.params[0].name, "x");
+  ASSERT_EQ(router.match("GET", "/a/2", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 1u);
+  ASSERT_EQ(m.params.size(), 1u);
+  EXPECT_EQ(m.params[0].name, "y");
+  EXPECT_EQ(m.params[0].value, "2");
+}
+
+TEST(RouterTest, NotFound) {
+  Router router({route("item", "/items/{id}", {"GET"})});
+  RouteMatch m;
+  std::string allowed = "untouched";
+  EXPECT_EQ(router.match("GET", "/orders/1", m, &allowed), Router::Outcome::NotFound);
+  EXPECT_EQ(allowed, "untouched");
+  EXPECT_TRUE(m.params.empty());
+}
+
+TEST(RouterTest, MethodsFilterRoutes) {
+  Router router({route("read", "/items/{id}", {"GET"}), route("write", "/items/{id}", {"PUT", "DELETE"}),
+                 route("any", "/items/{id}/*")});
+  RouteMatch m;
+  ASSERT_EQ(router.match("PUT", "/items/1", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 1u);
+  ASSERT_EQ(router.match("GET", "/items/1", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 0u);
+  // Methods are case-sensitive (RFC 9110 section 9.1): "get" is not GET, so only "any" takes it.
+  EXPECT_EQ(router.match("get", "/items/1", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 2u);
+}
+
+TEST(RouterTest, HeadIsTakenWhereGetIs) {
+  Router router({route("write", "/items", {"POST"}), route("read", "/items", {"GET"})});
+  RouteMatch m;
+  ASSERT_EQ(router.match("HEAD", "/items", m), Router::Outcome::Matched);
+  EXPECT_EQ(m.route_index, 1u);
+}
+
+TEST(RouterTest, HeadIsNotTakenWhereOnlyOtherMethodsAre) {
+  Router router({route("write", "/items", {"POST"})});
+  RouteMatch m;
+  std::string allowed;
+  EXPECT_EQ(router.match("HEAD", "/items", m, &allowed), Router::Outcome::MethodNotAllowed);
+  EXPECT_EQ(allowed, "POST");
+}
+
+TEST(RouterTest, MethodNotAllowedListsTheUnionOfMatchingRoutes) {
+  Router router({route("read", "/items/{id}", {"GET"}), route("other", "/orders/*", {"POST"}),
+                 route("write", "/items/*", {"PUT", "GET"})});
+  RouteMatch m;
+  std::string allowed;
+  EXPECT_EQ(router.match("DELETE", "/items/1", m, &allowed), Router::Outcome::MethodNotAllowed);
+  EXPECT_EQ(allowed, "GET, HEAD, PUT");
+  EXPECT_TRUE(m.params.empty());
+
+  // Without somewhere to put the list, the outcome is the same.
+  EXPECT_EQ(router.match("DELETE", "/items/1", m), Router::Outcome::MethodNotAllowed);
+}
+
+TEST(RouterTest, AllowedIsReplacedNotAppended) {
+  Router router({route("write", "/items", {"POST"})});
+  RouteMatch m;
+  std::string allowed = "stale";
+  EXPECT_EQ(router.match("GET", "/items", m, &allowed), Router::Outcome::MethodNotAllowed);
+  EXPECT_EQ(allowed, "POST");
+}
+
+TEST(RouterTest, ConstructorNamesTheRouteWithABadPattern) {
+  try {
+    Router router({route("ok", "/a"), route("broken", "/a/*/b")});
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "route 'broken': path pattern \"/a/*/b\": '*' may only be the last segment");
+  }
+}
+
+TEST(RouterTest, ShadowedByAnEarlierRouteThatTakesEverything) {
+  Router router({route("all", "/*"), route("items", "/items/{id}", {"GET"}), route("any", "/x")});
+  EXPECT_EQ(router.shadowed_by(0), std::nullopt);
+  EXPECT_EQ(router.shadowed_by(1), 0u);
+  EXPECT_EQ(router.shadowed_by(2), 0u);
+}
+
+TEST(RouterTest, ShadowedByNamesTheEarliestCoveringRoute) {
+  Router router({route("a", "/a"), route("items", "/items/*"), route("item", "/items/{id}"),
+                 route("new", "/items/new")});
+  EXPECT_EQ(router.shadowed_by(2), 1u);
+  EXPECT_EQ(router.shadowed_by(3), 1u);
+}
+
+TEST(RouterTest, ShadowedWhenTheEarlierRouteTakesEveryMethod) {
+  Router router({route("rw", "/items/{id}", {"GET", "PUT"}), route("read", "/items/{id}", {"GET"}),
+                 route("head", "/items/{id}", {"HEAD"})});
+  EXPECT_EQ(router.shadowed_by(1), 0u);
+  EXPECT_EQ(router.shadowed_by(2), 0u);  // GET takes HEAD too
+}
+
+TEST(RouterTest, NotShadowedWhenSomeMethodGetsThrough) {
+  Router router({route("read", "/items/{id}", {"GET"}), route("write", "/items/{id}", {"GET", "PUT"}),
+                 route("any", "/items/{id}")});
+  EXPECT_EQ(router.shadowed_by(1), std::nullopt);
+  EXPECT_EQ(router.shadowed_by(2), std::nullopt);  // an empty list is every method, more than GET
+}
+
+TEST(RouterTest, NotShadowedWhenThePathOnlyOverlaps) {
+  Router router({route("new", "/items/new"), route("item", "/items/{id}"), route("deep", "/items/{id}/*"),
+                 route("root", "/"), route("all", "/*")});
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(router.shadowed_by(i), std::nullopt) << i;
+}
+
+TEST(RouterTest, ShadowedByIgnoresLaterRoutesAndIndicesOutOfRange) {
+  Router router({route("item", "/items/{id}"), route("all", "/*")});
+  EXPECT_EQ(router.shadowed_by(0), std::nullopt);
+  EXPECT_EQ(router.shadowed_by(1), std::nullopt);
+  EXPECT_EQ(router.shadowed_by(2), std::nullopt);
+}
+
+TEST(RouterTest, EmptyRouterFindsNothing) {
+  Router router({});
+  RouteMatch m;
+  EXPECT_EQ(router.match("GET", "/", m), Router::Outcome::NotFound);
+  EXPECT_EQ(router.shadowed_by(0), std::nullopt);
+}
+
+}  // namespace
+}  // namespace arbiter
