@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstring>
+#include <cstdio>
 #include <memory>
 #include <stdexcept>
 

@@ -42,7 +42,6 @@
 
 #include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <optional>
 #include <string>
