@@ -155,6 +155,7 @@ void ClientConnection::drive_parser() {
 }
 
 void ClientConnection::execute(const char* data, std::size_t length) {
+  ++execution_count_;
   llhttp_errno_t rc = llhttp_execute(&parser_, data, length);
   if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
   if (rc == HPE_OK) return;
@@ -201,10 +202,16 @@ void ClientConnection::on_parse_error(llhttp_errno_t error) {
     started_ns_ = uv_hrtime();
   }
   if (request_id_.empty()) request_id_ = worker_.next_request_id();
-  if (forwarding_ || response_head_sent_) {
-    // The request was already on its way: the upstream has an incomplete request; drop both.
-    close_now();
+  if (response_head_sent_) {
+    close_now();  // part of an answer is out; only closing can tell the client
     return;
+  }
+  if (upstream_ != nullptr) {
+    // The upstream has an incomplete request; it must never see the rest.
+    UpstreamConnection* upstream = upstream_;
+    upstream_ = nullptr;
+    forwarding_ = false;
+    upstream->abandon();
   }
   if (parse_error_status_ == 431) {
     reply_problem(Problem::make("header-fields-too-large", 431, "Request header fields too large",
@@ -261,7 +268,15 @@ int ClientConnection::on_header_field(llhttp_t* parser, const char* at, std::siz
 
 int ClientConnection::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
   ClientConnection* self = self_of(parser);
+  // llhttp accepts obs-fold and hands the continuation line over as a second piece of the same
+  // value within one execute() call (a value split by a read boundary arrives in two calls).
+  // RFC 9112 section 5.2 lets us refuse it, and a backend could read it as a separate field.
+  if (self->in_header_value_ && self->value_piece_execution_ == self->execution_count_) {
+    llhttp_set_error_reason(parser, "obsolete line folding (obs-fold) in a header field");
+    return HPE_USER;
+  }
   self->in_header_value_ = true;
+  self->value_piece_execution_ = self->execution_count_;
   self->request_headers_.append_value({at, length});
   if (self->request_headers_.byte_size() + self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
     self->parse_error_status_ = 431;

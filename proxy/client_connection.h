@@ -130,6 +130,8 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   bool driving_ = false;
   bool drive_again_ = false;
   int parse_error_status_ = 0;  // 413/414/431 chosen inside a callback
+  std::uint64_t execution_count_ = 0;        // llhttp_execute calls so far
+  std::uint64_t value_piece_execution_ = 0;  // the call that delivered the last value piece
 
   // the current request
   std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began

@@ -1,0 +1,144 @@
+#include "proxy/forwarding.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace arbiter {
+namespace {
+
+Cidr cidr(std::string_view text) {
+  auto parsed = parse_cidr(text);
+  EXPECT_TRUE(parsed.has_value()) << text;
+  return *parsed;
+}
+
+std::string upstream_head(const HeaderList& headers, bool trusted_peer = false,
+                          BodyFraming framing = BodyFraming::None, std::uint64_t length = 0) {
+  std::string out;
+  write_upstream_request_head(out, UpstreamRequest{"PUT", "/items/1?x=1", headers, "10.0.0.7", trusted_peer, "rid-1",
+                                                   "127.0.0.1:8081", framing, length});
+  return out;
+}
+
+TEST(RemoveHopByHop, RemovesFixedFieldsAndThoseNamedByConnection) {
+  HeaderList headers{{"Connection", "keep-alive, X-Secret"}, {"Keep-Alive", "timeout=5"},
+                     {"Proxy-Connection", "keep-alive"}, {"TE", "trailers"},
+                     {"Trailer", "Expires"}, {"Transfer-Encoding", "chunked"},
+                     {"Upgrade", "websocket"}, {"x-secret", "1"},
+                     {"Content-Length", "5"}, {"Content-Type", "text/plain"}};
+  remove_hop_by_hop(headers);
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers.at(0).name, "Content-Type");
+}
+
+TEST(UpstreamHead, KeepsEndToEndFieldsAndDropsHopByHop) {
+  HeaderList headers{{"Host", "api.example"}, {"Connection", "close, X-Drop"}, {"X-Drop", "1"},
+                     {"Upgrade", "h2c"}, {"TE", "trailers"}, {"Accept", "application/json"}};
+  std::string head = upstream_head(headers);
+  EXPECT_EQ(head.rfind("PUT /items/1?x=1 HTTP/1.1\r\n", 0), 0u);
+  EXPECT_NE(head.find("Host: api.example\r\n"), std::string::npos);
+  EXPECT_NE(head.find("Accept: application/json\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("X-Drop"), std::string::npos);
+  EXPECT_EQ(head.find("Upgrade"), std::string::npos);
+  EXPECT_EQ(head.find("TE:"), std::string::npos);
+  EXPECT_EQ(head.find("Connection"), std::string::npos);
+  EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");
+}
+
+TEST(UpstreamHead, UntrustedPeerCannotForgeForwardedFields) {
+  HeaderList headers{{"Host", "a"}, {"X-Forwarded-For", "1.2.3.4"}, {"X-Forwarded-Proto", "https"},
+                     {"X-Forwarded-Host", "evil"}};
+  std::string head = upstream_head(headers, /*trusted_peer=*/false);
+  EXPECT_NE(head.find("X-Forwarded-For: 10.0.0.7\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("1.2.3.4"), std::string::npos);
+  EXPECT_NE(head.find("X-Forwarded-Proto: http\r\n"), std::string::npos);
+  EXPECT_NE(head.find("X-Forwarded-Host: a\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("evil"), std::string::npos);
+}
+
+TEST(UpstreamHead, TrustedPeerChainIsAppendedTo) {
+  HeaderList headers{{"Host", "a"}, {"X-Forwarded-For", "1.2.3.4, 5.6.7.8"}, {"X-Forwarded-For", "9.9.9.9"},
+                     {"X-Forwarded-Proto", "https"}, {"X-Forwarded-Host", "public.example"}};
+  std::string head = upstream_head(headers, /*trusted_peer=*/true);
+  EXPECT_NE(head.find("X-Forwarded-For: 1.2.3.4, 5.6.7.8, 9.9.9.9, 10.0.0.7\r\n"), std::string::npos);
+  EXPECT_NE(head.find("X-Forwarded-Proto: https\r\n"), std::string::npos);
+  EXPECT_NE(head.find("X-Forwarded-Host: public.example\r\n"), std::string::npos);
+}
+
+TEST(UpstreamHead, ViaIsAppendedAndRequestIdReplaced) {
+  HeaderList headers{{"Host", "a"}, {"Via", "1.0 edge"}, {"X-Request-Id", "client-chosen"}};
+  std::string head = upstream_head(headers);
+  EXPECT_NE(head.find("Via: 1.0 edge, 1.1 arbiter\r\n"), std::string::npos);
+  EXPECT_NE(head.find("X-Request-Id: rid-1\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("client-chosen"), std::string::npos);
+}
+
+TEST(UpstreamHead, HostFromUpstreamWhenClientSentNone) {
+  HeaderList headers{{"Accept", "*/*"}};
+  std::string head = upstream_head(headers);
+  EXPECT_NE(head.find("Host: 127.0.0.1:8081\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("X-Forwarded-Host"), std::string::npos);
+}
+
+TEST(UpstreamHead, FramingComesFromTheParsedLengthNotTheClientsField) {
+  HeaderList headers{{"Host", "a"}, {"Content-Length", "999"}, {"Expect", "100-continue"}};
+  std::string with_length = upstream_head(headers, false, BodyFraming::ContentLength, 12);
+  EXPECT_NE(with_length.find("Content-Length: 12\r\n"), std::string::npos);
+  EXPECT_EQ(with_length.find("999"), std::string::npos);
+  EXPECT_EQ(with_length.find("Expect"), std::string::npos);
+  std::string chunked = upstream_head(headers, false, BodyFraming::Chunked);
+  EXPECT_NE(chunked.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+  EXPECT_EQ(chunked.find("Content-Length"), std::string::npos);
+}
+
+TEST(BelievedClient, PeerUnlessTrusted) {
+  HeaderList headers{{"X-Forwarded-For", "1.2.3.4"}};
+  std::vector<Cidr> trusted{cidr("10.0.0.0/8")};
+  EXPECT_EQ(believed_client_address("192.168.1.1", headers, trusted), "192.168.1.1");
+  EXPECT_EQ(believed_client_address("10.1.1.1", headers, trusted), "1.2.3.4");
+  EXPECT_EQ(believed_client_address("10.1.1.1", headers, {}), "10.1.1.1");
+}
+
+TEST(BelievedClient, SkipsTrustedHopsFromTheRight) {
+  HeaderList headers{{"X-Forwarded-For", "6.6.6.6, 1.2.3.4, 10.0.0.2"}};
+  std::vector<Cidr> trusted{cidr("10.0.0.0/8")};
+  // 6.6.6.6 was written by 1.2.3.4, whom nobody trusts: the client is 1.2.3.4.
+  EXPECT_EQ(believed_client_address("10.0.0.1", headers, trusted), "1.2.3.4");
+}
+
+TEST(ClientHead, StatusLineFramingAndConnection) {
+  HeaderList headers{{"Content-Type", "application/json"}};
+  std::string head;
+  write_client_response_head(head, ClientResponse{201, headers, BodyFraming::ContentLength, 7, true, false, "r1"});
+  EXPECT_EQ(head,
+            "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nX-Request-Id: r1\r\n"
+            "Content-Length: 7\r\n\r\n");
+  head.clear();
+  write_client_response_head(head, ClientResponse{200, headers, BodyFraming::Chunked, 0, false, false, "r1"});
+  EXPECT_NE(head.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+  EXPECT_NE(head.find("Connection: close\r\n"), std::string::npos);
+  head.clear();
+  write_client_response_head(head, ClientResponse{200, headers, BodyFraming::ContentLength, 1, true, true, "r1"});
+  EXPECT_EQ(head.rfind("HTTP/1.0 200 OK\r\n", 0), 0u);
+  EXPECT_NE(head.find("Connection: keep-alive\r\n"), std::string::npos);
+}
+
+TEST(ClientHead, UpstreamRequestIdIsNotDuplicated) {
+  HeaderList headers{{"X-Request-Id", "from-backend"}};
+  std::string head;
+  write_client_response_head(head, ClientResponse{200, headers, BodyFraming::None, 0, true, false, "r1"});
+  EXPECT_NE(head.find("X-Request-Id: from-backend\r\n"), std::string::npos);
+  EXPECT_EQ(head.find("r1"), std::string::npos);
+}
+
+TEST(StatusHasNoBody, InterimNoContentNotModified) {
+  EXPECT_TRUE(status_has_no_body(100));
+  EXPECT_TRUE(status_has_no_body(204));
+  EXPECT_TRUE(status_has_no_body(304));
+  EXPECT_FALSE(status_has_no_body(200));
+  EXPECT_FALSE(status_has_no_body(404));
+}
+
+}  // namespace
+}  // namespace arbiter
