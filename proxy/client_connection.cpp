@@ -65,6 +65,7 @@ const llhttp_settings_t& ClientConnection::parser_settings() {
     s.on_url = on_url;
     s.on_header_field = on_header_field;
     s.on_header_value = on_header_value;
+    s.on_header_value_complete = on_header_value_complete;
     s.on_headers_complete = on_headers_complete;
     s.on_body = on_body;
     s.on_message_complete = on_message_complete;
@@ -155,7 +156,7 @@ void ClientConnection::drive_parser() {
 }
 
 void ClientConnection::execute(const char* data, std::size_t length) {
-  ++execution_count_;
+  header_collector_.next_execution();
   llhttp_errno_t rc = llhttp_execute(&parser_, data, length);
   if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
   if (rc == HPE_OK) return;
@@ -254,32 +255,27 @@ int ClientConnection::on_url(llhttp_t* parser, const char* at, std::size_t lengt
 
 int ClientConnection::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
   ClientConnection* self = self_of(parser);
-  if (self->in_header_value_ || self->request_headers_.empty()) {
-    self->request_headers_.begin_field();
-    self->in_header_value_ = false;
-  }
-  self->request_headers_.append_name({at, length});
-  if (self->request_headers_.byte_size() + self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
-    self->parse_error_status_ = 431;
-    return HPE_USER;
-  }
-  return 0;
+  self->header_collector_.add_name_piece({at, length});
+  return self->check_head_size();
 }
 
 int ClientConnection::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
   ClientConnection* self = self_of(parser);
-  // llhttp accepts obs-fold and hands the continuation line over as a second piece of the same
-  // value within one execute() call (a value split by a read boundary arrives in two calls).
-  // RFC 9112 section 5.2 lets us refuse it, and a backend could read it as a separate field.
-  if (self->in_header_value_ && self->value_piece_execution_ == self->execution_count_) {
+  if (!self->header_collector_.add_value_piece({at, length})) {
     llhttp_set_error_reason(parser, "obsolete line folding (obs-fold) in a header field");
     return HPE_USER;
   }
-  self->in_header_value_ = true;
-  self->value_piece_execution_ = self->execution_count_;
-  self->request_headers_.append_value({at, length});
-  if (self->request_headers_.byte_size() + self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
-    self->parse_error_status_ = 431;
+  return self->check_head_size();
+}
+
+int ClientConnection::on_header_value_complete(llhttp_t* parser) {
+  self_of(parser)->header_collector_.end_field();
+  return 0;
+}
+
+int ClientConnection::check_head_size() {
+  if (request_headers_.byte_size() + target_.size() > worker_.runtime()->config().server.max_header_bytes) {
+    parse_error_status_ = 431;
     return HPE_USER;
   }
   return 0;
@@ -421,17 +417,7 @@ bool ClientConnection::validate_request_head() {
 void ClientConnection::run_request_policies() {
   const auto& policies = route_->policies;
   policy_states_.resize(policies.size());
-  RequestView view{method_,
-                   target_,
-                   std::string_view(target_).substr(0, target_.find('?')),
-                   target_.find('?') == std::string::npos ? std::string_view()
-                                                          : std::string_view(target_).substr(target_.find('?') + 1),
-                   request_headers_,
-                   client_address(),
-                   route_->config->name,
-                   params_,
-                   request_id_,
-                   MonotonicClock::now()};
+  RequestView view = request_view();
   for (std::size_t i = 0; i < policies.size(); ++i) {
     Decision decision = policies[i]->on_request(view, policy_states_[i]);
     if (!decision.forwards()) {
@@ -554,17 +540,7 @@ void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFra
 void ClientConnection::run_response_policies(HeaderList& headers, std::string* body) {
   const auto& policies = route_->policies;
   if (policies.empty()) return;
-  RequestView view{method_,
-                   target_,
-                   std::string_view(target_).substr(0, target_.find('?')),
-                   target_.find('?') == std::string::npos ? std::string_view()
-                                                          : std::string_view(target_).substr(target_.find('?') + 1),
-                   request_headers_,
-                   client_address(),
-                   route_->config->name,
-                   params_,
-                   request_id_,
-                   MonotonicClock::now()};
+  RequestView view = request_view();
   ResponseView response{response_status_, headers, body, view.now};
   for (std::size_t i = policies.size(); i-- > 0;) {
     policies[i]->on_response(view, response, policy_states_[i].get());
@@ -718,7 +694,7 @@ void ClientConnection::reset_exchange() {
   params_.clear();
   target_.clear();
   request_headers_.clear();
-  in_header_value_ = false;
+  header_collector_.reset();
   head_complete_ = false;
   request_complete_ = false;
   expect_continue_ = false;
@@ -760,6 +736,21 @@ void ClientConnection::log_exchange() {
   record.total_ms = elapsed_ms(started_ns_, now);
   record.decision = decided_by_;
   log.record(record);
+}
+
+RequestView ClientConnection::request_view() const {
+  std::string_view target(target_);
+  std::size_t query = target.find('?');
+  return RequestView{method_,
+                     target,
+                     target.substr(0, query),
+                     query == std::string_view::npos ? std::string_view() : target.substr(query + 1),
+                     request_headers_,
+                     client_address(),
+                     route_->config->name,
+                     params_,
+                     request_id_,
+                     MonotonicClock::now()};
 }
 
 std::string_view ClientConnection::client_address() const noexcept {

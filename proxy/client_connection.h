@@ -20,6 +20,7 @@
 
 #include "policies/policy.h"
 #include "proxy/forwarding.h"
+#include "proxy/header_collector.h"
 #include "proxy/runtime.h"
 #include "proxy/stream_write.h"
 #include "proxy/upstream.h"
@@ -73,6 +74,7 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   void resume_parser();
   void update_reading();
   void on_parse_error(llhttp_errno_t error);
+  int check_head_size();  // 0, or HPE_USER with 431 chosen
 
   // exchange
   void begin_exchange();
@@ -97,12 +99,14 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   void arm_timer(Duration timeout);
   void log_exchange();
   std::string_view client_address() const noexcept;
+  RequestView request_view() const;  // of the current request, with `now`
 
   static const llhttp_settings_t& parser_settings();
   static int on_message_begin(llhttp_t* parser);
   static int on_url(llhttp_t* parser, const char* at, std::size_t length);
   static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
   static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value_complete(llhttp_t* parser);
   static int on_headers_complete(llhttp_t* parser);
   static int on_body(llhttp_t* parser, const char* at, std::size_t length);
   static int on_message_complete(llhttp_t* parser);
@@ -130,15 +134,13 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   bool driving_ = false;
   bool drive_again_ = false;
   int parse_error_status_ = 0;  // 413/414/431 chosen inside a callback
-  std::uint64_t execution_count_ = 0;        // llhttp_execute calls so far
-  std::uint64_t value_piece_execution_ = 0;  // the call that delivered the last value piece
 
   // the current request
   std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began
   std::string_view method_;
   std::string target_;
   HeaderList request_headers_;
-  bool in_header_value_ = false;
+  HeaderCollector header_collector_{request_headers_};
   bool head_complete_ = false;
   bool request_complete_ = false;
   bool client_keep_alive_ = true;

@@ -39,6 +39,16 @@ void append_number(std::string& out, std::uint64_t n) {
   out.append(digits, end);
 }
 
+void append_framing(std::string& out, BodyFraming framing, std::uint64_t content_length) {
+  if (framing == BodyFraming::ContentLength) {
+    out.append("Content-Length: ");
+    append_number(out, content_length);
+    out.append("\r\n");
+  } else if (framing == BodyFraming::Chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
+}
+
 bool is_forwarding_field(std::string_view name) {
   return iequals(name, "x-forwarded-for") || iequals(name, "x-forwarded-proto") ||
          iequals(name, "x-forwarded-host") || iequals(name, "via") || iequals(name, "x-request-id") ||
@@ -135,19 +145,7 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   append_field(out, "Via", via);
   append_field(out, "X-Request-Id", request.request_id);
 
-  switch (request.framing) {
-    case BodyFraming::ContentLength:
-      out.append("Content-Length: ");
-      append_number(out, request.content_length);
-      out.append("\r\n");
-      break;
-    case BodyFraming::Chunked:
-      out.append("Transfer-Encoding: chunked\r\n");
-      break;
-    case BodyFraming::None:
-    case BodyFraming::UntilClose:
-      break;
-  }
+  append_framing(out, request.framing, request.content_length);
   out.append("\r\n");
 }
 
@@ -163,19 +161,7 @@ void write_client_response_head(std::string& out, const ClientResponse& response
     append_field(out, field.name, field.value);
   }
   if (!has_request_id && !response.request_id.empty()) append_field(out, "X-Request-Id", response.request_id);
-  switch (response.framing) {
-    case BodyFraming::ContentLength:
-      out.append("Content-Length: ");
-      append_number(out, response.content_length);
-      out.append("\r\n");
-      break;
-    case BodyFraming::Chunked:
-      out.append("Transfer-Encoding: chunked\r\n");
-      break;
-    case BodyFraming::None:
-    case BodyFraming::UntilClose:
-      break;
-  }
+  append_framing(out, response.framing, response.content_length);
   if (!response.keep_alive) {
     out.append("Connection: close\r\n");
   } else if (response.client_is_http10) {

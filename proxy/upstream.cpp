@@ -32,6 +32,9 @@ bool resolve(const SocketAddress& address, sockaddr_storage& out) {
   return uv_ip6_addr(host.c_str(), address.port, v6) == 0;
 }
 
+// A response head larger than this is refused as a bad response (502).
+constexpr std::size_t kMaxResponseHeadBytes = 256u << 10;
+
 UpstreamConnection* self_of(llhttp_t* parser) { return static_cast<UpstreamConnection*>(parser->data); }
 
 }  // namespace
@@ -48,6 +51,7 @@ const llhttp_settings_t& UpstreamConnection::parser_settings() {
     s.on_status_complete = on_status_code;
     s.on_header_field = on_header_field;
     s.on_header_value = on_header_value;
+    s.on_header_value_complete = on_header_value_complete;
     s.on_headers_complete = on_headers_complete;
     s.on_body = on_body;
     s.on_message_complete = on_message_complete;
@@ -80,7 +84,7 @@ void UpstreamConnection::connect(const sockaddr* address) {
 void UpstreamConnection::attach(UpstreamSink* sink) {
   sink_ = sink;
   headers_.clear();
-  in_header_value_ = false;
+  header_collector_.reset();
   awaiting_response_ = false;
   response_started_ = false;
   response_head_done_ = false;
@@ -231,6 +235,7 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   }
   self->response_started_ = true;
   if (self->response_head_done_) self->arm_timer(self->pool_.config().response_timeout);
+  self->header_collector_.next_execution();
   llhttp_errno_t rc = llhttp_execute(&self->parser_, buf->base, static_cast<std::size_t>(nread));
   if (self->state_ != State::Active) return;  // the sink let go during a callback
   if (rc == HPE_PAUSED && self->response_complete_) {
@@ -261,19 +266,19 @@ int UpstreamConnection::on_status_code(llhttp_t* parser) {
 
 int UpstreamConnection::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
   UpstreamConnection* self = self_of(parser);
-  if (self->in_header_value_ || self->headers_.empty()) {
-    self->headers_.begin_field();
-    self->in_header_value_ = false;
-  }
-  self->headers_.append_name({at, length});
-  return self->headers_.byte_size() > (256u << 10) ? -1 : 0;
+  self->header_collector_.add_name_piece({at, length});
+  return self->headers_.byte_size() > kMaxResponseHeadBytes ? -1 : 0;
 }
 
 int UpstreamConnection::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
   UpstreamConnection* self = self_of(parser);
-  self->in_header_value_ = true;
-  self->headers_.append_value({at, length});
-  return self->headers_.byte_size() > (256u << 10) ? -1 : 0;
+  if (!self->header_collector_.add_value_piece({at, length})) return -1;
+  return self->headers_.byte_size() > kMaxResponseHeadBytes ? -1 : 0;
+}
+
+int UpstreamConnection::on_header_value_complete(llhttp_t* parser) {
+  self_of(parser)->header_collector_.end_field();
+  return 0;
 }
 
 int UpstreamConnection::on_headers_complete(llhttp_t* parser) {
@@ -310,7 +315,7 @@ int UpstreamConnection::on_message_complete(llhttp_t* parser) {
   UpstreamConnection* self = self_of(parser);
   if (!self->response_head_done_) {
     self->headers_.clear();
-    self->in_header_value_ = false;
+    self->header_collector_.reset();
     return 0;  // an interim 1xx answer ended; the real one follows
   }
   self->response_complete_ = true;

@@ -13,6 +13,7 @@
 #include "policies/headers.h"
 #include "proxy/config.h"
 #include "proxy/forwarding.h"
+#include "proxy/header_collector.h"
 #include "proxy/stream_write.h"
 
 namespace arbiter {
@@ -98,6 +99,7 @@ class UpstreamConnection final : public WriteListener {
   static int on_status_code(llhttp_t* parser);
   static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
   static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value_complete(llhttp_t* parser);
   static int on_headers_complete(llhttp_t* parser);
   static int on_body(llhttp_t* parser, const char* at, std::size_t length);
   static int on_message_complete(llhttp_t* parser);
@@ -113,7 +115,7 @@ class UpstreamConnection final : public WriteListener {
   int handles_open_ = 0;
   llhttp_t parser_{};
   HeaderList headers_;
-  bool in_header_value_ = false;
+  HeaderCollector header_collector_{headers_};
   bool head_request_ = false;
   bool awaiting_response_ = false;
   bool response_started_ = false;  // a byte of the response arrived

@@ -1,0 +1,55 @@
+#pragma once
+// Gathers header fields from llhttp's piecewise callbacks into a HeaderList. A name or value
+// may arrive in several pieces when it straddles two reads; a field ends at
+// on_header_value_complete.
+
+#include <cstdint>
+#include <string_view>
+
+#include "policies/headers.h"
+
+namespace arbiter {
+
+class HeaderCollector {
+ public:
+  explicit HeaderCollector(HeaderList& headers) : headers_(headers) {}
+
+  void reset() noexcept {
+    field_open_ = false;
+    value_started_ = false;
+  }
+  // Call once at the start of every llhttp_execute: pieces of one value delivered within one
+  // call are not a read boundary but a folded line.
+  void next_execution() noexcept { ++execution_; }
+
+  void add_name_piece(std::string_view piece) {
+    if (!field_open_) {
+      headers_.begin_field();
+      field_open_ = true;
+      value_started_ = false;
+    }
+    headers_.append_name(piece);
+  }
+  // False for obs-fold (RFC 9112 section 5.2): llhttp accepts it and passes the continuation
+  // line as a second piece of the same value within one execute() call.
+  bool add_value_piece(std::string_view piece) {
+    if (value_started_ && value_execution_ == execution_) return false;
+    value_started_ = true;
+    value_execution_ = execution_;
+    headers_.append_value(piece);
+    return true;
+  }
+  void end_field() noexcept {
+    field_open_ = false;
+    value_started_ = false;
+  }
+
+ private:
+  HeaderList& headers_;
+  bool field_open_ = false;
+  bool value_started_ = false;
+  std::uint64_t execution_ = 0;
+  std::uint64_t value_execution_ = 0;
+};
+
+}  // namespace arbiter
