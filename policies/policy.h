@@ -14,11 +14,13 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "policies/headers.h"
 #include "policies/problem.h"
@@ -33,6 +35,15 @@ struct PathParam {
   std::string_view value;
 };
 
+// A thread-safe handle on a waiting request. A policy that answers Decision::wait_until()
+// keeps it (in a queue, say) and calls wake() from any thread when the request may go on;
+// the proxy then calls on_request() again. Waking a request that has ended does nothing.
+class Waker {
+ public:
+  virtual ~Waker() = default;
+  virtual void wake() = 0;
+};
+
 struct RequestView {
   std::string_view method;      // as sent, e.g. "GET"
   std::string_view target;      // request-target as sent, path and query
@@ -44,39 +55,114 @@ struct RequestView {
   std::span<const PathParam> params;  // the route's {param} captures
   std::string_view request_id;
   MonotonicTime now;
+  std::shared_ptr<Waker> waker;  // request phase only; null in the response phase
 };
 
 struct ResponseView {
   int status;
   HeaderList& headers;       // hop-by-hop fields already removed; policies may change any
   // The body, when this route's policies asked for it (Policy::response_body_limit) and it was
-  // no larger than that; nullptr otherwise. Policies may replace it.
+  // no larger than that; nullptr otherwise (or when there is no body). Policies may replace it.
   std::string* body;
+  bool body_withheld;        // true: there is a body, but too large to be shown (body == nullptr)
   MonotonicTime now;
 };
 
-// What a request-phase hook decided: forward, or answer with this.
+// The answer to a Decision::fetch / ResponseStep::fetch: a GET of the target on the route's
+// upstream, made by the proxy with the client's end-to-end request fields (no conditionals,
+// no body).
+struct FetchedResponse {
+  bool reached = false;    // false: no HTTP answer (connect failure, reset, timeout, garbage)
+  int status = 0;
+  HeaderList headers;      // hop-by-hop fields removed
+  std::string body;
+  bool body_complete = false;  // false: larger than the policy's response_body_limit; body empty
+};
+
+// What a request-phase hook decided.
 class Decision {
  public:
-  static Decision forward() { return Decision(); }
+  enum class Kind : std::uint8_t {
+    Forward,  // on to the next policy, then the upstream
+    Reply,    // answer the client with this; nothing is forwarded
+    Wait,     // park the request until the waker is woken or the deadline passes, then call
+              // on_request() again (with the same state)
+    Fetch,    // GET fetch_target() from the upstream first and call on_fetched() with it
+  };
+
+  static Decision forward() { return Decision(Kind::Forward); }
+  // Forward, but without these request fields (e.g. a conditional the policy has already
+  // evaluated and the backend would not understand).
+  static Decision forward_without(std::vector<std::string> request_fields) {
+    Decision d(Kind::Forward);
+    d.strip_fields_ = std::move(request_fields);
+    return d;
+  }
   static Decision reply(Problem problem, HeaderList headers = {}) {
-    Decision d;
+    Decision d(Kind::Reply);
+    d.status_ = problem.status;
     d.problem_ = std::move(problem);
     d.headers_ = std::move(headers);
     return d;
   }
-  bool forwards() const noexcept { return !problem_.has_value(); }
-  const Problem& problem() const { return *problem_; }
-  // Fields to send with the answer besides Content-Type (e.g. Retry-After).
+  // An answer that is not a problem, e.g. 304 Not Modified (body empty) .
+  static Decision respond(int status, HeaderList headers, std::string body = {},
+                          std::string content_type = {}) {
+    Decision d(Kind::Reply);
+    d.status_ = status;
+    d.headers_ = std::move(headers);
+    d.body_ = std::move(body);
+    d.content_type_ = std::move(content_type);
+    return d;
+  }
+  static Decision wait_until(MonotonicTime deadline) {
+    Decision d(Kind::Wait);
+    d.deadline_ = deadline;
+    return d;
+  }
+  static Decision fetch(std::string target) {
+    Decision d(Kind::Fetch);
+    d.fetch_target_ = std::move(target);
+    return d;
+  }
+
+  Kind kind() const noexcept { return kind_; }
+  bool forwards() const noexcept { return kind_ == Kind::Forward; }
+  int status() const noexcept { return status_; }
+  // Reply: a problem+json answer when set, else status/headers/body as given.
+  const std::optional<Problem>& problem() const noexcept { return problem_; }
   const HeaderList& headers() const noexcept { return headers_; }
+  const std::string& body() const noexcept { return body_; }
+  const std::string& content_type() const noexcept { return content_type_; }
+  const std::vector<std::string>& strip_fields() const noexcept { return strip_fields_; }
+  MonotonicTime deadline() const noexcept { return deadline_; }
+  const std::string& fetch_target() const noexcept { return fetch_target_; }
 
  private:
-  Decision() = default;
+  explicit Decision(Kind kind) : kind_(kind) {}
+  Kind kind_;
+  int status_ = 0;
   std::optional<Problem> problem_;
   HeaderList headers_;
+  std::string body_;
+  std::string content_type_;
+  std::vector<std::string> strip_fields_;
+  MonotonicTime deadline_{};
+  std::string fetch_target_;
 };
 
-// Per-request state a policy keeps between its two hooks; destroyed when the exchange ends,
+// What a response-phase hook decided: go on, or GET a target first (e.g. to learn the new
+// version of a resource after a write) and call on_response_fetched() with it. A fetch is
+// honoured only while the response is still held back: when its body is buffered
+// (response.body != nullptr) or it has none (body_withheld == false).
+struct ResponseStep {
+  static ResponseStep proceed() { return {}; }
+  static ResponseStep fetch(std::string target) { return {true, std::move(target)}; }
+  bool fetch_first = false;
+  std::string fetch_target;
+};
+
+// Per-request state a policy keeps between its hooks; destroyed when the exchange ends,
 // whichever way it ends (answered, forwarded, client gone, upstream failed).
 class ExchangeState {
  public:
@@ -90,17 +176,33 @@ class Policy {
   // "etag", "rate_limit", ...: names the policy in the route table, logs and metrics.
   virtual std::string_view kind() const noexcept = 0;
 
-  // Request phase. May set `state` to carry something to the response phase.
+  // Request phase. May set `state` to carry something to later hooks. Called again after a
+  // Wait, with the state it left.
   virtual Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) = 0;
 
-  // Response phase; state is what on_request left (possibly null).
-  virtual void on_response(const RequestView& request, ResponseView& response,
-                           ExchangeState* state) {
-    (void)request, (void)response, (void)state;
+  // The answer to this policy's Decision::fetch.
+  virtual Decision on_fetched(const RequestView& request, const FetchedResponse& fetched,
+                              std::unique_ptr<ExchangeState>& state) {
+    (void)request, (void)fetched, (void)state;
+    return Decision::forward();
   }
 
-  // > 0: the proxy buffers response bodies up to this many bytes and hands them to
-  // on_response; larger bodies stream through and on_response sees body == nullptr.
+  // Response phase, in reverse policy order; state is what the request phase left (possibly
+  // null). Not called when the upstream gave no response: the state's destructor is the
+  // place to handle an unknown outcome.
+  virtual ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) {
+    (void)request, (void)response, (void)state;
+    return ResponseStep::proceed();
+  }
+
+  // The answer to this policy's ResponseStep::fetch.
+  virtual void on_response_fetched(const RequestView& request, ResponseView& response,
+                                   const FetchedResponse& fetched, ExchangeState* state) {
+    (void)request, (void)response, (void)fetched, (void)state;
+  }
+
+  // > 0: the proxy buffers response bodies (and fetched bodies) up to this many bytes and
+  // hands them to the hooks; larger bodies stream through and the hooks see body == nullptr.
   virtual std::size_t response_body_limit() const noexcept { return 0; }
 };
 
