@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "proxy/server.h"
+#include "proxy/subrequest.h"
 #include "proxy/worker.h"
 
 namespace arbiter {
@@ -416,16 +417,80 @@ bool ClientConnection::validate_request_head() {
 
 void ClientConnection::run_request_policies() {
   const auto& policies = route_->policies;
-  policy_states_.resize(policies.size());
-  RequestView view = request_view();
-  for (std::size_t i = 0; i < policies.size(); ++i) {
-    Decision decision = policies[i]->on_request(view, policy_states_[i]);
-    if (!decision.forwards()) {
-      reply_problem(decision.problem(), decision.headers(), policies[i]->kind());
-      return;
-    }
+  if (!policies.empty() && waker_ == nullptr) waker_ = std::make_shared<ExchangeWaker>(worker_, this);
+  while (policy_index_ < policies.size()) {
+    RequestView view = request_view();
+    view.waker = waker_;
+    Decision decision = policies[policy_index_]->on_request(view, policy_states_[policy_index_]);
+    if (!apply_request_decision(decision)) return;
+    ++policy_index_;
   }
   connect_upstream(SIZE_MAX);
+}
+
+bool ClientConnection::apply_request_decision(const Decision& decision) {
+  switch (decision.kind()) {
+    case Decision::Kind::Forward:
+      for (const std::string& field : decision.strip_fields()) omit_fields_.push_back(field);
+      return true;
+    case Decision::Kind::Reply: {
+      std::string_view decided_by = route_->policies[policy_index_]->kind();
+      if (decision.problem()) {
+        reply_problem(*decision.problem(), decision.headers(), decided_by);
+      } else {
+        reply(decision.status(), decision.content_type(), decision.headers(), decision.body(), decided_by);
+      }
+      return false;
+    }
+    case Decision::Kind::Wait: {
+      waiting_ = true;
+      auto remaining = std::chrono::ceil<Duration>(decision.deadline() - MonotonicClock::now());
+      arm_timer(std::max(remaining, Duration(0)));
+      return false;
+    }
+    case Decision::Kind::Fetch:
+      start_fetch(decision.fetch_target());
+      return false;
+  }
+  return false;
+}
+
+void ClientConnection::on_woken() {
+  if (!waiting_ || phase_ != Phase::Exchange) return;
+  waiting_ = false;
+  uv_timer_stop(&timer_);
+  run_request_policies();  // the waiting policy is asked again
+}
+
+void ClientConnection::start_fetch(const std::string& target) {
+  subrequest_ = std::make_unique<Subrequest>(
+      worker_.pool(route_->upstream_index),
+      SubrequestSpec{target, request_headers_, peer_address_, peer_is_trusted_proxy_, request_id_,
+                     route_->response_body_limit},
+      *this);
+  subrequest_->start();
+}
+
+void ClientConnection::on_fetched(FetchedResponse fetched) {
+  // The subrequest is done; it is destroyed with the exchange or by the next fetch.
+  if (phase_ != Phase::Exchange) return;
+  const auto& policies = route_->policies;
+  if (!response_pending_) {
+    RequestView view = request_view();
+    view.waker = waker_;
+    Decision decision = policies[policy_index_]->on_fetched(view, fetched, policy_states_[policy_index_]);
+    if (!apply_request_decision(decision)) return;
+    ++policy_index_;
+    run_request_policies();
+    return;
+  }
+  std::size_t i = response_policy_index_ - 1;
+  RequestView view = request_view();
+  ResponseView response = response_view(view.now);
+  policies[i]->on_response_fetched(view, response, fetched, policy_states_[i].get());
+  response_status_ = response.status;
+  --response_policy_index_;
+  run_response_policies(true);
 }
 
 void ClientConnection::answer_admin() {
@@ -467,7 +532,7 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
       head_scratch_, UpstreamRequest{method_, target_, request_headers_, peer_address_,
                                      peer_is_trusted_proxy_,
                                      request_id_, connection.authority(), request_framing_,
-                                     request_content_length_});
+                                     request_content_length_, omit_fields_});
   uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
   if (!connection.send(&head, 1)) return;  // on_upstream_failed has run
   upstream_->expect_response(method_ == "HEAD");
@@ -512,6 +577,7 @@ void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connecti
   }
   if (!request_complete_) client_keep_alive_ = false;
   buffering_body_ = false;
+  holding_response_ = false;
   bool timeout = failure == UpstreamFailure::ResponseTimeout;
   std::string detail(describe(failure));
   detail += " (upstream '" + route_->config->upstream + "', route '" + route_->config->name + "').";
@@ -524,28 +590,69 @@ void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFra
                                         std::uint64_t content_length) {
   response_status_ = status;
   upstream_ns_ += uv_hrtime() - upstream_started_ns_;
-  bool body_follows = framing != BodyFraming::None && method_ != "HEAD";
-  if (route_->response_body_limit > 0 && body_follows) {
-    buffering_body_ = true;
-    buffered_headers_ = headers;
-    buffered_framing_ = framing;
-    buffered_length_ = content_length;
-    buffered_body_.clear();
+  if (route_->policies.empty()) {
+    send_response_head(headers, framing, content_length);
     return;
   }
-  run_response_policies(headers, nullptr);
-  send_response_head(headers, framing, content_length);
+  // Held back for the response policies; copied, since the upstream's list is reused.
+  held_headers_ = headers;
+  held_framing_ = framing;
+  held_length_ = content_length;
+  bool body_follows = framing != BodyFraming::None && method_ != "HEAD";
+  if (!body_follows) {
+    holding_response_ = true;  // the policies run at on_upstream_complete, which follows at once
+  } else if (route_->response_body_limit > 0) {
+    holding_response_ = true;
+    buffering_body_ = true;
+    buffered_body_.clear();
+  } else {
+    release_held_head_withheld();
+  }
 }
 
-void ClientConnection::run_response_policies(HeaderList& headers, std::string* body) {
+void ClientConnection::release_held_head_withheld() {
+  // The body streams: the policies see the head only and cannot fetch first.
+  holding_response_ = false;
+  body_withheld_ = true;
+  response_policy_index_ = route_->policies.size();
+  run_response_policies(false);
+  send_response_head(held_headers_, held_framing_, held_length_);
+}
+
+ResponseView ClientConnection::response_view(MonotonicTime now) {
+  return ResponseView{response_status_, held_headers_, buffering_body_ ? &buffered_body_ : nullptr, body_withheld_,
+                      now};
+}
+
+void ClientConnection::run_response_policies(bool may_fetch) {
   const auto& policies = route_->policies;
-  if (policies.empty()) return;
-  RequestView view = request_view();
-  ResponseView response{response_status_, headers, body, view.now};
-  for (std::size_t i = policies.size(); i-- > 0;) {
-    policies[i]->on_response(view, response, policy_states_[i].get());
+  response_pending_ = true;
+  while (response_policy_index_ > 0) {
+    std::size_t i = response_policy_index_ - 1;
+    RequestView view = request_view();
+    ResponseView response = response_view(view.now);
+    ResponseStep step = policies[i]->on_response(view, response, policy_states_[i].get());
+    response_status_ = response.status;
+    if (step.fetch_first && may_fetch) {
+      start_fetch(step.fetch_target);
+      return;
+    }
+    --response_policy_index_;
   }
-  response_status_ = response.status;
+  if (may_fetch) deliver_held_response();
+}
+
+void ClientConnection::deliver_held_response() {
+  holding_response_ = false;
+  if (buffering_body_) {
+    buffering_body_ = false;
+    send_response_head(held_headers_, BodyFraming::ContentLength, buffered_body_.size());
+    send_response_body(buffered_body_);
+  } else {
+    send_response_head(held_headers_, held_framing_, held_length_);
+  }
+  response_complete_ = true;
+  if (request_complete_ || !response_keep_alive_) finish_exchange();
 }
 
 void ClientConnection::send_response_head(HeaderList& headers, BodyFraming upstream_framing,
@@ -556,7 +663,9 @@ void ClientConnection::send_response_head(HeaderList& headers, BodyFraming upstr
   response_keep_alive_ = client_keep_alive_ && request_complete_ && !worker_.draining();
   BodyFraming announced = upstream_framing;
   if (no_body) {
-    announced = upstream_framing == BodyFraming::ContentLength ? BodyFraming::ContentLength : BodyFraming::None;
+    // HEAD keeps the length the GET would have; 304 and the others announce none.
+    announced = upstream_framing == BodyFraming::ContentLength && method_ == "HEAD" ? BodyFraming::ContentLength
+                                                                                   : BodyFraming::None;
   } else if (upstream_framing == BodyFraming::Chunked || upstream_framing == BodyFraming::UntilClose) {
     announced = http10_ ? BodyFraming::UntilClose : BodyFraming::Chunked;
     if (http10_) response_keep_alive_ = false;
@@ -595,8 +704,7 @@ void ClientConnection::on_upstream_body(std::string_view data) {
     }
     // Too large for the policies to see: they get the head only, and the body streams on.
     buffering_body_ = false;
-    run_response_policies(buffered_headers_, nullptr);
-    send_response_head(buffered_headers_, buffered_framing_, buffered_length_);
+    release_held_head_withheld();
     send_response_body(buffered_body_);
     buffered_body_.clear();
   }
@@ -607,12 +715,12 @@ void ClientConnection::on_upstream_complete() {
   upstream_ = nullptr;
   forwarding_ = false;
   if (phase_ == Phase::Closed) return;
-  if (buffering_body_) {
-    buffering_body_ = false;
-    run_response_policies(buffered_headers_, &buffered_body_);
-    send_response_head(buffered_headers_, BodyFraming::ContentLength, buffered_body_.size());
-    send_response_body(buffered_body_);
-  } else if (response_framing_ == BodyFraming::Chunked) {
+  if (holding_response_) {
+    response_policy_index_ = route_->policies.size();
+    run_response_policies(true);
+    return;
+  }
+  if (response_framing_ == BodyFraming::Chunked) {
     static constexpr std::string_view kLastChunk = "0\r\n\r\n";
     uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
     send_to_client(&last, 1);
@@ -688,6 +796,12 @@ void ClientConnection::finish_exchange() {
 }
 
 void ClientConnection::reset_exchange() {
+  subrequest_.reset();
+  if (waker_ != nullptr) waker_->detach();
+  waker_.reset();
+  waiting_ = false;
+  policy_index_ = 0;
+  omit_fields_.clear();
   policy_states_.clear();  // releases whatever the policies held for this request
   runtime_.reset();
   route_ = nullptr;
@@ -716,7 +830,11 @@ void ClientConnection::reset_exchange() {
   response_framing_ = BodyFraming::None;
   response_bytes_ = 0;
   buffering_body_ = false;
-  buffered_headers_.clear();
+  holding_response_ = false;
+  response_pending_ = false;
+  response_policy_index_ = 0;
+  body_withheld_ = false;
+  held_headers_.clear();
   buffered_body_.clear();
 }
 
@@ -777,6 +895,11 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       self->close_now();
       break;
     case Phase::Exchange:
+      if (self->waiting_) {
+        self->waiting_ = false;
+        self->run_request_policies();  // past its deadline: the waiting policy decides
+      }
+      break;
     case Phase::Closed:
       break;
   }
@@ -810,6 +933,8 @@ void ClientConnection::close_now() {
     upstream_ = nullptr;
     upstream->abandon();
   }
+  subrequest_.reset();
+  if (waker_ != nullptr) waker_->detach();
   policy_states_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);

@@ -23,13 +23,15 @@
 #include "proxy/header_collector.h"
 #include "proxy/runtime.h"
 #include "proxy/stream_write.h"
+#include "proxy/subrequest.h"
 #include "proxy/upstream.h"
 
 namespace arbiter {
 
 class Worker;
+class ExchangeWaker;
 
-class ClientConnection final : public UpstreamSink, public WriteListener {
+class ClientConnection final : public UpstreamSink, public WriteListener, public SubrequestOwner {
  public:
   ClientConnection(Worker& worker, bool admin);
   ClientConnection(const ClientConnection&) = delete;
@@ -55,6 +57,10 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   void on_upstream_drained() override;
   // WriteListener
   void on_write_done(int status) override;
+  // SubrequestOwner
+  void on_fetched(FetchedResponse fetched) override;
+  // A policy woke the exchange it parked (called on this connection's loop).
+  void on_woken();
 
  private:
   enum class Phase : std::uint8_t {
@@ -79,13 +85,21 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   // exchange
   void begin_exchange();
   bool validate_request_head();
-  void run_request_policies();
+  void run_request_policies();  // from policy_index_ on
+  // Acts on a request-phase decision; true when the chain goes on to the next policy.
+  bool apply_request_decision(const Decision& decision);
+  void start_fetch(const std::string& target);
   void answer_admin();
   void connect_upstream(std::size_t avoid_server);
   void forward_request_body(const char* data, std::size_t length);
   void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length);
   void send_response_body(std::string_view data);
-  void run_response_policies(HeaderList& headers, std::string* body);
+  // From response_policy_index_ down; may_fetch: the response is held back (buffered or
+  // bodiless), so a policy may fetch first, and it is delivered when the chain is done.
+  void run_response_policies(bool may_fetch);
+  void release_held_head_withheld();
+  void deliver_held_response();
+  ResponseView response_view(MonotonicTime now);
   void finish_exchange();
   void reset_exchange();
 
@@ -156,6 +170,11 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   const RouteRuntime* route_ = nullptr;
   std::vector<PathParam> params_;
   std::vector<std::unique_ptr<ExchangeState>> policy_states_;
+  std::size_t policy_index_ = 0;           // the request-phase policy being asked
+  std::shared_ptr<ExchangeWaker> waker_;   // for policies that park the request
+  bool waiting_ = false;                   // parked by a policy (timer_ holds its deadline)
+  std::vector<std::string> omit_fields_;   // request fields the policies took out
+  std::unique_ptr<Subrequest> subrequest_;  // a policy's fetch in progress (or done)
 
   // upstream
   UpstreamConnection* upstream_ = nullptr;
@@ -175,10 +194,15 @@ class ClientConnection final : public UpstreamSink, public WriteListener {
   BodyFraming response_framing_ = BodyFraming::None;
   bool response_has_body_ = false;
   std::uint64_t response_bytes_ = 0;
-  bool buffering_body_ = false;  // a response policy asked to see the body
-  HeaderList buffered_headers_;
-  BodyFraming buffered_framing_ = BodyFraming::None;
-  std::uint64_t buffered_length_ = 0;
+  // The response as the policies see it, held back until they are done.
+  bool holding_response_ = false;
+  bool response_pending_ = false;          // the response phase has begun
+  std::size_t response_policy_index_ = 0;  // policies [0, index) are still to run
+  bool buffering_body_ = false;            // the body is gathered for the policies
+  bool body_withheld_ = false;             // there is a body the policies cannot see
+  HeaderList held_headers_;
+  BodyFraming held_framing_ = BodyFraming::None;
+  std::uint64_t held_length_ = 0;
   std::string buffered_body_;
   std::string head_scratch_;
 };

@@ -112,6 +112,9 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
     bool hop = false;
     for (std::string_view name : kHopByHop) hop = hop || iequals(field.name, name);
     if (hop || is_listed(field.name)) continue;
+    bool omitted = false;
+    for (const std::string& name : request.omit_fields) omitted = omitted || iequals(field.name, name);
+    if (omitted) continue;
     if (is_forwarding_field(field.name)) {
       if (iequals(field.name, "x-forwarded-for") && request.peer_is_trusted_proxy) {
         if (!forwarded_for.empty()) forwarded_for.append(", ");

@@ -3,6 +3,7 @@
 // fields added, framing chosen. Pure functions over HeaderList, so every rule is unit-tested.
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,8 @@ struct UpstreamRequest {
   std::string_view upstream_authority;  // "host:port", used as Host when the client sent none
   BodyFraming framing = BodyFraming::None;
   std::uint64_t content_length = 0;
+  // Client fields a policy has dealt with and the backend must not see (e.g. If-Match).
+  std::span<const std::string> omit_fields = {};
 };
 
 // Appends the head to send upstream (always HTTP/1.1, keep-alive) to `out`.

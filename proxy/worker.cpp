@@ -83,8 +83,29 @@ void Worker::request_shutdown(bool force) {
   uv_async_send(&wakeup_);
 }
 
+void ExchangeWaker::wake() {
+  if (!queued_.exchange(true)) worker_.post_wake(shared_from_this());
+}
+
+void Worker::post_wake(std::shared_ptr<ExchangeWaker> waker) {
+  {
+    std::lock_guard<std::mutex> lock(wake_mutex_);
+    woken_.push_back(std::move(waker));
+  }
+  uv_async_send(&wakeup_);
+}
+
 void Worker::on_async(uv_async_t* async) {
   auto* self = static_cast<Worker*>(async->data);
+  std::vector<std::shared_ptr<ExchangeWaker>> woken;
+  {
+    std::lock_guard<std::mutex> lock(self->wake_mutex_);
+    woken.swap(self->woken_);
+  }
+  for (const auto& waker : woken) {
+    waker->queued_.store(false);
+    if (ClientConnection* connection = waker->connection_.load()) connection->on_woken();
+  }
   int request = self->shutdown_request_.load();
   if (request > 0) self->begin_drain(request == 2);
 }

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -21,6 +22,22 @@ namespace arbiter {
 
 class ClientConnection;
 class Server;
+class Worker;
+
+// Lets a policy wake a parked exchange from any thread: the exchange's worker picks the wake
+// up on its own loop. Detached when the exchange ends, after which waking does nothing.
+class ExchangeWaker final : public Waker, public std::enable_shared_from_this<ExchangeWaker> {
+ public:
+  ExchangeWaker(Worker& worker, ClientConnection* connection) : worker_(worker), connection_(connection) {}
+  void wake() override;
+  void detach() noexcept { connection_.store(nullptr); }
+
+ private:
+  friend class Worker;
+  Worker& worker_;
+  std::atomic<ClientConnection*> connection_;
+  std::atomic<bool> queued_{false};
+};
 
 class Worker {
  public:
@@ -48,6 +65,8 @@ class Worker {
   bool draining() const noexcept { return draining_; }
   std::string next_request_id();
   void connection_closed(ClientConnection* connection);
+  // Any thread.
+  void post_wake(std::shared_ptr<ExchangeWaker> waker);
 
  private:
   struct Listener {
@@ -79,6 +98,8 @@ class Worker {
   AccessLog access_log_;
   std::mt19937_64 random_;
   std::atomic<int> shutdown_request_{0};  // 0 none, 1 drain, 2 force
+  std::mutex wake_mutex_;
+  std::vector<std::shared_ptr<ExchangeWaker>> woken_;  // guarded by wake_mutex_
   bool draining_ = false;
   bool finished_ = false;
 };
