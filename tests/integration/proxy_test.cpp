@@ -10,38 +10,17 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "tests/support/harness.h"
+#include "tests/support/proxy_fixture.h"
 
 namespace {
 
 using harness::ArbiterProcess;
 using harness::HttpClient;
 using harness::HttpResponse;
-using harness::LegacyApi;
+using harness::ConfigOptions;
 using harness::require;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-struct ConfigOptions {
-  std::string server;    // extra [server] keys
-  std::string upstream;  // extra [upstream.legacy] keys
-  std::string servers;   // replaces the upstream's servers list
-  std::string routes;    // extra routes, after the defaults
-  int workers = 2;
-};
-
-std::string make_config(std::uint16_t upstream_port, const ConfigOptions& options = {}) {
-  std::string servers =
-      options.servers.empty() ? "[\"127.0.0.1:" + std::to_string(upstream_port) + "\"]" : options.servers;
-  return "[server]\nlisten = \"127.0.0.1:0\"\nworkers = " + std::to_string(options.workers) + "\n" + options.server +
-         "\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-         "\n[upstream.legacy]\nservers = " + servers + "\n" + options.upstream +
-         "\n[[route]]\nname = \"test-hooks\"\npath = \"/_test/*\"\nupstream = \"legacy\"\n"
-         "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nmethods = [\"GET\", \"PUT\", \"PATCH\", \"DELETE\"]\n"
-         "upstream = \"legacy\"\n"
-         "\n[[route]]\nname = \"items-collection\"\npath = \"/items\"\nmethods = [\"GET\", \"POST\"]\n"
-         "upstream = \"legacy\"\n" + options.routes;
-}
 
 // A loopback port nothing listens on: bound, then closed.
 std::uint16_t dead_port() {
@@ -66,26 +45,8 @@ long peak_rss_kb(pid_t pid) {
   return -1;
 }
 
-class ProxyTest : public ::testing::Test {
+class ProxyTest : public harness::ProxyFixture {
  protected:
-  void start(const ConfigOptions& options = {}) { arbiter_ = std::make_unique<ArbiterProcess>(make_config(backend_.port(), options)); }
-
-  HttpResponse send(std::string_view method, std::string_view target, std::string_view body = {},
-                    const harness::HeaderPairs& headers = {}) {
-    HttpClient client(arbiter_->port());
-    return require(client.request(method, target, headers, body), client);
-  }
-
-  // What the backend has received since the last clear_backend_log().
-  json backend_log() {
-    HttpClient client(backend_.port());
-    return json::parse(require(client.request("GET", "/_test/log"), client).body);
-  }
-  void clear_backend_log() {
-    HttpClient client(backend_.port());
-    ASSERT_EQ(require(client.request("DELETE", "/_test/log"), client).status, 204);
-  }
-
   // Sends raw bytes; expects 400 problem+json, the connection closed, and nothing forwarded.
   void expect_refused_unforwarded(std::string_view raw) {
     clear_backend_log();
@@ -98,9 +59,6 @@ class ProxyTest : public ::testing::Test {
     EXPECT_TRUE(client.is_closed_by_peer(2s)) << raw;
     EXPECT_EQ(backend_log().size(), 0u) << "the backend received part of: " << raw;
   }
-
-  LegacyApi backend_;
-  std::unique_ptr<ArbiterProcess> arbiter_;
 };
 
 TEST_F(ProxyTest, CrudRoundTripThroughTheProxy) {
