@@ -17,6 +17,9 @@ constexpr std::size_t kLowWater = 64u << 10;
 // Pipelined input held while an exchange runs; beyond it the socket is not read.
 constexpr std::size_t kMaxPendingInput = 64u << 10;
 constexpr Duration kLingerTimeout = std::chrono::seconds(2);
+// A request body up to this size is read and dropped after a local answer, to keep the
+// connection; a larger one closes it.
+constexpr std::uint64_t kMaxDrainedBody = 1u << 20;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 ClientConnection* self_of(llhttp_t* parser) { return static_cast<ClientConnection*>(parser->data); }
@@ -753,14 +756,19 @@ void ClientConnection::reply(int status, std::string_view content_type, const He
   answer_ = Answer::Local;
   decided_by_ = decided_by;
   response_status_ = status;
-  // Input of this request not yet read (a body) would be taken for the next request: close.
+  // A body not yet read must be read and dropped before the next request can be parsed
+  // (nginx's "discard body"). That is worth it for a small one, and for a client that is not
+  // waiting for a 100 before sending it; otherwise the connection closes after the answer.
   bool unread_body = !request_complete_ && request_framing_ != BodyFraming::None;
-  response_keep_alive_ = client_keep_alive_ && !unread_body && !worker_.draining() && head_complete_;
+  bool drain = unread_body && !expect_continue_ && forwarding_ == false &&
+               (request_framing_ == BodyFraming::Chunked || request_content_length_ <= kMaxDrainedBody);
+  response_keep_alive_ = client_keep_alive_ && (!unread_body || drain) && !worker_.draining() && head_complete_;
   HeaderList headers = extra;
-  headers.add("Content-Type", content_type);
+  if (!content_type.empty()) headers.add("Content-Type", content_type);
   headers.add("Cache-Control", "no-store");
   head_scratch_.clear();
-  write_client_response_head(head_scratch_, ClientResponse{status, headers, BodyFraming::ContentLength, body.size(),
+  BodyFraming framing = status_has_no_body(status) ? BodyFraming::None : BodyFraming::ContentLength;
+  write_client_response_head(head_scratch_, ClientResponse{status, headers, framing, body.size(),
                                                            response_keep_alive_, http10_, request_id_});
   response_head_sent_ = true;
   response_bytes_ = method_ == "HEAD" ? 0 : body.size();
@@ -768,7 +776,9 @@ void ClientConnection::reply(int status, std::string_view content_type, const He
   send_to_client(bufs, 2);
   response_complete_ = true;
   if (response_keep_alive_ && !request_complete_) {
-    resume_parser();  // a bodiless request: the parser finishes it, then finish_exchange runs
+    // The parser reads the rest of the request (dropping any body), then finish_exchange runs.
+    arm_timer(worker_.runtime()->config().server.idle_timeout);
+    resume_parser();
   } else {
     finish_exchange();
   }
@@ -898,6 +908,8 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       if (self->waiting_) {
         self->waiting_ = false;
         self->run_request_policies();  // past its deadline: the waiting policy decides
+      } else if (self->response_complete_) {
+        self->close_now();  // the body being dropped after a local answer stopped coming
       }
       break;
     case Phase::Closed:

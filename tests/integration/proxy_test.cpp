@@ -96,6 +96,18 @@ TEST_F(ProxyTest, MethodOutsideTheRouteIs405WithAllow) {
   EXPECT_EQ(backend_log().size(), 0u);
 }
 
+TEST_F(ProxyTest, LocalAnswerToARequestWithABodyKeepsTheConnection) {
+  start();
+  HttpClient client(arbiter_->port());
+  auto refused = client.request("POST", "/items/1", {}, std::string(5000, 'x'));
+  ASSERT_TRUE(refused) << client.last_error();
+  EXPECT_EQ(refused->status, 405);
+  EXPECT_TRUE(refused->keep_alive);
+  auto next = client.request("GET", "/items/1");
+  ASSERT_TRUE(next) << client.last_error();
+  EXPECT_EQ(next->status, 200);
+}
+
 TEST_F(ProxyTest, KeepAliveServesManyRequestsOnOneConnection) {
   start();
   HttpClient client(arbiter_->port());
