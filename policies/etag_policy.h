@@ -1,6 +1,33 @@
 #pragma once
 // Optimistic concurrency for backends that have none: strong ETags on reads, and writes
 // with a stale If-Match refused before they reach the backend.
+//
+// Reads (GET, HEAD) are forwarded; a 2xx (not 206) leaves with a strong ETag: the backend's
+// own when strong and source = "auto", else minted from the body (or from the value at a JSON
+// pointer; a body without a value there is hashed whole), replacing a weak backend tag. The
+// store learns it, unless a write changed the resource since the read began (a read with a
+// query is tagged but not learned: it may be another representation). If-None-Match matching
+// it (weak comparison, or "*") turns the answer into a 304; Arbiter answers If-None-Match
+// itself, so the backend does not see it. A HEAD is tagged from a GET of its path.
+//
+// Writes (PUT, PATCH, DELETE, POST) take the resource's turn in the store's write queue, so
+// that one write at a time, across every worker, goes from the check to the new ETag. Holding
+// the turn, a conditional write learns the current version (re-read from the backend, or from
+// the store with verify = "cache"), compares, and is refused with conflict_status before
+// anything is forwarded, or forwarded without If-Match / If-None-Match, which the backend
+// would judge against tags it never made. Its response then sets the new ETag: the backend's
+// strong one, else a re-read. A 4xx keeps the old tag; a 5xx, a lost response or a failed
+// re-read makes it unknown, so the next conditional write re-reads the resource.
+//
+// Large representations: a body over max_body_bytes is passed through unhashed and untagged.
+// Such a resource has no version Arbiter can check, so a conditional write to it is refused
+// with 412 (problem type urn:arbiter:problem:version-unverifiable) naming the limit; only
+// If-Match: * (which needs existence, not a version) and unconditional writes go through.
+//
+// Threading: one EtagPolicy serves every worker; its counters and conflict log are
+// thread-safe and the rest is immutable. A request's state (its write turn) lives in its
+// ExchangeState and refers to the policy, so the policy must outlive every exchange that
+// used it (proxy/runtime.h keeps it so).
 
 #include <atomic>
 #include <chrono>
@@ -9,10 +36,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "policies/etag.h"
 #include "policies/policy.h"
 #include "policies/version_store.h"
 
@@ -29,8 +58,103 @@ struct EtagPolicyConfig {
   std::string resource;               // key template with {param}s; empty = the request path
   std::size_t max_entries = 1000000;  // of the ETag table
   std::size_t max_body_bytes = 1u << 20;  // larger representations are not hashed
-  std::size_t max_queue = 64;         // writers waiting per resource
+  std::size_t max_queue = 64;         // writers waiting per resource; 0: a busy resource answers 503
   std::chrono::milliseconds queue_timeout{5000};
+
+  bool operator==(const EtagPolicyConfig&) const = default;
+};
+
+// "upstream", "cache"; "auto", "hash", "json:/pointer": as the configuration writes them.
+std::string_view verify_name(EtagPolicyConfig::Verify verify) noexcept;
+std::string source_name(const EtagPolicyConfig& config);
+
+// The {name}s of a resource template or route path, in order; nullopt when a brace is
+// unbalanced or a name is empty.
+std::optional<std::vector<std::string_view>> template_param_names(std::string_view pattern);
+
+// What the policy has done since it was made; a snapshot of its counters.
+struct EtagCounters {
+  std::uint64_t reads_tagged = 0;             // 2xx reads sent with an ETag
+  std::uint64_t not_modified = 0;             // 304s made for If-None-Match
+  std::uint64_t conflicts = 0;                // writes refused with conflict_status
+  std::uint64_t precondition_required = 0;    // 428s
+  std::uint64_t writes_forwarded = 0;
+  std::uint64_t queue_full = 0;               // 503: max_queue writers already waited
+  std::uint64_t queue_timeouts = 0;           // 503: waited queue_timeout for the turn
+  std::uint64_t verify_failures = 0;          // 503: the current version could not be read
+  std::uint64_t etag_unknown_after_write = 0; // a write's outcome or new tag could not be learned
+};
+
+// One refused write, for the conflict feed.
+struct ConflictRecord {
+  MonotonicTime time;
+  std::string route;
+  std::string resource;
+  std::string method;
+  std::string precondition;                 // the field that failed: "If-Match" or "If-None-Match"
+  std::string your_etag;                    // that field's value as sent
+  std::optional<std::string> current_etag;  // nullopt: the resource does not exist
+  std::string request_id;
+};
+
+class EtagPolicy final : public Policy {
+ public:
+  // Throws std::invalid_argument for a config the loader would have refused (a bad JSON
+  // pointer, a conflict_status other than 409/412).
+  EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store);
+
+  std::string_view kind() const noexcept override { return "etag"; }
+  Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
+  Decision on_fetched(const RequestView& request, const FetchedResponse& fetched,
+                      std::unique_ptr<ExchangeState>& state) override;
+  ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) override;
+  void on_response_fetched(const RequestView& request, ResponseView& response, const FetchedResponse& fetched,
+                           ExchangeState* state) override;
+  std::size_t response_body_limit() const noexcept override { return config_.max_body_bytes; }
+
+  EtagCounters counters() const noexcept;
+  // The last kConflictLogCapacity conflicts, oldest first.
+  std::vector<ConflictRecord> recent_conflicts() const;
+  const EtagPolicyConfig& config() const noexcept { return config_; }
+  const std::string& route_name() const noexcept { return route_name_; }
+
+  static constexpr std::size_t kConflictLogCapacity = 1000;
+
+ private:
+  class Exchange;
+
+  struct AtomicCounters {
+    std::atomic<std::uint64_t> reads_tagged{0}, not_modified{0}, conflicts{0}, precondition_required{0},
+        writes_forwarded{0}, queue_full{0}, queue_timeouts{0}, verify_failures{0}, etag_unknown_after_write{0};
+  };
+  // The outcome of computing a representation's ETag.
+  struct Version {
+    std::optional<std::string> etag;  // nullopt: the body was too large to hash
+  };
+
+  std::string resource_key(const RequestView& request) const;
+  Version version_of(const HeaderList& headers, const std::string* body) const;
+
+  Decision on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision with_the_turn(const RequestView& request, Exchange& exchange);
+  Decision check_preconditions(const RequestView& request, Exchange& exchange, const CurrentVersion& current);
+  Decision forward_write(Exchange& exchange, bool strip_preconditions);
+  Decision conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
+                    const Precondition& failed, const CurrentVersion& current);
+
+  void tag_read(const RequestView& request, ResponseView& response, Exchange& exchange,
+                const std::optional<std::string>& etag);
+  ResponseStep on_write_response(const RequestView& request, ResponseView& response, Exchange& exchange);
+  void settle_unknown(Exchange& exchange);
+
+  std::string route_name_;
+  EtagPolicyConfig config_;
+  std::shared_ptr<VersionStore> store_;
+  mutable AtomicCounters counters_;
+
+  mutable std::mutex conflict_log_mutex_;
+  std::deque<ConflictRecord> conflict_log_;  // guarded by conflict_log_mutex_
 };
 
 }  // namespace arbiter

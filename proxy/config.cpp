@@ -400,6 +400,16 @@ class TableReader {
     return node->as_string()->get();
   }
 
+  void boolean(std::string_view name, bool& out) const {
+    const toml::node* node = find(name);
+    if (!node) return;
+    if (auto value = node->as_boolean()) {
+      out = value->get();
+    } else {
+      error(*node, key(name), type_mismatch("a boolean (true or false)", *node));
+    }
+  }
+
   void duration(std::string_view name, Duration& out, Duration minimum) const {
     const toml::node* node = find(name);
     if (!node) return;
@@ -584,6 +594,11 @@ constexpr unsigned kMaxWorkers = 1024;
 constexpr std::int64_t kMaxConnectionsLimit = 10'000'000;
 // More idle connections to one server than there are ephemeral ports could never be opened.
 constexpr std::int64_t kMaxKeepalive = 65535;
+// [route.etag]: the table is memory (about 91 bytes an entry), and a body up to
+// max_body_bytes is buffered per exchange, so both stay within what a process can hold.
+constexpr std::int64_t kMaxEtagEntries = 1'000'000'000;
+constexpr std::uint64_t kMaxEtagBodyBytes = 1ull << 30;
+constexpr std::int64_t kMaxEtagQueue = 1'000'000;
 
 class ConfigReader {
  public:
@@ -752,13 +767,15 @@ class ConfigReader {
         }
       }
     }
-    reader.reject_unknown_keys({"name", "path", "methods", "upstream"});
+    reader.reject_unknown_keys({"name", "path", "methods", "upstream", "etag"});
     std::size_t errors_before = diagnostics_.count();
+    bool path_valid = false;
     if ((source.path = reader.require("path"))) {
       if (auto path = reader.string("path")) {
         route.path = *path;
         try {
           PathPattern pattern(route.path);
+          path_valid = true;
         } catch (const std::invalid_argument& e) {
           reader.error(*source.path, reader.key("path"), e.what());
         }
@@ -785,7 +802,100 @@ class ConfigReader {
     if ((source.upstream = reader.require("upstream"))) {
       if (auto upstream = reader.string("upstream")) route.upstream = *upstream;
     }
+    if (auto etag = reader.table("etag")) {
+      etag->set_subject(subject(route));
+      route.etag = read_etag(*etag, path_valid ? std::optional<std::string_view>(route.path) : std::nullopt);
+    }
     return source;
+  }
+
+  // [route.etag]; route_path is the route's valid path pattern (nullopt if it is not valid, in
+  // which case the resource template is not checked against it).
+  static EtagPolicyConfig read_etag(const TableReader& reader, std::optional<std::string_view> route_path) {
+    reader.reject_unknown_keys({"conflict_status", "require_if_match", "verify", "source", "resource", "max_entries",
+                                "max_body_bytes", "max_queue", "queue_timeout"});
+    EtagPolicyConfig etag;
+    if (const toml::node* status = reader.find("conflict_status")) {
+      auto number = status->as_integer();
+      if (number && number->get() != 409 && number->get() != 412) {
+        reader.error(*status, reader.key("conflict_status"),
+                     "must be 409 (Conflict) or 412 (Precondition Failed), got " + std::to_string(number->get()));
+      } else {
+        reader.integer("conflict_status", etag.conflict_status, 409, 412);
+      }
+    }
+    reader.boolean("require_if_match", etag.require_if_match);
+    if (auto verify = reader.string("verify")) {
+      if (*verify == "upstream" || *verify == "cache") {
+        etag.verify = *verify == "cache" ? EtagPolicyConfig::Verify::Cache : EtagPolicyConfig::Verify::Upstream;
+      } else {
+        reader.error(*reader.find("verify"), reader.key("verify"),
+                     "expected \"upstream\" or \"cache\", got \"" + *verify + "\"");
+      }
+    }
+    if (auto source = reader.string("source")) read_etag_source(reader, *source, etag);
+    if (auto resource = reader.string("resource")) read_etag_resource(reader, *resource, route_path, etag);
+    reader.integer("max_entries", etag.max_entries, 1, kMaxEtagEntries);
+    reader.size("max_body_bytes", etag.max_body_bytes, 1, kMaxEtagBodyBytes);
+    reader.integer("max_queue", etag.max_queue, 0, kMaxEtagQueue);
+    reader.duration("queue_timeout", etag.queue_timeout, kPositive);
+    return etag;
+  }
+
+  static void read_etag_source(const TableReader& reader, const std::string& source, EtagPolicyConfig& etag) {
+    const toml::node& at = *reader.find("source");
+    std::string key = reader.key("source");
+    constexpr std::string_view kJsonPrefix = "json:";
+    if (source == "auto" || source == "hash") {
+      etag.source = source == "auto" ? EtagPolicyConfig::Source::Auto : EtagPolicyConfig::Source::Hash;
+    } else if (!std::string_view(source).starts_with(kJsonPrefix)) {
+      reader.error(at, key, "expected \"auto\", \"hash\" or \"json:/POINTER\", got \"" + source + "\"");
+    } else if (std::string pointer = source.substr(kJsonPrefix.size()); pointer.empty()) {
+      reader.error(at, key, "no JSON pointer after \"json:\"; name the version field, e.g. \"json:/version\"");
+    } else if (!is_valid_json_pointer(pointer)) {
+      reader.error(at, key,
+                   "invalid JSON pointer \"" + pointer +
+                       "\"; write '/' before each key, ~0 for '~' and ~1 for '/', e.g. \"json:/meta/version\"");
+    } else {
+      etag.source = EtagPolicyConfig::Source::JsonPointer;
+      etag.json_pointer = std::move(pointer);
+    }
+  }
+
+  static void read_etag_resource(const TableReader& reader, const std::string& resource,
+                                 std::optional<std::string_view> route_path, EtagPolicyConfig& etag) {
+    const toml::node& at = *reader.find("resource");
+    std::string key = reader.key("resource");
+    auto names = template_param_names(resource);
+    if (resource.empty()) {
+      reader.error(at, key, "an empty resource key; leave out 'resource' to key each resource by its request path");
+      return;
+    }
+    if (!names) {
+      reader.error(at, key, "malformed template \"" + resource + "\": every '{' needs a '}' and a name between them");
+      return;
+    }
+    auto captured = route_path ? template_param_names(*route_path) : std::nullopt;
+    if (!captured) {  // an invalid path was reported already; nothing to check against
+      etag.resource = resource;
+      return;
+    }
+    bool all_known = true;
+    for (std::string_view name : *names) {
+      if (std::find(captured->begin(), captured->end(), name) != captured->end()) continue;
+      all_known = false;
+      std::string message = "unknown parameter {" + std::string(name) + "}: the route's path " +
+                            single_quoted(*route_path) + " captures ";
+      if (captured->empty()) {
+        message += "none";
+      } else {
+        for (std::size_t i = 0; i < captured->size(); ++i) {
+          message += (i == 0 ? "{" : ", {") + std::string((*captured)[i]) + "}";
+        }
+      }
+      reader.error(at, key, message);
+    }
+    if (all_known) etag.resource = resource;
   }
 
   void check_route_names(const std::vector<RouteConfig>& routes, const std::vector<RouteSource>& sources) {
@@ -907,8 +1017,13 @@ std::string upstream_column(const Config& config, const RouteConfig& route) {
   return route.upstream + " (" + servers + ")";
 }
 
-// No policies exist yet. When routes gain them, list each policy's kind() here, e.g. "etag, rate_limit".
-std::string policies_column(const RouteConfig&) { return "-"; }
+// Each policy's kind() with what most changes its behaviour, e.g. "etag(verify=upstream)".
+std::string policies_column(const RouteConfig& route) {
+  std::vector<std::string> policies;
+  if (route.etag) policies.push_back("etag(verify=" + std::string(verify_name(route.etag->verify)) + ")");
+  if (policies.empty()) return "-";
+  return comma_list(policies);
+}
 
 }  // namespace
 

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/etag_policy.h"
+
 namespace arbiter {
 
 using Duration = std::chrono::milliseconds;
@@ -65,6 +67,7 @@ struct RouteConfig {
   std::string path;                  // pattern, see proxy/router.h
   std::vector<std::string> methods;  // upper-case; empty = any method
   std::string upstream;              // a key of Config::upstreams
+  std::optional<EtagPolicyConfig> etag;  // [route.etag]: present = enabled
   int line = 0;
   int column = 0;
 };

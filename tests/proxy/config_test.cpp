@@ -830,6 +830,201 @@ TEST(CidrTest, Contains) {
   }
 }
 
+// ---- [route.etag] ----
+
+// kRoute with a [route.etag] table holding `keys`: [[route]] is on line 4, [route.etag] on line
+// 8 and its first key on line 9.
+std::string with_etag(const std::string& keys, const std::string& path = "/items/{id}") {
+  return upstream_then("[[route]]\nname = \"items\"\npath = \"" + path + "\"\nupstream = \"legacy\"\n[route.etag]\n" +
+                       keys + "\n");
+}
+
+TEST(EtagConfigTest, AbsentTableMeansNoPolicy) {
+  Config config = parse_config(kUpstream + kRoute, "arbiter.toml");
+  EXPECT_FALSE(config.routes.at(0).etag.has_value());
+}
+
+TEST(EtagConfigTest, EmptyTableEnablesItWithEveryDefault) {
+  Config config = parse_config(with_etag(""), "arbiter.toml");
+  ASSERT_TRUE(config.routes.at(0).etag.has_value());
+  const EtagPolicyConfig& etag = *config.routes.at(0).etag;
+  EXPECT_EQ(etag.conflict_status, 409);
+  EXPECT_FALSE(etag.require_if_match);
+  EXPECT_EQ(etag.verify, EtagPolicyConfig::Verify::Upstream);
+  EXPECT_EQ(etag.source, EtagPolicyConfig::Source::Auto);
+  EXPECT_EQ(etag.json_pointer, "");
+  EXPECT_EQ(etag.resource, "");
+  EXPECT_EQ(etag.max_entries, 1000000u);
+  EXPECT_EQ(etag.max_body_bytes, 1048576u);
+  EXPECT_EQ(etag.max_queue, 64u);
+  EXPECT_EQ(etag.queue_timeout, 5s);
+}
+
+TEST(EtagConfigTest, ReadsEveryKey) {
+  Config config = parse_config(with_etag(R"(conflict_status = 412
+require_if_match = true
+verify = "cache"
+source = "json:/meta/version"
+resource = "/things/{id}"
+max_entries = 5000
+max_body_bytes = "64KiB"
+max_queue = 0
+queue_timeout = "750ms")"),
+                               "arbiter.toml");
+  EXPECT_EQ(config.routes.at(0).etag, (EtagPolicyConfig{.conflict_status = 412,
+                                                         .require_if_match = true,
+                                                         .verify = EtagPolicyConfig::Verify::Cache,
+                                                         .source = EtagPolicyConfig::Source::JsonPointer,
+                                                         .json_pointer = "/meta/version",
+                                                         .resource = "/things/{id}",
+                                                         .max_entries = 5000,
+                                                         .max_body_bytes = 65536,
+                                                         .max_queue = 0,
+                                                         .queue_timeout = 750ms}));
+}
+
+TEST(EtagConfigTest, SourceHashAndAuto) {
+  EXPECT_EQ(parse_config(with_etag("source = \"hash\""), "a.toml").routes[0].etag->source,
+            EtagPolicyConfig::Source::Hash);
+  EXPECT_EQ(parse_config(with_etag("source = \"auto\""), "a.toml").routes[0].etag->source,
+            EtagPolicyConfig::Source::Auto);
+  EXPECT_EQ(parse_config(with_etag("source = \"json:/a~1b\""), "a.toml").routes[0].etag->json_pointer, "/a~1b");
+}
+
+TEST(EtagConfigTest, OnlyTheRouteThatHasTheTable) {
+  Config config = parse_config(upstream_then(kRoute + "[route.etag]\n\n[[route]]\nname = \"other\"\npath = "
+                                                      "\"/other\"\nupstream = \"legacy\"\n"),
+                               "arbiter.toml");
+  EXPECT_TRUE(config.routes.at(0).etag.has_value());
+  EXPECT_FALSE(config.routes.at(1).etag.has_value());
+}
+
+TEST(EtagConfigErrorsTest, EtagThatIsNotATable) {
+  EXPECT_EQ(sole_error(upstream_then("[[route]]\nname = \"items\"\npath = \"/items\"\nupstream = \"legacy\"\n"
+                                     "etag = true\n")),
+            "arbiter.toml:8:8: route[0].etag: route 'items': expected a table, got a boolean");
+}
+
+// One bad key of [route.etag] (on line 9) and the one diagnostic it gets, from the column on.
+struct EtagKeyError {
+  std::string key_line;
+  std::string expected;
+};
+
+void expect_etag_key_errors(const std::vector<EtagKeyError>& cases) {
+  for (const EtagKeyError& bad : cases) {
+    EXPECT_EQ(sole_error(with_etag(bad.key_line)), "arbiter.toml:9:" + bad.expected) << bad.key_line;
+  }
+}
+
+TEST(EtagConfigErrorsTest, UnknownKeySuggestsTheNearest) {
+  expect_etag_key_errors({
+      {"verfy = \"cache\"", "1: route[0].etag.verfy: route 'items': unknown key; did you mean 'verify'?"},
+      {"max_entrys = 5", "1: route[0].etag.max_entrys: route 'items': unknown key; did you mean 'max_entries'?"},
+  });
+}
+
+TEST(EtagConfigErrorsTest, ConflictStatusRequireIfMatchAndVerify) {
+  expect_etag_key_errors({
+      {"conflict_status = 400",
+       "19: route[0].etag.conflict_status: route 'items': must be 409 (Conflict) or 412 (Precondition Failed), "
+       "got 400"},
+      {"conflict_status = 410",
+       "19: route[0].etag.conflict_status: route 'items': must be 409 (Conflict) or 412 (Precondition Failed), "
+       "got 410"},
+      {"conflict_status = \"409\"",
+       "19: route[0].etag.conflict_status: route 'items': expected an integer, got a string"},
+      {"require_if_match = \"yes\"",
+       "20: route[0].etag.require_if_match: route 'items': expected a boolean (true or false), got a string"},
+      {"verify = \"always\"",
+       "10: route[0].etag.verify: route 'items': expected \"upstream\" or \"cache\", got \"always\""},
+      {"verify = 1", "10: route[0].etag.verify: route 'items': expected a string, got an integer"},
+  });
+}
+
+TEST(EtagConfigErrorsTest, Source) {
+  const std::string bad_pointer =
+      "\"; write '/' before each key, ~0 for '~' and ~1 for '/', e.g. \"json:/meta/version\"";
+  expect_etag_key_errors({
+      {"source = \"sha1\"",
+       "10: route[0].etag.source: route 'items': expected \"auto\", \"hash\" or \"json:/POINTER\", got \"sha1\""},
+      {"source = \"json:\"",
+       "10: route[0].etag.source: route 'items': no JSON pointer after \"json:\"; name the version field, e.g. "
+       "\"json:/version\""},
+      {"source = \"json:version\"",
+       "10: route[0].etag.source: route 'items': invalid JSON pointer \"version" + bad_pointer},
+      {"source = \"json:/a~2\"", "10: route[0].etag.source: route 'items': invalid JSON pointer \"/a~2" + bad_pointer},
+      {"source = \"json:/a~\"", "10: route[0].etag.source: route 'items': invalid JSON pointer \"/a~" + bad_pointer},
+  });
+}
+
+TEST(EtagConfigErrorsTest, MalformedOrEmptyResource) {
+  expect_etag_key_errors({
+      {"resource = \"/accounts/{account}\"",
+       "12: route[0].etag.resource: route 'items': unknown parameter {account}: the route's path '/items/{id}' "
+       "captures {id}"},
+      {"resource = \"/items/{id\"",
+       "12: route[0].etag.resource: route 'items': malformed template \"/items/{id\": every '{' needs a '}' and a "
+       "name between them"},
+      {"resource = \"/items/{}\"",
+       "12: route[0].etag.resource: route 'items': malformed template \"/items/{}\": every '{' needs a '}' and a "
+       "name between them"},
+      {"resource = \"\"",
+       "12: route[0].etag.resource: route 'items': an empty resource key; leave out 'resource' to key each "
+       "resource by its request path"},
+  });
+}
+
+TEST(EtagConfigErrorsTest, ResourceMayOnlyUseTheRoutesParams) {
+  EXPECT_EQ(error_texts(with_etag("resource = \"/a/{x}/{id}/{y}\"", "/items/{id}/{part}")),
+            (std::vector<std::string>{
+                "arbiter.toml:9:12: route[0].etag.resource: route 'items': unknown parameter {x}: the route's path "
+                "'/items/{id}/{part}' captures {id}, {part}",
+                "arbiter.toml:9:12: route[0].etag.resource: route 'items': unknown parameter {y}: the route's path "
+                "'/items/{id}/{part}' captures {id}, {part}",
+            }));
+  EXPECT_EQ(sole_error(with_etag("resource = \"/items/{id}\"", "/items")),
+            "arbiter.toml:9:12: route[0].etag.resource: route 'items': unknown parameter {id}: the route's path "
+            "'/items' captures none");
+  // A template without params, or with the route's own, is fine.
+  EXPECT_EQ(parse_config(with_etag("resource = \"/singleton\"", "/items"), "a.toml").routes[0].etag->resource,
+            "/singleton");
+  EXPECT_EQ(parse_config(with_etag("resource = \"/i/{id}\""), "a.toml").routes[0].etag->resource, "/i/{id}");
+}
+
+TEST(EtagConfigErrorsTest, ResourceIsNotCheckedAgainstAnInvalidPath) {
+  // Only the path is reported: its params are unknown, so the template cannot be judged.
+  EXPECT_EQ(sole_error(with_etag("resource = \"/items/{id}\"", "items/{id}")),
+            "arbiter.toml:6:8: route[0].path: route 'items': path pattern \"items/{id}\": must start with '/'");
+}
+
+TEST(EtagConfigErrorsTest, NumbersSizesAndDurations) {
+  expect_etag_key_errors({
+      {"max_entries = 0",
+       "15: route[0].etag.max_entries: route 'items': out of range: must be between 1 and 1000000000, got 0"},
+      {"max_queue = -1",
+       "13: route[0].etag.max_queue: route 'items': out of range: must be between 0 and 1000000, got -1"},
+      {"max_body_bytes = 0",
+       "18: route[0].etag.max_body_bytes: route 'items': out of range: must be between 1 and 1073741824 bytes, got 0"},
+      {"max_body_bytes = \"2GiB\"",
+       "18: route[0].etag.max_body_bytes: route 'items': out of range: must be between 1 and 1073741824 bytes, got "
+       "2147483648"},
+      {"max_body_bytes = \"lots\"",
+       "18: route[0].etag.max_body_bytes: route 'items': invalid size \"lots\"; write bytes or a number and a unit "
+       "(B, KB, MB, GB, KiB, MiB, GiB), e.g. \"16MiB\""},
+      {"queue_timeout = \"0s\"", "17: route[0].etag.queue_timeout: route 'items': must be at least 1ms"},
+      {"queue_timeout = 5",
+       "17: route[0].etag.queue_timeout: route 'items': expected a duration string; write a unit, e.g. \"5s\""},
+  });
+}
+
+TEST(EtagConfigErrorsTest, EveryBadKeyIsReported) {
+  EXPECT_EQ(errors_in(with_etag("conflict_status = 1\nverify = \"x\"\nsource = \"x\"\nmax_entries = 0\n"
+                                "max_queue = -5\nqueue_timeout = \"-1s\""))
+                .size(),
+            6u);
+}
+
 // ---- The route table ----
 
 TEST(FormatRouteTableTest, AlignsColumns) {
@@ -855,6 +1050,19 @@ upstream = "search"
             "ROUTE     PATH             METHODS   UPSTREAM                              POLICIES\n"
             "products  /products/{sku}  GET, PUT  catalog (127.0.0.1:8081, [::1]:8082)  -\n"
             "all       /*               *         search (127.0.0.1:9200)               -\n");
+}
+
+TEST(FormatRouteTableTest, ShowsTheEtagPolicyAndHowItVerifies) {
+  Config config = parse_config(upstream_then(kRoute + "[route.etag]\n\n[[route]]\nname = \"cached\"\npath = "
+                                                      "\"/cached/{id}\"\nupstream = \"legacy\"\n[route.etag]\n"
+                                                      "verify = \"cache\"\n\n[[route]]\nname = \"plain\"\npath = "
+                                                      "\"/plain\"\nupstream = \"legacy\"\n"),
+                               "arbiter.toml");
+  EXPECT_EQ(format_route_table(config),
+            "ROUTE   PATH          METHODS  UPSTREAM                 POLICIES\n"
+            "items   /items/{id}   *        legacy (127.0.0.1:8081)  etag(verify=upstream)\n"
+            "cached  /cached/{id}  *        legacy (127.0.0.1:8081)  etag(verify=cache)\n"
+            "plain   /plain        *        legacy (127.0.0.1:8081)  -\n");
 }
 
 TEST(FormatRouteTableTest, UpstreamNotInTheConfigShowsItsNameOnly) {
