@@ -44,6 +44,9 @@ class MemoryVersionStore final : public VersionStore {
   void put(std::string_view resource, std::string_view etag) override;
   // Does not change the sequence of an existing entry: a read only confirms what the last
   // write or forget left. On a missing entry it creates one with a new sequence.
+  // Known gap: if an entry put() by a write is evicted before a read that began earlier (and
+  // saw no entry, sequence 0) calls learn(), that read's older tag is stored. It takes
+  // max_entries/shard_count other resources touched in between; verify = "upstream" is immune.
   bool learn(std::string_view resource, std::string_view etag, std::uint64_t seen_sequence) override;
   // Keeps a tombstone (unknown tag, new sequence) rather than dropping the entry, so that a
   // read that began before the forget cannot learn() what it saw; get() then returns nullopt.
