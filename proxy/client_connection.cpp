@@ -377,6 +377,7 @@ void ClientConnection::begin_exchange() {
   }
   route_ = &runtime_->route(match.route_index);
   params_ = std::move(match.params);
+  policy_states_.resize(route_->policies.size());
   peer_is_trusted_proxy_ = false;
   for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
   if (peer_is_trusted_proxy_) {
