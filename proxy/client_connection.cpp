@@ -564,15 +564,13 @@ void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connecti
   upstream_ = nullptr;
   upstream_ns_ += uv_hrtime() - upstream_started_ns_;
   if (phase_ == Phase::Closed) return;
-  bool nothing_sent = failure == UpstreamFailure::ConnectFailed || failure == UpstreamFailure::ConnectTimeout;
-  // A pooled connection the upstream had closed meanwhile: resend once on a new one, if the
-  // request can be resent (nothing of its body has been consumed).
-  bool stale_pooled = connection_was_reused && failure == UpstreamFailure::ClosedBeforeResponse &&
-                      request_body_bytes_ == 0 && is_idempotent(method_);
-  if (!response_head_sent_ && !buffering_body_ && request_body_bytes_ == 0 &&
-      ((nothing_sent && upstream_attempts_ < 2) || (stale_pooled && upstream_attempts_ < 3))) {
-    connect_upstream(stale_pooled ? SIZE_MAX : last_server_);
-    return;
+  if (!response_head_sent_ && !buffering_body_ && request_body_bytes_ == 0) {
+    RetryChoice retry = choose_retry(failure, connection_was_reused, is_idempotent(method_), upstream_attempts_,
+                                     last_server_);
+    if (retry.retry) {
+      connect_upstream(retry.avoid_server);
+      return;
+    }
   }
   forwarding_ = false;
   if (response_head_sent_) {

@@ -62,10 +62,10 @@ void Subrequest::on_upstream_connected(UpstreamConnection& connection) {
 
 void Subrequest::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) {
   upstream_ = nullptr;
-  bool nothing_sent = failure == UpstreamFailure::ConnectFailed || failure == UpstreamFailure::ConnectTimeout;
-  bool stale_pooled = connection_was_reused && failure == UpstreamFailure::ClosedBeforeResponse;
-  if ((nothing_sent && attempts_ < 2) || (stale_pooled && attempts_ < 3)) {
-    connect(stale_pooled ? SIZE_MAX : last_server_);
+  // A GET is always resendable.
+  RetryChoice retry = choose_retry(failure, connection_was_reused, true, attempts_, last_server_);
+  if (retry.retry) {
+    connect(retry.avoid_server);
     return;
   }
   result_ = FetchedResponse{};

@@ -21,6 +21,15 @@ std::string_view describe(UpstreamFailure failure) noexcept {
   return "upstream failure";
 }
 
+RetryChoice choose_retry(UpstreamFailure failure, bool connection_was_reused, bool resendable, unsigned attempts,
+                         std::size_t failed_server) noexcept {
+  bool nothing_sent = failure == UpstreamFailure::ConnectFailed || failure == UpstreamFailure::ConnectTimeout;
+  if (nothing_sent && attempts < 2) return {true, failed_server};
+  bool stale_pooled = connection_was_reused && failure == UpstreamFailure::ClosedBeforeResponse;
+  if (stale_pooled && resendable && attempts < 3) return {true, SIZE_MAX};
+  return {};
+}
+
 namespace {
 
 bool resolve(const SocketAddress& address, sockaddr_storage& out) {

@@ -31,6 +31,17 @@ enum class UpstreamFailure : std::uint8_t {
 
 std::string_view describe(UpstreamFailure failure) noexcept;
 
+// Whether a failed attempt is tried again, and which server to avoid (SIZE_MAX: none).
+// Nothing was sent after a connect failure, so any request goes once more, to the next server.
+// A pooled connection that the server had closed meanwhile is replaced by a new one, twice at
+// most, when the request may be resent (`resendable`: idempotent, no body consumed).
+struct RetryChoice {
+  bool retry = false;
+  std::size_t avoid_server = SIZE_MAX;
+};
+RetryChoice choose_retry(UpstreamFailure failure, bool connection_was_reused, bool resendable, unsigned attempts,
+                         std::size_t failed_server) noexcept;
+
 // The side that uses an upstream connection for one exchange (the client connection).
 class UpstreamSink {
  public:

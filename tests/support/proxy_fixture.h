@@ -16,18 +16,19 @@ struct ConfigOptions {
   std::string server;    // extra [server] keys
   std::string upstream;  // extra [upstream.legacy] keys
   std::string servers;   // replaces the upstream's servers list
+  std::string leading_routes;  // routes before the defaults (first match wins)
   std::string routes;    // extra routes, after the defaults
   int workers = 2;
 };
 
-// Routes: "test-hooks" /_test/*, "items" /items/{id}, "items-collection" /items, then
-// options.routes.
+// Routes: options.leading_routes, then "test-hooks" /_test/*, "items" /items/{id},
+// "items-collection" /items, then options.routes.
 inline std::string make_config(std::uint16_t upstream_port, const ConfigOptions& options = {}) {
   std::string servers =
       options.servers.empty() ? "[\"127.0.0.1:" + std::to_string(upstream_port) + "\"]" : options.servers;
   return "[server]\nlisten = \"127.0.0.1:0\"\nworkers = " + std::to_string(options.workers) + "\n" +
          options.server + "\n[admin]\nlisten = \"127.0.0.1:0\"\n" + "\n[upstream.legacy]\nservers = " + servers +
-         "\n" + options.upstream +
+         "\n" + options.upstream + "\n" + options.leading_routes +
          "\n[[route]]\nname = \"test-hooks\"\npath = \"/_test/*\"\nupstream = \"legacy\"\n"
          "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nmethods = [\"GET\", \"PUT\", \"PATCH\", \"DELETE\"]\n"
          "upstream = \"legacy\"\n"
