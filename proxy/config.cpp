@@ -129,6 +129,26 @@ std::optional<Duration> parse_duration(std::string_view text) {
 
 std::optional<std::uint64_t> parse_size(std::string_view text) { return parse_scaled(text, kSizeUnits); }
 
+std::optional<Rate> parse_rate(std::string_view text) {
+  std::size_t slash = text.find('/');
+  if (slash == 0 || slash == std::string_view::npos) return std::nullopt;
+  Rate rate;
+  for (char c : text.substr(0, slash)) {
+    if (!is_digit(c) || !accumulate(rate.count, 10, static_cast<std::uint64_t>(c - '0'))) return std::nullopt;
+  }
+  std::string_view unit = text.substr(slash + 1);
+  if (unit == "s") {
+    rate.per = std::chrono::seconds(1);
+  } else if (unit == "m") {
+    rate.per = std::chrono::minutes(1);
+  } else if (unit == "h") {
+    rate.per = std::chrono::hours(1);
+  } else {
+    return std::nullopt;
+  }
+  return rate;
+}
+
 std::optional<SocketAddress> parse_socket_address(std::string_view text) {
   std::string_view host, port_text;
   if (text.starts_with('[')) {
@@ -599,6 +619,61 @@ constexpr std::int64_t kMaxKeepalive = 65535;
 constexpr std::int64_t kMaxEtagEntries = 1'000'000'000;
 constexpr std::uint64_t kMaxEtagBodyBytes = 1ull << 30;
 constexpr std::int64_t kMaxEtagQueue = 1'000'000;
+// [[route.limit]] and [route.concurrency]: a bucket is about 43 bytes, an in-flight entry a
+// little more, and a queue holds requests (connections), so these are sanity bounds.
+constexpr std::uint64_t kMaxRateCount = 1'000'000'000;
+constexpr std::uint64_t kMaxBurst = 1'000'000'000;
+constexpr std::int64_t kMaxLimitKeys = 1'000'000'000;
+constexpr std::int64_t kMaxInFlight = 1'000'000;
+constexpr std::int64_t kMaxConcurrencyQueue = 1'000'000;
+
+// "methods": method names, upper-cased, each once; false if any was refused (reported).
+bool read_methods(const TableReader& reader, std::vector<std::string>& methods) {
+  bool all_valid = true;
+  reader.strings("methods", "method names", false, "no methods; leave out 'methods' to take every method",
+                 [&](const toml::node& at, std::string key, std::string_view text) {
+                   if (text.empty()) {
+                     reader.error(at, std::move(key), "empty method name");
+                     all_valid = false;
+                     return;
+                   }
+                   if (!is_token(text)) {
+                     reader.error(at, std::move(key),
+                                  "invalid method name \"" + std::string(text) +
+                                      "\"; a method is a token of letters, digits and !#$%&'*+-.^_`|~");
+                     all_valid = false;
+                     return;
+                   }
+                   std::string method = to_upper(text);
+                   if (std::find(methods.begin(), methods.end(), method) == methods.end()) {
+                     methods.push_back(std::move(method));
+                   }
+                 });
+  return all_valid;
+}
+
+// "key": "ip", "global" or "header:NAME", into kind and header.
+void read_key(const TableReader& reader, KeyKind& kind, std::string& header) {
+  auto text = reader.string("key");
+  if (!text) return;
+  const toml::node& at = *reader.find("key");
+  constexpr std::string_view kHeaderPrefix = "header:";
+  if (*text == "ip" || *text == "global") {
+    kind = *text == "ip" ? KeyKind::ClientAddress : KeyKind::Global;
+  } else if (!std::string_view(*text).starts_with(kHeaderPrefix)) {
+    reader.error(at, reader.key("key"), "expected \"ip\", \"global\" or \"header:NAME\", got \"" + *text + "\"");
+  } else if (std::string name = text->substr(kHeaderPrefix.size()); name.empty()) {
+    reader.error(at, reader.key("key"),
+                 "no field name after \"header:\"; name the request field, e.g. \"header:X-Api-Key\"");
+  } else if (!is_token(name)) {
+    reader.error(at, reader.key("key"),
+                 "invalid field name \"" + name + "\"; a field name is a token of letters, digits and "
+                 "!#$%&'*+-.^_`|~");
+  } else {
+    kind = KeyKind::Header;
+    header = std::move(name);
+  }
+}
 
 class ConfigReader {
  public:
@@ -767,7 +842,8 @@ class ConfigReader {
         }
       }
     }
-    reader.reject_unknown_keys({"name", "path", "methods", "upstream", "etag"});
+    reader.reject_unknown_keys(
+        {"name", "path", "methods", "upstream", "etag", "limit", "concurrency", "rate_limit_headers"});
     std::size_t errors_before = diagnostics_.count();
     bool path_valid = false;
     if ((source.path = reader.require("path"))) {
@@ -781,23 +857,7 @@ class ConfigReader {
         }
       }
     }
-    reader.strings("methods", "method names", false, "no methods; leave out 'methods' to take every method",
-                   [&](const toml::node& at, std::string key, std::string_view text) {
-                     if (text.empty()) {
-                       reader.error(at, std::move(key), "empty method name");
-                       return;
-                     }
-                     if (!is_token(text)) {
-                       reader.error(at, std::move(key),
-                                    "invalid method name \"" + std::string(text) +
-                                        "\"; a method is a token of letters, digits and !#$%&'*+-.^_`|~");
-                       return;
-                     }
-                     std::string method = to_upper(text);
-                     if (std::find(route.methods.begin(), route.methods.end(), method) == route.methods.end()) {
-                       route.methods.push_back(std::move(method));
-                     }
-                   });
+    bool methods_valid = read_methods(reader, route.methods);
     source.path_and_methods_valid = source.path && diagnostics_.count() == errors_before;
     if ((source.upstream = reader.require("upstream"))) {
       if (auto upstream = reader.string("upstream")) route.upstream = *upstream;
@@ -806,7 +866,127 @@ class ConfigReader {
       etag->set_subject(subject(route));
       route.etag = read_etag(*etag, path_valid ? std::optional<std::string_view>(route.path) : std::nullopt);
     }
+    bool send_headers = true;
+    reader.boolean("rate_limit_headers", send_headers);
+    if (reader.find("limit")) {
+      route.rate_limit = read_limits(reader, route, methods_valid);
+      if (route.rate_limit) route.rate_limit->send_headers = send_headers;
+    }
+    if (auto concurrency = reader.table("concurrency")) {
+      concurrency->set_subject(subject(route));
+      route.concurrency = read_concurrency(*concurrency);
+    }
     return source;
+  }
+
+  // [[route.limit]]: nullopt when it is not an array of tables (reported).
+  std::optional<RateLimitPolicyConfig> read_limits(const TableReader& route_reader, const RouteConfig& route,
+                                                   bool route_methods_valid) {
+    const toml::node& node = *route_reader.find("limit");
+    std::string key = route_reader.key("limit");
+    const toml::array* array = node.as_array();
+    if (!array) {
+      route_reader.error(node, key,
+                         node.is_table() ? "write [[route.limit]] (an array of tables), not [route.limit]"
+                                         : type_mismatch("an array of [[route.limit]] tables", node));
+      return std::nullopt;
+    }
+    if (array->empty()) {
+      route_reader.error(node, key, "no limits; leave out 'limit' or add [[route.limit]] tables");
+      return std::nullopt;
+    }
+    RateLimitPolicyConfig config;
+    std::vector<const toml::node*> positions;  // where each limit's name (or table) is, for duplicates
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      std::string element_key = key + "[" + std::to_string(i) + "]";
+      if (!element.is_table()) {
+        route_reader.error(element, element_key, type_mismatch("a table", element));
+        continue;
+      }
+      TableReader reader(*element.as_table(), element_key, diagnostics_);
+      reader.set_subject(subject(route));
+      RateLimitConfig& limit = config.limits.emplace_back();
+      read_limit(reader, route, route_methods_valid, limit);
+      if (limit.name.empty()) limit.name = default_limit_name(route.name, i);
+      const toml::node* name = reader.find("name");
+      positions.push_back(name ? name : &element);
+      for (std::size_t j = 0; j + 1 < config.limits.size(); ++j) {
+        if (config.limits[j].name != limit.name) continue;
+        reader.error(*positions.back(), name ? reader.key("name") : element_key,
+                     "duplicate limit name " + single_quoted(limit.name) + "; the limit at line " +
+                         std::to_string(positions[j]->source().begin.line) + " already has it");
+        break;
+      }
+    }
+    return config;
+  }
+
+  static void read_limit(const TableReader& reader, const RouteConfig& route, bool route_methods_valid,
+                         RateLimitConfig& limit) {
+    reader.reject_unknown_keys({"name", "rate", "burst", "key", "methods", "max_keys"});
+    if (auto name = reader.string("name")) {
+      const toml::node& at = *reader.find("name");
+      if (name->empty()) {
+        reader.error(at, reader.key("name"), "a limit name cannot be empty; leave out 'name' for the default");
+      } else if (!is_valid_limit_name(*name)) {
+        reader.error(at, reader.key("name"),
+                     "a limit name must be printable ASCII: clients receive it in the RateLimit fields");
+      } else {
+        limit.name = *name;
+      }
+    }
+    bool rate_valid = false;
+    if (const toml::node* node = reader.require("rate")) {
+      std::string key = reader.key("rate");
+      auto text = node->as_string();
+      auto rate = text ? parse_rate(text->get()) : std::nullopt;
+      if (node->is_integer()) {
+        reader.error(*node, key, "expected a rate string; write the period too, e.g. \"" +
+                                     std::to_string(node->as_integer()->get()) + "/s\"");
+      } else if (!text) {
+        reader.error(*node, key, type_mismatch("a rate string such as \"20/s\"", *node));
+      } else if (!rate) {
+        reader.error(*node, key, "rate must look like \"20/s\", \"100/m\" or \"1000/h\", got \"" + text->get() + "\"");
+      } else if (rate->count == 0) {
+        reader.error(*node, key, "a rate must allow at least 1 request, got \"" + text->get() + "\"");
+      } else if (rate->count > kMaxRateCount) {
+        reader.error(*node, key,
+                     "at most " + std::to_string(kMaxRateCount) + " requests a period, got \"" + text->get() + "\"");
+      } else {
+        limit.count = rate->count;
+        limit.per = rate->per;
+        rate_valid = true;
+      }
+    }
+    std::uint64_t max_burst = kMaxBurst;
+    if (rate_valid) {
+      max_burst = std::min(max_burst, BucketShape::max_burst(limit.count, limit.per));
+      limit.burst = default_burst(limit.count, limit.per);
+    }
+    reader.integer("burst", limit.burst, 1, static_cast<std::int64_t>(max_burst));
+    read_key(reader, limit.key_kind, limit.header);
+    read_methods(reader, limit.methods);
+    if (route_methods_valid && !route.methods.empty()) {
+      for (const std::string& method : limit.methods) {
+        if (std::find(route.methods.begin(), route.methods.end(), method) != route.methods.end()) continue;
+        reader.error(*reader.find("methods"), reader.key("methods"),
+                     "the route takes no " + method + " requests (only " + comma_list(route.methods) +
+                         "), so this limit would never apply to them");
+      }
+    }
+    reader.integer("max_keys", limit.max_keys, 1, kMaxLimitKeys);
+  }
+
+  static ConcurrencyConfig read_concurrency(const TableReader& reader) {
+    reader.reject_unknown_keys({"max_in_flight", "max_queue", "queue_timeout", "key", "max_keys"});
+    ConcurrencyConfig concurrency;
+    if (reader.require("max_in_flight")) reader.integer("max_in_flight", concurrency.max_in_flight, 1, kMaxInFlight);
+    reader.integer("max_queue", concurrency.max_queue, 0, kMaxConcurrencyQueue);
+    reader.duration("queue_timeout", concurrency.queue_timeout, kPositive);
+    read_key(reader, concurrency.key, concurrency.header);
+    reader.integer("max_keys", concurrency.max_keys, 1, kMaxLimitKeys);
+    return concurrency;
   }
 
   // [route.etag]; route_path is the route's valid path pattern (nullopt if it is not valid, in
@@ -1020,6 +1200,20 @@ std::string upstream_column(const Config& config, const RouteConfig& route) {
 // Each policy's kind() with what most changes its behaviour, e.g. "etag(verify=upstream)".
 std::string policies_column(const RouteConfig& route) {
   std::vector<std::string> policies;
+  if (route.rate_limit) {
+    std::string limits;
+    for (const RateLimitConfig& limit : route.rate_limit->limits) {
+      if (!limits.empty()) limits += "; ";
+      limits += limit.name + " " + rate_text(limit.count, limit.per) + " burst " + std::to_string(limit.burst);
+    }
+    policies.push_back("rate_limit(" + limits + ")");
+  }
+  if (const auto& concurrency = route.concurrency) {
+    std::string per_key;
+    if (concurrency->key != KeyKind::Global) per_key = " per " + key_name(concurrency->key, concurrency->header);
+    policies.push_back("concurrency(" + std::to_string(concurrency->max_in_flight) + per_key + ", queue " +
+                       std::to_string(concurrency->max_queue) + ")");
+  }
   if (route.etag) policies.push_back("etag(verify=" + std::string(verify_name(route.etag->verify)) + ")");
   if (policies.empty()) return "-";
   return comma_list(policies);

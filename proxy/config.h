@@ -11,7 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/concurrency_policy.h"
 #include "policies/etag_policy.h"
+#include "policies/rate_limit_policy.h"
 
 namespace arbiter {
 
@@ -68,6 +70,10 @@ struct RouteConfig {
   std::vector<std::string> methods;  // upper-case; empty = any method
   std::string upstream;              // a key of Config::upstreams
   std::optional<EtagPolicyConfig> etag;  // [route.etag]: present = enabled
+  // [[route.limit]] tables, names filled in (default_limit_name), with the route's
+  // rate_limit_headers as send_headers; absent when the route has no limit.
+  std::optional<RateLimitPolicyConfig> rate_limit;
+  std::optional<ConcurrencyConfig> concurrency;  // [route.concurrency]: present = enabled
   int line = 0;
   int column = 0;
 };
@@ -113,6 +119,15 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 // "127.0.0.1:8080", "[::1]:8080", "localhost:80"; nullopt if malformed.
 std::optional<SocketAddress> parse_socket_address(std::string_view text);
 std::optional<Cidr> parse_cidr(std::string_view text);
+
+struct Rate {
+  std::uint64_t count = 0;
+  std::chrono::seconds per{1};
+  bool operator==(const Rate&) const = default;
+};
+// "20/s", "100/m", "1000/h" (count 0 included, for the caller to refuse with its own words);
+// nullopt if malformed or the count overflows.
+std::optional<Rate> parse_rate(std::string_view text);
 
 // The table `arbiter --check` prints: one row per route with name, path, methods,
 // upstream (and its servers) and policies.

@@ -4,8 +4,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +13,7 @@
 #endif
 
 #include "policies/etag.h"
+#include "tests/policies/blocking_waker.h"
 #include "tests/policies/counting_waker.h"
 
 namespace arbiter {
@@ -313,25 +312,6 @@ TEST(MemoryVersionStoreQueueTest, WakeIsCalledOutsideTheLock) {
   EXPECT_EQ(waker->sizes_seen, 1u);
   EXPECT_TRUE(waiter->granted());
 }
-
-// Blocks a thread until woken; as the proxy's waker does, it may be woken before anyone waits.
-class BlockingWaker final : public Waker {
- public:
-  void wake() override {
-    std::lock_guard lock(mutex_);
-    woken_ = true;
-    condition_.notify_one();
-  }
-  bool wait_for(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
-    return condition_.wait_for(lock, timeout, [&] { return woken_; });
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable condition_;
-  bool woken_ = false;
-};
 
 TEST(MemoryVersionStoreQueueTest, ConcurrentWritersNeverHoldOneResourceTogether) {
   MemoryVersionStore store(1000);

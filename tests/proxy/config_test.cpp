@@ -1025,6 +1025,305 @@ TEST(EtagConfigErrorsTest, EveryBadKeyIsReported) {
             6u);
 }
 
+// ---- [[route.limit]] ----
+
+// kRoute with a [[route.limit]] table holding `keys`: [[route]] is on line 4, [[route.limit]] on
+// line 8 (after `route_keys`, which add lines), its keys from line 9.
+std::string with_limit(const std::string& keys, const std::string& route_keys = "") {
+  return upstream_then("[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"legacy\"\n" + route_keys +
+                       "[[route.limit]]\n" + keys + "\n");
+}
+
+TEST(RateLimitConfigTest, NoLimitTableMeansNoPolicy) {
+  Config config = parse_config(kUpstream + kRoute, "arbiter.toml");
+  EXPECT_FALSE(config.routes.at(0).rate_limit.has_value());
+  EXPECT_FALSE(config.routes.at(0).concurrency.has_value());
+}
+
+TEST(RateLimitConfigTest, ARateAloneTakesEveryDefault) {
+  Config config = parse_config(with_limit("rate = \"20/s\""), "arbiter.toml");
+  ASSERT_TRUE(config.routes.at(0).rate_limit.has_value());
+  const RateLimitPolicyConfig& policy = *config.routes[0].rate_limit;
+  EXPECT_TRUE(policy.send_headers);
+  ASSERT_EQ(policy.limits.size(), 1u);
+  const RateLimitConfig& limit = policy.limits[0];
+  EXPECT_EQ(limit.name, "items-limit-0");
+  EXPECT_EQ(limit.count, 20u);
+  EXPECT_EQ(limit.per, 1s);
+  EXPECT_EQ(limit.burst, 20u);
+  EXPECT_EQ(limit.key_kind, KeyKind::ClientAddress);
+  EXPECT_EQ(limit.header, "");
+  EXPECT_TRUE(limit.methods.empty());
+  EXPECT_EQ(limit.max_keys, 100000u);
+}
+
+TEST(RateLimitConfigTest, ReadsEveryKey) {
+  Config config = parse_config(with_limit(R"(name = "per-key"
+rate = "100/m"
+burst = 40
+key = "header:X-Api-Key"
+methods = ["post", "PUT", "POST"]
+max_keys = 5000)"),
+                               "arbiter.toml");
+  RateLimitConfig expected;
+  expected.name = "per-key";
+  expected.count = 100;
+  expected.per = 60s;
+  expected.burst = 40;
+  expected.key_kind = KeyKind::Header;
+  expected.header = "X-Api-Key";
+  expected.methods = {"POST", "PUT"};
+  expected.max_keys = 5000;
+  EXPECT_EQ(config.routes.at(0).rate_limit, (RateLimitPolicyConfig{{expected}, true}));
+}
+
+TEST(RateLimitConfigTest, DefaultBurstIsOneSecondOfRateAtLeastOne) {
+  auto burst_of = [](const std::string& rate) {
+    return parse_config(with_limit("rate = \"" + rate + "\""), "a.toml").routes[0].rate_limit->limits[0].burst;
+  };
+  EXPECT_EQ(burst_of("30/s"), 30u);
+  EXPECT_EQ(burst_of("100/m"), 2u);
+  EXPECT_EQ(burst_of("60/m"), 1u);
+  EXPECT_EQ(burst_of("1000/h"), 1u);
+}
+
+TEST(RateLimitConfigTest, KeysAndSeveralLimits) {
+  Config config = parse_config(with_limit("name = \"per-client\"\nrate = \"20/s\"\nburst = 40\n\n[[route.limit]]\n"
+                                          "rate = \"1000/h\"\nkey = \"global\"\n\n[[route.limit]]\nrate = \"5/s\"\n"
+                                          "key = \"ip\"",
+                                          "rate_limit_headers = false\n"),
+                               "arbiter.toml");
+  const RateLimitPolicyConfig& policy = *config.routes.at(0).rate_limit;
+  EXPECT_FALSE(policy.send_headers);
+  ASSERT_EQ(policy.limits.size(), 3u);
+  EXPECT_EQ(policy.limits[0].name, "per-client");
+  EXPECT_EQ(policy.limits[1].name, "items-limit-1");
+  EXPECT_EQ(policy.limits[1].key_kind, KeyKind::Global);
+  EXPECT_EQ(policy.limits[1].per, 3600s);
+  EXPECT_EQ(policy.limits[2].name, "items-limit-2");
+  EXPECT_EQ(policy.limits[2].key_kind, KeyKind::ClientAddress);
+}
+
+TEST(RateLimitConfigTest, RateLimitHeadersWithoutLimitsIsHarmless) {
+  Config config = parse_config(upstream_then(kRoute + "rate_limit_headers = false\n"), "arbiter.toml");
+  EXPECT_FALSE(config.routes.at(0).rate_limit.has_value());
+}
+
+TEST(RateLimitConfigTest, MethodsWithinTheRoutes) {
+  Config config = parse_config(with_limit("rate = \"1/s\"\nmethods = [\"put\"]", "methods = [\"GET\", \"PUT\"]\n"),
+                               "arbiter.toml");
+  EXPECT_EQ(config.routes.at(0).rate_limit->limits[0].methods, std::vector<std::string>{"PUT"});
+}
+
+TEST(ParseRateTest, AcceptsAndRejects) {
+  EXPECT_EQ(parse_rate("20/s"), (Rate{20, 1s}));
+  EXPECT_EQ(parse_rate("100/m"), (Rate{100, 60s}));
+  EXPECT_EQ(parse_rate("1000/h"), (Rate{1000, 3600s}));
+  EXPECT_EQ(parse_rate("0/s"), (Rate{0, 1s}));  // for the caller to refuse in its own words
+  for (std::string_view bad : {"", "20", "/s", "20/", "20/d", "20/S", "20 /s", "-1/s", "+1/s", "1.5/s", "20/sec",
+                               "99999999999999999999/s", "20/s/s"}) {
+    EXPECT_FALSE(parse_rate(bad).has_value()) << bad;
+  }
+}
+
+TEST(RateLimitConfigErrorsTest, LimitMustBeAnArrayOfTables) {
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "[route.limit]\nrate = \"1/s\"\n")),
+            "arbiter.toml:8:1: route[0].limit: route 'items': write [[route.limit]] (an array of tables), not "
+            "[route.limit]");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "limit = \"20/s\"\n")),
+            "arbiter.toml:8:9: route[0].limit: route 'items': expected an array of [[route.limit]] tables, got a "
+            "string");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "limit = []\n")),
+            "arbiter.toml:8:9: route[0].limit: route 'items': no limits; leave out 'limit' or add [[route.limit]] "
+            "tables");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "limit = [1]\n")),
+            "arbiter.toml:8:10: route[0].limit[0]: route 'items': expected a table, got an integer");
+}
+
+TEST(RateLimitConfigErrorsTest, RateIsRequired) {
+  EXPECT_EQ(sole_error(with_limit("burst = 5")),
+            "arbiter.toml:8:1: route[0].limit[0].rate: route 'items': missing required key 'rate'");
+}
+
+// One bad key of [[route.limit]] (on line 9) and the one diagnostic it gets, from the column on.
+struct LimitKeyError {
+  std::string key_line;
+  std::string expected;
+};
+
+void expect_limit_key_errors(const std::vector<LimitKeyError>& cases, const std::string& route_keys = "") {
+  for (const LimitKeyError& bad : cases) {
+    std::string keys = bad.key_line.starts_with("rate") ? bad.key_line : bad.key_line + "\nrate = \"1/s\"";
+    EXPECT_EQ(sole_error(with_limit(keys, route_keys)),
+              "arbiter.toml:" + std::to_string(9 + (route_keys.empty() ? 0 : 1)) + ":" + bad.expected)
+        << bad.key_line;
+  }
+}
+
+TEST(RateLimitConfigErrorsTest, Rate) {
+  const std::string must_look = "8: route[0].limit[0].rate: route 'items': rate must look like \"20/s\", \"100/m\" or "
+                                "\"1000/h\", got ";
+  expect_limit_key_errors({
+      {"rate = \"20\"", must_look + "\"20\""},
+      {"rate = \"20/d\"", must_look + "\"20/d\""},
+      {"rate = \"-1/s\"", must_look + "\"-1/s\""},
+      {"rate = \"0/s\"", "8: route[0].limit[0].rate: route 'items': a rate must allow at least 1 request, got \"0/s\""},
+      {"rate = \"1000000001/s\"",
+       "8: route[0].limit[0].rate: route 'items': at most 1000000000 requests a period, got \"1000000001/s\""},
+      {"rate = 20",
+       "8: route[0].limit[0].rate: route 'items': expected a rate string; write the period too, e.g. \"20/s\""},
+      {"rate = 1.5", "8: route[0].limit[0].rate: route 'items': expected a rate string such as \"20/s\", got a float"},
+  });
+}
+
+TEST(RateLimitConfigErrorsTest, Burst) {
+  expect_limit_key_errors({
+      {"burst = 0", "9: route[0].limit[0].burst: route 'items': out of range: must be between 1 and 1000000000, got 0"},
+      {"burst = \"5\"", "9: route[0].limit[0].burst: route 'items': expected an integer, got a string"},
+  });
+  // The largest bucket a slow rate can count in nanoseconds of refill.
+  EXPECT_EQ(sole_error(with_limit("rate = \"7/h\"\nburst = 6000000")),
+            "arbiter.toml:10:9: route[0].limit[0].burst: route 'items': out of range: must be between 1 and 5124094, "
+            "got 6000000");
+}
+
+TEST(RateLimitConfigErrorsTest, Key) {
+  expect_limit_key_errors({
+      {"key = \"client\"",
+       "7: route[0].limit[0].key: route 'items': expected \"ip\", \"global\" or \"header:NAME\", got \"client\""},
+      {"key = \"header:\"",
+       "7: route[0].limit[0].key: route 'items': no field name after \"header:\"; name the request field, e.g. "
+       "\"header:X-Api-Key\""},
+      {"key = \"header:X Api\"",
+       "7: route[0].limit[0].key: route 'items': invalid field name \"X Api\"; a field name is a token of letters, "
+       "digits and !#$%&'*+-.^_`|~"},
+      {"key = 1", "7: route[0].limit[0].key: route 'items': expected a string, got an integer"},
+  });
+}
+
+TEST(RateLimitConfigErrorsTest, Methods) {
+  expect_limit_key_errors({
+      {"methods = [\"GET\", \"BAD METHOD\"]",
+       "19: route[0].limit[0].methods[1]: route 'items': invalid method name \"BAD METHOD\"; a method is a token of "
+       "letters, digits and !#$%&'*+-.^_`|~"},
+      {"methods = []",
+       "11: route[0].limit[0].methods: route 'items': no methods; leave out 'methods' to take every method"},
+  });
+  expect_limit_key_errors({{"methods = [\"DELETE\"]",
+                            "11: route[0].limit[0].methods: route 'items': the route takes no DELETE requests (only "
+                            "GET, PUT), so this limit would never apply to them"}},
+                          "methods = [\"GET\", \"PUT\"]\n");
+}
+
+TEST(RateLimitConfigErrorsTest, NamesAndMaxKeys) {
+  expect_limit_key_errors({
+      {"name = \"\"",
+       "8: route[0].limit[0].name: route 'items': a limit name cannot be empty; leave out 'name' for the default"},
+      {"name = \"caf\xC3\xA9\"",
+       "8: route[0].limit[0].name: route 'items': a limit name must be printable ASCII: clients receive it in the "
+       "RateLimit fields"},
+      {"max_keys = 0",
+       "12: route[0].limit[0].max_keys: route 'items': out of range: must be between 1 and 1000000000, got 0"},
+      {"brust = 4", "1: route[0].limit[0].brust: route 'items': unknown key; did you mean 'burst'?"},
+  });
+}
+
+TEST(RateLimitConfigErrorsTest, DuplicateNamesWithinARoute) {
+  EXPECT_EQ(sole_error(with_limit("name = \"a\"\nrate = \"1/s\"\n[[route.limit]]\nname = \"a\"\nrate = \"2/s\"")),
+            "arbiter.toml:12:8: route[0].limit[1].name: route 'items': duplicate limit name 'a'; the limit at line 9 "
+            "already has it");
+  // A derived name counts too.
+  EXPECT_EQ(sole_error(with_limit("rate = \"1/s\"\n[[route.limit]]\nname = \"items-limit-0\"\nrate = \"2/s\"")),
+            "arbiter.toml:11:8: route[0].limit[1].name: route 'items': duplicate limit name 'items-limit-0'; the "
+            "limit at line 8 already has it");
+  // Two routes may use one name: their limits never share buckets.
+  EXPECT_NO_THROW(parse_config(upstream_then(kRoute + "[[route.limit]]\nname = \"a\"\nrate = \"1/s\"\n\n[[route]]\n"
+                                                      "name = \"other\"\npath = \"/other\"\nupstream = \"legacy\"\n"
+                                                      "[[route.limit]]\nname = \"a\"\nrate = \"1/s\"\n"),
+                               "arbiter.toml"));
+}
+
+TEST(RateLimitConfigErrorsTest, RateLimitHeadersIsABoolean) {
+  EXPECT_EQ(sole_error(with_limit("rate = \"1/s\"", "rate_limit_headers = \"no\"\n")),
+            "arbiter.toml:8:22: route[0].rate_limit_headers: route 'items': expected a boolean (true or false), got a "
+            "string");
+}
+
+TEST(RateLimitConfigErrorsTest, EveryBadKeyIsReported) {
+  EXPECT_EQ(errors_in(with_limit("name = \"\"\nrate = \"x\"\nburst = 0\nkey = \"k\"\nmethods = [1]\nmax_keys = 0\n"
+                                 "[[route.limit]]\nbogus = 1"))
+                .size(),
+            8u);
+}
+
+// ---- [route.concurrency] ----
+
+// kRoute with a [route.concurrency] table holding `keys`, on line 8; its keys from line 9.
+std::string with_concurrency(const std::string& keys) {
+  return upstream_then(kRoute + "[route.concurrency]\n" + keys + "\n");
+}
+
+TEST(ConcurrencyConfigTest, MaxInFlightAloneTakesEveryDefault) {
+  Config config = parse_config(with_concurrency("max_in_flight = 64"), "arbiter.toml");
+  ASSERT_TRUE(config.routes.at(0).concurrency.has_value());
+  const ConcurrencyConfig& concurrency = *config.routes[0].concurrency;
+  EXPECT_EQ(concurrency.max_in_flight, 64u);
+  EXPECT_EQ(concurrency.max_queue, 128u);
+  EXPECT_EQ(concurrency.queue_timeout, 2s);
+  EXPECT_EQ(concurrency.key, KeyKind::Global);
+  EXPECT_EQ(concurrency.header, "");
+  EXPECT_EQ(concurrency.max_keys, 100000u);
+  EXPECT_FALSE(config.routes[0].rate_limit.has_value());
+}
+
+TEST(ConcurrencyConfigTest, ReadsEveryKey) {
+  Config config = parse_config(with_concurrency("max_in_flight = 2\nmax_queue = 0\nqueue_timeout = \"250ms\"\n"
+                                                "key = \"header:X-Api-Key\"\nmax_keys = 10"),
+                               "arbiter.toml");
+  ConcurrencyConfig expected;
+  expected.max_in_flight = 2;
+  expected.max_queue = 0;
+  expected.queue_timeout = 250ms;
+  expected.key = KeyKind::Header;
+  expected.header = "X-Api-Key";
+  expected.max_keys = 10;
+  EXPECT_EQ(config.routes.at(0).concurrency, expected);
+  EXPECT_EQ(parse_config(with_concurrency("max_in_flight = 1\nkey = \"ip\""), "a.toml").routes[0].concurrency->key,
+            KeyKind::ClientAddress);
+}
+
+TEST(ConcurrencyConfigErrorsTest, BadKeys) {
+  EXPECT_EQ(sole_error(with_concurrency("max_queue = 3")),
+            "arbiter.toml:8:1: route[0].concurrency.max_in_flight: route 'items': missing required key "
+            "'max_in_flight'");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "concurrency = 64\n")),
+            "arbiter.toml:8:15: route[0].concurrency: route 'items': expected a table, got an integer");
+  struct Case {
+    std::string key_line;
+    std::string expected;
+  };
+  for (const Case& bad : std::vector<Case>{
+           {"max_in_flight = 0",
+            "17: route[0].concurrency.max_in_flight: route 'items': out of range: must be between 1 and 1000000, got "
+            "0"},
+           {"max_queue = -1",
+            "13: route[0].concurrency.max_queue: route 'items': out of range: must be between 0 and 1000000, got -1"},
+           {"queue_timeout = \"0s\"", "17: route[0].concurrency.queue_timeout: route 'items': must be at least 1ms"},
+           {"key = \"everyone\"",
+            "7: route[0].concurrency.key: route 'items': expected \"ip\", \"global\" or \"header:NAME\", got "
+            "\"everyone\""},
+           {"max_keys = 0",
+            "12: route[0].concurrency.max_keys: route 'items': out of range: must be between 1 and 1000000000, got 0"},
+           {"max_inflight = 2",
+            "1: route[0].concurrency.max_inflight: route 'items': unknown key; did you mean 'max_in_flight'?"},
+       }) {
+    bool alone = bad.key_line.starts_with("max_in_flight =");
+    std::string keys = alone ? bad.key_line : "max_in_flight = 4\n" + bad.key_line;
+    std::string line = alone ? "9" : "10";
+    EXPECT_EQ(sole_error(with_concurrency(keys)), "arbiter.toml:" + line + ":" + bad.expected);
+  }
+}
+
 // ---- The route table ----
 
 TEST(FormatRouteTableTest, AlignsColumns) {
@@ -1063,6 +1362,22 @@ TEST(FormatRouteTableTest, ShowsTheEtagPolicyAndHowItVerifies) {
             "items   /items/{id}   *        legacy (127.0.0.1:8081)  etag(verify=upstream)\n"
             "cached  /cached/{id}  *        legacy (127.0.0.1:8081)  etag(verify=cache)\n"
             "plain   /plain        *        legacy (127.0.0.1:8081)  -\n");
+}
+
+TEST(FormatRouteTableTest, ShowsRateLimitsAndConcurrency) {
+  Config config = parse_config(
+      upstream_then(kRoute + "[[route.limit]]\nname = \"per-client\"\nrate = \"20/s\"\nburst = 40\n"
+                             "[route.concurrency]\nmax_in_flight = 64\n\n[[route]]\nname = \"api\"\npath = \"/api\"\n"
+                             "upstream = \"legacy\"\n[[route.limit]]\nrate = \"100/m\"\nkey = \"header:X-Api-Key\"\n"
+                             "[[route.limit]]\nname = \"all\"\nrate = \"1000/h\"\nburst = 50\n[route.concurrency]\n"
+                             "max_in_flight = 2\nmax_queue = 0\nkey = \"ip\"\n[route.etag]\n"),
+      "arbiter.toml");
+  EXPECT_EQ(format_route_table(config),
+            "ROUTE  PATH         METHODS  UPSTREAM                 POLICIES\n"
+            "items  /items/{id}  *        legacy (127.0.0.1:8081)  rate_limit(per-client 20/s burst 40), "
+            "concurrency(64, queue 128)\n"
+            "api    /api         *        legacy (127.0.0.1:8081)  rate_limit(api-limit-0 100/m burst 2; all 1000/h "
+            "burst 50), concurrency(2 per ip, queue 0), etag(verify=upstream)\n");
 }
 
 TEST(FormatRouteTableTest, UpstreamNotInTheConfigShowsItsNameOnly) {

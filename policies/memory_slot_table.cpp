@@ -1,0 +1,135 @@
+#include "policies/memory_slot_table.h"
+
+#include <algorithm>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <xxhash.h>
+
+#include "policies/sharding.h"
+
+namespace arbiter {
+
+namespace {
+
+struct Waiter {
+  std::atomic<bool>* granted;    // the waiting ticket's flag, set under the shard's lock
+  std::shared_ptr<Waker> waker;  // may be null (nobody to wake)
+};
+
+// A key's slots. A list, so that each waiting ticket keeps an iterator to its own place
+// whatever the others do.
+struct Entry {
+  std::size_t in_flight = 0;
+  std::size_t max_in_flight = 1;
+  std::list<Waiter> waiters;  // in arrival order
+};
+
+// The key is a hash already.
+struct KeyHash {
+  std::size_t operator()(std::uint64_t key) const noexcept { return static_cast<std::size_t>(key); }
+};
+
+}  // namespace
+
+// alignas: shards sit side by side in one array; their mutexes should not share a cache line.
+struct alignas(64) MemorySlotTable::Shard {
+  std::mutex mutex;
+  std::size_t capacity = 1;
+  std::unordered_map<std::uint64_t, Entry, KeyHash> entries;
+};
+
+class MemorySlotTable::Ticket final : public SlotTicket {
+ public:
+  Ticket(MemorySlotTable& table, Shard& shard, std::uint64_t key, bool granted)
+      : granted_(granted), table_(table), shard_(shard), key_(key) {}
+
+  ~Ticket() override {
+    std::vector<std::shared_ptr<Waker>> to_wake;
+    {
+      std::lock_guard lock(shard_.mutex);
+      auto it = shard_.entries.find(key_);
+      Entry& entry = it->second;
+      if (granted_.load(std::memory_order_relaxed)) {  // only ever changed under this lock
+        --entry.in_flight;
+        table_.in_flight_.fetch_sub(1, std::memory_order_relaxed);
+        while (entry.in_flight < entry.max_in_flight && !entry.waiters.empty()) {
+          Waiter next = std::move(entry.waiters.front());
+          entry.waiters.pop_front();
+          ++entry.in_flight;
+          table_.waiting_.fetch_sub(1, std::memory_order_relaxed);
+          table_.in_flight_.fetch_add(1, std::memory_order_relaxed);
+          next.granted->store(true, std::memory_order_release);
+          if (next.waker) to_wake.push_back(std::move(next.waker));
+        }
+      } else {
+        entry.waiters.erase(place_);
+        table_.waiting_.fetch_sub(1, std::memory_order_relaxed);
+      }
+      if (entry.in_flight == 0 && entry.waiters.empty()) shard_.entries.erase(it);
+    }
+    // Outside the lock: a waker may take locks of its own (the worker's wake queue).
+    for (const auto& waker : to_wake) waker->wake();
+  }
+
+  bool granted() const override { return granted_.load(std::memory_order_acquire); }
+
+  // Set under the shard's lock, read by granted() without it.
+  std::atomic<bool> granted_;
+  std::list<Waiter>::iterator place_;  // while waiting: its place in the queue
+
+ private:
+  MemorySlotTable& table_;
+  Shard& shard_;
+  std::uint64_t key_;
+};
+
+MemorySlotTable::MemorySlotTable(std::size_t max_keys, std::size_t shard_count)
+    : max_keys_(std::max<std::size_t>(1, max_keys)),
+      shard_count_(shard_count_for(max_keys_, shard_count, kKeysPerShard, kMaxShards)),
+      seed_(random_hash_seed()),
+      shards_(std::make_unique<Shard[]>(shard_count_)) {
+  for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].capacity = shard_share(max_keys_, shard_count_, i);
+}
+
+MemorySlotTable::~MemorySlotTable() = default;
+
+SlotTable::Claim MemorySlotTable::acquire(std::string_view key, std::size_t max_in_flight, std::size_t max_queue,
+                                          std::shared_ptr<Waker> waker) {
+  std::uint64_t hash = XXH3_64bits_withSeed(key.data(), key.size(), seed_);
+  Shard& shard = shards_[(hash >> 32) % shard_count_];
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.entries.find(hash);
+  if (it == shard.entries.end()) {
+    if (shard.entries.size() >= shard.capacity) return {nullptr, Refusal::TooManyKeys};
+    it = shard.entries.try_emplace(hash).first;
+    it->second.max_in_flight = std::max<std::size_t>(1, max_in_flight);
+  }
+  Entry& entry = it->second;
+  // Nobody overtakes a waiter: a free slot with a queue is about to be granted to its head.
+  if (entry.in_flight < entry.max_in_flight && entry.waiters.empty()) {
+    ++entry.in_flight;
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    return {std::make_unique<Ticket>(*this, shard, hash, true)};
+  }
+  // The entry has a slot held here, so a refusal leaves nothing to clean up.
+  if (entry.waiters.size() >= max_queue) return {nullptr, Refusal::QueueFull};
+  auto ticket = std::make_unique<Ticket>(*this, shard, hash, false);
+  ticket->place_ = entry.waiters.insert(entry.waiters.end(), Waiter{&ticket->granted_, std::move(waker)});
+  waiting_.fetch_add(1, std::memory_order_relaxed);
+  return {std::move(ticket)};
+}
+
+std::size_t MemorySlotTable::size() const {
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < shard_count_; ++i) {
+    std::lock_guard lock(shards_[i].mutex);
+    total += shards_[i].entries.size();
+  }
+  return total;
+}
+
+}  // namespace arbiter

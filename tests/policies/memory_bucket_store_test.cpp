@@ -1,0 +1,270 @@
+#include "policies/memory_bucket_store.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <list>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace arbiter {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint64_t kSecond = kNanosPerSecond;
+constexpr std::uint64_t kStart = 1000 * kSecond;
+
+BucketShape shape_of(std::uint64_t count, std::chrono::seconds per, std::uint64_t burst, std::size_t max_keys = 1000) {
+  return *BucketShape::make(count, per, burst, max_keys);
+}
+
+// Takes until refused; how many were admitted.
+int drain(MemoryBucketStore& store, std::string_view limit, std::string_view key, const BucketShape& shape,
+          std::uint64_t now) {
+  int admitted = 0;
+  while (store.take(limit, key, shape, now).admitted) ++admitted;
+  return admitted;
+}
+
+TEST(MemoryBucketStoreTest, ANewKeyHasAFullBucket) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1min, 3);
+  EXPECT_EQ(store.size(), 0u);
+  TakeResult first = store.take("orders/per-client", "10.0.0.1", shape, kStart);
+  EXPECT_TRUE(first.admitted);
+  EXPECT_EQ(first.status.remaining, 2u);
+  EXPECT_EQ(drain(store, "orders/per-client", "10.0.0.1", shape, kStart), 2);
+  EXPECT_EQ(store.size(), 1u);
+  EXPECT_EQ(store.size("orders/per-client"), 1u);
+  EXPECT_EQ(store.size("orders/other"), 0u);
+}
+
+TEST(MemoryBucketStoreTest, KeysAndLimitsHaveTheirOwnBuckets) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1min, 2);
+  EXPECT_EQ(drain(store, "orders/per-client", "10.0.0.1", shape, kStart), 2);
+  EXPECT_EQ(drain(store, "orders/per-client", "10.0.0.2", shape, kStart), 2);
+  EXPECT_EQ(drain(store, "orders/per-client", "", shape, kStart), 2);
+  // The same key under another limit (another route's, say) is another bucket.
+  EXPECT_EQ(drain(store, "users/per-client", "10.0.0.1", shape, kStart), 2);
+  EXPECT_EQ(store.size(), 4u);
+  EXPECT_EQ(store.limit_count(), 2u);
+}
+
+TEST(MemoryBucketStoreTest, BucketsRefillOnTheCallersClock) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(2, 1s, 2);
+  EXPECT_EQ(drain(store, "l", "k", shape, kStart), 2);
+  EXPECT_FALSE(store.take("l", "k", shape, kStart + kSecond / 2 - 1).admitted);
+  EXPECT_TRUE(store.take("l", "k", shape, kStart + kSecond / 2).admitted);
+  EXPECT_EQ(drain(store, "l", "k", shape, kStart + 10 * kSecond), 2);
+}
+
+TEST(MemoryBucketStoreTest, RefundGivesTheTokenBack) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1min, 2);
+  EXPECT_EQ(drain(store, "l", "k", shape, kStart), 2);
+  BucketStatus status = store.refund("l", "k", shape, kStart);
+  EXPECT_EQ(status.remaining, 1u);
+  EXPECT_TRUE(store.take("l", "k", shape, kStart).admitted);
+  EXPECT_FALSE(store.take("l", "k", shape, kStart).admitted);
+  // Never beyond the burst.
+  store.refund("l", "k", shape, kStart);
+  store.refund("l", "k", shape, kStart);
+  EXPECT_EQ(store.refund("l", "k", shape, kStart).remaining, 2u);
+  EXPECT_EQ(drain(store, "l", "k", shape, kStart), 2);
+}
+
+TEST(MemoryBucketStoreTest, RefundForABucketItDoesNotHoldReportsItFull) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1min, 4);
+  BucketStatus status = store.refund("l", "never-seen", shape, kStart);
+  EXPECT_EQ(status.remaining, 4u);
+  EXPECT_EQ(status.ns_until_full, 0u);
+  EXPECT_EQ(store.size(), 0u);
+}
+
+TEST(MemoryBucketStoreTest, ANewShapeStartsTheLimitAfresh) {
+  MemoryBucketStore store;
+  EXPECT_EQ(drain(store, "l", "k", shape_of(1, 1min, 2), kStart), 2);
+  // Its old level counted other units: the new shape's buckets start full.
+  EXPECT_EQ(drain(store, "l", "k", shape_of(1, 1min, 5), kStart), 5);
+  EXPECT_EQ(drain(store, "l", "k", shape_of(1, 1min, 5, 10), kStart), 5);  // max_keys is part of the shape
+  EXPECT_EQ(store.size(), 1u);
+  EXPECT_EQ(store.limit_count(), 1u);
+}
+
+// ---- Bounds and eviction ----
+
+TEST(MemoryBucketStoreEvictionTest, EachLimitKeepsAtMostMaxKeys) {
+  MemoryBucketStore store;
+  BucketShape small = shape_of(1, 1min, 1, 3);
+  BucketShape large = shape_of(1, 1min, 1, 10);
+  for (int i = 0; i < 20; ++i) {
+    store.take("a", std::to_string(i), small, kStart);
+    store.take("b", std::to_string(i), large, kStart);
+  }
+  EXPECT_EQ(store.size("a"), 3u);
+  EXPECT_EQ(store.size("b"), 10u);  // a's flood of keys did not push b's out
+  EXPECT_EQ(store.size(), 13u);
+}
+
+TEST(MemoryBucketStoreEvictionTest, AFullBucketGoesBeforeTheLeastRecentlyUsed) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1s, 2, 3);  // one shard of 3
+  // a: drained, least recently used. b: one token spent, refilled a second later. c: drained.
+  EXPECT_EQ(drain(store, "l", "a", shape, kStart), 2);
+  EXPECT_TRUE(store.take("l", "b", shape, kStart).admitted);
+  std::uint64_t later = kStart + kSecond;
+  EXPECT_EQ(drain(store, "l", "c", shape, later), 2);
+  // a has refilled one token by now, not two; b is full again.
+  store.take("l", "d", shape, later);
+  EXPECT_EQ(store.size("l"), 3u);
+  // a kept its level (one token, not a fresh two) ...
+  EXPECT_TRUE(store.take("l", "a", shape, later).admitted);
+  EXPECT_FALSE(store.take("l", "a", shape, later).admitted);
+  // ... and c too; so b was the one forgotten.
+  EXPECT_FALSE(store.take("l", "c", shape, later).admitted);
+}
+
+TEST(MemoryBucketStoreEvictionTest, IdleFullBucketsAreTheLeastRecentlyUsed) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1s, 1, 3);
+  store.take("l", "old", shape, kStart);               // full again from kStart + 1 s
+  store.take("l", "recent-1", shape, kStart + 5 * kSecond);
+  store.take("l", "recent-2", shape, kStart + 5 * kSecond);
+  store.take("l", "new", shape, kStart + 5 * kSecond);
+  EXPECT_FALSE(store.take("l", "recent-1", shape, kStart + 5 * kSecond).admitted);
+  EXPECT_FALSE(store.take("l", "recent-2", shape, kStart + 5 * kSecond).admitted);
+  EXPECT_FALSE(store.take("l", "new", shape, kStart + 5 * kSecond).admitted);
+  EXPECT_EQ(store.size("l"), 3u);
+}
+
+TEST(MemoryBucketStoreEvictionTest, WithNoFullBucketTheLeastRecentlyUsedGoes) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1h, 1, 3);  // nothing refills during the test
+  store.take("l", "a", shape, kStart);
+  store.take("l", "b", shape, kStart + 1);
+  store.take("l", "c", shape, kStart + 2);
+  store.take("l", "a", shape, kStart + 3);  // refused, but a is now the most recently used
+  store.take("l", "d", shape, kStart + 4);  // b goes
+  EXPECT_FALSE(store.take("l", "a", shape, kStart + 5).admitted);
+  EXPECT_FALSE(store.take("l", "c", shape, kStart + 5).admitted);
+  EXPECT_FALSE(store.take("l", "d", shape, kStart + 5).admitted);
+  EXPECT_TRUE(store.take("l", "b", shape, kStart + 5).admitted);  // a fresh bucket: it had been forgotten
+}
+
+TEST(MemoryBucketStoreEvictionTest, AFullBucketIsLookedForOnlyNearTheLeastRecentlyUsedEnd) {
+  constexpr std::size_t kKeys = MemoryBucketStore::kEvictionScan + 4;
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1min, 2, kKeys);
+  // The most recently used bucket is the only full one, beyond the scan: the LRU one goes.
+  for (std::size_t i = 0; i + 1 < kKeys; ++i) drain(store, "l", "k" + std::to_string(i), shape, kStart);
+  store.take("l", "most-recent", shape, kStart);
+  store.refund("l", "most-recent", shape, kStart);  // full again
+  store.take("l", "new", shape, kStart);
+  EXPECT_EQ(store.size("l"), kKeys);
+  EXPECT_TRUE(store.take("l", "k0", shape, kStart).admitted);  // forgotten, so fresh
+}
+
+// A reference LRU of what the store must hold when no bucket ever refills, against which many
+// random operations check the index (growth, insertions, backward-shift deletions), the chunks
+// and the recency list, at sizes from one slot to more than a chunk.
+TEST(MemoryBucketStoreEvictionTest, MatchesAReferenceLruUnderRandomUse) {
+  std::mt19937 random(99);
+  for (std::size_t capacity : {1, 2, 7, 50, 300, 1500}) {
+    MemoryBucketStore store(1);
+    BucketShape shape = shape_of(1, 1h, 1, capacity);
+    std::list<int> reference;  // most recent first
+    int keys = static_cast<int>(capacity * 5 / 2 + 1);
+    for (int step = 0; step < 40000; ++step) {
+      // Keys from a range that grows, so the table first fills (growing its index) and then churns.
+      int key = static_cast<int>(random() % static_cast<unsigned>(std::min(keys, step / 4 + 1)));
+      auto it = std::find(reference.begin(), reference.end(), key);
+      bool held = it != reference.end();
+      if (held) {
+        reference.erase(it);
+      } else if (reference.size() == capacity) {
+        reference.pop_back();
+      }
+      reference.push_front(key);
+      // A held bucket is empty (burst 1, no refill); a new one admits.
+      ASSERT_EQ(store.take("l", std::to_string(key), shape, kStart + static_cast<std::uint64_t>(step)).admitted,
+                !held)
+          << "capacity " << capacity << ", step " << step << ", key " << key;
+    }
+    EXPECT_EQ(store.size("l"), capacity);
+  }
+}
+
+TEST(MemoryBucketStoreEvictionTest, AShardedTableHoldsExactlyMaxKeys) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1h, 1, 10000);
+  for (int i = 0; i < 30000; ++i) store.take("l", "client-" + std::to_string(i), shape, kStart);
+  EXPECT_EQ(store.size("l"), 10000u);
+  // The most recent are all still there (their buckets empty).
+  for (int i = 29900; i < 30000; ++i) {
+    EXPECT_FALSE(store.take("l", "client-" + std::to_string(i), shape, kStart).admitted) << i;
+  }
+}
+
+TEST(MemoryBucketStoreTest, ConcurrentTakersShareOneBucketExactly) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1000, 1s, 500);
+  constexpr int kThreads = 8;
+  constexpr int kTakes = 5000;
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kTakes; ++i) {
+        // Each thread's clock runs over the same second, in its own order.
+        std::uint64_t now = kStart + static_cast<std::uint64_t>(i) * (kSecond / kTakes) + static_cast<std::uint64_t>(t);
+        if (store.take("orders/global", "", shape, now).admitted) ++admitted;
+        store.take("orders/per-client", "client-" + std::to_string(t), shape, now);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  // 500 of burst plus 1000 a second over (at most) one second, from 40000 attempts.
+  EXPECT_LE(admitted.load(), 1500 + 1);
+  EXPECT_GE(admitted.load(), 1400);
+  EXPECT_EQ(store.size(), 1u + kThreads);
+}
+
+TEST(MemoryBucketStoreTest, BucketsStayUnder64Bytes) {
+  EXPECT_LT(MemoryBucketStore::approximate_bytes_per_entry(), 64u);
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  // Measured: what the allocator hands out for 100000 buckets of one limit. One shard, so that
+  // the table is exactly full (shards fill unevenly, each evicting once its share is reached).
+  constexpr int kKeys = 100000;
+  std::vector<std::string> keys;
+  for (int i = 0; i < kKeys; ++i) {
+    keys.push_back("10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." +
+                   std::to_string(i % 256));
+  }
+  BucketShape shape = shape_of(20, 1s, 40, kKeys);
+  std::size_t before = mallinfo2().uordblks;
+  {
+    MemoryBucketStore store(1);
+    for (const std::string& key : keys) store.take("orders/per-client", key, shape, kStart);
+    ASSERT_EQ(store.size(), static_cast<std::size_t>(kKeys));
+    std::size_t used = mallinfo2().uordblks - before;
+    EXPECT_LT(used / kKeys, 64u) << used / kKeys << " bytes a bucket";
+    EXPECT_LE(used / kKeys, MemoryBucketStore::approximate_bytes_per_entry()) << used / kKeys << " bytes a bucket";
+    std::printf("[ measured ] %.1f bytes a bucket at %d buckets\n", static_cast<double>(used) / kKeys, kKeys);
+  }
+#endif
+}
+
+}  // namespace
+}  // namespace arbiter
