@@ -1,0 +1,80 @@
+// Memory per entry of the shared policy tables: fills the ETag version store or the
+// rate-limit bucket store with N keys and reports the growth of the resident set and of the
+// heap per entry. One table per run, so the second does not reuse memory the first freed.
+//
+//   build-bench/table_memory_bench etag|buckets [entries]
+
+#include <malloc.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include "policies/etag.h"
+#include "policies/memory_bucket_store.h"
+#include "policies/memory_version_store.h"
+#include "policies/token_bucket.h"
+
+namespace {
+
+long resident_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+// Runs fill(), which builds a table of `entries` keys and reports how many it holds, and
+// prints the memory growth per entry while the table is alive.
+void measure(const char* name, std::size_t entries, const std::function<std::size_t(const std::function<void()>&)>& fill) {
+  long rss_before = resident_kb();
+  std::size_t heap_before = mallinfo2().uordblks;
+  std::size_t held = fill([&] {
+    long rss_after = resident_kb();
+    std::size_t heap_after = mallinfo2().uordblks;
+    std::printf("%-14s %9zu keys  RSS %6.1f bytes/entry  heap %6.1f bytes/entry\n", name, entries,
+                (rss_after - rss_before) * 1024.0 / static_cast<double>(entries),
+                static_cast<double>(heap_after - heap_before) / static_cast<double>(entries));
+  });
+  std::printf("%-14s table holds %zu of them\n", "", held);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string table = argc > 1 ? argv[1] : "";
+  std::size_t entries = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
+  if (table != "etag" && table != "buckets") {
+    std::fprintf(stderr, "usage: table_memory_bench etag|buckets [entries]\n");
+    return 2;
+  }
+
+  if (table == "etag") measure("etag entries", entries, [&](const std::function<void()>& report) {
+    arbiter::MemoryVersionStore store(entries);
+    for (std::size_t i = 0; i < entries; ++i) {
+      std::string resource = "/accounts/" + std::to_string(i);
+      store.put(resource, arbiter::mint_etag(resource));
+    }
+    report();
+    return store.size();
+  });
+
+  if (table == "buckets") measure("rate buckets", entries, [&](const std::function<void()>& report) {
+    arbiter::MemoryBucketStore store;
+    auto shape = arbiter::BucketShape::make(20, std::chrono::seconds(1), 40, entries);
+    std::uint64_t now = arbiter::monotonic_ns(arbiter::MonotonicClock::now());
+    for (std::size_t i = 0; i < entries; ++i) {
+      store.take("route/per-client", "10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) + "." +
+                                         std::to_string(i & 255),
+                 *shape, now);
+    }
+    report();
+    return store.size();
+  });
+  return 0;
+}

@@ -1,0 +1,195 @@
+// Rate and in-flight limits through the real binary: refused requests never reach the backend.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/support/proxy_fixture.h"
+
+namespace {
+
+using harness::ConfigOptions;
+using harness::HttpClient;
+using harness::HttpResponse;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+std::string limited_accounts(std::string_view limits) {
+  return "\n[[route]]\nname = \"accounts\"\npath = \"/accounts/{id}\"\nupstream = \"legacy\"\n" + std::string(limits);
+}
+
+// A route in front of the backend's /_test/delay, for slow requests.
+std::string slow_route(std::string_view concurrency) {
+  return "\n[[route]]\nname = \"slow\"\npath = \"/_test/delay\"\nupstream = \"legacy\"\n[route.concurrency]\n" +
+         std::string(concurrency) + "\n";
+}
+
+class RateLimitTest : public harness::ProxyFixture {
+ protected:
+  std::size_t backend_requests_for(std::string_view target) {
+    std::size_t n = 0;
+    for (const auto& entry : backend_log()) n += entry["target"] == target;
+    return n;
+  }
+};
+
+TEST_F(RateLimitTest, ABlastAdmitsBurstPlusRateTimesElapsedAndOnlyThoseReachTheBackend) {
+  start(ConfigOptions{.routes = limited_accounts(
+                          "[[route.limit]]\nname = \"per-client\"\nrate = \"20/s\"\nburst = 10\nkey = \"ip\"\n")});
+  clear_backend_log();
+  std::atomic<int> admitted{0}, limited{0}, other{0};
+  auto began = Clock::now();
+  auto until = began + 2s;
+  std::vector<std::thread> blasters;
+  for (int c = 0; c < 3; ++c) {
+    blasters.emplace_back([&] {
+      HttpClient client(arbiter_->port());
+      while (Clock::now() < until) {
+        auto response = client.request("GET", "/accounts/1");
+        if (!response) {
+          ++other;
+          return;
+        }
+        if (response->status == 200) {
+          ++admitted;
+        } else if (response->status == 429) {
+          ++limited;
+        } else {
+          ++other;
+        }
+      }
+    });
+  }
+  for (auto& blaster : blasters) blaster.join();
+  double elapsed = std::chrono::duration<double>(Clock::now() - began).count();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GT(limited.load(), 0);
+  EXPECT_NEAR(admitted.load(), 10 + 20 * elapsed, 2.5) << "elapsed " << elapsed << " s";
+  EXPECT_EQ(backend_requests_for("/accounts/1"), static_cast<std::size_t>(admitted.load()));
+}
+
+TEST_F(RateLimitTest, TheRefusalIsA429ProblemWithStandardFields) {
+  start(ConfigOptions{.routes = limited_accounts(
+                          "[[route.limit]]\nname = \"per-client\"\nrate = \"20/s\"\nburst = 3\n")});
+  HttpClient client(arbiter_->port());
+  for (int i = 0; i < 3; ++i) {
+    auto admitted = client.request("GET", "/accounts/1");
+    ASSERT_TRUE(admitted) << client.last_error();
+    EXPECT_EQ(admitted->status, 200);
+    EXPECT_EQ(admitted->header("RateLimit").value_or(""), "\"per-client\";r=" + std::to_string(2 - i) + ";t=1");
+  }
+  auto refused = client.request("GET", "/accounts/1");
+  ASSERT_TRUE(refused) << client.last_error();
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_EQ(refused->header("Content-Type").value_or(""), "application/problem+json");
+  EXPECT_EQ(refused->header("Retry-After").value_or(""), "1");
+  EXPECT_EQ(refused->header("RateLimit-Policy").value_or(""), "\"per-client\";q=3;w=1");
+  EXPECT_EQ(refused->header("RateLimit").value_or(""), "\"per-client\";r=0;t=1");
+  json problem = json::parse(refused->body);
+  EXPECT_EQ(problem["type"], "https://iana.org/assignments/http-problem-types#quota-exceeded");
+  EXPECT_EQ(problem["status"], 429);
+  EXPECT_EQ(problem["violated-policies"], json::array({"per-client"}));
+  EXPECT_TRUE(refused->keep_alive);
+}
+
+TEST_F(RateLimitTest, AClientThatWaitsRetryAfterIsAdmitted) {
+  start(ConfigOptions{.routes = limited_accounts("[[route.limit]]\nname = \"slowly\"\nrate = \"1/s\"\nburst = 1\n")});
+  EXPECT_EQ(send("GET", "/accounts/1").status, 200);
+  HttpResponse refused = send("GET", "/accounts/1");
+  ASSERT_EQ(refused.status, 429);
+  int retry_after = std::stoi(refused.header("Retry-After").value_or("0"));
+  ASSERT_GE(retry_after, 1);
+  std::this_thread::sleep_for(std::chrono::seconds(retry_after));
+  EXPECT_EQ(send("GET", "/accounts/1").status, 200);
+}
+
+TEST_F(RateLimitTest, TwoApiKeysHaveSeparateBuckets) {
+  start(ConfigOptions{.routes = limited_accounts(
+                          "[[route.limit]]\nname = \"per-key\"\nrate = \"1/m\"\nburst = 2\nkey = \"header:X-Api-Key\"\n")});
+  EXPECT_EQ(send("GET", "/accounts/1", {}, {{"X-Api-Key", "alpha"}}).status, 200);
+  EXPECT_EQ(send("GET", "/accounts/1", {}, {{"X-Api-Key", "alpha"}}).status, 200);
+  EXPECT_EQ(send("GET", "/accounts/1", {}, {{"X-Api-Key", "alpha"}}).status, 429);
+  EXPECT_EQ(send("GET", "/accounts/1", {}, {{"X-Api-Key", "beta"}}).status, 200);
+}
+
+TEST_F(RateLimitTest, MethodFilterSpendsTokensOnlyForThoseMethods) {
+  start(ConfigOptions{.routes = limited_accounts(
+                          "[[route.limit]]\nname = \"writes\"\nrate = \"1/m\"\nburst = 1\nmethods = [\"PUT\"]\n")});
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(send("GET", "/accounts/1").status, 200);
+  EXPECT_EQ(send("PUT", "/accounts/1", R"({"balance":1})").status, 200);
+  clear_backend_log();
+  EXPECT_EQ(send("PUT", "/accounts/1", R"({"balance":2})").status, 429);
+  EXPECT_EQ(backend_log().size(), 0u);
+}
+
+// Four slow requests at once against max_in_flight = 2.
+std::vector<int> four_slow_requests(std::uint16_t port) {
+  std::vector<int> statuses(4, 0);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] {
+      HttpClient client(port, 10s);
+      auto response = client.request("GET", "/_test/delay?ms=600");
+      statuses[i] = response ? response->status : -1;
+    });
+  }
+  for (auto& client : clients) client.join();
+  std::sort(statuses.begin(), statuses.end());
+  return statuses;
+}
+
+TEST_F(RateLimitTest, MaxInFlightWithoutQueueRefusesTheExcess) {
+  start(ConfigOptions{.leading_routes = slow_route("max_in_flight = 2\nmax_queue = 0\n")});
+  EXPECT_EQ(four_slow_requests(arbiter_->port()), (std::vector<int>{200, 200, 503, 503}));
+}
+
+TEST_F(RateLimitTest, MaxInFlightWithAQueueServesEveryoneInTwoWaves) {
+  start(ConfigOptions{.leading_routes = slow_route("max_in_flight = 2\nmax_queue = 2\nqueue_timeout = \"5s\"\n")});
+  auto began = Clock::now();
+  EXPECT_EQ(four_slow_requests(arbiter_->port()), (std::vector<int>{200, 200, 200, 200}));
+  EXPECT_GE(Clock::now() - began, 1200ms) << "more than two were at the backend at once";
+}
+
+TEST_F(RateLimitTest, QueueTimeoutIs503WithRetryAfter) {
+  start(ConfigOptions{.leading_routes = slow_route("max_in_flight = 1\nmax_queue = 1\nqueue_timeout = \"200ms\"\n")});
+  std::thread holder([&] { send("GET", "/_test/delay?ms=800"); });
+  std::this_thread::sleep_for(200ms);
+  HttpResponse waited = send("GET", "/_test/delay?ms=10");
+  holder.join();
+  EXPECT_EQ(waited.status, 503);
+  EXPECT_TRUE(waited.header("Retry-After").has_value());
+  EXPECT_EQ(waited.header("Content-Type").value_or(""), "application/problem+json");
+}
+
+TEST_F(RateLimitTest, AQueuedClientThatDisconnectsGivesItsPlaceBack) {
+  start(ConfigOptions{.leading_routes = slow_route("max_in_flight = 1\nmax_queue = 1\nqueue_timeout = \"5s\"\n")});
+  std::thread holder([&] { EXPECT_EQ(send("GET", "/_test/delay?ms=800").status, 200); });
+  std::this_thread::sleep_for(150ms);
+  {
+    HttpClient quitter(arbiter_->port());
+    ASSERT_TRUE(quitter.send_raw(harness::format_request("GET", "/_test/delay?ms=10", arbiter_->port())));
+    std::this_thread::sleep_for(150ms);
+  }  // disconnects while queued
+  std::this_thread::sleep_for(100ms);
+  // The queue has room again: this one waits for the holder instead of being refused.
+  EXPECT_EQ(send("GET", "/_test/delay?ms=10").status, 200);
+  holder.join();
+}
+
+TEST_F(RateLimitTest, AClientThatDisconnectsInFlightGivesItsSlotBackAtOnce) {
+  start(ConfigOptions{.leading_routes = slow_route("max_in_flight = 1\nmax_queue = 0\n")});
+  {
+    HttpClient quitter(arbiter_->port());
+    ASSERT_TRUE(quitter.send_raw(harness::format_request("GET", "/_test/delay?ms=3000", arbiter_->port())));
+    std::this_thread::sleep_for(200ms);
+  }  // disconnects while its request is at the backend
+  std::this_thread::sleep_for(100ms);
+  auto began = Clock::now();
+  EXPECT_EQ(send("GET", "/_test/delay?ms=10").status, 200);
+  EXPECT_LT(Clock::now() - began, 2s);
+}
+
+}  // namespace
