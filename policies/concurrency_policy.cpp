@@ -114,3 +114,20 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
 }
 
 }  // namespace arbiter
+
+namespace arbiter {
+
+std::string ConcurrencyPolicy::explain(const RequestView& request) const {
+  std::string scope = config_.key == KeyKind::Global
+                          ? std::string("for the whole route")
+                          : "per " + key_name(config_.key, config_.header) + ", here '" +
+                                request_key(request, config_.key, config_.header) + "'";
+  std::string text = "takes one of " + std::to_string(config_.max_in_flight) + " in-flight slots (" + scope +
+                     ") until its exchange ends; ";
+  if (config_.max_queue == 0) return text + "when all are taken: 503 at once";
+  return text + "when all are taken it waits, first in first out, behind at most " +
+         std::to_string(config_.max_queue) + " others for up to " + std::to_string(config_.queue_timeout.count()) +
+         " ms; then 503 with Retry-After";
+}
+
+}  // namespace arbiter

@@ -68,6 +68,7 @@ class ConcurrencyPolicy final : public Policy {
   ConcurrencyPolicy(std::string route_name, ConcurrencyConfig config, std::shared_ptr<SlotTable> table = nullptr);
 
   std::string_view kind() const noexcept override { return "concurrency"; }
+  std::string explain(const RequestView& request) const override;
   Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
 
   ConcurrencyCounters counters() const noexcept;

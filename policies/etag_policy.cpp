@@ -474,3 +474,42 @@ void EtagPolicy::settle_unknown(Exchange& exchange) {
 }
 
 }  // namespace arbiter
+
+namespace arbiter {
+
+std::string EtagPolicy::explain(const RequestView& request) const {
+  std::string resource = resource_key(request);
+  std::string conflict = std::to_string(config_.conflict_status);
+  if (is_read(request.method)) {
+    std::string text = "read of resource '" + resource + "': a 2xx answer leaves with a strong ETag (source " +
+                       source_name(config_) + ", bodies up to " + std::to_string(config_.max_body_bytes) +
+                       " bytes are hashed)";
+    if (request.headers.contains(kIfNoneMatch)) text += "; If-None-Match matching it gets 304";
+    return text;
+  }
+  if (!is_write(request.method)) return "not a read or a write: passed through";
+  std::string text = "write to resource '" + resource + "', serialized with every other write to it (at most " +
+                     std::to_string(config_.max_queue) + " waiting, " +
+                     std::to_string(config_.queue_timeout.count()) + " ms each; past that 503)";
+  bool if_match = request.headers.contains(kIfMatch);
+  bool if_none_match = request.headers.contains(kIfNoneMatch);
+  if (!if_match && !if_none_match) {
+    return text + (config_.require_if_match ? "; no If-Match: answered 428, nothing forwarded"
+                                            : "; no If-Match: forwarded unconditionally, then the ETag is refreshed");
+  }
+  std::string verify = config_.verify == EtagPolicyConfig::Verify::Upstream
+                           ? "re-reading GET " + std::string(request.path) + " first"
+                           : "from the ETag table (re-read only when unknown)";
+  if (if_match) {
+    text += "; If-Match " + std::string(*request.headers.find(kIfMatch)) +
+            " is compared strongly with the current version, learned " + verify + "; a mismatch answers " +
+            conflict + " and forwards nothing";
+  }
+  if (if_none_match) {
+    text += "; If-None-Match " + std::string(*request.headers.find(kIfNoneMatch)) +
+            " refuses the write (" + conflict + ") when it matches the current version";
+  }
+  return text + "; a forwarded write goes without If-Match/If-None-Match, and its answer carries the new ETag";
+}
+
+}  // namespace arbiter

@@ -104,6 +104,9 @@ class EtagPolicy final : public Policy {
   EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store);
 
   std::string_view kind() const noexcept override { return "etag"; }
+  std::string explain(const RequestView& request) const override;
+  // The key that reads and writes of one resource share (config.resource, or the path).
+  std::string resource_key(const RequestView& request) const;
   Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
   Decision on_fetched(const RequestView& request, const FetchedResponse& fetched,
                       std::unique_ptr<ExchangeState>& state) override;
@@ -132,7 +135,6 @@ class EtagPolicy final : public Policy {
     std::optional<std::string> etag;  // nullopt: the body was too large to hash
   };
 
-  std::string resource_key(const RequestView& request) const;
   Version version_of(const HeaderList& headers, const std::string* body) const;
 
   Decision on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);

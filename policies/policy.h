@@ -201,6 +201,10 @@ class Policy {
     (void)request, (void)response, (void)fetched, (void)state;
   }
 
+  // What this policy would check for this request, in a sentence or two, for
+  // `arbiter explain` (request.now and request.waker are not meaningful there).
+  virtual std::string explain(const RequestView& request) const { (void)request; return std::string(kind()); }
+
   // > 0: the proxy buffers response bodies (and fetched bodies) up to this many bytes and
   // hands them to the hooks; larger bodies stream through and the hooks see body == nullptr.
   virtual std::size_t response_body_limit() const noexcept { return 0; }

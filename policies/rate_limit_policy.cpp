@@ -208,3 +208,23 @@ ResponseStep RateLimitPolicy::on_response(const RequestView& request, ResponseVi
 }
 
 }  // namespace arbiter
+
+namespace arbiter {
+
+std::string RateLimitPolicy::explain(const RequestView& request) const {
+  std::string text;
+  for (const RateLimitConfig& limit : config_.limits) {
+    if (!text.empty()) text += "; ";
+    text += "limit '" + limit.name + "' (" + rate_text(limit.count, limit.per) + ", burst " +
+            std::to_string(limit.burst) + ", per " + key_name(limit.key_kind, limit.header) + ")";
+    if (!applies(limit, request.method)) {
+      text += " does not apply to " + std::string(request.method);
+      continue;
+    }
+    text += ": spends a token from bucket '" + request_key(request, limit.key_kind, limit.header) +
+            "'; an empty bucket answers 429 with Retry-After";
+  }
+  return text.empty() ? std::string("no limits") : text;
+}
+
+}  // namespace arbiter

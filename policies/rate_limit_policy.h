@@ -92,6 +92,7 @@ class RateLimitPolicy final : public Policy {
   RateLimitPolicy(std::string route_name, RateLimitPolicyConfig config, std::shared_ptr<BucketStore> store);
 
   std::string_view kind() const noexcept override { return "rate_limit"; }
+  std::string explain(const RequestView& request) const override;
   Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
   ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) override;
 

@@ -468,7 +468,7 @@ void ClientConnection::on_woken() {
 
 void ClientConnection::start_fetch(const std::string& target) {
   subrequest_ = std::make_unique<Subrequest>(
-      worker_.pool(route_->upstream_index),
+      worker_.pool(route_->config->upstream),
       SubrequestSpec{target, request_headers_, peer_address_, peer_is_trusted_proxy_, request_id_,
                      route_->response_body_limit},
       *this);
@@ -499,6 +499,10 @@ void ClientConnection::on_fetched(FetchedResponse fetched) {
 
 void ClientConnection::answer_admin() {
   std::string_view path = std::string_view(target_).substr(0, target_.find('?'));
+  if (path == "/reload") {
+    answer_reload();
+    return;
+  }
   if (method_ != "GET" && method_ != "HEAD") {
     reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "The admin endpoints take GET."),
                   HeaderList{{"Allow", "GET, HEAD"}}, "admin");
@@ -517,13 +521,43 @@ void ClientConnection::answer_admin() {
   }
 }
 
+void ClientConnection::answer_reload() {
+  if (method_ != "POST") {
+    reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "Reload with POST /reload."),
+                  HeaderList{{"Allow", "POST"}}, "admin");
+    return;
+  }
+  // Parsing a configuration file takes this worker's loop for a moment; reloads are rare.
+  ReloadOutcome outcome = worker_.server().reload();
+  if (!outcome.applied) {
+    Problem problem = Problem::make("invalid-configuration", 422, "Configuration refused",
+                                    "The new configuration has errors; Arbiter keeps serving with the previous one.");
+    nlohmann::json errors = nlohmann::json::array();
+    for (const ConfigDiagnostic& diagnostic : outcome.errors) {
+      errors.push_back({{"file", diagnostic.file},
+                        {"line", diagnostic.line},
+                        {"column", diagnostic.column},
+                        {"key", diagnostic.key},
+                        {"message", diagnostic.message},
+                        {"text", diagnostic.text()}});
+    }
+    problem.extensions.emplace_back("errors", std::move(errors));
+    reply_problem(problem, {}, "admin");
+    return;
+  }
+  nlohmann::json body = {{"status", "reloaded"},
+                         {"file", worker_.server().runtime()->config().file},
+                         {"restart_needed_for", outcome.notes}};
+  reply(200, "application/json", {}, body.dump(), "admin");
+}
+
 void ClientConnection::connect_upstream(std::size_t avoid_server) {
   ++upstream_attempts_;
   forwarding_ = true;
   answer_ = Answer::Upstream;
   decided_by_ = "forwarded";
   upstream_started_ns_ = uv_hrtime();
-  UpstreamConnection* connection = worker_.pool(route_->upstream_index).acquire(*this, avoid_server);
+  UpstreamConnection* connection = worker_.pool(route_->config->upstream).acquire(*this, avoid_server);
   upstream_ = connection;
   last_server_ = connection->server_index();
   if (connection->ready()) on_upstream_connected(*connection);

@@ -90,6 +90,7 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   bool apply_request_decision(const Decision& decision);
   void start_fetch(const std::string& target);
   void answer_admin();
+  void answer_reload();  // POST /reload on the admin listener
   void connect_upstream(std::size_t avoid_server);
   void forward_request_body(const char* data, std::size_t length);
   void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length);

@@ -34,6 +34,7 @@ class AccessLog {
   void record(const AccessRecord& record);
   void flush();
   bool enabled() const noexcept { return enabled_; }
+  void set_enabled(bool enabled) noexcept { enabled_ = enabled; }
 
  private:
   bool enabled_;

@@ -7,8 +7,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "proxy/config.h"
+#include "proxy/explain.h"
 #include "proxy/log.h"
 #include "proxy/runtime.h"
 #include "proxy/server.h"
@@ -18,6 +20,8 @@ namespace {
 constexpr std::string_view kUsage =
     "usage: arbiter -c FILE            run with this configuration\n"
     "       arbiter --check -c FILE    validate FILE and print its route table\n"
+    "       arbiter explain -c FILE METHOD TARGET [-H 'Name: value']...\n"
+    "                                  what Arbiter would do with that request\n"
     "       arbiter --version\n"
     "options:\n"
     "  -c, --config FILE   configuration file (TOML)\n"
@@ -33,9 +37,24 @@ int usage_error(std::string_view message) {
 int main(int argc, char** argv) {
   std::string config_path;
   bool check_only = false;
+  bool explain = false;
+  std::vector<std::string> explain_words;  // METHOD TARGET
+  arbiter::HeaderList explain_headers;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
-    if (arg == "-c" || arg == "--config") {
+    if (i == 1 && arg == "explain") {
+      explain = true;
+    } else if (explain && (arg == "-H" || arg == "--header")) {
+      if (i + 1 >= argc) return usage_error("-H needs 'Name: value'");
+      std::string_view field = argv[++i];
+      std::size_t colon = field.find(':');
+      if (colon == std::string_view::npos || colon == 0) return usage_error("-H takes 'Name: value'");
+      std::string_view value = field.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+      explain_headers.add(field.substr(0, colon), value);
+    } else if (explain && !arg.starts_with("-")) {
+      explain_words.emplace_back(arg);
+    } else if (arg == "-c" || arg == "--config") {
       if (i + 1 >= argc) return usage_error("-c needs a file");
       config_path = argv[++i];
     } else if (arg.starts_with("--config=")) {
@@ -61,6 +80,11 @@ int main(int argc, char** argv) {
     for (const auto& diagnostic : error.diagnostics()) std::cerr << diagnostic.text() << "\n";
     return 1;
   }
+  if (explain) {
+    if (explain_words.size() != 2) return usage_error("explain takes METHOD TARGET, e.g. explain -c FILE PUT /items/1");
+    std::cout << arbiter::explain_request(config, explain_words[0], explain_words[1], explain_headers);
+    return 0;
+  }
   if (check_only) {
     std::cout << arbiter::format_route_table(config);
     std::cout << config_path << ": OK\n";
@@ -68,6 +92,6 @@ int main(int argc, char** argv) {
   }
 
   std::signal(SIGPIPE, SIG_IGN);
-  arbiter::Server server(std::make_shared<const arbiter::Runtime>(std::move(config)));
+  arbiter::Server server(std::move(config));
   return server.run();
 }

@@ -5,12 +5,69 @@
 #include "policies/concurrency_policy.h"
 #include "policies/etag_policy.h"
 #include "policies/memory_bucket_store.h"
-#include "policies/rate_limit_policy.h"
+#include "policies/memory_slot_table.h"
 #include "policies/memory_version_store.h"
+#include "policies/rate_limit_policy.h"
 
 namespace arbiter {
 
-Runtime::Runtime(Config config) : config_(std::move(config)), router_(config_.routes) {
+RuntimeState::RuntimeState() : buckets_(std::make_shared<MemoryBucketStore>()) {}
+
+RuntimeState::~RuntimeState() = default;
+
+std::shared_ptr<Policy> RuntimeState::rate_limit_policy(const RouteConfig& route) {
+  RouteState& state = routes_[route.name];
+  // The buckets live in the store under "route/limit": a changed limit keeps its buckets, whose
+  // levels the store carries over to the new shape (spent tokens stay spent).
+  if (state.rate_limit == nullptr || !(state.rate_limit_config == route.rate_limit)) {
+    state.rate_limit = std::make_shared<RateLimitPolicy>(route.name, *route.rate_limit, buckets_);
+    state.rate_limit_config = route.rate_limit;
+  }
+  return state.rate_limit;
+}
+
+std::shared_ptr<Policy> RuntimeState::concurrency_policy(const RouteConfig& route) {
+  RouteState& state = routes_[route.name];
+  auto* current = dynamic_cast<ConcurrencyPolicy*>(state.concurrency.get());
+  if (current == nullptr || !(current->config() == *route.concurrency)) {
+    // The slots held and the queue carry over: requests in flight under the old limits count
+    // against the new ones.
+    if (state.slots == nullptr) state.slots = std::make_shared<MemorySlotTable>(route.concurrency->max_keys);
+    state.concurrency = std::make_shared<ConcurrencyPolicy>(route.name, *route.concurrency, state.slots);
+  }
+  return state.concurrency;
+}
+
+std::shared_ptr<Policy> RuntimeState::etag_policy(const RouteConfig& route) {
+  RouteState& state = routes_[route.name];
+  auto* current = dynamic_cast<EtagPolicy*>(state.etag.get());
+  if (current == nullptr || !(current->config() == *route.etag)) {
+    // The table and the write queues carry over; a new max_entries needs a new table (the
+    // versions are then learned again from the backend).
+    if (state.versions == nullptr || state.versions_capacity != route.etag->max_entries) {
+      state.versions = std::make_shared<MemoryVersionStore>(route.etag->max_entries);
+      state.versions_capacity = route.etag->max_entries;
+    }
+    state.etag = std::make_shared<EtagPolicy>(route.name, *route.etag, state.versions);
+  }
+  return state.etag;
+}
+
+void RuntimeState::keep_only(const std::vector<RouteConfig>& routes) {
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    bool kept = std::any_of(routes.begin(), routes.end(), [&](const RouteConfig& r) { return r.name == it->first; });
+    it = kept ? std::next(it) : routes_.erase(it);
+  }
+  for (const RouteConfig& route : routes) {
+    auto it = routes_.find(route.name);
+    if (it == routes_.end()) continue;
+    if (!route.rate_limit) it->second.rate_limit.reset(), it->second.rate_limit_config.reset();
+    if (!route.concurrency) it->second.concurrency.reset(), it->second.slots.reset();
+    if (!route.etag) it->second.etag.reset(), it->second.versions.reset();
+  }
+}
+
+Runtime::Runtime(Config config, RuntimeState& state) : config_(std::move(config)), router_(config_.routes) {
   routes_.reserve(config_.routes.size());
   for (const RouteConfig& route : config_.routes) {
     RouteRuntime rt;
@@ -21,22 +78,15 @@ Runtime::Runtime(Config config) : config_(std::move(config)), router_(config_.ro
     // Policy order is the request-phase order: the cheap refusal (rate limit) first, then the
     // in-flight slot (held while the request is at the backend, ETag re-reads included), then
     // the ETag check, which may read the backend.
-    if (route.rate_limit) {
-      rt.policies.push_back(std::make_shared<RateLimitPolicy>(route.name, *route.rate_limit,
-                                                              std::make_shared<MemoryBucketStore>()));
-    }
-    if (route.concurrency) {
-      rt.policies.push_back(std::make_shared<ConcurrencyPolicy>(route.name, *route.concurrency));
-    }
-    if (route.etag) {
-      rt.policies.push_back(std::make_shared<EtagPolicy>(
-          route.name, *route.etag, std::make_shared<MemoryVersionStore>(route.etag->max_entries)));
-    }
+    if (route.rate_limit) rt.policies.push_back(state.rate_limit_policy(route));
+    if (route.concurrency) rt.policies.push_back(state.concurrency_policy(route));
+    if (route.etag) rt.policies.push_back(state.etag_policy(route));
     for (const auto& policy : rt.policies) {
       rt.response_body_limit = std::max(rt.response_body_limit, policy->response_body_limit());
     }
     routes_.push_back(std::move(rt));
   }
+  state.keep_only(config_.routes);
 }
 
 }  // namespace arbiter

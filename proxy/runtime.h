@@ -1,18 +1,26 @@
 #pragma once
 // The effective configuration as the workers use it: the parsed Config, its compiled router,
 // and each route's policy chain. Immutable once built and shared by every worker; a request
-// holds a reference to the Runtime it started under, so a later swap never changes the
-// policies of a request in flight.
+// holds a reference to the Runtime it started under, so a reload never changes the policies
+// of a request in flight.
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "policies/policy.h"
+#include "policies/rate_limit_policy.h"
 #include "proxy/config.h"
 #include "proxy/router.h"
 
 namespace arbiter {
+
+class MemoryBucketStore;
+class MemoryVersionStore;
+class SlotTable;
 
 struct RouteRuntime {
   const RouteConfig* config = nullptr;
@@ -22,9 +30,39 @@ struct RouteRuntime {
   std::size_t response_body_limit = 0;
 };
 
+// What outlives one Runtime: the policies' shared state, found again by route name when a
+// reload builds the next Runtime, so a route keeps its token buckets, ETag table, write queues
+// and in-flight slots across reloads, and a policy whose configuration did not change is the
+// very same object (its counters go on). Used by one thread at a time (the reload lock).
+class RuntimeState {
+ public:
+  RuntimeState();
+  ~RuntimeState();
+
+  std::shared_ptr<Policy> rate_limit_policy(const RouteConfig& route);
+  std::shared_ptr<Policy> concurrency_policy(const RouteConfig& route);
+  std::shared_ptr<Policy> etag_policy(const RouteConfig& route);
+  // Forgets the state of routes the latest configuration no longer has (Runtimes still in use
+  // keep theirs alive until their last request ends).
+  void keep_only(const std::vector<RouteConfig>& routes);
+
+ private:
+  struct RouteState {
+    std::shared_ptr<Policy> rate_limit, concurrency, etag;
+    // As configured (the policy fills in derived limit names), to tell an edit from no edit.
+    std::optional<RateLimitPolicyConfig> rate_limit_config;
+    std::shared_ptr<SlotTable> slots;
+    std::shared_ptr<MemoryVersionStore> versions;
+    std::size_t versions_capacity = 0;
+  };
+  std::shared_ptr<MemoryBucketStore> buckets_;  // one for every route: limit ids are "route/limit"
+  std::map<std::string, RouteState, std::less<>> routes_;
+};
+
 class Runtime {
  public:
-  explicit Runtime(Config config);
+  // Builds the policy chains from `state`, which it updates (see RuntimeState).
+  Runtime(Config config, RuntimeState& state);
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 

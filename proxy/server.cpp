@@ -58,7 +58,7 @@ std::string with_port(const SocketAddress& address, std::uint16_t port) {
 
 }  // namespace
 
-Server::Server(std::shared_ptr<const Runtime> runtime) : runtime_(std::move(runtime)) {}
+Server::Server(Config config) : runtime_(std::make_shared<const Runtime>(std::move(config), state_)) {}
 
 Server::~Server() = default;
 
@@ -102,9 +102,11 @@ int Server::run() {
   uv_loop_init(&loop_);
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
-  sigterm_.data = sigint_.data = this;
+  uv_signal_init(&loop_, &sighup_);
+  sigterm_.data = sigint_.data = sighup_.data = this;
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
+  uv_signal_start(&sighup_, on_signal, SIGHUP);
   uv_timer_init(&loop_, &drain_timer_);
   uv_timer_init(&loop_, &check_timer_);
   drain_timer_.data = check_timer_.data = this;
@@ -118,6 +120,7 @@ int Server::run() {
   for (auto& worker : workers_) worker->join();
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_timer_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -129,6 +132,11 @@ int Server::run() {
 
 void Server::on_signal(uv_signal_t* signal, int signum) {
   auto* self = static_cast<Server*>(signal->data);
+  if (signum == SIGHUP) {
+    log_line("received SIGHUP: reloading " + self->runtime()->config().file);
+    self->reload();
+    return;
+  }
   if (self->shutting_down_) {
     log_line("second signal: closing all connections now");
     for (auto& worker : self->workers_) worker->request_shutdown(true);
@@ -137,6 +145,57 @@ void Server::on_signal(uv_signal_t* signal, int signum) {
   log_line(std::string("received ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
            ": draining requests in flight");
   self->begin_shutdown();
+}
+
+namespace {
+
+// What a reload cannot change without a restart: the sockets and threads already running.
+std::vector<std::string> listener_changes(const Config& running, const Config& next) {
+  std::vector<std::string> changes;
+  auto addresses = [](const std::vector<SocketAddress>& list) {
+    std::string text;
+    for (const SocketAddress& address : list) text += (text.empty() ? "" : ", ") + address.text();
+    return text;
+  };
+  if (addresses(running.server.listen) != addresses(next.server.listen)) {
+    changes.push_back("server.listen (" + addresses(running.server.listen) + " -> " +
+                      addresses(next.server.listen) + ")");
+  }
+  auto admin = [](const Config& c) { return c.admin.listen ? c.admin.listen->text() : std::string("none"); };
+  if (admin(running) != admin(next)) changes.push_back("admin.listen (" + admin(running) + " -> " + admin(next) + ")");
+  if (running.server.workers != next.server.workers) {
+    changes.push_back("server.workers (" + std::to_string(running.server.workers) + " -> " +
+                      std::to_string(next.server.workers) + ")");
+  }
+  return changes;
+}
+
+}  // namespace
+
+ReloadOutcome Server::reload() {
+  std::lock_guard<std::mutex> lock(reload_mutex_);
+  ReloadOutcome outcome;
+  std::shared_ptr<const Runtime> running = runtime();
+  const std::string& file = running->config().file;
+  Config next;
+  try {
+    next = load_config_file(file);
+  } catch (const ConfigError& error) {
+    outcome.errors = error.diagnostics();
+    for (const ConfigDiagnostic& diagnostic : outcome.errors) log_line("reload refused: " + diagnostic.text());
+    log_line("reload refused: still serving with the previous configuration");
+    return outcome;
+  }
+  for (const std::string& change : listener_changes(running->config(), next)) {
+    outcome.notes.push_back(change + " needs a restart; the running listeners are kept");
+    log_line("reload: " + outcome.notes.back());
+  }
+  auto replacement = std::make_shared<const Runtime>(std::move(next), state_);
+  std::atomic_store(&runtime_, std::shared_ptr<const Runtime>(replacement));
+  for (auto& worker : workers_) worker->runtime_changed();
+  outcome.applied = true;
+  log_line("reloaded " + file + ": " + std::to_string(replacement->route_count()) + " route(s)");
+  return outcome;
 }
 
 void Server::begin_shutdown() {

@@ -1,10 +1,13 @@
 #pragma once
 // The process: binds the listening sockets, runs the workers, and turns signals into
-// shutdown. SIGTERM/SIGINT: stop accepting, let requests in flight finish within
-// drain_timeout, exit 0.
+// shutdown and reloads. SIGTERM/SIGINT: stop accepting, let requests in flight finish within
+// drain_timeout, exit 0. SIGHUP (or POST /reload on the admin listener): re-read the
+// configuration; a valid one applies to new requests at once, an invalid one changes nothing.
 
 #include <atomic>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include <uv.h>
@@ -15,9 +18,16 @@ namespace arbiter {
 
 class Worker;
 
+struct ReloadOutcome {
+  bool applied = false;
+  std::vector<ConfigDiagnostic> errors;  // why it was refused
+  std::vector<std::string> notes;        // what was applied only partly (listener changes)
+};
+
 class Server {
  public:
-  explicit Server(std::shared_ptr<const Runtime> runtime);
+  // `config` was loaded from config.file, which reloads read again.
+  explicit Server(Config config);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -26,6 +36,10 @@ class Server {
   int run();
 
   std::shared_ptr<const Runtime> runtime() const { return std::atomic_load(&runtime_); }
+
+  // Any thread; reloads are serialized. Parses and validates the whole file before anything
+  // changes; on success new requests use the new Runtime at once.
+  ReloadOutcome reload();
 
   // max_connections accounting across all workers.
   bool admit_connection();
@@ -37,12 +51,14 @@ class Server {
   static void on_check_workers(uv_timer_t* timer);
   void begin_shutdown();
 
-  std::shared_ptr<const Runtime> runtime_;
+  std::mutex reload_mutex_;
+  RuntimeState state_;  // guarded by reload_mutex_ (and used by the constructor)
+  std::shared_ptr<const Runtime> runtime_;  // atomic_load / atomic_store
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<unsigned> workers_running_{0};
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_timer_t drain_timer_{};
   uv_timer_t check_timer_{};
   bool shutting_down_ = false;

@@ -383,8 +383,13 @@ UpstreamConnection* UpstreamPool::acquire(UpstreamSink& sink, std::size_t avoid_
   return connection;
 }
 
+void UpstreamPool::retire() {
+  retired_ = true;
+  close_idle();
+}
+
 void UpstreamPool::release(UpstreamConnection* connection, bool reusable) {
-  if (!reusable || worker_.draining() || idle_.size() >= config_.keepalive) {
+  if (!reusable || retired_ || worker_.draining() || idle_.size() >= config_.keepalive) {
     connection->close();
     return;
   }

@@ -153,6 +153,8 @@ class UpstreamPool {
   const UpstreamConfig& config() const noexcept { return config_; }
   Worker& worker() noexcept { return worker_; }
   void close_idle();
+  // A reload replaced this upstream: idle connections close, busy ones close when done.
+  void retire();
 
  private:
   friend class UpstreamConnection;
@@ -171,6 +173,7 @@ class UpstreamPool {
   std::vector<Server> servers_;
   std::size_t next_server_ = 0;
   std::vector<UpstreamConnection*> idle_;
+  bool retired_ = false;
 };
 
 }  // namespace arbiter

@@ -1,6 +1,7 @@
 #include "proxy/worker.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 
 #include "proxy/client_connection.h"
@@ -95,8 +96,61 @@ void Worker::post_wake(std::shared_ptr<ExchangeWaker> waker) {
   uv_async_send(&wakeup_);
 }
 
+void Worker::runtime_changed() {
+  runtime_changed_.store(true);
+  uv_async_send(&wakeup_);
+}
+
+namespace {
+
+bool same_upstream(const UpstreamConfig& a, const UpstreamConfig& b) {
+  if (a.servers.size() != b.servers.size()) return false;
+  for (std::size_t i = 0; i < a.servers.size(); ++i) {
+    if (a.servers[i].text() != b.servers[i].text()) return false;
+  }
+  return a.connect_timeout == b.connect_timeout && a.response_timeout == b.response_timeout &&
+         a.fail_timeout == b.fail_timeout && a.keepalive == b.keepalive;
+}
+
+}  // namespace
+
+void Worker::adopt_runtime() {
+  runtime_ = server_.runtime();
+  access_log_.set_enabled(runtime_->config().log.access);
+  std::vector<std::unique_ptr<UpstreamPool>> pools;
+  for (const UpstreamConfig& upstream : runtime_->config().upstreams) {
+    auto kept = std::find_if(pools_.begin(), pools_.end(), [&](const auto& pool) {
+      return pool != nullptr && pool->config().name == upstream.name && same_upstream(pool->config(), upstream);
+    });
+    if (kept != pools_.end()) {
+      pools.push_back(std::move(*kept));
+    } else {
+      pools.push_back(std::make_unique<UpstreamPool>(*this, upstream));
+    }
+  }
+  for (auto& old : pools_) {
+    if (old == nullptr) continue;
+    old->retire();
+    retired_pools_.push_back(std::move(old));
+  }
+  pools_ = std::move(pools);
+}
+
+UpstreamPool& Worker::pool(std::string_view upstream_name) {
+  for (auto& pool : pools_) {
+    if (pool->config().name == upstream_name) return *pool;
+  }
+  for (auto it = retired_pools_.rbegin(); it != retired_pools_.rend(); ++it) {
+    if ((*it)->config().name == upstream_name) return **it;
+  }
+  // Unreachable: a Runtime's routes name only its own upstreams, and every pool that a
+  // Runtime in use had is current or retired.
+  std::abort();
+}
+
 void Worker::on_async(uv_async_t* async) {
   auto* self = static_cast<Worker*>(async->data);
+  if (self->runtime_changed_.exchange(false)) self->adopt_runtime();
   std::vector<std::shared_ptr<ExchangeWaker>> woken;
   {
     std::lock_guard<std::mutex> lock(self->wake_mutex_);

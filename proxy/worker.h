@@ -54,12 +54,17 @@ class Worker {
   // Thread-safe: stop accepting, finish in-flight requests, close idle connections, and let
   // the thread end once nothing is left. force=true closes everything at once.
   void request_shutdown(bool force);
+  // Thread-safe: the server has a new Runtime; new requests on this worker use it from the
+  // next loop iteration on.
+  void runtime_changed();
 
   // ---- for the connections of this worker (loop thread only) ----
   uv_loop_t* loop() noexcept { return &loop_; }
   Server& server() noexcept { return server_; }
   const std::shared_ptr<const Runtime>& runtime() const noexcept { return runtime_; }
-  UpstreamPool& pool(std::size_t upstream_index) { return *pools_[upstream_index]; }
+  // The pool of the upstream of that name in the current Runtime (or, for a request that
+  // began before a reload removed it, the retired one).
+  UpstreamPool& pool(std::string_view upstream_name);
   std::string& read_buffer() noexcept { return read_buffer_; }
   AccessLog& access_log() noexcept { return access_log_; }
   bool draining() const noexcept { return draining_; }
@@ -76,6 +81,7 @@ class Worker {
   };
 
   void run();
+  void adopt_runtime();
   void begin_drain(bool force);
   void maybe_finish();
   static void on_connection(uv_stream_t* server, int status);
@@ -93,6 +99,9 @@ class Worker {
   std::vector<bool> pending_listener_admin_;
   std::shared_ptr<const Runtime> runtime_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
+  // Pools of upstreams a reload changed or removed: kept while connections may still use them.
+  std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
+  std::atomic<bool> runtime_changed_{false};
   std::vector<ClientConnection*> connections_;
   std::string read_buffer_;
   AccessLog access_log_;

@@ -1,0 +1,131 @@
+// Live policy edits: SIGHUP and POST /reload re-read the configuration; state survives for what
+// did not change, a broken file changes nothing.
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "tests/support/proxy_fixture.h"
+
+namespace {
+
+using harness::ConfigOptions;
+using harness::HttpClient;
+using harness::HttpResponse;
+using harness::make_config;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string limited_route(int burst) {
+  return "\n[[route]]\nname = \"accounts\"\npath = \"/accounts/{id}\"\nupstream = \"legacy\"\n"
+         "[[route.limit]]\nname = \"per-key\"\nrate = \"1/m\"\nburst = " +
+         std::to_string(burst) + "\nkey = \"header:X-Api-Key\"\n";
+}
+
+class ReloadTest : public harness::ProxyFixture {
+ protected:
+  ConfigOptions with_limit(int burst, std::string extra_routes = {}) {
+    return ConfigOptions{.routes = limited_route(burst) + extra_routes};
+  }
+  int get_status(std::string_view key) { return send("GET", "/accounts/1", {}, {{"X-Api-Key", std::string(key)}}).status; }
+
+  // Rewrites the config file and sends SIGHUP; waits for the outcome in the log.
+  void reload_with(const std::string& config_text, const char* expected_log) {
+    harness::LinePosition before = arbiter_->process().position();
+    arbiter_->config_file().replace(config_text);
+    ASSERT_TRUE(arbiter_->process().signal(SIGHUP));
+    auto line = arbiter_->process().wait_for_line(std::regex(expected_log), 5s, before);
+    ASSERT_TRUE(line) << arbiter_->process().output_summary();
+  }
+};
+
+TEST_F(ReloadTest, SpentTokensStaySpentAcrossAReload) {
+  start(with_limit(2));
+  EXPECT_EQ(get_status("alpha"), 200);
+  EXPECT_EQ(get_status("alpha"), 200);
+  EXPECT_EQ(get_status("alpha"), 429);
+  reload_with(make_config(backend_.port(), with_limit(2)) + "# an edit elsewhere\n", "arbiter: reloaded ");
+  EXPECT_EQ(get_status("alpha"), 429) << "a reload must never be a way around a limit";
+}
+
+TEST_F(ReloadTest, AChangedBurstAppliesToTheExistingBuckets) {
+  start(with_limit(2));
+  EXPECT_EQ(get_status("alpha"), 200);
+  EXPECT_EQ(get_status("alpha"), 200);
+  reload_with(make_config(backend_.port(), with_limit(4)), "arbiter: reloaded ");
+  EXPECT_EQ(get_status("alpha"), 429);  // its bucket kept its level: empty
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(get_status("beta"), 200) << "request " << i;  // new capacity
+  EXPECT_EQ(get_status("beta"), 429);
+}
+
+TEST_F(ReloadTest, ABrokenConfigIsRefusedAndTheOldPoliciesKeepAnswering) {
+  start(with_limit(1));
+  EXPECT_EQ(get_status("alpha"), 200);
+  std::string broken = make_config(backend_.port(), with_limit(1));
+  broken.replace(broken.find("burst = 1"), 9, "burst = \"many\"");
+  reload_with(broken, "arbiter: reload refused: .*:[0-9]+:[0-9]+: route\\[[0-9]+\\]\\.limit\\[0\\]\\.burst");
+  EXPECT_EQ(get_status("alpha"), 429);
+  EXPECT_EQ(get_status("beta"), 200);
+  EXPECT_EQ(send("GET", "/items/1").status, 200);
+}
+
+TEST_F(ReloadTest, AdminReloadAnswersTheErrorsAsProblemJson) {
+  start(with_limit(1));
+  std::string broken = make_config(backend_.port(), with_limit(1));
+  broken.replace(broken.find("rate = \"1/m\""), 12, "rate = \"often\"");
+  arbiter_->config_file().replace(broken);
+  HttpClient admin(*arbiter_->admin_port());
+  auto refused = admin.request("POST", "/reload");
+  ASSERT_TRUE(refused) << admin.last_error();
+  EXPECT_EQ(refused->status, 422);
+  EXPECT_EQ(refused->header("Content-Type").value_or(""), "application/problem+json");
+  json problem = json::parse(refused->body);
+  ASSERT_EQ(problem["errors"].size(), 1u);
+  EXPECT_NE(problem["errors"][0]["key"].get<std::string>().find("rate"), std::string::npos);
+  EXPECT_GT(problem["errors"][0]["line"].get<int>(), 0);
+
+  arbiter_->config_file().replace(make_config(backend_.port(), with_limit(1)));
+  auto applied = admin.request("POST", "/reload");
+  ASSERT_TRUE(applied) << admin.last_error();
+  EXPECT_EQ(applied->status, 200);
+  EXPECT_EQ(json::parse(applied->body)["status"], "reloaded");
+}
+
+TEST_F(ReloadTest, ANewRouteServesAtOnceAndARemovedOneStops) {
+  start(with_limit(5));
+  EXPECT_EQ(send("GET", "/things/1").status, 404);
+  std::string things = "\n[[route]]\nname = \"things\"\npath = \"/things/{id}\"\nupstream = \"legacy\"\n";
+  reload_with(make_config(backend_.port(), ConfigOptions{.routes = things}), "arbiter: reloaded ");
+  EXPECT_EQ(send("GET", "/things/1").status, 404 /* the backend's own: no such document */);
+  EXPECT_EQ(send("GET", "/things/1").header("Content-Type").value_or(""), "application/json");
+  EXPECT_EQ(send("GET", "/accounts/1").status, 404);
+  EXPECT_EQ(send("GET", "/accounts/1").header("Content-Type").value_or(""), "application/problem+json");
+}
+
+TEST_F(ReloadTest, ARequestInFlightFinishesUnderThePoliciesItStartedWith) {
+  start(with_limit(5));
+  HttpClient slow(arbiter_->port());
+  ASSERT_TRUE(slow.send_raw(harness::format_request("GET", "/_test/delay?ms=700", arbiter_->port())));
+  std::this_thread::sleep_for(150ms);
+  // The new configuration has no route for it at all.
+  std::string without_hooks = make_config(backend_.port(), with_limit(5));
+  without_hooks.replace(without_hooks.find("path = \"/_test/*\""), 17, "path = \"/_gone/*\"");
+  reload_with(without_hooks, "arbiter: reloaded ");
+  auto response = slow.read_response();
+  ASSERT_TRUE(response) << slow.last_error();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(send("GET", "/_test/delay?ms=1").status, 404);
+}
+
+TEST_F(ReloadTest, ListenerChangesAreReportedAsNeedingARestart) {
+  start(with_limit(5));
+  std::string moved = make_config(backend_.port(), with_limit(5));
+  moved.replace(moved.find("workers = 2"), 11, "workers = 3");
+  reload_with(moved, "arbiter: reload: server.workers \\(2 -> 3\\) needs a restart");
+  EXPECT_EQ(send("GET", "/items/1").status, 200);
+}
+
+}  // namespace
