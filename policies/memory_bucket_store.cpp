@@ -122,31 +122,82 @@ struct alignas(64) BucketShard {
     return least_recent;
   }
 
+  // A slot not in use yet, neither indexed nor linked. The caller checks count < capacity.
+  std::uint32_t unused_slot() {
+    grow_index_for(count + 1);  // before the new slot counts: it has no hash to index yet
+    std::uint32_t i = count;
+    if (i % MemoryBucketStore::kChunkSlots == 0) {
+      // The last chunk holds only what the capacity still allows, so a full table has no slack.
+      std::size_t slots = std::min<std::size_t>(MemoryBucketStore::kChunkSlots, capacity - i);
+      chunks.push_back(std::make_unique<Slot[]>(slots));
+    }
+    ++count;
+    return i;
+  }
+
+  // Slot i holds the key's bucket from now on, as the most recently used.
+  void place(std::uint32_t i, std::uint64_t hash, const BucketState& bucket) noexcept {
+    Slot& s = slot(i);
+    s.hash = hash;
+    s.bucket = bucket;
+    index_insert(i);
+    link_most_recent(i);
+  }
+
   // A slot for a key the shard does not hold, most recent, with a full bucket.
   std::uint32_t insert(std::uint64_t hash, const BucketShape& shape, std::uint64_t now_ns) {
     std::uint32_t i;
     if (count < capacity) {
-      grow_index_for(count + 1);  // before the new slot counts: it has no hash to index yet
-      i = count;
-      if (i % MemoryBucketStore::kChunkSlots == 0) {
-        // The last chunk holds only what the capacity still allows, so a full table has no slack.
-        std::size_t slots = std::min<std::size_t>(MemoryBucketStore::kChunkSlots, capacity - i);
-        chunks.push_back(std::make_unique<Slot[]>(slots));
-      }
-      ++count;
+      i = unused_slot();
     } else {
       i = victim(shape, now_ns);
       index_erase(i);
       unlink(i);
     }
-    Slot& s = slot(i);
-    s.hash = hash;
-    s.bucket = full_bucket(shape, now_ns);
-    index_insert(i);
-    link_most_recent(i);
+    place(i, hash, full_bucket(shape, now_ns));
     return i;
   }
+
+  // A bucket carried over from the table of another shape, as the most recently used so far;
+  // the caller has made sure there is room (count < capacity) and that the key is new here.
+  void adopt(std::uint64_t hash, const BucketState& bucket) { place(unused_slot(), hash, bucket); }
+
+  // fn(slot) for every bucket held, least recently used first.
+  template <typename Fn>
+  void for_each_least_recent_first(Fn&& fn) {
+    for (std::uint32_t i = least_recent; i != kNone; i = slot(i).newer) fn(slot(i));
+  }
 };
+
+// A bucket on its way from one shape's table to the next.
+struct MovedBucket {
+  std::uint64_t hash = 0;
+  std::uint64_t last_used_ns = 0;  // its update time under the old shape: orders the shards' merged recency
+  BucketState bucket;              // converted to the new shape
+  bool dropped = false;
+};
+
+// Which of one new shard's buckets (least recently used first) to leave behind when there are
+// more than its capacity: full ones first (a new bucket starts full, so forgetting them loses
+// nothing), least recently used first among them; then the least recently used.
+void drop_beyond_capacity(std::vector<MovedBucket>& moved, std::size_t capacity, const BucketShape& shape) {
+  if (moved.size() <= capacity) return;
+  std::size_t excess = moved.size() - capacity;
+  for (MovedBucket& m : moved) {
+    if (excess == 0) return;
+    if (m.bucket.units >= shape.capacity_units()) {
+      m.dropped = true;
+      --excess;
+    }
+  }
+  for (MovedBucket& m : moved) {
+    if (excess == 0) return;
+    if (!m.dropped) {
+      m.dropped = true;
+      --excess;
+    }
+  }
+}
 
 }  // namespace
 
@@ -163,6 +214,35 @@ class MemoryBucketStore::LimitTable {
   }
 
   const BucketShape& shape() const noexcept { return shape_; }
+
+  // Fills this new table (of the limit's new shape) with the buckets of `old`, each brought up
+  // to now_ns under the old shape and converted (reshape_bucket()), under the same keys and in
+  // the same order of recency; drop_beyond_capacity() picks what a smaller max_keys leaves out.
+  // The caller keeps every other thread out of both tables.
+  void take_over(LimitTable& old, std::uint64_t now_ns) {
+    std::vector<std::vector<MovedBucket>> moved(shard_count_);
+    for (std::size_t o = 0; o < old.shard_count_; ++o) {
+      BucketShard& from = old.shards_[o];
+      std::lock_guard lock(from.mutex);
+      from.for_each_least_recent_first([&](const Slot& s) {
+        moved[shard_index(s.hash)].push_back(
+            MovedBucket{s.hash, s.bucket.updated_ns, reshape_bucket(s.bucket, old.shape_, shape_, now_ns)});
+      });
+    }
+    for (std::size_t n = 0; n < shard_count_; ++n) {
+      std::vector<MovedBucket>& into = moved[n];
+      // Buckets from several old shards: their update times tell which was used last.
+      std::stable_sort(into.begin(), into.end(), [](const MovedBucket& a, const MovedBucket& b) {
+        return a.last_used_ns < b.last_used_ns;
+      });
+      BucketShard& shard = shards_[n];
+      drop_beyond_capacity(into, shard.capacity, shape_);
+      std::lock_guard lock(shard.mutex);
+      for (const MovedBucket& m : into) {
+        if (!m.dropped) shard.adopt(m.hash, m.bucket);
+      }
+    }
+  }
 
   TakeResult take(std::string_view key, std::uint64_t now_ns) {
     std::uint64_t hash = hash_of(key);
@@ -199,7 +279,8 @@ class MemoryBucketStore::LimitTable {
   std::uint64_t hash_of(std::string_view key) const noexcept {
     return XXH3_64bits_withSeed(key.data(), key.size(), seed_);
   }
-  BucketShard& shard_for(std::uint64_t hash) const noexcept { return shards_[(hash >> 32) % shard_count_]; }
+  std::size_t shard_index(std::uint64_t hash) const noexcept { return (hash >> 32) % shard_count_; }
+  BucketShard& shard_for(std::uint64_t hash) const noexcept { return shards_[shard_index(hash)]; }
 
   BucketShape shape_;
   std::uint64_t seed_;
@@ -240,7 +321,8 @@ class AllStripes {
 }  // namespace
 
 template <typename Fn>
-auto MemoryBucketStore::with_table(std::string_view limit_id, const BucketShape& shape, Fn&& fn) {
+auto MemoryBucketStore::with_table(std::string_view limit_id, const BucketShape& shape, std::uint64_t now_ns,
+                                   Fn&& fn) {
   {
     std::shared_lock lock(reader_lock());
     auto it = tables_.find(limit_id);
@@ -252,20 +334,25 @@ auto MemoryBucketStore::with_table(std::string_view limit_id, const BucketShape&
   if (it == tables_.end()) {
     it = tables_.emplace(std::string(limit_id), nullptr).first;
   }
-  if (!it->second || !(it->second->shape() == shape)) {
+  if (!it->second) {
     it->second = std::make_unique<LimitTable>(shape, shards_per_limit_, seed_);
+  } else if (!(it->second->shape() == shape)) {
+    // A reload changed the limit: its buckets carry over, converted, so spent tokens stay spent.
+    auto table = std::make_unique<LimitTable>(shape, shards_per_limit_, seed_);
+    table->take_over(*it->second, now_ns);
+    it->second = std::move(table);
   }
   return fn(*it->second);
 }
 
 TakeResult MemoryBucketStore::take(std::string_view limit_id, std::string_view key, const BucketShape& shape,
                                    std::uint64_t now_ns) {
-  return with_table(limit_id, shape, [&](LimitTable& table) { return table.take(key, now_ns); });
+  return with_table(limit_id, shape, now_ns, [&](LimitTable& table) { return table.take(key, now_ns); });
 }
 
 BucketStatus MemoryBucketStore::refund(std::string_view limit_id, std::string_view key, const BucketShape& shape,
                                        std::uint64_t now_ns) {
-  return with_table(limit_id, shape, [&](LimitTable& table) { return table.refund(key, now_ns); });
+  return with_table(limit_id, shape, now_ns, [&](LimitTable& table) { return table.refund(key, now_ns); });
 }
 
 std::size_t MemoryBucketStore::size() const {

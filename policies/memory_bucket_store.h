@@ -19,8 +19,16 @@
 // key a fresh burst, the one way the store admits more than the arithmetic allows; it takes
 // max_keys other keys busier than it.
 //
-// A limit whose shape changes (a new rate, burst or max_keys under the same id) starts afresh:
-// its old buckets counted other units.
+// A limit whose shape changes (a reload gave it a new rate, period, burst or max_keys under the
+// same id) keeps its buckets: the first call with the new shape converts the limit's table
+// under the exclusive lock, each bucket brought up to that call's now_ns under the old shape and
+// its level carried over into the new units, clamped to the new burst (reshape_bucket()), under
+// the same keys and recency. Spent tokens stay spent: a reload is never a way around a limit.
+// When the new max_keys is smaller, the buckets left out are full ones first, then the least
+// recently used. The table is rebuilt whole, O(buckets held), once a change; while old and new
+// policies overlap in a reload, each change of shape (also back) converts again, and a
+// conversion never adds tokens, so the back-and-forth costs time but admits nothing extra. The
+// hot path is unchanged: a call with the table's shape only compares it.
 //
 // Memory: a bucket is a 32-byte slot (the key's 64-bit hash, its level, its last update and two
 // 32-bit links of the recency list) in chunks of kChunkSlots, plus 5.3 to 10.7 bytes of open-
@@ -78,9 +86,10 @@ class MemoryBucketStore final : public BucketStore {
     std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
   };
 
-  // Runs fn(table) with the limit's table for this shape, making (or remaking) it if need be.
+  // Runs fn(table) with the limit's table for this shape, making it if need be, or converting
+  // the limit's table of another shape at now_ns.
   template <typename Fn>
-  auto with_table(std::string_view limit_id, const BucketShape& shape, Fn&& fn);
+  auto with_table(std::string_view limit_id, const BucketShape& shape, std::uint64_t now_ns, Fn&& fn);
 
   // alignas: each stripe on its own cache line.
   struct alignas(64) LockStripe {

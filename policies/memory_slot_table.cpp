@@ -28,6 +28,21 @@ struct Entry {
   std::list<Waiter> waiters;  // in arrival order
 };
 
+// While the entry has a free slot, grants it to the first waiter; their wakers go to to_wake,
+// to be called once the shard's lock is released. The caller holds the shard's lock.
+void grant_free_slots(Entry& entry, std::atomic<std::size_t>& in_flight, std::atomic<std::size_t>& waiting,
+                      std::vector<std::shared_ptr<Waker>>& to_wake) {
+  while (entry.in_flight < entry.max_in_flight && !entry.waiters.empty()) {
+    Waiter next = std::move(entry.waiters.front());
+    entry.waiters.pop_front();
+    ++entry.in_flight;
+    waiting.fetch_sub(1, std::memory_order_relaxed);
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    next.granted->store(true, std::memory_order_release);
+    if (next.waker) to_wake.push_back(std::move(next.waker));
+  }
+}
+
 // The key is a hash already.
 struct KeyHash {
   std::size_t operator()(std::uint64_t key) const noexcept { return static_cast<std::size_t>(key); }
@@ -56,15 +71,7 @@ class MemorySlotTable::Ticket final : public SlotTicket {
       if (granted_.load(std::memory_order_relaxed)) {  // only ever changed under this lock
         --entry.in_flight;
         table_.in_flight_.fetch_sub(1, std::memory_order_relaxed);
-        while (entry.in_flight < entry.max_in_flight && !entry.waiters.empty()) {
-          Waiter next = std::move(entry.waiters.front());
-          entry.waiters.pop_front();
-          ++entry.in_flight;
-          table_.waiting_.fetch_sub(1, std::memory_order_relaxed);
-          table_.in_flight_.fetch_add(1, std::memory_order_relaxed);
-          next.granted->store(true, std::memory_order_release);
-          if (next.waker) to_wake.push_back(std::move(next.waker));
-        }
+        grant_free_slots(entry, table_.in_flight_, table_.waiting_, to_wake);
       } else {
         entry.waiters.erase(place_);
         table_.waiting_.fetch_sub(1, std::memory_order_relaxed);
@@ -101,26 +108,35 @@ SlotTable::Claim MemorySlotTable::acquire(std::string_view key, std::size_t max_
                                           std::shared_ptr<Waker> waker) {
   std::uint64_t hash = XXH3_64bits_withSeed(key.data(), key.size(), seed_);
   Shard& shard = shards_[(hash >> 32) % shard_count_];
-  std::lock_guard lock(shard.mutex);
-  auto it = shard.entries.find(hash);
-  if (it == shard.entries.end()) {
-    if (shard.entries.size() >= shard.capacity) return {nullptr, Refusal::TooManyKeys};
-    it = shard.entries.try_emplace(hash).first;
-    it->second.max_in_flight = std::max<std::size_t>(1, max_in_flight);
-  }
-  Entry& entry = it->second;
-  // Nobody overtakes a waiter: a free slot with a queue is about to be granted to its head.
-  if (entry.in_flight < entry.max_in_flight && entry.waiters.empty()) {
-    ++entry.in_flight;
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
-    return {std::make_unique<Ticket>(*this, shard, hash, true)};
-  }
-  // The entry has a slot held here, so a refusal leaves nothing to clean up.
-  if (entry.waiters.size() >= max_queue) return {nullptr, Refusal::QueueFull};
-  auto ticket = std::make_unique<Ticket>(*this, shard, hash, false);
-  ticket->place_ = entry.waiters.insert(entry.waiters.end(), Waiter{&ticket->granted_, std::move(waker)});
-  waiting_.fetch_add(1, std::memory_order_relaxed);
-  return {std::move(ticket)};
+  std::vector<std::shared_ptr<Waker>> to_wake;  // stays empty (no allocation) unless the cap was raised
+  Claim claim = [&]() -> Claim {
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.entries.find(hash);
+    if (it == shard.entries.end()) {
+      if (shard.entries.size() >= shard.capacity) return {nullptr, Refusal::TooManyKeys};
+      it = shard.entries.try_emplace(hash).first;
+    }
+    Entry& entry = it->second;
+    // The cap of the latest call: after a reload, the new policy's, on the slots held and the
+    // requests queued through the old one. Raised, it lets the head of the queue go first.
+    entry.max_in_flight = std::max<std::size_t>(1, max_in_flight);
+    grant_free_slots(entry, in_flight_, waiting_, to_wake);
+    // Nobody overtakes a waiter: a free slot with a queue is about to be granted to its head.
+    if (entry.in_flight < entry.max_in_flight && entry.waiters.empty()) {
+      ++entry.in_flight;
+      in_flight_.fetch_add(1, std::memory_order_relaxed);
+      return {std::make_unique<Ticket>(*this, shard, hash, true)};
+    }
+    // The entry has a slot held here, so a refusal leaves nothing to clean up.
+    if (entry.waiters.size() >= max_queue) return {nullptr, Refusal::QueueFull};
+    auto ticket = std::make_unique<Ticket>(*this, shard, hash, false);
+    ticket->place_ = entry.waiters.insert(entry.waiters.end(), Waiter{&ticket->granted_, std::move(waker)});
+    waiting_.fetch_add(1, std::memory_order_relaxed);
+    return {std::move(ticket)};
+  }();
+  // Outside the lock, as in ~Ticket.
+  for (const auto& woken : to_wake) woken->wake();
+  return claim;
 }
 
 std::size_t MemorySlotTable::size() const {

@@ -10,6 +10,13 @@
 // share). A new key beyond that is refused (Refusal::TooManyKeys) rather than let through
 // uncounted: the bound then holds both the memory and the backend's load.
 //
+// Reloads: a new policy given the same table finds the slots held and the requests queued
+// through the old one. A key's cap is the max_in_flight of the latest acquire() for it (the
+// interface asks every call for one key to pass the same one, except across a reload): a lower
+// cap lets nobody new in until enough held slots are released, a higher one grants the freed
+// room to the queue's head at once (woken outside the lock), before the caller. max_queue is
+// the caller's on every call.
+//
 // Keys are kept as their 64-bit XXH3 hash, seeded at random per table; two keys colliding by
 // chance would share one cap.
 //

@@ -111,6 +111,16 @@ bool is_full(const BucketState& bucket, const BucketShape& shape, std::uint64_t 
   return refilled.units >= shape.capacity_units();
 }
 
+BucketState reshape_bucket(const BucketState& bucket, const BucketShape& old_shape, const BucketShape& new_shape,
+                           std::uint64_t now_ns) noexcept {
+  BucketState converted = bucket;
+  refill(converted, old_shape, now_ns);
+  // At most (2^64 - 1)^2: fits in 128 bits; the quotient may not fit in 64 until clamped.
+  Wide units = Wide{converted.units} * new_shape.units_per_token() / old_shape.units_per_token();
+  converted.units = static_cast<std::uint64_t>(std::min<Wide>(units, new_shape.capacity_units()));
+  return converted;
+}
+
 std::uint64_t retry_after_seconds(const BucketStatus& status) noexcept {
   return std::max<std::uint64_t>(1, seconds_rounded_up(status.ns_until_next));
 }

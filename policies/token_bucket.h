@@ -116,6 +116,16 @@ BucketStatus refund_token(BucketState& bucket, const BucketShape& shape, std::ui
 // bucket starts full.
 bool is_full(const BucketState& bucket, const BucketShape& shape, std::uint64_t now_ns) noexcept;
 
+// The bucket carried over to a new shape of its limit (a reload that changed the rate, the
+// burst or max_keys): first brought up to now_ns under the old shape, then its level converted
+// exactly into the new shape's units (units × new units_per_token / old units_per_token,
+// rounded down, so whole tokens stay whole tokens and a fraction of one loses less than a unit
+// of the new shape), and clamped to the new burst. It never holds more tokens than it did
+// (and no more than the new burst): spent tokens stay spent, and a bucket at 0 tokens stays
+// at 0 whatever the new shape. It refills from then on at the new rate.
+BucketState reshape_bucket(const BucketState& bucket, const BucketShape& old_shape, const BucketShape& new_shape,
+                           std::uint64_t now_ns) noexcept;
+
 // Whole seconds a refused client should wait (Retry-After): the time until one token, rounded
 // up, and at least 1.
 std::uint64_t retry_after_seconds(const BucketStatus& status) noexcept;

@@ -340,6 +340,116 @@ TEST(ConcurrencyPolicyTest, RefusesAConfigTheLoaderWould) {
   EXPECT_NO_THROW(ConcurrencyPolicy("r", config_of(1, 0, 0ms)));
 }
 
+// ---- A reload: a new policy on the same table ----
+
+// The policies a route gets from successive configs, all on the route's one table.
+class ConcurrencyReloadTest : public ::testing::Test {
+ protected:
+  ConcurrencyPolicy& policy(std::size_t max_in_flight, std::size_t max_queue,
+                            std::chrono::milliseconds queue_timeout = 2000ms) {
+    policies_.push_back(
+        std::make_unique<ConcurrencyPolicy>("orders", config_of(max_in_flight, max_queue, queue_timeout), table_));
+    return *policies_.back();
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<MemorySlotTable> table_ = std::make_shared<MemorySlotTable>(100);
+  std::vector<std::unique_ptr<ConcurrencyPolicy>> policies_;
+};
+
+TEST_F(ConcurrencyReloadTest, ANewPolicyOnTheSameTableSeesTheSlotsHeldThroughTheOldOne) {
+  ConcurrencyPolicy& old_policy = policy(2, 8);
+  Request a(old_policy, clock_), b(old_policy, clock_);
+  ASSERT_TRUE(a.call().forwards());
+  ASSERT_TRUE(b.call().forwards());
+
+  ConcurrencyPolicy& new_policy = policy(2, 4, 500ms);  // another queue, the same cap
+  EXPECT_EQ(new_policy.in_flight(), 2u);
+  Request c(new_policy, clock_), d(new_policy, clock_);
+  Decision wait = c.call();
+  ASSERT_TRUE(is_wait(wait));
+  EXPECT_EQ(wait.deadline(), clock_.now + 500ms);  // the new policy's queue_timeout
+  ASSERT_TRUE(is_wait(d.call()));
+  EXPECT_EQ(new_policy.waiting(), 2u);
+
+  a.end();  // an old-policy slot released: the first new-policy waiter, and only it, goes
+  EXPECT_EQ(c.wakes(), 1);
+  EXPECT_EQ(d.wakes(), 0);
+  EXPECT_TRUE(c.call().forwards());
+  b.end();
+  EXPECT_EQ(d.wakes(), 1);
+  EXPECT_TRUE(d.call().forwards());
+  c.end();
+  d.end();
+  EXPECT_EQ(table_->in_flight(), 0u);
+  EXPECT_EQ(table_->size(), 0u);
+}
+
+TEST_F(ConcurrencyReloadTest, AWaiterQueuedThroughTheOldPolicyKeepsItsPlace) {
+  ConcurrencyPolicy& old_policy = policy(1, 8);
+  Request holder(old_policy, clock_), old_waiter(old_policy, clock_);
+  holder.call();
+  ASSERT_TRUE(is_wait(old_waiter.call()));
+  Request new_waiter(policy(1, 8), clock_);
+  ASSERT_TRUE(is_wait(new_waiter.call()));
+  holder.end();
+  EXPECT_EQ(old_waiter.wakes(), 1);
+  EXPECT_EQ(new_waiter.wakes(), 0);
+  EXPECT_TRUE(old_waiter.call().forwards());
+  old_waiter.end();
+  EXPECT_EQ(new_waiter.wakes(), 1);
+  EXPECT_TRUE(new_waiter.call().forwards());
+}
+
+TEST_F(ConcurrencyReloadTest, ARaisedCapLetsTheQueueGoFirst) {
+  ConcurrencyPolicy& old_policy = policy(1, 8);
+  Request holder(old_policy, clock_), old_waiter(old_policy, clock_);
+  holder.call();
+  ASSERT_TRUE(is_wait(old_waiter.call()));
+
+  ConcurrencyPolicy& new_policy = policy(3, 8);
+  Request first(new_policy, clock_), second(new_policy, clock_);
+  // The cap is 3 now: the waiter is granted before the newcomer, and the newcomer goes too.
+  EXPECT_TRUE(first.call().forwards());
+  EXPECT_EQ(old_waiter.wakes(), 1);
+  EXPECT_TRUE(old_waiter.call().forwards());
+  EXPECT_EQ(table_->in_flight(), 3u);
+  EXPECT_TRUE(is_wait(second.call()));
+  holder.end();  // an old slot released under the new cap
+  EXPECT_EQ(second.wakes(), 1);
+  EXPECT_TRUE(second.call().forwards());
+}
+
+TEST_F(ConcurrencyReloadTest, ALoweredCapLetsNobodyInUntilEnoughAreReleased) {
+  ConcurrencyPolicy& old_policy = policy(3, 8);
+  Request a(old_policy, clock_), b(old_policy, clock_), c(old_policy, clock_);
+  for (Request* r : {&a, &b, &c}) ASSERT_TRUE(r->call().forwards());
+
+  Request waiter(policy(1, 8), clock_);
+  ASSERT_TRUE(is_wait(waiter.call()));
+  a.end();
+  b.end();
+  EXPECT_EQ(waiter.wakes(), 0);  // 1 still in flight: the new cap
+  EXPECT_TRUE(is_wait(waiter.call()));
+  c.end();
+  EXPECT_EQ(waiter.wakes(), 1);
+  EXPECT_TRUE(waiter.call().forwards());
+  EXPECT_EQ(table_->in_flight(), 1u);
+}
+
+TEST(ConcurrencyConfigTest, EqualityTellsAChangedConfigFromAnUnchangedOne) {
+  EXPECT_EQ(ConcurrencyConfig{}, ConcurrencyConfig{});
+  EXPECT_EQ(config_of(2, 8, 100ms, KeyKind::Header, "X-Api-Key"), config_of(2, 8, 100ms, KeyKind::Header, "X-Api-Key"));
+  EXPECT_NE(config_of(2, 8), config_of(3, 8));
+  EXPECT_NE(config_of(2, 8), config_of(2, 9));
+  EXPECT_NE(config_of(2, 8, 100ms), config_of(2, 8, 101ms));
+  EXPECT_NE(config_of(2, 8, 100ms, KeyKind::Global), config_of(2, 8, 100ms, KeyKind::ClientAddress));
+  EXPECT_NE(config_of(2, 8, 100ms, KeyKind::Header, "A"), config_of(2, 8, 100ms, KeyKind::Header, "B"));
+  ConcurrencyConfig fewer_keys;
+  fewer_keys.max_keys = 10;
+  EXPECT_NE(fewer_keys, ConcurrencyConfig{});
+}
+
 // ---- The table ----
 
 // A waker that calls back into the table: it must not be called under a shard's lock.

@@ -892,6 +892,73 @@ INSTANTIATE_TEST_SUITE_P(Verify, TwoWritersTest,
                          ::testing::Values(EtagPolicyConfig::Verify::Upstream, EtagPolicyConfig::Verify::Cache),
                          [](const auto& info) { return std::string(verify_name(info.param)); });
 
+// ---- A reload: a new policy on the same store ----
+
+TEST_F(EtagPolicyTest, ANewPolicyOnTheSameStoreKeepsTheTableAndTheWriteQueues) {
+  Exchange read = exchange("GET", "/accounts/1");
+  read.request();
+  read.respond(200, {}, kBody1);
+  read.end();
+  // The old policy's writer holds the resource's turn.
+  Exchange old_writer = exchange("PUT", "/accounts/1");
+  ASSERT_TRUE(old_writer.request().forwards());
+
+  EtagPolicyConfig changed;
+  changed.verify = EtagPolicyConfig::Verify::Cache;
+  changed.max_queue = 4;
+  EtagPolicy reloaded("accounts", changed, store_);
+  // A writer through the new policy waits for the old one's turn ...
+  Exchange new_writer(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  ASSERT_EQ(new_writer.request().kind(), Decision::Kind::Wait);
+  Exchange stale(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", "\"stale\""}});
+  ASSERT_EQ(stale.request().kind(), Decision::Kind::Wait);
+  EXPECT_EQ(store_->queued_resources(), 1u);
+  clock_.advance(100ms);
+  EXPECT_EQ(new_writer.request().kind(), Decision::Kind::Wait);
+  EXPECT_EQ(new_writer.waker().wakes, 0);
+  // ... and is woken when it ends, the old write's tag then known to the new policy.
+  old_writer.respond(200, {{"ETag", "\"v2\""}}, std::nullopt);
+  old_writer.end();
+  EXPECT_EQ(new_writer.waker().wakes, 1);
+  EXPECT_EQ(stale.waker().wakes, 0);
+  Decision conflict = new_writer.request();  // verify = cache: decided from the shared table
+  ASSERT_EQ(conflict.kind(), Decision::Kind::Reply);
+  EXPECT_EQ(conflict.status(), 409);
+  EXPECT_EQ(conflict.headers().find("ETag"), "\"v2\"");
+  new_writer.end();
+  EXPECT_EQ(stale.waker().wakes, 1);
+  EXPECT_EQ(stale.request().status(), 409);
+  EXPECT_EQ(reloaded.counters().conflicts, 2u);
+  EXPECT_EQ(policy_->counters().writes_forwarded, 1u);
+}
+
+TEST_F(EtagPolicyTest, ATagLearnedThroughTheOldPolicyDecidesForTheNewOne) {
+  Exchange read = exchange("GET", "/accounts/1");
+  read.request();
+  read.respond(200, {}, kBody1);
+  read.end();
+  EtagPolicyConfig changed;
+  changed.verify = EtagPolicyConfig::Verify::Cache;
+  EtagPolicy reloaded("accounts", changed, store_);
+  Exchange write(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  Decision decision = write.request();  // known, so no re-read
+  EXPECT_TRUE(decision.forwards());
+  EXPECT_EQ(decision.strip_fields(), kPreconditionFields);
+}
+
+TEST(EtagPolicyConfigTest, EqualityTellsAChangedConfigFromAnUnchangedOne) {
+  EXPECT_EQ(EtagPolicyConfig{}, EtagPolicyConfig{});
+  EtagPolicyConfig changed;
+  changed.conflict_status = 412;
+  EXPECT_NE(changed, EtagPolicyConfig{});
+  changed = {};
+  changed.json_pointer = "/version";
+  EXPECT_NE(changed, EtagPolicyConfig{});
+  changed = {};
+  changed.queue_timeout = 1ms;
+  EXPECT_NE(changed, EtagPolicyConfig{});
+}
+
 // ---- Bookkeeping ----
 
 TEST_F(EtagPolicyTest, TheConflictLogKeepsTheLatest) {

@@ -93,14 +93,136 @@ TEST(MemoryBucketStoreTest, RefundForABucketItDoesNotHoldReportsItFull) {
   EXPECT_EQ(store.size(), 0u);
 }
 
-TEST(MemoryBucketStoreTest, ANewShapeStartsTheLimitAfresh) {
+// ---- A limit's shape changes (a reload) ----
+
+TEST(MemoryBucketStoreReshapeTest, ANewShapeKeepsTheSpentTokens) {
   MemoryBucketStore store;
-  EXPECT_EQ(drain(store, "l", "k", shape_of(1, 1min, 2), kStart), 2);
-  // Its old level counted other units: the new shape's buckets start full.
-  EXPECT_EQ(drain(store, "l", "k", shape_of(1, 1min, 5), kStart), 5);
-  EXPECT_EQ(drain(store, "l", "k", shape_of(1, 1min, 5, 10), kStart), 5);  // max_keys is part of the shape
+  BucketShape five = shape_of(1, 1min, 5);
+  BucketShape ten = shape_of(1, 1min, 10);
+  BucketShape two = shape_of(1, 1min, 2);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store.take("l", "k", five, kStart).admitted);
+  // 2 left; a larger burst gives nothing back: min(2, 10), then one taken.
+  TakeResult taken = store.take("l", "k", ten, kStart);
+  EXPECT_TRUE(taken.admitted);
+  EXPECT_EQ(taken.status.remaining, 1u);
+  EXPECT_EQ(taken.status.ns_until_full, 9 * 60 * kSecond);
+  EXPECT_EQ(drain(store, "l", "k", ten, kStart), 1);
+  // A drained bucket stays drained under any shape.
+  EXPECT_FALSE(store.take("l", "k", two, kStart).admitted);
+  EXPECT_FALSE(store.take("l", "k", shape_of(1000, 1s, 1000), kStart).admitted);
   EXPECT_EQ(store.size(), 1u);
   EXPECT_EQ(store.limit_count(), 1u);
+}
+
+TEST(MemoryBucketStoreReshapeTest, ASmallerBurstClampsTheLevel) {
+  MemoryBucketStore store;
+  BucketShape ten = shape_of(1, 1min, 10);
+  BucketShape four = shape_of(1, 1min, 4);
+  ASSERT_TRUE(store.take("l", "a", ten, kStart).admitted);  // 9 left
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(store.take("l", "b", ten, kStart).admitted);  // 2 left
+  TakeResult a = store.take("l", "a", four, kStart);  // min(9, 4), then one taken
+  EXPECT_TRUE(a.admitted);
+  EXPECT_EQ(a.status.remaining, 3u);
+  TakeResult b = store.take("l", "b", four, kStart);  // min(2, 4), then one taken
+  EXPECT_TRUE(b.admitted);
+  EXPECT_EQ(b.status.remaining, 1u);
+}
+
+TEST(MemoryBucketStoreReshapeTest, ChangingBackConvertsAgain) {
+  MemoryBucketStore store;
+  BucketShape wide = shape_of(1, 1min, 10);
+  BucketShape narrow = shape_of(2, 1min, 3);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(store.take("l", "k", wide, kStart).admitted);  // 6 left
+  TakeResult reloaded = store.take("l", "k", narrow, kStart);  // min(6, 3), then one taken
+  EXPECT_TRUE(reloaded.admitted);
+  EXPECT_EQ(reloaded.status.remaining, 2u);
+  // Back to the first shape 15 s later: 2 + 0.5 tokens at 2/min, kept as 2.5 at 1/min, not
+  // the 6 the bucket held before, nor a fresh 10.
+  std::uint64_t later = kStart + 15 * kSecond;
+  TakeResult back = store.take("l", "k", wide, later);
+  EXPECT_TRUE(back.admitted);
+  EXPECT_EQ(back.status.remaining, 1u);
+  TakeResult last = store.take("l", "k", wide, later);
+  EXPECT_TRUE(last.admitted);
+  EXPECT_EQ(last.status.ns_until_next, 30 * kSecond);  // the half token left, at 1/min
+  EXPECT_FALSE(store.take("l", "k", wide, later).admitted);
+  // A refund under a changed shape converts too, and never beyond the burst.
+  EXPECT_EQ(store.refund("l", "k", narrow, later).remaining, 1u);
+  EXPECT_EQ(store.size(), 1u);
+}
+
+TEST(MemoryBucketStoreReshapeTest, EveryKeyKeepsItsLevelAcrossShardCounts) {
+  // 3000 keys in 23 shards, then in 32 (room to spare in each, so none was evicted): every
+  // key's bucket follows it to its new shard.
+  MemoryBucketStore store;
+  BucketShape before = shape_of(1, 1h, 2, 6000);
+  BucketShape after = shape_of(1, 1h, 3, 20000);
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(store.take("l", "k" + std::to_string(i), before, kStart).admitted);
+  for (int i = 0; i < 3000; ++i) {
+    TakeResult taken = store.take("l", "k" + std::to_string(i), after, kStart);
+    ASSERT_TRUE(taken.admitted) << i;
+    ASSERT_EQ(taken.status.remaining, 0u) << i;  // 1 left, taken: not the fresh 3
+  }
+  EXPECT_EQ(store.size("l"), 3000u);
+}
+
+TEST(MemoryBucketStoreReshapeTest, FewerMaxKeysDropFullBucketsThenTheLeastRecentlyUsed) {
+  MemoryBucketStore store(1);
+  BucketShape four_keys = shape_of(1, 1h, 2, 4);
+  BucketShape two_keys = shape_of(1, 1h, 2, 2);
+  // Least recently used first: a (drained), b (full again: its token refunded), c, d (drained).
+  EXPECT_EQ(drain(store, "l", "a", four_keys, kStart), 2);
+  store.take("l", "b", four_keys, kStart + 1);
+  store.refund("l", "b", four_keys, kStart + 1);
+  EXPECT_EQ(drain(store, "l", "c", four_keys, kStart + 2), 2);
+  EXPECT_EQ(drain(store, "l", "d", four_keys, kStart + 3), 2);
+  ASSERT_EQ(store.size("l"), 4u);
+  // b goes (full), then a (least recently used); c and d stay drained.
+  EXPECT_FALSE(store.take("l", "c", two_keys, kStart + 4).admitted);
+  EXPECT_EQ(store.size("l"), 2u);
+  EXPECT_FALSE(store.take("l", "d", two_keys, kStart + 4).admitted);
+  // a was forgotten, so it gets a fresh bucket (and c, now least recently used, makes room).
+  EXPECT_EQ(drain(store, "l", "a", two_keys, kStart + 5), 2);
+  EXPECT_FALSE(store.take("l", "d", two_keys, kStart + 5).admitted);
+}
+
+TEST(MemoryBucketStoreReshapeTest, RecencySurvivesTheConversion) {
+  MemoryBucketStore store(1);
+  BucketShape before = shape_of(1, 1h, 1, 3);
+  BucketShape after = shape_of(2, 1h, 1, 3);
+  store.take("l", "a", before, kStart);
+  store.take("l", "b", before, kStart + 1);
+  store.take("l", "c", before, kStart + 2);
+  store.take("l", "a", before, kStart + 3);  // a is the most recently used now
+  store.take("l", "d", after, kStart + 4);   // converts, then b (least recently used) goes
+  EXPECT_FALSE(store.take("l", "a", after, kStart + 5).admitted);
+  EXPECT_FALSE(store.take("l", "c", after, kStart + 5).admitted);
+  EXPECT_FALSE(store.take("l", "d", after, kStart + 5).admitted);
+  EXPECT_TRUE(store.take("l", "b", after, kStart + 5).admitted);
+}
+
+TEST(MemoryBucketStoreReshapeTest, TakersOnBothSidesOfAReloadNeverGainTokens) {
+  // Old and new policies overlap in a reload: threads take with either shape, so the table is
+  // converted back and forth, and not one token more than the first burst is ever handed out.
+  MemoryBucketStore store;
+  BucketShape old_shape = shape_of(1, 1h, 10, 100);
+  BucketShape new_shape = shape_of(2, 1h, 50, 200);
+  ASSERT_TRUE(store.take("l", "k", old_shape, kStart).admitted);  // 9 left
+  constexpr int kThreads = 8;
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        const BucketShape& shape = (i + t) % 2 == 0 ? old_shape : new_shape;
+        if (store.take("l", "k", shape, kStart).admitted) ++admitted;
+        store.take("l", "other-" + std::to_string(t), shape, kStart);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(admitted.load(), 9);  // the 9 left, whatever the new burst; no time passed to refill any
+  EXPECT_EQ(store.size("l"), 1u + kThreads);
 }
 
 // ---- Bounds and eviction ----

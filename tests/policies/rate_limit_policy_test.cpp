@@ -312,6 +312,44 @@ TEST_F(RateLimitPolicyTest, APolicyMadeAgainFindsItsBucketsWhereTheyWere) {
   EXPECT_FALSE(send().decision.forwards());
 }
 
+TEST_F(RateLimitPolicyTest, APolicyMadeAgainWithAChangedLimitKeepsTheSpentTokens) {
+  make_policy({limit("per-client", 1, 1min, 5)});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(send().decision.forwards());
+  make_policy({limit("per-client", 1, 1min, 10)});  // a reload raised the burst: 2 left, not 10
+  Outcome first = send();
+  ASSERT_TRUE(first.decision.forwards());
+  EXPECT_EQ(field(first.response_headers, "RateLimit"), "\"per-client\";r=1;t=540");
+  EXPECT_EQ(admitted_until_refused(), 1);
+  make_policy({limit("per-client", 60, 1h, 1)});  // and another: still nothing left
+  EXPECT_FALSE(send().decision.forwards());
+  EXPECT_TRUE(send("GET", "10.0.0.2").decision.forwards());  // a client never seen has its burst
+}
+
+TEST(RateLimitConfigTest, EqualityTellsAChangedLimitFromAnUnchangedOne) {
+  EXPECT_EQ(RateLimitConfig{}, RateLimitConfig{});
+  RateLimitConfig base = limit("a", 10, 1s, 20, KeyKind::Header, "X-Api-Key", {"POST"});
+  EXPECT_EQ(base, limit("a", 10, 1s, 20, KeyKind::Header, "X-Api-Key", {"POST"}));
+  EXPECT_NE(base, limit("b", 10, 1s, 20, KeyKind::Header, "X-Api-Key", {"POST"}));
+  EXPECT_NE(base, limit("a", 11, 1s, 20, KeyKind::Header, "X-Api-Key", {"POST"}));
+  EXPECT_NE(base, limit("a", 10, 1min, 20, KeyKind::Header, "X-Api-Key", {"POST"}));
+  EXPECT_NE(base, limit("a", 10, 1s, 21, KeyKind::Header, "X-Api-Key", {"POST"}));
+  EXPECT_NE(base, limit("a", 10, 1s, 20, KeyKind::ClientAddress, "X-Api-Key", {"POST"}));
+  EXPECT_NE(base, limit("a", 10, 1s, 20, KeyKind::Header, "X-Other", {"POST"}));
+  EXPECT_NE(base, limit("a", 10, 1s, 20, KeyKind::Header, "X-Api-Key", {"POST", "PUT"}));
+  RateLimitConfig fewer_keys = base;
+  fewer_keys.max_keys = 10;
+  EXPECT_NE(base, fewer_keys);
+}
+
+TEST(RateLimitConfigTest, PolicyConfigEqualityLooksAtEveryLimitAndTheHeaders) {
+  RateLimitPolicyConfig config{{limit("a", 1, 1s, 1), limit("b", 2, 1s, 2)}, true};
+  EXPECT_EQ(config, (RateLimitPolicyConfig{{limit("a", 1, 1s, 1), limit("b", 2, 1s, 2)}, true}));
+  EXPECT_NE(config, (RateLimitPolicyConfig{{limit("a", 1, 1s, 1), limit("b", 2, 1s, 2)}, false}));
+  EXPECT_NE(config, (RateLimitPolicyConfig{{limit("a", 1, 1s, 1), limit("b", 2, 1s, 3)}, true}));
+  EXPECT_NE(config, (RateLimitPolicyConfig{{limit("b", 2, 1s, 2), limit("a", 1, 1s, 1)}, true}));  // order counts
+  EXPECT_NE(config, (RateLimitPolicyConfig{{limit("a", 1, 1s, 1)}, true}));
+}
+
 // ---- Methods ----
 
 TEST_F(RateLimitPolicyTest, OnlyTheListedMethodsSpendTokens) {

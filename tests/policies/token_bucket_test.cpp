@@ -199,6 +199,155 @@ TEST(TokenBucketTest, MonotonicNanoseconds) {
   EXPECT_EQ(monotonic_ns(MonotonicTime{} - 1s), 0u);
 }
 
+// ---- A new shape for a bucket (a reload) ----
+
+__extension__ typedef unsigned __int128 Wide;  // as in token_bucket.cpp
+
+// A bucket of this shape that has `tokens` left at kStart (taken from a full one).
+BucketState spent_to(const BucketShape& shape, std::uint64_t tokens) {
+  BucketState bucket = full_bucket(shape, kStart);
+  for (std::uint64_t i = tokens; i < shape.burst(); ++i) take_token(bucket, shape, kStart);
+  return bucket;
+}
+
+// Whole tokens a bucket holds (what a take would report before taking).
+std::uint64_t tokens_in(const BucketState& bucket, const BucketShape& shape) {
+  return bucket.units / shape.units_per_token();
+}
+
+TEST(ReshapeBucketTest, RateUpKeepsTheLevelAndRefillsFaster) {
+  BucketShape old_shape = shape_of(1, 1s, 10);
+  BucketShape new_shape = shape_of(2, 1s, 10);
+  BucketState bucket = spent_to(old_shape, 3);
+  // A quarter of a second under the old rate: 3.25 tokens, carried over as 3.25.
+  BucketState reshaped = reshape_bucket(bucket, old_shape, new_shape, kStart + 250 * kMillisecond);
+  EXPECT_EQ(reshaped.updated_ns, kStart + 250 * kMillisecond);
+  EXPECT_EQ(reshaped.units, 3 * new_shape.units_per_token() + new_shape.units_per_token() / 4);
+  // 0.75 more at 2/s is 375 ms.
+  TakeResult taken = take_token(reshaped, new_shape, kStart + 625 * kMillisecond - 1);
+  EXPECT_TRUE(taken.admitted);
+  EXPECT_EQ(taken.status.remaining, 2u);
+  EXPECT_TRUE(take_token(reshaped, new_shape, kStart + 625 * kMillisecond).admitted);
+  EXPECT_EQ(tokens_in(reshaped, new_shape), 2u);
+}
+
+TEST(ReshapeBucketTest, RateDownKeepsTheLevelAndRefillsSlower) {
+  BucketShape old_shape = shape_of(2, 1s, 10);
+  BucketShape new_shape = shape_of(1, 1s, 10);
+  BucketState reshaped = reshape_bucket(spent_to(old_shape, 3), old_shape, new_shape, kStart);
+  EXPECT_EQ(reshaped.units, 3 * new_shape.units_per_token());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(take_token(reshaped, new_shape, kStart).admitted) << i;
+  TakeResult refused = take_token(reshaped, new_shape, kStart);
+  EXPECT_FALSE(refused.admitted);
+  EXPECT_EQ(refused.status.ns_until_next, kSecond);  // the new rate's token, not the old 500 ms
+  EXPECT_EQ(refused.status.ns_until_full, 10 * kSecond);
+}
+
+TEST(ReshapeBucketTest, BurstUpDoesNotRefill) {
+  BucketShape old_shape = shape_of(1, 1s, 5);
+  BucketShape new_shape = shape_of(1, 1s, 20);
+  BucketState reshaped = reshape_bucket(spent_to(old_shape, 2), old_shape, new_shape, kStart);
+  EXPECT_EQ(tokens_in(reshaped, new_shape), 2u);
+  EXPECT_EQ(take_token(reshaped, new_shape, kStart).status.ns_until_full, 19 * kSecond);
+  // A full bucket stays at its old burst, not the new one: the rest comes at the rate.
+  BucketState full = reshape_bucket(full_bucket(old_shape, kStart), old_shape, new_shape, kStart);
+  EXPECT_EQ(tokens_in(full, new_shape), 5u);
+}
+
+TEST(ReshapeBucketTest, BurstDownClampsToTheNewBurst) {
+  BucketShape old_shape = shape_of(1, 1s, 20);
+  BucketShape new_shape = shape_of(1, 1s, 5);
+  BucketState clamped = reshape_bucket(spent_to(old_shape, 15), old_shape, new_shape, kStart);
+  EXPECT_EQ(clamped.units, new_shape.capacity_units());
+  EXPECT_TRUE(is_full(clamped, new_shape, kStart));
+  BucketState under = reshape_bucket(spent_to(old_shape, 3), old_shape, new_shape, kStart);
+  EXPECT_EQ(under.units, 3 * new_shape.units_per_token());
+  // A bucket refilled beyond its burst (the fraction of the next token) is clamped to the burst.
+  BucketState overfull = full_bucket(old_shape, kStart);
+  refund_token(overfull, old_shape, kStart);
+  ASSERT_EQ(overfull.units, old_shape.ceiling_units());
+  EXPECT_EQ(reshape_bucket(overfull, old_shape, new_shape, kStart).units, new_shape.capacity_units());
+  EXPECT_EQ(reshape_bucket(overfull, old_shape, old_shape, kStart).units, old_shape.capacity_units());
+}
+
+TEST(ReshapeBucketTest, PeriodChangeFromSecondsToMinutes) {
+  BucketShape per_second = shape_of(1, 1s, 10);
+  BucketShape per_minute = shape_of(1, 1min, 10);
+  // 2 tokens, and half a second of refill: 2.5 tokens, in units 60 times larger.
+  BucketState reshaped =
+      reshape_bucket(spent_to(per_second, 2), per_second, per_minute, kStart + 500 * kMillisecond);
+  EXPECT_EQ(reshaped.units, 5 * per_minute.units_per_token() / 2);
+  EXPECT_TRUE(take_token(reshaped, per_minute, kStart + 500 * kMillisecond).admitted);
+  TakeResult last = take_token(reshaped, per_minute, kStart + 500 * kMillisecond);
+  EXPECT_TRUE(last.admitted);
+  EXPECT_EQ(last.status.remaining, 0u);
+  EXPECT_EQ(last.status.ns_until_next, 30 * kSecond);  // the other half of a token, at 1/min
+  // The same rate written another way (10/s as 600/m) changes nothing.
+  BucketShape ten_per_second = shape_of(10, 1s, 20);
+  BucketShape six_hundred_per_minute = shape_of(600, 1min, 20);
+  BucketState bucket = spent_to(ten_per_second, 7);
+  BucketState same = reshape_bucket(bucket, ten_per_second, six_hundred_per_minute, kStart);
+  EXPECT_EQ(same.units, bucket.units);
+}
+
+TEST(ReshapeBucketTest, ABucketAtZeroTokensStaysAtZero) {
+  // A reload is never a way around a limit: whatever the new shape, nothing is given back.
+  BucketShape old_shape = shape_of(1, 1min, 5);
+  std::vector<BucketShape> new_shapes = {shape_of(1, 1min, 50),  shape_of(100, 1s, 5), shape_of(1, 1h, 5),
+                                         shape_of(1, 1min, 1),   shape_of(3'000'000'000, 1s, 1000),
+                                         shape_of(7, 1h, BucketShape::max_burst(7, 1h)),
+                                         *BucketShape::make(1, 1min, 5, 3)};
+  for (const BucketShape& new_shape : new_shapes) {
+    BucketState reshaped = reshape_bucket(spent_to(old_shape, 0), old_shape, new_shape, kStart);
+    EXPECT_EQ(reshaped.units, 0u) << new_shape.count() << "/" << new_shape.per().count() << "s";
+    EXPECT_FALSE(take_token(reshaped, new_shape, kStart).admitted);
+  }
+}
+
+TEST(ReshapeBucketTest, MaxKeysAloneChangesNothing) {
+  BucketShape old_shape = *BucketShape::make(3, 1s, 10, 100);
+  BucketShape new_shape = *BucketShape::make(3, 1s, 10, 5);
+  BucketState bucket = spent_to(old_shape, 4);
+  BucketState reshaped = reshape_bucket(bucket, old_shape, new_shape, kStart + 123);
+  BucketState refilled = bucket;
+  take_token(refilled, old_shape, kStart + 123);  // refills, then takes one
+  EXPECT_EQ(reshaped.units, refilled.units + old_shape.units_per_token());
+}
+
+TEST(ReshapeBucketTest, AnEarlierClockReadingAddsNothing) {
+  BucketShape old_shape = shape_of(1, 1s, 10);
+  BucketShape new_shape = shape_of(1, 1min, 10);
+  BucketState bucket = spent_to(old_shape, 2);
+  bucket.updated_ns = kStart + kSecond;
+  BucketState reshaped = reshape_bucket(bucket, old_shape, new_shape, kStart);
+  EXPECT_EQ(reshaped.updated_ns, kStart + kSecond);  // no interval counted twice
+  EXPECT_EQ(reshaped.units, 2 * new_shape.units_per_token());
+}
+
+TEST(ReshapeBucketTest, FractionsOfATokenArePreservedWithinRounding) {
+  // Every level, at every pair of rates, comes out the same fraction of a token, never more,
+  // and less by under one unit of the new shape; unless the new burst clamps it.
+  std::mt19937_64 random(7);
+  std::vector<BucketShape> shapes = {shape_of(3, 1s, 7),   shape_of(4, 1s, 7),        shape_of(7, 1min, 9),
+                                     shape_of(1, 1h, 2),   shape_of(1000, 1h, 20000), shape_of(3'000'000'000, 1s, 3),
+                                     shape_of(20, 1s, 40), shape_of(7, 1h, BucketShape::max_burst(7, 1h))};
+  for (const BucketShape& from : shapes) {
+    for (const BucketShape& to : shapes) {
+      for (int i = 0; i < 200; ++i) {
+        BucketState bucket{random() % from.ceiling_units(), kStart};
+        BucketState reshaped = reshape_bucket(bucket, from, to, kStart);
+        ASSERT_EQ(tokens_in(reshaped, to), std::min(tokens_in(bucket, from), to.burst()));
+        // Both levels in units of 1 / (P_old × P_new) of a token.
+        Wide before = Wide{bucket.units} * to.units_per_token();
+        Wide after = Wide{reshaped.units} * from.units_per_token();
+        ASSERT_LE(after, before);
+        if (reshaped.units == to.capacity_units()) continue;  // clamped to the new burst
+        ASSERT_LT(before - after, Wide{from.units_per_token()});  // less than one unit of the new shape
+      }
+    }
+  }
+}
+
 // ---- The guarantees ----
 
 struct Rate {
