@@ -23,7 +23,8 @@ class BucketStore {
 
   // Takes one token from the bucket of `key` under `limit_id`, refilled to now_ns (the
   // monotonic clock, see monotonic_ns()). Every call for one limit id passes the same shape,
-  // except across a reconfiguration. Thread-safe.
+  // except across a reconfiguration: then the existing buckets are converted to the new shape,
+  // keeping their level (clamped to the new burst), never refilled. Thread-safe.
   virtual TakeResult take(std::string_view limit_id, std::string_view key, const BucketShape& shape,
                           std::uint64_t now_ns) = 0;
   // Gives back the token a take() of this request spent, when another limit refused it; the

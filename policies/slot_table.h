@@ -36,7 +36,8 @@ class SlotTable {
 
   // A slot for `key` at once when fewer than max_in_flight hold one and nobody waits; else a
   // place in the queue (its waker is woken when the slot is granted) while fewer than
-  // max_queue wait; else a refusal. Every call for one key passes the same max_in_flight.
+  // max_queue wait; else a refusal. Every call for one key passes the same max_in_flight,
+  // except across a reload: the latest call's applies (a higher cap admits waiters first).
   virtual Claim acquire(std::string_view key, std::size_t max_in_flight, std::size_t max_queue,
                         std::shared_ptr<Waker> waker) = 0;
 
