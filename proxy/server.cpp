@@ -1,14 +1,17 @@
 #include "proxy/server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "proxy/log.h"
+#include "proxy/systemd.h"
 #include "proxy/worker.h"
 
 namespace arbiter {
@@ -56,6 +59,21 @@ std::string with_port(const SocketAddress& address, std::uint16_t port) {
   return copy.text();
 }
 
+// SO_REUSEPORT gives each worker a socket of its own and lets the kernel spread connections
+// over them; systemd passes one socket per address, so with socket activation every worker
+// accepts on a dup() of that one (each is woken for a connection, one wins the accept). The
+// last worker gets `fd` itself. Returns -1 with `error` set if no descriptor is left.
+int share_inherited_socket(int fd, bool last_worker, std::string& error) {
+  if (last_worker) return fd;
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) error = std::strerror(errno);
+  return copy;
+}
+
+std::string from_systemd(const std::optional<systemd::InheritedSocket>& socket) {
+  return socket ? " (socket from systemd: " + socket->name + ")" : std::string();
+}
+
 }  // namespace
 
 Server::Server(Config config) : runtime_(std::make_shared<const Runtime>(std::move(config), state_)) {}
@@ -73,30 +91,40 @@ int Server::run() {
   unsigned worker_count = std::max(1u, config.server.workers);
   for (unsigned i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
 
+  // Sockets passed by systemd (arbiter.socket) stand in for binding the addresses they match.
+  std::vector<systemd::InheritedSocket> inherited = systemd::inherited_listen_fds();
   std::vector<std::string> announcements;
   for (const SocketAddress& address : config.server.listen) {
     std::uint16_t port = address.port;
+    std::optional<systemd::InheritedSocket> socket = systemd::take_inherited_socket(inherited, address);
     for (unsigned i = 0; i < worker_count; ++i) {
       std::string error;
-      int fd = bind_socket(address, true, port, error);
+      int fd = socket ? share_inherited_socket(socket->fd, i + 1 == worker_count, error)
+                      : bind_socket(address, true, port, error);
       if (fd < 0) {
         log_line("cannot listen on " + address.text() + ": " + error);
         return 1;
       }
       workers_[i]->add_listener(fd, false);
     }
-    announcements.push_back("listening on " + with_port(address, port));
+    announcements.push_back("listening on " + with_port(address, port) + from_systemd(socket));
   }
   if (config.admin.listen) {
     std::uint16_t port = config.admin.listen->port;
     std::string error;
-    int fd = bind_socket(*config.admin.listen, false, port, error);
+    std::optional<systemd::InheritedSocket> socket = systemd::take_inherited_socket(inherited, *config.admin.listen);
+    int fd = socket ? socket->fd : bind_socket(*config.admin.listen, false, port, error);
     if (fd < 0) {
       log_line("cannot listen on " + config.admin.listen->text() + " (admin): " + error);
       return 1;
     }
     workers_[0]->add_listener(fd, true);
-    announcements.push_back("admin listening on " + with_port(*config.admin.listen, port));
+    announcements.push_back("admin listening on " + with_port(*config.admin.listen, port) + from_systemd(socket));
+  }
+  for (const systemd::InheritedSocket& socket : inherited) {
+    log_line("socket from systemd (" + socket.name + (socket.address.empty() ? "" : " on " + socket.address) +
+             ") matches no listen address in " + config.file + "; closing it");
+    ::close(socket.fd);
   }
 
   uv_loop_init(&loop_);
@@ -110,11 +138,21 @@ int Server::run() {
   uv_timer_init(&loop_, &drain_timer_);
   uv_timer_init(&loop_, &check_timer_);
   drain_timer_.data = check_timer_.data = this;
+  uv_timer_init(&loop_, &watchdog_timer_);
 
   workers_running_ = worker_count;
   for (auto& worker : workers_) worker->start();
   for (const std::string& line : announcements) log_line(line);
   log_line("started " + std::to_string(worker_count) + " worker(s) with " + config.file);
+  std::string status;
+  for (const std::string& line : announcements) status += line + "; ";
+  systemd::notify_ready(status + std::to_string(worker_count) + " worker(s)");
+  // Pinged from the main loop, which also runs signals and the drain: a wedged main loop stops
+  // the pings and systemd restarts Arbiter.
+  if (auto interval = systemd::watchdog_interval()) {
+    auto period = static_cast<std::uint64_t>(std::max<std::int64_t>(1, interval->count() / 2));
+    uv_timer_start(&watchdog_timer_, [](uv_timer_t*) { systemd::notify_watchdog(); }, period, period);
+  }
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& worker : workers_) worker->join();
@@ -123,6 +161,7 @@ int Server::run() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_timer_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
   workers_.clear();
@@ -200,6 +239,7 @@ ReloadOutcome Server::reload() {
 
 void Server::begin_shutdown() {
   shutting_down_ = true;
+  systemd::notify_stopping();
   for (auto& worker : workers_) worker->request_shutdown(false);
   auto drain = static_cast<std::uint64_t>(runtime()->config().server.drain_timeout.count());
   uv_timer_start(&drain_timer_, on_drain_timeout, drain, 0);

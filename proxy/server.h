@@ -61,6 +61,7 @@ class Server {
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_timer_t drain_timer_{};
   uv_timer_t check_timer_{};
+  uv_timer_t watchdog_timer_{};  // WATCHDOG=1 at half of WatchdogSec, when systemd asks for it
   bool shutting_down_ = false;
 
   friend class Worker;

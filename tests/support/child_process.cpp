@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -59,7 +60,7 @@ std::string join_lines(const std::vector<std::string>& lines) {
 
 const char* stream_name(Stream stream) { return stream == Stream::Stdout ? "stdout" : "stderr"; }
 
-ChildProcess::ChildProcess(std::string executable, std::vector<std::string> arguments)
+ChildProcess::ChildProcess(std::string executable, std::vector<std::string> arguments, ChildEnvironment environment)
     : executable_(std::move(executable)) {
   // Everything the child needs is prepared before fork: between fork and exec only
   // async-signal-safe calls are allowed, because other threads may hold malloc's locks.
@@ -67,6 +68,28 @@ ChildProcess::ChildProcess(std::string executable, std::vector<std::string> argu
   argv.push_back(executable_.data());
   for (auto& argument : arguments) argv.push_back(argument.data());
   argv.push_back(nullptr);
+
+  // A changed environment is built here too. LISTEN_PID's value is only known in the child,
+  // which writes its pid into the room left for it.
+  const std::size_t listen_count = environment.listen_fds.size();
+  const bool own_environment = !environment.variables.empty() || listen_count > 0;
+  std::vector<std::string> variables = std::move(environment.variables);
+  if (listen_count > 0) {
+    variables.push_back("LISTEN_FDS=" + std::to_string(listen_count));
+    variables.push_back("LISTEN_PID=" + std::string(20, '\0'));
+  }
+  std::vector<std::string> environment_entries;
+  const auto name_of = [](std::string_view entry) { return entry.substr(0, entry.find('=')); };
+  for (char** entry = environ; own_environment && *entry; ++entry) {
+    const auto replaced = [&](const std::string& variable) { return name_of(variable) == name_of(*entry); };
+    if (std::none_of(variables.begin(), variables.end(), replaced)) environment_entries.emplace_back(*entry);
+  }
+  environment_entries.insert(environment_entries.end(), variables.begin(), variables.end());
+  std::vector<char*> envp;
+  for (auto& entry : environment_entries) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  char* listen_pid_digits = listen_count > 0 ? environment_entries.back().data() + std::strlen("LISTEN_PID=") : nullptr;
+  std::vector<int> listen_fds_aside(listen_count, -1);
 
   int out[2], err[2], exec_report[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw system_error("pipe");
@@ -90,7 +113,25 @@ ChildProcess::ChildProcess(std::string executable, std::vector<std::string> argu
     sigset_t none;
     ::sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(executable_.c_str(), argv.data());
+    if (listen_count > 0) {
+      // Sockets to fds 3, 4, ...: first all of them (and the exec report pipe) above that range,
+      // so that none is overwritten before it has been moved; dup2 clears FD_CLOEXEC.
+      const int first_free = 3 + static_cast<int>(listen_count);
+      exec_report[1] = ::fcntl(exec_report[1], F_DUPFD_CLOEXEC, first_free);
+      for (std::size_t i = 0; i < listen_count; ++i) {
+        listen_fds_aside[i] = ::fcntl(environment.listen_fds[i], F_DUPFD_CLOEXEC, first_free);
+      }
+      for (std::size_t i = 0; i < listen_count; ++i) ::dup2(listen_fds_aside[i], 3 + static_cast<int>(i));
+      char digits[20];
+      int length = 0;
+      for (pid_t pid = ::getpid(); pid > 0; pid /= 10) digits[length++] = static_cast<char>('0' + pid % 10);
+      for (int i = 0; i < length; ++i) listen_pid_digits[i] = digits[length - 1 - i];
+    }
+    if (own_environment) {
+      ::execve(executable_.c_str(), argv.data(), envp.data());
+    } else {
+      ::execv(executable_.c_str(), argv.data());
+    }
     const int exec_errno = errno;
     [[maybe_unused]] const auto written = ::write(exec_report[1], &exec_errno, sizeof exec_errno);
     ::_exit(127);

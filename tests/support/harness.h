@@ -65,6 +65,16 @@ struct LinePosition {
   std::size_t stderr_lines = 0;
 };
 
+// What a child gets besides its arguments; by default, what the test process has.
+struct ChildEnvironment {
+  // "NAME=value" entries set in the child's environment (replacing the inherited value).
+  std::vector<std::string> variables;
+  // Sockets handed over as systemd's socket activation does: they become fds 3, 4, ... of the
+  // child, with LISTEN_FDS=<count> and LISTEN_PID=<the child's pid>, written in the child after
+  // fork (sd_listen_fds ignores sockets meant for another pid). The caller keeps its own fds.
+  std::vector<int> listen_fds;
+};
+
 // A child process whose stdout and stderr are collected line by line by a background
 // thread. stdin is /dev/null. The child is killed (SIGKILL) if the thread that started it
 // dies (PR_SET_PDEATHSIG), so a crashed test run leaves no servers behind; start children
@@ -72,7 +82,7 @@ struct LinePosition {
 class ChildProcess {
  public:
   // Throws std::runtime_error if the executable cannot be started.
-  ChildProcess(std::string executable, std::vector<std::string> arguments);
+  ChildProcess(std::string executable, std::vector<std::string> arguments, ChildEnvironment environment = {});
   // SIGKILL and reap if still running.
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
@@ -154,7 +164,7 @@ class LegacyApi {
 class ArbiterProcess {
  public:
   explicit ArbiterProcess(std::string_view config_toml, std::vector<std::string> extra_arguments = {},
-                          Milliseconds startup_timeout = 10s);
+                          Milliseconds startup_timeout = 10s, ChildEnvironment environment = {});
   std::uint16_t port() const { return port_; }
   std::optional<std::uint16_t> admin_port() const { return admin_port_; }
   ChildProcess& process() { return *process_; }

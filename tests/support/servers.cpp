@@ -45,11 +45,11 @@ LegacyApi::LegacyApi(Milliseconds startup_timeout)
 }
 
 ArbiterProcess::ArbiterProcess(std::string_view config_toml, std::vector<std::string> extra_arguments,
-                               Milliseconds startup_timeout)
+                               Milliseconds startup_timeout, ChildEnvironment environment)
     : config_file_(config_toml, ".toml") {
   std::vector<std::string> arguments{"-c", config_file_.path()};
   arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
-  process_ = std::make_unique<ChildProcess>(arbiter_binary(), std::move(arguments));
+  process_ = std::make_unique<ChildProcess>(arbiter_binary(), std::move(arguments), std::move(environment));
 
   static const std::regex listening(R"(arbiter: listening on 127\.0\.0\.1:(\d+))");
   static const std::regex admin_listening(R"(arbiter: admin listening on 127\.0\.0\.1:(\d+))");
