@@ -213,6 +213,13 @@ std::vector<std::string> listener_changes(const Config& running, const Config& n
 
 ReloadOutcome Server::reload() {
   std::lock_guard<std::mutex> lock(reload_mutex_);
+  systemd::notify_reloading();
+  ReloadOutcome outcome = reload_locked();
+  systemd::notify_ready();  // applied or refused, the service is serving again
+  return outcome;
+}
+
+ReloadOutcome Server::reload_locked() {
   ReloadOutcome outcome;
   std::shared_ptr<const Runtime> running = runtime();
   const std::string& file = running->config().file;

@@ -50,6 +50,7 @@ class Server {
   static void on_drain_timeout(uv_timer_t* timer);
   static void on_check_workers(uv_timer_t* timer);
   void begin_shutdown();
+  ReloadOutcome reload_locked();  // reload() under reload_mutex_
 
   std::mutex reload_mutex_;
   RuntimeState state_;  // guarded by reload_mutex_ (and used by the constructor)

@@ -223,6 +223,34 @@ TEST(SystemdNotify, ReadyOnceListeningAndStoppingOnSigterm) {
 
 // WATCHDOG_PID is left out: the test cannot know the child's pid before it runs, and
 // sd_watchdog_enabled accepts a missing one.
+TEST(SystemdNotify, ReloadingThenReadyAroundAReloadEvenARefusedOne) {
+  NotifySocket notify;
+  auto config = harness::write_temp_file(config_listening_on(0), ".toml");
+  ChildProcess arbiter(harness::arbiter_binary(), {"-c", config.path()}, {.variables = {notify.variable()}});
+  bool ready = false;
+  notify.receive_until("READY=1", 10s, ready);
+  ASSERT_TRUE(ready) << arbiter.output_summary();
+
+  ASSERT_TRUE(arbiter.signal(SIGHUP));
+  bool reloading = false;
+  auto messages = notify.receive_until("RELOADING=1", 10s, reloading);
+  ASSERT_TRUE(reloading) << arbiter.output_summary();
+  ready = false;
+  notify.receive_until("READY=1", 10s, ready);
+  EXPECT_TRUE(ready) << arbiter.output_summary();
+  EXPECT_TRUE(arbiter.wait_for_line(std::regex("arbiter: reloaded "), 5s));
+
+  config.replace("this is = = not toml");
+  ASSERT_TRUE(arbiter.signal(SIGHUP));
+  reloading = false;
+  notify.receive_until("RELOADING=1", 10s, reloading);
+  EXPECT_TRUE(reloading);
+  ready = false;
+  notify.receive_until("READY=1", 10s, ready);
+  EXPECT_TRUE(ready) << "a refused reload leaves the service ready, on the old configuration";
+  EXPECT_TRUE(arbiter.wait_for_line(std::regex("arbiter: reload refused: "), 5s));
+}
+
 TEST(SystemdNotify, WatchdogPingsAtHalfTheInterval) {
   NotifySocket notify;
   auto config = harness::write_temp_file(config_listening_on(0), ".toml");
