@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include "proxy/config_json.h"
+#include "proxy/metrics.h"
 #include "proxy/server.h"
 #include "proxy/subrequest.h"
 #include "proxy/worker.h"
@@ -51,7 +53,9 @@ double elapsed_ms(std::uint64_t from_ns, std::uint64_t to_ns) { return static_ca
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker& worker, bool admin) : worker_(worker), admin_(admin) {
+ClientConnection::ClientConnection(Worker& worker, bool admin)
+    : worker_(worker), admin_(admin), metrics_(thread_metrics()) {
+  if (!admin_) metrics_.connection_opened();
   uv_tcp_init(worker_.loop(), &tcp_);
   tcp_.data = this;
   uv_timer_init(worker_.loop(), &timer_);
@@ -506,6 +510,12 @@ void ClientConnection::answer_admin() {
   if (method_ != "GET" && method_ != "HEAD") {
     reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "The admin endpoints take GET."),
                   HeaderList{{"Allow", "GET, HEAD"}}, "admin");
+  } else if (path == "/metrics") {
+    // The server's current Runtime: the policies a reload just put in place, not this worker's
+    // copy, which it adopts on its next loop iteration.
+    reply(200, kMetricsContentType, {}, render_metrics(*worker_.server().runtime()), "admin");
+  } else if (path == "/config") {
+    reply(200, "application/json", {}, config_to_json(worker_.server().runtime()->config()), "admin");
   } else if (path == "/healthz") {
     reply(200, "application/json", {}, R"({"status":"ok"})", "admin");
   } else if (path == "/readyz") {
@@ -516,7 +526,8 @@ void ClientConnection::answer_admin() {
     }
   } else {
     reply_problem(Problem::make("not-found", 404, "Not found",
-                                "No admin endpoint " + std::string(path) + "; try /healthz or /readyz."),
+                                "No admin endpoint " + std::string(path) +
+                                    "; there are /healthz, /readyz, /metrics, /config and POST /reload."),
                   {}, "admin");
   }
 }
@@ -882,21 +893,40 @@ void ClientConnection::reset_exchange() {
 }
 
 void ClientConnection::log_exchange() {
+  if (answer_ == Answer::None) return;
+  std::string_view route = route_ != nullptr ? std::string_view(route_->config->name) : std::string_view();
+  int status = response_complete_ ? response_status_ : 499;  // nginx's "client closed request"
+  if (!admin_) {
+    // Timed only when the upstream's head arrived (response_status_ is set from it): a failed
+    // attempt is a 502/504 answered by Arbiter, and a client gone first leaves nothing to time.
+    bool upstream_answered = answer_ == Answer::Upstream && response_status_ != 0;
+    metrics_.record_exchange(route, method_, status,
+                             upstream_answered ? static_cast<double>(upstream_ns_) / 1e9 : -1.0);
+  }
   AccessLog& log = worker_.access_log();
-  if (!log.enabled() || answer_ == Answer::None) return;
+  if (!log.enabled()) return;
+  // The format of the Runtime the request ran under (runtime_ is gone for a request that never
+  // got that far: a timeout or a malformed head).
+  AccessLogFormat format = runtime_ != nullptr ? runtime_->config().log.format
+                                               : worker_.runtime()->config().log.format;
   std::uint64_t now = uv_hrtime();
   AccessRecord record;
   record.request_id = request_id_;
   record.client = client_address();
   record.method = method_.empty() ? std::string_view("-") : method_;
   record.target = target_;
-  record.route = route_ != nullptr ? std::string_view(route_->config->name) : std::string_view();
-  record.status = response_complete_ ? response_status_ : 499;  // nginx's "client closed request"
+  record.protocol = http10_ ? "HTTP/1.0" : "HTTP/1.1";
+  if (format == AccessLogFormat::Combined) {
+    record.referer = request_headers_.find("referer").value_or(std::string_view());
+    record.user_agent = request_headers_.find("user-agent").value_or(std::string_view());
+  }
+  record.route = route;
+  record.status = status;
   record.bytes_sent = response_bytes_;
   record.upstream_ms = answer_ == Answer::Upstream || upstream_ns_ > 0 ? static_cast<double>(upstream_ns_) / 1e6 : -1;
   record.total_ms = elapsed_ms(started_ns_, now);
   record.decision = decided_by_;
-  log.record(record);
+  log.record(record, format);
 }
 
 RequestView ClientConnection::request_view() const {
@@ -988,6 +1018,7 @@ void ClientConnection::close_now() {
 void ClientConnection::on_closed(uv_handle_t* handle) {
   auto* self = static_cast<ClientConnection*>(handle->data);
   if (--self->handles_open_ == 0) {
+    if (!self->admin_) self->metrics_.connection_closed();
     self->worker_.connection_closed(self);
     delete self;
   }

@@ -30,6 +30,7 @@ namespace arbiter {
 
 class Worker;
 class ExchangeWaker;
+class MetricsShard;
 
 class ClientConnection final : public UpstreamSink, public WriteListener, public SubrequestOwner {
  public:
@@ -112,6 +113,7 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
 
   void close_gracefully();
   void arm_timer(Duration timeout);
+  // At the end of an exchange: the access log line and the request metrics.
   void log_exchange();
   std::string_view client_address() const noexcept;
   RequestView request_view() const;  // of the current request, with `now`
@@ -133,6 +135,7 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
 
   Worker& worker_;
   const bool admin_;
+  MetricsShard& metrics_;  // this worker's; the admin listener's exchanges are not counted
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
   uv_shutdown_t shutdown_request_{};

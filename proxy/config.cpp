@@ -740,14 +740,22 @@ class ConfigReader {
   void read_log(const TableReader& top, LogConfig& log) {
     auto section = top.table("log");
     if (!section) return;
-    section->reject_unknown_keys({"access"});
-    auto access = section->string("access");
-    if (!access) return;
-    if (*access == "stdout" || *access == "off") {
-      log.access = *access == "stdout";
-    } else {
-      section->error(*section->find("access"), section->key("access"),
-                     "expected \"stdout\" or \"off\", got \"" + *access + "\"");
+    section->reject_unknown_keys({"access", "format"});
+    if (auto access = section->string("access")) {
+      if (*access == "stdout" || *access == "off") {
+        log.access = *access == "stdout";
+      } else {
+        section->error(*section->find("access"), section->key("access"),
+                       "expected \"stdout\" or \"off\", got \"" + *access + "\"");
+      }
+    }
+    if (auto format = section->string("format")) {
+      if (*format == "json" || *format == "combined") {
+        log.format = *format == "json" ? AccessLogFormat::Json : AccessLogFormat::Combined;
+      } else {
+        section->error(*section->find("format"), section->key("format"),
+                       "expected \"json\" or \"combined\", got \"" + *format + "\"");
+      }
     }
   }
 

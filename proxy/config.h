@@ -14,6 +14,7 @@
 #include "policies/concurrency_policy.h"
 #include "policies/etag_policy.h"
 #include "policies/rate_limit_policy.h"
+#include "proxy/log.h"
 
 namespace arbiter {
 
@@ -52,6 +53,7 @@ struct AdminConfig {
 
 struct LogConfig {
   bool access = true;  // "access": "stdout" (default) or "off"
+  AccessLogFormat format = AccessLogFormat::Json;  // "format": "json" (default) or "combined"
 };
 
 struct UpstreamConfig {

@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <fstream>
 #include <limits>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "proxy/config_json.h"
 
 namespace arbiter {
 namespace {
@@ -78,6 +81,7 @@ TEST(ConfigTest, MinimalFileTakesEveryDefault) {
   EXPECT_TRUE(config.server.trusted_proxies.empty());
   EXPECT_FALSE(config.admin.listen.has_value());
   EXPECT_TRUE(config.log.access);
+  EXPECT_EQ(config.log.format, AccessLogFormat::Json);
 
   ASSERT_EQ(config.upstreams.size(), 1u);
   const UpstreamConfig& upstream = config.upstreams[0];
@@ -166,6 +170,15 @@ upstream = "legacy"
   // Upper-cased, duplicates dropped, any token allowed.
   EXPECT_EQ(config.routes.at(0).methods, (std::vector<std::string>{"GET", "PUT", "M-SEARCH"}));
   EXPECT_EQ(config.routes.at(0).line, 25);
+}
+
+TEST(ConfigTest, AccessLogFormat) {
+  EXPECT_EQ(parse_config(with_rest("[log]\nformat = \"combined\""), "arbiter.toml").log.format,
+            AccessLogFormat::Combined);
+  EXPECT_EQ(parse_config(with_rest("[log]\nformat = \"json\""), "arbiter.toml").log.format, AccessLogFormat::Json);
+  Config both = parse_config(with_rest("[log]\naccess = \"off\"\nformat = \"combined\""), "arbiter.toml");
+  EXPECT_FALSE(both.log.access);
+  EXPECT_EQ(both.log.format, AccessLogFormat::Combined);
 }
 
 TEST(ConfigTest, ListenMayBeOneString) {
@@ -288,7 +301,7 @@ TEST(ConfigErrorsTest, UnknownTopLevelTable) {
 
 TEST(ConfigErrorsTest, UnknownKeyWithNothingNearListsTheKnownOnes) {
   EXPECT_EQ(sole_error(with_rest("[log]\ncolour = \"yes\"")),
-            "arbiter.toml:2:1: log.colour: unknown key; expected one of: access");
+            "arbiter.toml:2:1: log.colour: unknown key; expected one of: access, format");
 }
 
 TEST(ConfigErrorsTest, UnknownKeyInUpstream) {
@@ -428,6 +441,21 @@ TEST(ConfigErrorsTest, BadCidr) {
 TEST(ConfigErrorsTest, BadAccessLogSetting) {
   EXPECT_EQ(sole_error(with_rest("[log]\naccess = \"file\"")),
             "arbiter.toml:2:10: log.access: expected \"stdout\" or \"off\", got \"file\"");
+}
+
+TEST(ConfigErrorsTest, BadAccessLogFormat) {
+  EXPECT_EQ(sole_error(with_rest("[log]\nformat = \"common\"")),
+            "arbiter.toml:2:10: log.format: expected \"json\" or \"combined\", got \"common\"");
+  EXPECT_EQ(sole_error(with_rest("[log]\nformat = 1")),
+            "arbiter.toml:2:10: log.format: expected a string, got an integer");
+  EXPECT_EQ(sole_error(with_rest("[log]\nfromat = \"json\"")),
+            "arbiter.toml:2:1: log.fromat: unknown key; did you mean 'format'?");
+  // Both keys are checked: a bad access value does not hide a bad format.
+  EXPECT_EQ(error_texts(with_rest("[log]\naccess = \"file\"\nformat = \"xml\"")),
+            (std::vector<std::string>{
+                "arbiter.toml:2:10: log.access: expected \"stdout\" or \"off\", got \"file\"",
+                "arbiter.toml:3:10: log.format: expected \"json\" or \"combined\", got \"xml\"",
+            }));
 }
 
 TEST(ConfigErrorsTest, NoUpstreamAndNoRoute) {
@@ -1391,6 +1419,131 @@ TEST(FormatRouteTableTest, UpstreamNotInTheConfigShowsItsNameOnly) {
   EXPECT_EQ(format_route_table(config),
             "ROUTE  PATH  METHODS  UPSTREAM  POLICIES\n"
             "r      /     DELETE   gone      -\n");
+}
+
+// ---- The effective configuration as JSON (GET /config) ----
+
+TEST(ConfigJsonTest, DurationsAsTheFileWritesThem) {
+  EXPECT_EQ(duration_text(10s), "10s");
+  EXPECT_EQ(duration_text(250ms), "250ms");
+  EXPECT_EQ(duration_text(1500ms), "1500ms");
+  EXPECT_EQ(duration_text(0ms), "0s");
+  EXPECT_EQ(duration_text(2min), "120s");
+  for (Duration d : {Duration(0), Duration(1), Duration(999), Duration(1000), Duration(86'400'000)}) {
+    EXPECT_EQ(parse_duration(duration_text(d)), d) << duration_text(d);
+  }
+}
+
+TEST(ConfigJsonTest, EverySectionWithDefaultsFilledIn) {
+  Config config = parse_config(kUpstream + kRoute, "arbiter.toml");
+  auto json = nlohmann::json::parse(config_to_json(config));
+  EXPECT_EQ(json["file"], "arbiter.toml");
+  EXPECT_EQ(json["server"]["listen"], nlohmann::json::array({"127.0.0.1:8080"}));
+  EXPECT_EQ(json["server"]["workers"], expected_default_workers());  // 0 resolved
+  EXPECT_EQ(json["server"]["header_timeout"], "10s");
+  EXPECT_EQ(json["server"]["idle_timeout"], "60s");
+  EXPECT_EQ(json["server"]["drain_timeout"], "10s");
+  EXPECT_EQ(json["server"]["max_header_bytes"], 65536);
+  EXPECT_EQ(json["server"]["max_body_bytes"], 16u << 20);
+  EXPECT_EQ(json["server"]["max_connections"], 10000);
+  EXPECT_EQ(json["server"]["trusted_proxies"], nlohmann::json::array());
+  EXPECT_TRUE(json["admin"]["listen"].is_null());
+  EXPECT_EQ(json["log"], (nlohmann::json{{"access", "stdout"}, {"format", "json"}}));
+  EXPECT_EQ(json["upstream"]["legacy"],
+            (nlohmann::json{{"servers", {"127.0.0.1:8081"}},
+                            {"connect_timeout", "2s"},
+                            {"response_timeout", "30s"},
+                            {"fail_timeout", "10s"},
+                            {"keepalive", 64}}));
+  ASSERT_EQ(json["route"].size(), 1u);
+  EXPECT_EQ(json["route"][0], (nlohmann::json{{"name", "items"},
+                                              {"path", "/items/{id}"},
+                                              {"methods", nullptr},
+                                              {"upstream", "legacy"}}));
+}
+
+TEST(ConfigJsonTest, RoutesWithTheirPolicies) {
+  Config config = parse_config(R"([server]
+trusted_proxies = ["10.0.0.0/8"]
+[admin]
+listen = "127.0.0.1:9901"
+[log]
+access = "off"
+format = "combined"
+[upstream.b]
+servers = ["127.0.0.1:8082"]
+connect_timeout = "250ms"
+[upstream.a]
+servers = ["127.0.0.1:8081", "[::1]:8081"]
+[[route]]
+name = "accounts"
+path = "/accounts/{id}"
+methods = ["GET", "PUT"]
+upstream = "a"
+rate_limit_headers = false
+[route.etag]
+conflict_status = 412
+verify = "cache"
+source = "json:/version"
+resource = "/accounts/{id}"
+queue_timeout = "1.5s"
+[[route.limit]]
+rate = "20/m"
+burst = 5
+key = "header:X-Api-Key"
+methods = ["PUT"]
+[route.concurrency]
+max_in_flight = 2
+max_queue = 0
+key = "ip"
+[[route]]
+name = "rest"
+path = "/*"
+upstream = "b"
+)",
+                               "arbiter.toml");
+  auto json = nlohmann::json::parse(config_to_json(config));
+  EXPECT_EQ(json["server"]["trusted_proxies"], nlohmann::json::array({"10.0.0.0/8"}));
+  EXPECT_EQ(json["admin"]["listen"], "127.0.0.1:9901");
+  EXPECT_EQ(json["log"], (nlohmann::json{{"access", "off"}, {"format", "combined"}}));
+  // Upstreams in file order, as the file has them (ordered_json keeps the order of the text).
+  auto in_order = nlohmann::ordered_json::parse(config_to_json(config));
+  std::vector<std::string> upstreams;
+  for (const auto& [name, value] : in_order["upstream"].items()) upstreams.push_back(name);
+  EXPECT_EQ(upstreams, (std::vector<std::string>{"b", "a"}));
+  EXPECT_EQ(json["upstream"]["b"]["connect_timeout"], "250ms");
+  EXPECT_EQ(json["upstream"]["a"]["servers"], nlohmann::json::array({"127.0.0.1:8081", "[::1]:8081"}));
+
+  ASSERT_EQ(json["route"].size(), 2u);
+  const auto& accounts = json["route"][0];
+  EXPECT_EQ(accounts["methods"], nlohmann::json::array({"GET", "PUT"}));
+  EXPECT_EQ(accounts["etag"], (nlohmann::json{{"conflict_status", 412},
+                                              {"require_if_match", false},
+                                              {"verify", "cache"},
+                                              {"source", "json:/version"},
+                                              {"resource", "/accounts/{id}"},
+                                              {"max_entries", 1000000},
+                                              {"max_body_bytes", 1u << 20},
+                                              {"max_queue", 64},
+                                              {"queue_timeout", "1500ms"}}));
+  EXPECT_EQ(accounts["rate_limit_headers"], false);
+  EXPECT_EQ(accounts["limit"], nlohmann::json::array({nlohmann::json{{"name", "accounts-limit-0"},
+                                                                     {"rate", "20/m"},
+                                                                     {"burst", 5},
+                                                                     {"key", "header:X-Api-Key"},
+                                                                     {"methods", {"PUT"}},
+                                                                     {"max_keys", 100000}}}));
+  EXPECT_EQ(accounts["concurrency"], (nlohmann::json{{"max_in_flight", 2},
+                                                     {"max_queue", 0},
+                                                     {"queue_timeout", "2s"},
+                                                     {"key", "ip"},
+                                                     {"max_keys", 100000}}));
+  const auto& rest = json["route"][1];
+  EXPECT_EQ(rest["name"], "rest");
+  EXPECT_FALSE(rest.contains("etag"));
+  EXPECT_FALSE(rest.contains("limit"));
+  EXPECT_FALSE(rest.contains("rate_limit_headers"));
+  EXPECT_FALSE(rest.contains("concurrency"));
 }
 
 }  // namespace
