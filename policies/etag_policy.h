@@ -119,6 +119,7 @@ class EtagPolicy final : public Policy {
   // The last kConflictLogCapacity conflicts, oldest first.
   std::vector<ConflictRecord> recent_conflicts() const;
   const EtagPolicyConfig& config() const noexcept { return config_; }
+  const VersionStore& store() const noexcept { return *store_; }
   const std::string& route_name() const noexcept { return route_name_; }
 
   static constexpr std::size_t kConflictLogCapacity = 1000;

@@ -100,6 +100,7 @@ class RateLimitPolicy final : public Policy {
   std::vector<RateLimitCounters> counters() const;
   // The config with every default filled in (names).
   const RateLimitPolicyConfig& config() const noexcept { return config_; }
+  const BucketStore& store() const noexcept { return *store_; }
   const std::string& route_name() const noexcept { return route_name_; }
   // "<route>/<limit name>": the limit's id in the store.
   const std::string& limit_id(std::size_t limit) const { return limits_.at(limit)->id; }

@@ -268,30 +268,13 @@ std::vector<MetricFamily> request_metric_families(const MetricsSnapshot& snapsho
 
 namespace {
 
-// The policies keep their stores to themselves (policies/ offers no accessor to them yet). The
-// table-size gauges are exported for a policy type once it has `store()`, returning its
-// VersionStore or BucketStore; until then these return nullopt and the gauges are left out.
-template <typename EtagPolicyType>
-std::optional<std::size_t> etag_table_size(const EtagPolicyType& policy) {
-  if constexpr (requires { { policy.store().size() } -> std::convertible_to<std::size_t>; }) {
-    return policy.store().size();
-  } else {
-    return std::nullopt;
-  }
-}
+std::optional<std::size_t> etag_table_size(const EtagPolicy& policy) { return policy.store().size(); }
 
-template <typename RateLimitPolicyType>
-std::optional<std::size_t> limit_bucket_count(const RateLimitPolicyType& policy, std::size_t limit) {
-  if constexpr (requires { { policy.store() } -> std::convertible_to<const BucketStore&>; }) {
-    // One store may hold several routes' buckets, so only a per-limit count is meaningful.
-    const auto* memory = dynamic_cast<const MemoryBucketStore*>(&static_cast<const BucketStore&>(policy.store()));
-    if (memory == nullptr) return std::nullopt;
-    return memory->size(policy.limit_id(limit));
-  } else {
-    (void)policy;
-    (void)limit;
-    return std::nullopt;
-  }
+// One store holds every route's buckets, so only a per-limit count is meaningful.
+std::optional<std::size_t> limit_bucket_count(const RateLimitPolicy& policy, std::size_t limit) {
+  const auto* memory = dynamic_cast<const MemoryBucketStore*>(&policy.store());
+  if (memory == nullptr) return std::nullopt;
+  return memory->size(policy.limit_id(limit));
 }
 
 }  // namespace

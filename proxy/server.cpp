@@ -11,6 +11,7 @@
 #include <string>
 
 #include "proxy/log.h"
+#include "proxy/metrics.h"
 #include "proxy/systemd.h"
 #include "proxy/worker.h"
 
@@ -215,6 +216,8 @@ ReloadOutcome Server::reload() {
   std::lock_guard<std::mutex> lock(reload_mutex_);
   systemd::notify_reloading();
   ReloadOutcome outcome = reload_locked();
+  (outcome.applied ? process_metrics().reloads_succeeded : process_metrics().reloads_failed)
+      .fetch_add(1, std::memory_order_relaxed);
   systemd::notify_ready();  // applied or refused, the service is serving again
   return outcome;
 }

@@ -147,6 +147,8 @@ TEST_F(AdminTest, MetricsCountRequestsByRouteMethodAndStatusClassAndEveryPolicyD
   EXPECT_EQ(value(R"(arbiter_etag_hit_ratio{route="accounts"})"), 0);  // one tagged read, no 304
   EXPECT_EQ(value(R"(arbiter_reloads_total{result="success"})"), 0);
   EXPECT_EQ(value(R"(arbiter_reloads_total{result="failure"})"), 0);
+  EXPECT_EQ(value(R"(arbiter_etag_entries{route="accounts"})"), 1);  // /accounts/1
+  EXPECT_EQ(value(R"(arbiter_rate_limit_buckets{route="tight",limit="two-an-hour"})"), 1);  // one client
 
   // The histogram counts the requests the upstream answered: 2 on "tight" (not the 429), 2 on
   // "accounts" (the GET and the forwarded PUT; not the 409, nor the ETag policy's re-read).
@@ -171,6 +173,16 @@ TEST_F(AdminTest, MetricsCountRequestsByRouteMethodAndStatusClassAndEveryPolicyD
     if (record.is_object() && record["decision"] == "forwarded" && record["route"] == "accounts") ++forwarded_lines;
   }
   EXPECT_EQ(forwarded_lines, 2u);
+}
+
+TEST_F(AdminTest, ReloadsAreCountedByOutcome) {
+  start_with();
+  EXPECT_EQ(admin_get("/reload", "POST").status, 200);
+  arbiter_->config_file().replace("[server]\nlisten = 7\n");
+  EXPECT_EQ(admin_get("/reload", "POST").status, 422);
+  auto metrics = scrape();
+  EXPECT_EQ(metrics[R"(arbiter_reloads_total{result="success"})"], 1);
+  EXPECT_EQ(metrics[R"(arbiter_reloads_total{result="failure"})"], 1);
 }
 
 TEST_F(AdminTest, MetricsIsTheTextFormatWithItsContentType) {
