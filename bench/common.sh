@@ -1,5 +1,6 @@
 # Shared by the bench scripts (sourced, not run): a scratch directory, children stopped on
-# exit, and waiting for a server's "listening on HOST:PORT" line.
+# exit, waiting for servers, installing packages, starting Arbiter, and running and parsing wrk.
+# The wrk functions read ROUNDS, DURATION, WARMUP, THREADS and CONNECTIONS from the script.
 # shellcheck shell=bash
 
 work=$(mktemp -d)
@@ -17,19 +18,169 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Waits (at most 10 s) for a line matching PATTERN in FILE from process PID; prints its port.
-listening_port() {
-  local file=$1 pattern=$2 pid=$3 line
+# Runs COMMAND every 0.1 s until it succeeds (return 0), for at most 10 s and only while
+# process PID lives; on failure, says so and shows LOG.   wait_for PID LOG COMMAND...
+wait_for() {
+  local pid=$1 log=$2
+  shift 2
   for _ in $(seq 1 100); do
-    line=$(grep -m1 -E "$pattern" "$file" || true)
-    if [[ -n "$line" ]]; then
-      echo "${line##*:}"
-      return 0
-    fi
+    "$@" && return 0
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   echo "$(basename "$0"): server did not start; its output:" >&2
-  cat "$file" >&2
+  cat "$log" >&2
   return 1
+}
+
+# Waits for a line matching PATTERN in FILE from process PID; prints its port.
+listening_port() {
+  local file=$1 pattern=$2 pid=$3 line
+  wait_for "$pid" "$file" grep -q -E "$pattern" "$file" || return 1
+  line=$(grep -m1 -E "$pattern" "$file")
+  echo "${line##*:}"
+}
+
+# Installs the Debian packages that are missing (as root), without letting their system
+# services start (nginx and haproxy would otherwise take port 80 and stay running).
+install_packages() {
+  local package missing=() status own_policy=
+  for package in "$@"; do
+    status=$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$package")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  echo "$(basename "$0"): installing ${missing[*]}" >&2
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [[ -n "$own_policy" ]] && rm -f /usr/sbin/policy-rc.d
+  # Should a service have started anyway (a systemd host ignores policy-rc.d), stop it.
+  for package in nginx haproxy; do
+    if [[ -e /lib/systemd/system/$package.service ]] && pidof -q "$package" 2>/dev/null; then
+      { systemctl stop "$package" && systemctl disable "$package"; } >/dev/null 2>&1 \
+        || service "$package" stop >/dev/null 2>&1 || true
+    fi
+  done
+}
+
+# A TCP port that nothing on this machine listens on now (for servers that cannot bind port 0
+# and report it).
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 30000))
+    ss -Htln "sport = :$port" | grep -q . || { echo "$port"; return 0; }
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Waits until 127.0.0.1:PORT accepts connections (process PID, its output in LOG).
+wait_port() { wait_for "$2" "$3" port_open "$1"; }
+
+# Starts an Arbiter (access log off, one catch-all route to 127.0.0.1:UPSTREAM_PORT, with
+# POLICIES appended to that route) and stores its port in the variable named PORT_VARIABLE.
+#   start_arbiter NAME UPSTREAM_PORT WORKERS POLICIES PORT_VARIABLE
+start_arbiter() {
+  local name=$1 upstream_port=$2 workers=$3 policies=$4
+  cat >"$work/$name.toml" <<EOT
+[server]
+listen = "127.0.0.1:0"
+workers = $workers
+
+[log]
+access = "off"
+
+[upstream.backend]
+servers = ["127.0.0.1:$upstream_port"]
+
+[[route]]
+name = "all"
+path = "/*"
+upstream = "backend"
+$policies
+EOT
+  build-bench/arbiter -c "$work/$name.toml" >"$work/$name.out" 2>&1 &
+  pids+=($!)  # here, not in a $(...) subshell, so that cleanup knows it
+  local port
+  port=$(listening_port "$work/$name.out" '^arbiter: listening on ' "${pids[-1]}")
+  printf -v "$5" '%s' "$port"
+}
+
+# One wrk output in, "requests_per_second p50_ms p99_ms errors" out.
+parse_wrk() {
+  awk '
+    function ms(text,   value, unit) {
+      value = text + 0; unit = text; sub(/^[0-9.]+/, "", unit)
+      if (unit == "us") return value / 1000
+      if (unit == "ms") return value
+      if (unit == "s") return value * 1000
+      if (unit == "m") return value * 60000
+      return -1
+    }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) errors += $i + 0 }
+    END { printf "%s %s %s %d\n", rps, p50, p99, errors }
+  '
+}
+
+comma_list() { local IFS=,; echo "$*"; }
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+
+# Per target: its URL, extra wrk arguments (e.g. "-s script.lua"), and the rounds' numbers as
+# space-separated lists (split on purpose where used).
+declare -A url=() wrk_extra=() rps=() p50=() p99=() errors=()
+
+# Warms each TARGET up for WARMUP after checking it answers a GET with 200.
+warm_up() {
+  local target status
+  for target in "$@"; do
+    status=$(curl -s -o /dev/null -w '%{http_code}' "${url[$target]}")
+    if [[ "$status" != 200 ]]; then
+      echo "$(basename "$0"): GET ${url[$target]} answered $status, not 200" >&2
+      return 1
+    fi
+    # shellcheck disable=SC2086 # extra arguments split on purpose
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" ${wrk_extra[$target]:-} "${url[$target]}" >/dev/null
+  done
+}
+
+# ROUNDS rounds of DURATION each over the TARGETs, alternating; fills rps, p50, p99, errors.
+run_rounds() {
+  local round target r a b e
+  for round in $(seq 1 "$ROUNDS"); do
+    for target in "$@"; do
+      echo "$(basename "$0"): round $round/$ROUNDS, $target" >&2
+      # shellcheck disable=SC2086 # extra arguments split on purpose
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${wrk_extra[$target]:-} \
+        "${url[$target]}" >"$work/wrk.out"
+      read -r r a b e < <(parse_wrk <"$work/wrk.out")
+      rps[$target]+="$r "
+      p50[$target]+="$a "
+      p99[$target]+="$b "
+      errors[$target]=$(( ${errors[$target]:-0} + e ))
+    done
+  done
+}
+
+# One target's JSON object (no trailing comma or newline): medians, errors, every round, and
+# EXTRA (more "key": value pairs, starting with a comma) if given.
+#   result_json TARGET [EXTRA]
+result_json() {
+  local target=$1
+  # shellcheck disable=SC2086 # the lists are split into arguments on purpose
+  printf '    {"target": "%s", "median_requests_per_second": %s, "median_p50_ms": %s, "median_p99_ms": %s%s,\n' \
+    "$target" "$(median ${rps[$target]})" "$(median ${p50[$target]})" "$(median ${p99[$target]})" "${2:-}"
+  # shellcheck disable=SC2086
+  printf '     "errors": %s, "rounds_requests_per_second": [%s], "rounds_p50_ms": [%s], "rounds_p99_ms": [%s]}' \
+    "${errors[$target]}" "$(comma_list ${rps[$target]})" "$(comma_list ${p50[$target]})" \
+    "$(comma_list ${p99[$target]})"
 }
