@@ -698,6 +698,7 @@ void ClientConnection::deliver_held_response() {
   } else {
     send_response_head(held_headers_, held_framing_, held_length_);
   }
+  flush_pending_head();
   response_complete_ = true;
   if (request_complete_ || !response_keep_alive_) finish_exchange();
 }
@@ -723,8 +724,24 @@ void ClientConnection::send_response_head(HeaderList& headers, BodyFraming upstr
   write_client_response_head(head_scratch_, ClientResponse{response_status_, headers, announced, content_length,
                                                            response_keep_alive_, http10_, request_id_});
   response_head_sent_ = true;
-  uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
-  send_to_client(&head, 1);
+  // Held until the first body bytes or the end of this upstream read, so that a small
+  // response leaves in one write (one TCP segment) instead of two.
+  head_pending_ = true;
+}
+
+void ClientConnection::send_with_pending_head(uv_buf_t* bufs, unsigned count) {
+  if (!head_pending_) {
+    send_to_client(bufs + 1, count - 1);
+    return;
+  }
+  head_pending_ = false;
+  bufs[0] = make_buf(head_scratch_.data(), head_scratch_.size());
+  send_to_client(bufs, count);
+}
+
+void ClientConnection::flush_pending_head() {
+  uv_buf_t head[1];
+  if (head_pending_) send_with_pending_head(head, 1);
 }
 
 void ClientConnection::send_response_body(std::string_view data) {
@@ -732,15 +749,17 @@ void ClientConnection::send_response_body(std::string_view data) {
   response_bytes_ += data.size();
   if (response_framing_ == BodyFraming::Chunked) {
     std::string size_line = chunk_size_line(data.size());
-    uv_buf_t bufs[3] = {make_buf(size_line.data(), size_line.size()), make_buf(data.data(), data.size()),
+    uv_buf_t bufs[4] = {{}, make_buf(size_line.data(), size_line.size()), make_buf(data.data(), data.size()),
                         make_buf("\r\n", 2)};
-    send_to_client(bufs, 3);
+    send_with_pending_head(bufs, 4);
   } else {
-    uv_buf_t buf = make_buf(data.data(), data.size());
-    send_to_client(&buf, 1);
+    uv_buf_t bufs[2] = {{}, make_buf(data.data(), data.size())};
+    send_with_pending_head(bufs, 2);
   }
   if (upstream_ != nullptr && tcp_.write_queue_size > kHighWater) upstream_->pause_reading();
 }
+
+void ClientConnection::on_upstream_read_end() { flush_pending_head(); }
 
 void ClientConnection::on_upstream_body(std::string_view data) {
   if (phase_ == Phase::Closed) return;
@@ -769,9 +788,10 @@ void ClientConnection::on_upstream_complete() {
   }
   if (response_framing_ == BodyFraming::Chunked) {
     static constexpr std::string_view kLastChunk = "0\r\n\r\n";
-    uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
-    send_to_client(&last, 1);
+    uv_buf_t bufs[2] = {{}, make_buf(kLastChunk.data(), kLastChunk.size())};
+    send_with_pending_head(bufs, 2);
   }
+  flush_pending_head();
   response_complete_ = true;
   if (response_framing_ == BodyFraming::UntilClose) response_keep_alive_ = false;
   if (request_complete_ || !response_keep_alive_) finish_exchange();
@@ -879,6 +899,7 @@ void ClientConnection::reset_exchange() {
   decided_by_ = {};
   response_status_ = 0;
   response_head_sent_ = false;
+  head_pending_ = false;
   response_complete_ = false;
   response_has_body_ = false;
   response_framing_ = BodyFraming::None;

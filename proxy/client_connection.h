@@ -56,6 +56,7 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   void on_upstream_body(std::string_view data) override;
   void on_upstream_complete() override;
   void on_upstream_drained() override;
+  void on_upstream_read_end() override;
   // WriteListener
   void on_write_done(int status) override;
   // SubrequestOwner
@@ -96,6 +97,9 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   void forward_request_body(const char* data, std::size_t length);
   void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length);
   void send_response_body(std::string_view data);
+  // bufs[0] is left free for the pending response head; sent with it if one is pending.
+  void send_with_pending_head(uv_buf_t* bufs, unsigned count);
+  void flush_pending_head();
   // From response_policy_index_ down; may_fetch: the response is held back (buffered or
   // bodiless), so a policy may fetch first, and it is delivered when the chain is done.
   void run_response_policies(bool may_fetch);
@@ -192,7 +196,8 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   Answer answer_ = Answer::None;
   std::string_view decided_by_;
   int response_status_ = 0;
-  bool response_head_sent_ = false;
+  bool response_head_sent_ = false;  // committed; see head_pending_
+  bool head_pending_ = false;        // the head is in head_scratch_, not yet written
   bool response_complete_ = false;
   bool response_keep_alive_ = true;
   BodyFraming response_framing_ = BodyFraming::None;

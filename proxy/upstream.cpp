@@ -256,7 +256,9 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   }
   if (rc != HPE_OK) {
     self->fail(self->response_head_done_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::BadResponse);
+    return;
   }
+  if (self->sink_ != nullptr) self->sink_->on_upstream_read_end();
 }
 
 void UpstreamConnection::finish_response() {

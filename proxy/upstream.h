@@ -57,6 +57,8 @@ class UpstreamSink {
   virtual void on_upstream_complete() = 0;
   // The request bytes queued towards the upstream have been written.
   virtual void on_upstream_drained() = 0;
+  // One read from the upstream has been handled (a moment to flush what was gathered).
+  virtual void on_upstream_read_end() {}
 
  protected:
   ~UpstreamSink() = default;
