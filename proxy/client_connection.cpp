@@ -103,7 +103,7 @@ void ClientConnection::refuse_overloaded() {
   client_keep_alive_ = false;
   phase_ = Phase::Exchange;
   started_ns_ = uv_hrtime();
-  request_id_ = worker_.next_request_id();
+  worker_.next_request_id(request_id_);
   reply_problem(Problem::make("too-many-connections", 503, "Too many connections",
                               "Arbiter is at its max_connections limit; retry shortly."),
                 HeaderList{{"Retry-After", "1"}}, "proxy");
@@ -210,7 +210,7 @@ void ClientConnection::on_parse_error(llhttp_errno_t error) {
     phase_ = Phase::Exchange;
     started_ns_ = uv_hrtime();
   }
-  if (request_id_.empty()) request_id_ = worker_.next_request_id();
+  if (request_id_.empty()) worker_.next_request_id(request_id_);
   if (response_head_sent_) {
     close_now();  // part of an answer is out; only closing can tell the client
     return;
@@ -344,7 +344,7 @@ void ClientConnection::begin_exchange() {
   if (auto id = request_headers_.find("x-request-id"); id && acceptable_request_id(*id)) {
     request_id_.assign(*id);
   } else {
-    request_id_ = worker_.next_request_id();
+    worker_.next_request_id(request_id_);
   }
   if (!validate_request_head()) return;
   if (admin_) {
@@ -363,6 +363,7 @@ void ClientConnection::begin_exchange() {
   std::string_view target(target_);
   std::string_view path = target.substr(0, target.find('?'));
   RouteMatch match;
+  match.params.swap(params_);  // reuses the capacity of the last request's captures
   std::string allowed;
   switch (runtime_->router().match(method_, path, match, &allowed)) {
     case Router::Outcome::NotFound:
@@ -380,7 +381,7 @@ void ClientConnection::begin_exchange() {
       break;
   }
   route_ = &runtime_->route(match.route_index);
-  params_ = std::move(match.params);
+  params_.swap(match.params);
   policy_states_.resize(route_->policies.size());
   peer_is_trusted_proxy_ = false;
   for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
@@ -871,8 +872,8 @@ void ClientConnection::finish_exchange() {
 
 void ClientConnection::reset_exchange() {
   subrequest_.reset();
-  if (waker_ != nullptr) waker_->detach();
-  waker_.reset();
+  // The waker stays for the connection's next exchanges: a late wake meant for this one finds
+  // waiting_ false, or makes a waiting policy check again, which it tolerates.
   waiting_ = false;
   policy_index_ = 0;
   omit_fields_.clear();
@@ -979,7 +980,7 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
     case Phase::ReadingHead:
       self->client_keep_alive_ = false;
       self->phase_ = Phase::Exchange;
-      self->request_id_ = self->worker_.next_request_id();
+      self->worker_.next_request_id(self->request_id_);
       self->reply_problem(Problem::make("request-timeout", 408, "Request timeout",
                                         "The request head did not arrive within header_timeout."),
                           {}, "proxy");

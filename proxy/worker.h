@@ -68,7 +68,8 @@ class Worker {
   std::string& read_buffer() noexcept { return read_buffer_; }
   AccessLog& access_log() noexcept { return access_log_; }
   bool draining() const noexcept { return draining_; }
-  std::string next_request_id();
+  // 32 hex digits of a fresh random 128-bit id, written into `out`.
+  void next_request_id(std::string& out);
   void connection_closed(ClientConnection* connection);
   // Any thread.
   void post_wake(std::shared_ptr<ExchangeWaker> waker);
