@@ -1,0 +1,204 @@
+// Microbenchmarks (Google Benchmark) for the decisions Arbiter makes on every request: the
+// token-bucket arithmetic and the bucket store, the ETag table, XXH3-128 tag minting and route
+// matching. Setup (filling tables, building routes, making bodies) is outside the timed loops.
+//
+//   build-bench/micro_bench [--benchmark_min_time=0.1] [--benchmark_out=FILE --benchmark_out_format=json]
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "policies/etag.h"
+#include "policies/memory_bucket_store.h"
+#include "policies/memory_version_store.h"
+#include "policies/token_bucket.h"
+#include "proxy/config.h"
+#include "proxy/router.h"
+
+namespace {
+
+// A limit that never refuses in these loops: 100 000 000/s with a burst as large as allowed.
+arbiter::BucketShape generous_shape(std::size_t max_keys) {
+  auto burst = arbiter::BucketShape::max_burst(100'000'000, std::chrono::seconds(1));
+  return *arbiter::BucketShape::make(100'000'000, std::chrono::seconds(1), burst, max_keys);
+}
+
+std::string client_address(std::size_t i) {
+  return "10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+}
+
+// ---- token bucket -------------------------------------------------------------------------
+
+void BM_TokenBucketTake(benchmark::State& state) {
+  auto shape = generous_shape(arbiter::BucketShape::kDefaultMaxKeys);
+  std::uint64_t now = arbiter::monotonic_ns(arbiter::MonotonicClock::now());
+  arbiter::BucketState bucket = arbiter::full_bucket(shape, now);
+  for (auto _ : state) {
+    now += 10;  // 10 ns between requests: refills exactly what it takes
+    auto result = arbiter::take_token(bucket, shape, now);
+    benchmark::DoNotOptimize(result);
+  }
+}
+BENCHMARK(BM_TokenBucketTake);
+
+void BM_BucketStoreTakeOneKey(benchmark::State& state) {
+  arbiter::MemoryBucketStore store;
+  auto shape = generous_shape(arbiter::BucketShape::kDefaultMaxKeys);
+  std::uint64_t now = arbiter::monotonic_ns(arbiter::MonotonicClock::now());
+  const std::string key = "10.0.0.1";
+  store.take("route/per-client", key, shape, now);  // the bucket exists before timing
+  for (auto _ : state) {
+    now += 10;
+    auto result = store.take("route/per-client", key, shape, now);
+    benchmark::DoNotOptimize(result);
+  }
+}
+BENCHMARK(BM_BucketStoreTakeOneKey);
+
+void BM_BucketStoreTake100kKeys(benchmark::State& state) {
+  constexpr std::size_t kKeys = 100'000;
+  arbiter::MemoryBucketStore store;
+  // Room for twice the keys: a shard holds max_keys / shards, and the keys do not spread
+  // exactly evenly, so with max_keys = kKeys a few would be evicted and the loop would time
+  // evictions too.
+  auto shape = generous_shape(2 * kKeys);
+  std::uint64_t now = arbiter::monotonic_ns(arbiter::MonotonicClock::now());
+  std::vector<std::string> keys;
+  keys.reserve(kKeys);
+  for (std::size_t i = 0; i < kKeys; ++i) keys.push_back(client_address(i));
+  for (const auto& key : keys) store.take("route/per-client", key, shape, now);
+  // A fixed pseudo-random walk over the keys, so that consecutive takes hit unrelated slots.
+  std::size_t i = 0;
+  for (auto _ : state) {
+    now += 10;
+    i = (i + 7919) % kKeys;
+    auto result = store.take("route/per-client", keys[i], shape, now);
+    benchmark::DoNotOptimize(result);
+  }
+  state.counters["buckets"] = static_cast<double>(store.size());
+}
+BENCHMARK(BM_BucketStoreTake100kKeys);
+
+// ---- ETag table ---------------------------------------------------------------------------
+
+constexpr std::size_t kTableEntries = 1'000'000;
+
+// One table of 1M entries and its keys and tags, built on first use and shared by the ETag
+// table benchmarks (building it takes about a second). Its bound is twice the entries, for the
+// reason given for the buckets above: every lookup finds its entry and no put evicts.
+struct EtagTable {
+  arbiter::MemoryVersionStore store{2 * kTableEntries};
+  std::vector<std::string> resources;
+  std::vector<std::string> tags;
+  EtagTable() {
+    resources.reserve(kTableEntries);
+    tags.reserve(kTableEntries);
+    for (std::size_t i = 0; i < kTableEntries; ++i) {
+      resources.push_back("/accounts/" + std::to_string(i));
+      tags.push_back(arbiter::mint_etag(resources.back()));
+      store.put(resources.back(), tags.back());
+    }
+  }
+};
+
+EtagTable& etag_table() {
+  static EtagTable table;
+  return table;
+}
+
+void BM_VersionStoreGet(benchmark::State& state) {
+  auto& table = etag_table();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    i = (i + 7919) % kTableEntries;
+    auto tag = table.store.get(table.resources[i]);
+    benchmark::DoNotOptimize(tag);
+  }
+  state.counters["entries"] = static_cast<double>(table.store.size());
+}
+BENCHMARK(BM_VersionStoreGet);
+
+void BM_VersionStorePut(benchmark::State& state) {
+  auto& table = etag_table();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    i = (i + 7919) % kTableEntries;
+    // An existing resource gets another resource's tag: a write that replaces the entry's tag.
+    table.store.put(table.resources[i], table.tags[(i + 1) % kTableEntries]);
+  }
+  state.counters["entries"] = static_cast<double>(table.store.size());
+}
+BENCHMARK(BM_VersionStorePut);
+
+void BM_VersionStoreSequence(benchmark::State& state) {
+  auto& table = etag_table();
+  std::size_t i = 0;
+  for (auto _ : state) {
+    i = (i + 7919) % kTableEntries;
+    auto sequence = table.store.sequence(table.resources[i]);
+    benchmark::DoNotOptimize(sequence);
+  }
+  state.counters["entries"] = static_cast<double>(table.store.size());
+}
+BENCHMARK(BM_VersionStoreSequence);
+
+// ---- XXH3-128 minting ---------------------------------------------------------------------
+
+void BM_MintEtag(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  std::string body(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) body[i] = static_cast<char>("{\"id\":1,\"name\":\"x\"}"[i % 20]);
+  for (auto _ : state) {
+    auto tag = arbiter::mint_etag(body);
+    benchmark::DoNotOptimize(tag);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(size));
+}
+BENCHMARK(BM_MintEtag)->Arg(100)->Arg(1024)->Arg(16 * 1024)->Arg(256 * 1024);
+
+// ---- route matching -----------------------------------------------------------------------
+
+std::vector<arbiter::RouteConfig> hundred_routes() {
+  std::vector<arbiter::RouteConfig> routes;
+  for (int i = 0; i < 100; ++i) {
+    arbiter::RouteConfig route;
+    route.name = "route" + std::to_string(i);
+    route.path = "/service" + std::to_string(i) + "/items/{id}";
+    route.methods = {"GET", "PUT"};
+    route.upstream = "backend";
+    routes.push_back(std::move(route));
+  }
+  return routes;
+}
+
+void BM_RouterMatchLast(benchmark::State& state) {
+  arbiter::Router router(hundred_routes());
+  arbiter::RouteMatch match;
+  for (auto _ : state) {
+    match.params.clear();
+    auto outcome = router.match("GET", "/service99/items/42", match);
+    benchmark::DoNotOptimize(outcome);
+    benchmark::DoNotOptimize(match);
+  }
+  if (match.route_index != 99) state.SkipWithError("did not match the last route");
+}
+BENCHMARK(BM_RouterMatchLast);
+
+void BM_RouterMiss(benchmark::State& state) {
+  arbiter::Router router(hundred_routes());
+  arbiter::RouteMatch match;
+  for (auto _ : state) {
+    match.params.clear();
+    auto outcome = router.match("GET", "/nowhere/items/42", match);
+    benchmark::DoNotOptimize(outcome);
+  }
+}
+BENCHMARK(BM_RouterMiss);
+
+}  // namespace
+
+BENCHMARK_MAIN();
