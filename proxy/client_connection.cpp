@@ -67,16 +67,10 @@ ClientConnection::ClientConnection(Worker& worker, bool admin)
 
 const llhttp_settings_t& ClientConnection::parser_settings() {
   static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
+    llhttp_settings_t s = message_parser_settings(on_header_field, on_header_value, on_header_value_complete,
+                                                  on_headers_complete, on_body, on_message_complete);
     s.on_message_begin = on_message_begin;
     s.on_url = on_url;
-    s.on_header_field = on_header_field;
-    s.on_header_value = on_header_value;
-    s.on_header_value_complete = on_header_value_complete;
-    s.on_headers_complete = on_headers_complete;
-    s.on_body = on_body;
-    s.on_message_complete = on_message_complete;
     return s;
   }();
   return settings;

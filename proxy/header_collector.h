@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include <llhttp.h>
+
 #include "policies/headers.h"
 
 namespace arbiter {
@@ -51,5 +53,21 @@ class HeaderCollector {
   std::uint64_t execution_ = 0;
   std::uint64_t value_execution_ = 0;
 };
+
+// The llhttp callbacks every message parser here shares (the header ones feed a
+// HeaderCollector); each parser adds its own for the start line.
+inline llhttp_settings_t message_parser_settings(llhttp_data_cb on_header_field, llhttp_data_cb on_header_value,
+                                                 llhttp_cb on_header_value_complete, llhttp_cb on_headers_complete,
+                                                 llhttp_data_cb on_body, llhttp_cb on_message_complete) {
+  llhttp_settings_t settings;
+  llhttp_settings_init(&settings);
+  settings.on_header_field = on_header_field;
+  settings.on_header_value = on_header_value;
+  settings.on_header_value_complete = on_header_value_complete;
+  settings.on_headers_complete = on_headers_complete;
+  settings.on_body = on_body;
+  settings.on_message_complete = on_message_complete;
+  return settings;
+}
 
 }  // namespace arbiter

@@ -72,9 +72,6 @@ Runtime::Runtime(Config config, RuntimeState& state) : config_(std::move(config)
   for (const RouteConfig& route : config_.routes) {
     RouteRuntime rt;
     rt.config = &route;
-    for (std::size_t i = 0; i < config_.upstreams.size(); ++i) {
-      if (config_.upstreams[i].name == route.upstream) rt.upstream_index = i;
-    }
     // Policy order is the request-phase order: the cheap refusal (rate limit) first, then the
     // in-flight slot (held while the request is at the backend, ETag re-reads included), then
     // the ETag check, which may read the backend.

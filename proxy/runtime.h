@@ -24,7 +24,6 @@ class SlotTable;
 
 struct RouteRuntime {
   const RouteConfig* config = nullptr;
-  std::size_t upstream_index = 0;  // into Runtime::config.upstreams
   std::vector<std::shared_ptr<Policy>> policies;
   // The largest response body any policy of this route wants to see; 0 = stream everything.
   std::size_t response_body_limit = 0;

@@ -90,7 +90,7 @@ void Server::release_connection() { open_connections_.fetch_sub(1); }
 int Server::run() {
   const Config& config = runtime_->config();
   unsigned worker_count = std::max(1u, config.server.workers);
-  for (unsigned i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  for (unsigned i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<Worker>(*this));
 
   // Sockets passed by systemd (arbiter.socket) stand in for binding the addresses they match.
   std::vector<systemd::InheritedSocket> inherited = systemd::inherited_listen_fds();

@@ -55,15 +55,9 @@ UpstreamConnection::UpstreamConnection(UpstreamPool& pool, std::size_t server_in
 
 const llhttp_settings_t& UpstreamConnection::parser_settings() {
   static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s;
-    llhttp_settings_init(&s);
+    llhttp_settings_t s = message_parser_settings(on_header_field, on_header_value, on_header_value_complete,
+                                                  on_headers_complete, on_body, on_message_complete);
     s.on_status_complete = on_status_code;
-    s.on_header_field = on_header_field;
-    s.on_header_value = on_header_value;
-    s.on_header_value_complete = on_header_value_complete;
-    s.on_headers_complete = on_headers_complete;
-    s.on_body = on_body;
-    s.on_message_complete = on_message_complete;
     return s;
   }();
   return settings;
@@ -371,7 +365,7 @@ void UpstreamPool::mark_failed(std::size_t server) {
 }
 
 UpstreamConnection* UpstreamPool::acquire(UpstreamSink& sink, std::size_t avoid_server) {
-  while (!idle_.empty() && avoid_server == SIZE_MAX) {
+  if (!idle_.empty() && avoid_server == SIZE_MAX) {
     UpstreamConnection* connection = idle_.back();
     idle_.pop_back();
     connection->state_ = UpstreamConnection::State::Active;

@@ -85,7 +85,6 @@ class UpstreamConnection final : public WriteListener {
   // The sink no longer wants this exchange (client gone): close, never reuse.
   void abandon();
   std::size_t server_index() const noexcept { return server_index_; }
-  bool reused() const noexcept { return reuse_count_ > 0; }
   // False while a new connection is still connecting (on_upstream_connected follows).
   bool ready() const noexcept { return state_ == State::Active; }
   std::string_view authority() const noexcept;

@@ -13,9 +13,8 @@ namespace {
 constexpr std::size_t kReadBufferSize = 64u << 10;
 }
 
-Worker::Worker(Server& server, unsigned index)
+Worker::Worker(Server& server)
     : server_(server),
-      index_(index),
       runtime_(server.runtime()),
       read_buffer_(kReadBufferSize, '\0'),
       access_log_(runtime_->config().log.access),

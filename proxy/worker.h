@@ -41,7 +41,7 @@ class ExchangeWaker final : public Waker, public std::enable_shared_from_this<Ex
 
 class Worker {
  public:
-  Worker(Server& server, unsigned index);
+  explicit Worker(Server& server);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -90,14 +90,11 @@ class Worker {
   static void on_prepare(uv_prepare_t* prepare);
 
   Server& server_;
-  unsigned index_;
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
   uv_prepare_t flush_logs_{};
   std::thread thread_;
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::vector<int> pending_listener_fds_;
-  std::vector<bool> pending_listener_admin_;
   std::shared_ptr<const Runtime> runtime_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
   // Pools of upstreams a reload changed or removed: kept while connections may still use them.
