@@ -61,9 +61,19 @@ void RuntimeState::keep_only(const std::vector<RouteConfig>& routes) {
   for (const RouteConfig& route : routes) {
     auto it = routes_.find(route.name);
     if (it == routes_.end()) continue;
-    if (!route.rate_limit) it->second.rate_limit.reset(), it->second.rate_limit_config.reset();
-    if (!route.concurrency) it->second.concurrency.reset(), it->second.slots.reset();
-    if (!route.etag) it->second.etag.reset(), it->second.versions.reset();
+    RouteState& state = it->second;
+    if (!route.rate_limit) {
+      state.rate_limit.reset();
+      state.rate_limit_config.reset();
+    }
+    if (!route.concurrency) {
+      state.concurrency.reset();
+      state.slots.reset();
+    }
+    if (!route.etag) {
+      state.etag.reset();
+      state.versions.reset();
+    }
   }
 }
 
