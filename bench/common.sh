@@ -112,7 +112,7 @@ EOT
   printf -v "$5" '%s' "$port"
 }
 
-# One wrk output in, "requests_per_second p50_ms p99_ms errors" out.
+# One wrk output in, "requests_per_second p50_ms p99_ms errors requests" out.
 parse_wrk() {
   awk '
     function ms(text,   value, unit) {
@@ -126,18 +126,24 @@ parse_wrk() {
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     $1 == "Requests/sec:" { rps = $2 }
+    $2 == "requests" && $3 == "in" { requests = $1 }
     /Non-2xx or 3xx responses:/ { errors += $NF }
     /Socket errors:/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) errors += $i + 0 }
-    END { printf "%s %s %s %d\n", rps, p50, p99, errors }
+    END { printf "%s %s %s %d %d\n", rps, p50, p99, errors, requests }
   '
 }
 
 comma_list() { local IFS=,; echo "$*"; }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# Per target: its URL, extra wrk arguments (e.g. "-s script.lua"), and the rounds' numbers as
-# space-separated lists (split on purpose where used).
-declare -A url=() wrk_extra=() rps=() p50=() p99=() errors=()
+# Per target: its URL, extra wrk arguments (e.g. "-s script.lua"), the process whose CPU time
+# is its cost (optional), and the rounds' numbers as space-separated lists (split on purpose
+# where used).
+declare -A url=() wrk_extra=() cost_pid=() rps=() p50=() p99=() errors=() cpu_us=()
+
+# User + system CPU time of PID (all its threads) in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+readonly CLOCK_TICKS_PER_SECOND=$(getconf CLK_TCK)
 
 # Warms each TARGET up for WARMUP after checking it answers a GET with 200.
 warm_up() {
@@ -155,14 +161,21 @@ warm_up() {
 
 # ROUNDS rounds of DURATION each over the TARGETs, alternating; fills rps, p50, p99, errors.
 run_rounds() {
-  local round target r a b e
+  local round target r a b e n before after
   for round in $(seq 1 "$ROUNDS"); do
     for target in "$@"; do
       echo "$(basename "$0"): round $round/$ROUNDS, $target" >&2
+      before=${cost_pid[$target]:+$(cpu_ticks "${cost_pid[$target]}")}
       # shellcheck disable=SC2086 # extra arguments split on purpose
       wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${wrk_extra[$target]:-} \
         "${url[$target]}" >"$work/wrk.out"
-      read -r r a b e < <(parse_wrk <"$work/wrk.out")
+      after=${cost_pid[$target]:+$(cpu_ticks "${cost_pid[$target]}")}
+      read -r r a b e n < <(parse_wrk <"$work/wrk.out")
+      # The proxy's own CPU time per request: what it costs, whatever the scheduler did.
+      if [[ -n "$before" ]] && (( n > 0 )); then
+        cpu_us[$target]+="$(awk -v t=$(( after - before )) -v hz="$CLOCK_TICKS_PER_SECOND" -v n="$n" \
+          'BEGIN { printf "%.2f", t * 1e6 / hz / n }') "
+      fi
       rps[$target]+="$r "
       p50[$target]+="$a "
       p99[$target]+="$b "
@@ -180,7 +193,13 @@ result_json() {
   printf '    {"target": "%s", "median_requests_per_second": %s, "median_p50_ms": %s, "median_p99_ms": %s%s,\n' \
     "$target" "$(median ${rps[$target]})" "$(median ${p50[$target]})" "$(median ${p99[$target]})" "${2:-}"
   # shellcheck disable=SC2086
-  printf '     "errors": %s, "rounds_requests_per_second": [%s], "rounds_p50_ms": [%s], "rounds_p99_ms": [%s]}' \
+  printf '     "errors": %s, "rounds_requests_per_second": [%s], "rounds_p50_ms": [%s], "rounds_p99_ms": [%s]' \
     "${errors[$target]}" "$(comma_list ${rps[$target]})" "$(comma_list ${p50[$target]})" \
     "$(comma_list ${p99[$target]})"
+  if [[ -n "${cpu_us[$target]:-}" ]]; then
+    # shellcheck disable=SC2086
+    printf ',\n     "median_cpu_us_per_request": %s, "rounds_cpu_us_per_request": [%s]' \
+      "$(median ${cpu_us[$target]})" "$(comma_list ${cpu_us[$target]})"
+  fi
+  printf '}'
 }
