@@ -148,14 +148,11 @@ PreconditionOutcome evaluate_if_none_match(const Precondition& if_none_match, co
 }
 
 std::string minted_etag_text(const MintedDigest& digest) {
-  std::string out;
-  out.reserve(2 + 2 * digest.size());
-  out += '"';
-  for (std::uint8_t byte : digest) {
-    out += kHexDigits[byte >> 4];
-    out += kHexDigits[byte & 0x0F];
+  std::string out(2 + 2 * digest.size(), '"');
+  for (std::size_t i = 0; i < digest.size(); ++i) {
+    out[1 + 2 * i] = kHexDigits[digest[i] >> 4];
+    out[2 + 2 * i] = kHexDigits[digest[i] & 0x0F];
   }
-  out += '"';
   return out;
 }
 

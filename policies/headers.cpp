@@ -4,18 +4,6 @@
 
 namespace arbiter {
 
-namespace {
-char lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-}  // namespace
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
-
 HeaderList::HeaderList(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
   for (const auto& [name, value] : fields) add(name, value);
 }
@@ -32,13 +20,7 @@ void HeaderList::set(std::string_view name, std::string_view value) {
 }
 
 std::size_t HeaderList::remove(std::string_view name) {
-  // The bytes stay in storage_ until clear(): removal is rare and heads are short-lived.
-  auto first = std::remove_if(entries_.begin(), entries_.end(), [&](const Entry& e) {
-    return iequals(std::string_view(storage_).substr(e.name_offset, e.name_length), name);
-  });
-  std::size_t removed = static_cast<std::size_t>(entries_.end() - first);
-  entries_.erase(first, entries_.end());
-  return removed;
+  return remove_if([name](std::string_view field_name) { return iequals(field_name, name); });
 }
 
 void HeaderList::clear() noexcept {

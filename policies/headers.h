@@ -1,6 +1,7 @@
 #pragma once
 // HTTP header fields as the proxy and the policies see them.
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -9,8 +10,16 @@
 
 namespace arbiter {
 
-// ASCII case-insensitive comparison, as field names require (RFC 9110 section 5.1).
-bool iequals(std::string_view a, std::string_view b) noexcept;
+// ASCII case-insensitive comparison, as field names require (RFC 9110 section 5.1). Inline:
+// every field of every message goes through it several times.
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; };
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
 
 struct HeaderField {
   std::string_view name;
@@ -30,6 +39,17 @@ class HeaderList {
   void set(std::string_view name, std::string_view value);
   // Removes every field of that name; returns how many were removed.
   std::size_t remove(std::string_view name);
+  // Removes every field whose name satisfies is_removed(name), in one pass; returns how many.
+  template <class NamePredicate>
+  std::size_t remove_if(NamePredicate is_removed) {
+    // The bytes stay in storage_ until clear(): removal is rare and heads are short-lived.
+    auto first = std::remove_if(entries_.begin(), entries_.end(), [&](const Entry& e) {
+      return is_removed(std::string_view(storage_).substr(e.name_offset, e.name_length));
+    });
+    std::size_t removed = static_cast<std::size_t>(entries_.end() - first);
+    entries_.erase(first, entries_.end());
+    return removed;
+  }
   void clear() noexcept;  // keeps capacity
 
   // The first field of that name.

@@ -1,6 +1,7 @@
 #include "policies/rate_limit_policy.h"
 
 #include <algorithm>
+#include <charconv>
 #include <stdexcept>
 #include <utility>
 
@@ -194,8 +195,13 @@ void RateLimitPolicy::add_fields(HeaderList& headers, const std::vector<Outcome>
       limit_field += ", ";
     }
     policy_field += limit.policy_member;
-    limit_field += limit.quoted_name + ";r=" + std::to_string(status.remaining) +
-                   ";t=" + std::to_string(seconds_rounded_up(reset_ns));
+    // Appended piece by piece: this runs on every admitted response.
+    char digits[24];
+    limit_field += limit.quoted_name;
+    limit_field += ";r=";
+    limit_field.append(digits, std::to_chars(digits, digits + sizeof digits, status.remaining).ptr);
+    limit_field += ";t=";
+    limit_field.append(digits, std::to_chars(digits, digits + sizeof digits, seconds_rounded_up(reset_ns)).ptr);
   }
   headers.set(kRateLimitPolicy, policy_field);
   headers.set(kRateLimit, limit_field);
@@ -206,10 +212,6 @@ ResponseStep RateLimitPolicy::on_response(const RequestView& request, ResponseVi
   if (auto* exchange = static_cast<Exchange*>(state)) add_fields(response.headers, exchange->outcomes);
   return ResponseStep::proceed();
 }
-
-}  // namespace arbiter
-
-namespace arbiter {
 
 std::string RateLimitPolicy::explain(const RequestView& request) const {
   std::string text;

@@ -1,5 +1,6 @@
 #include "proxy/forwarding.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 
@@ -58,14 +59,18 @@ bool is_forwarding_field(std::string_view name) {
 }  // namespace
 
 void remove_hop_by_hop(HeaderList& headers) {
-  std::vector<std::string> listed;
+  // Views into the list's storage, which remove_if leaves in place.
+  std::vector<std::string_view> listed;
   for (HeaderField field : headers) {
     if (iequals(field.name, "connection")) {
-      for_each_list_element(field.value, [&](std::string_view token) { listed.emplace_back(token); });
+      for_each_list_element(field.value, [&](std::string_view token) { listed.push_back(token); });
     }
   }
-  for (std::string_view name : kHopByHop) headers.remove(name);
-  for (const std::string& name : listed) headers.remove(name);
+  headers.remove_if([&](std::string_view name) {
+    auto matches = [name](std::string_view other) { return iequals(name, other); };
+    return std::any_of(kHopByHop.begin(), kHopByHop.end(), matches) ||
+           std::any_of(listed.begin(), listed.end(), matches);
+  });
 }
 
 std::string believed_client_address(std::string_view peer_address, const HeaderList& request_headers,
