@@ -24,8 +24,6 @@ constexpr Duration kLingerTimeout = std::chrono::seconds(2);
 constexpr std::uint64_t kMaxDrainedBody = 1u << 20;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
-ClientConnection* self_of(llhttp_t* parser) { return static_cast<ClientConnection*>(parser->data); }
-
 bool is_idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
          method == "TRACE";
@@ -61,19 +59,6 @@ ClientConnection::ClientConnection(Worker& worker, bool admin)
   uv_timer_init(worker_.loop(), &timer_);
   timer_.data = this;
   handles_open_ = 2;
-  llhttp_init(&parser_, HTTP_REQUEST, &parser_settings());
-  parser_.data = this;
-}
-
-const llhttp_settings_t& ClientConnection::parser_settings() {
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s = message_parser_settings(on_header_field, on_header_value, on_header_value_complete,
-                                                  on_headers_complete, on_body, on_message_complete);
-    s.on_message_begin = on_message_begin;
-    s.on_url = on_url;
-    return s;
-  }();
-  return settings;
 }
 
 void ClientConnection::start() {
@@ -158,18 +143,18 @@ void ClientConnection::drive_parser() {
 }
 
 void ClientConnection::execute(const char* data, std::size_t length) {
-  header_collector_.next_execution();
-  llhttp_errno_t rc = llhttp_execute(&parser_, data, length);
+  const Config& config = worker_.runtime()->config();
+  parser_.set_limits({config.server.max_header_bytes, config.server.max_body_bytes});
+  std::size_t consumed = 0;
+  llhttp_errno_t rc = parser_.execute(data, length, consumed);
   if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
   if (rc == HPE_OK) return;
   if (rc == HPE_PAUSED) {
-    const char* stop = llhttp_get_error_pos(&parser_);
-    std::size_t consumed = stop == nullptr ? length : static_cast<std::size_t>(stop - data);
     pending_input_.insert(0, data + consumed, length - consumed);
     parser_paused_ = true;
-    if (head_complete_ && phase_ == Phase::ReadingHead) {
+    if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
       begin_exchange();
-    } else if (request_complete_ && response_complete_) {
+    } else if (parser_.message_complete() && response_complete_) {
       finish_exchange();
     }
     return;
@@ -180,7 +165,7 @@ void ClientConnection::execute(const char* data, std::size_t length) {
 void ClientConnection::resume_parser() {
   if (!parser_paused_ || phase_ == Phase::Closed) return;
   parser_paused_ = false;
-  llhttp_resume(&parser_);
+  parser_.resume();
   drive_parser();
 }
 
@@ -216,126 +201,42 @@ void ClientConnection::on_parse_error(llhttp_errno_t error) {
     forwarding_ = false;
     upstream->abandon();
   }
-  if (parse_error_status_ == 431) {
-    reply_problem(Problem::make("header-fields-too-large", 431, "Request header fields too large",
-                                "The request head exceeds max_header_bytes."),
-                  {}, "proxy");
-  } else if (parse_error_status_ == 414) {
-    reply_problem(Problem::make("uri-too-long", 414, "URI too long", "The request target exceeds max_header_bytes."),
-                  {}, "proxy");
-  } else if (parse_error_status_ == 413) {
-    reply_problem(Problem::make("content-too-large", 413, "Content too large",
-                                "The request body exceeds max_body_bytes."),
-                  {}, "proxy");
-  } else {
-    std::string detail = "Malformed HTTP request: ";
-    detail += llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : llhttp_errno_name(error);
-    reply_problem(Problem::make("malformed-request", 400, "Malformed request", std::move(detail)), {}, "proxy");
-  }
+  reply_problem(parser_.problem(error), {}, "proxy");
 }
 
-// ---------------------------------------------------------------- parser callbacks
+// ---------------------------------------------------------------- request events
 
-int ClientConnection::on_message_begin(llhttp_t* parser) {
-  ClientConnection* self = self_of(parser);
-  self->phase_ = Phase::ReadingHead;
-  self->started_ns_ = uv_hrtime();
+void ClientConnection::on_request_begin() {
+  phase_ = Phase::ReadingHead;
+  started_ns_ = uv_hrtime();
   // The whole head must arrive within header_timeout of its first byte.
-  self->arm_timer(self->worker_.runtime()->config().server.header_timeout);
-  return 0;
+  arm_timer(worker_.runtime()->config().server.header_timeout);
 }
 
-int ClientConnection::on_url(llhttp_t* parser, const char* at, std::size_t length) {
-  ClientConnection* self = self_of(parser);
-  self->target_.append(at, length);
-  if (self->target_.size() > self->worker_.runtime()->config().server.max_header_bytes) {
-    self->parse_error_status_ = 414;
-    return HPE_USER;
-  }
-  return 0;
+bool ClientConnection::on_request_body(std::string_view piece) {
+  if (forwarding_ && upstream_ != nullptr) forward_request_body(piece.data(), piece.size());
+  return phase_ != Phase::Closed;
 }
 
-int ClientConnection::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
-  ClientConnection* self = self_of(parser);
-  self->header_collector_.add_name_piece({at, length});
-  return self->check_head_size();
-}
-
-int ClientConnection::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
-  ClientConnection* self = self_of(parser);
-  if (!self->header_collector_.add_value_piece({at, length})) {
-    llhttp_set_error_reason(parser, "obsolete line folding (obs-fold) in a header field");
-    return HPE_USER;
-  }
-  return self->check_head_size();
-}
-
-int ClientConnection::on_header_value_complete(llhttp_t* parser) {
-  self_of(parser)->header_collector_.end_field();
-  return 0;
-}
-
-int ClientConnection::check_head_size() {
-  if (request_headers_.byte_size() + target_.size() > worker_.runtime()->config().server.max_header_bytes) {
-    parse_error_status_ = 431;
-    return HPE_USER;
-  }
-  return 0;
-}
-
-int ClientConnection::on_headers_complete(llhttp_t* parser) {
-  ClientConnection* self = self_of(parser);
-  self->head_complete_ = true;
-  self->method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser->method));
-  self->http10_ = parser->http_major == 1 && parser->http_minor == 0;
-  self->client_keep_alive_ = llhttp_should_keep_alive(parser) != 0;
-  if (parser->flags & F_CHUNKED) {
-    self->request_framing_ = BodyFraming::Chunked;
-  } else if ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0) {
-    self->request_framing_ = BodyFraming::ContentLength;
-    self->request_content_length_ = parser->content_length;
-  } else {
-    self->request_framing_ = BodyFraming::None;
-  }
-  // Decisions are made outside the parser, once execute() returns: a request with a body
-  // pauses here (its body waits for the upstream); one without runs on to
-  // on_message_complete, which pauses.
-  return self->request_framing_ == BodyFraming::None ? 0 : HPE_PAUSED;
-}
-
-int ClientConnection::on_body(llhttp_t* parser, const char* at, std::size_t length) {
-  ClientConnection* self = self_of(parser);
-  self->request_body_bytes_ += length;
-  if (self->request_body_bytes_ > self->worker_.runtime()->config().server.max_body_bytes) {
-    self->parse_error_status_ = 413;
-    return HPE_USER;
-  }
-  if (self->forwarding_ && self->upstream_ != nullptr) self->forward_request_body(at, length);
-  return self->phase_ == Phase::Closed ? HPE_USER : 0;
-}
-
-int ClientConnection::on_message_complete(llhttp_t* parser) {
-  ClientConnection* self = self_of(parser);
-  self->request_complete_ = true;
-  if (self->forwarding_ && self->upstream_ != nullptr) {
-    if (self->request_framing_ == BodyFraming::Chunked) {
+void ClientConnection::on_request_complete() {
+  if (forwarding_ && upstream_ != nullptr) {
+    if (head_.framing == BodyFraming::Chunked) {
       static constexpr std::string_view kLastChunk = "0\r\n\r\n";
       uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
-      self->upstream_->send(&last, 1);
+      upstream_->send(&last, 1);
     }
-    if (self->upstream_ != nullptr) self->upstream_->request_finished();
+    if (upstream_ != nullptr) upstream_->request_finished();
   }
-  // Hold pipelined requests back until this exchange is answered.
-  return HPE_PAUSED;
 }
 
 // ---------------------------------------------------------------- the exchange
 
 void ClientConnection::begin_exchange() {
   phase_ = Phase::Exchange;
+  client_keep_alive_ = head_.keep_alive;
   uv_timer_stop(&timer_);
   runtime_ = worker_.runtime();
-  if (auto id = request_headers_.find("x-request-id"); id && acceptable_request_id(*id)) {
+  if (auto id = head_.headers.find("x-request-id"); id && acceptable_request_id(*id)) {
     request_id_.assign(*id);
   } else {
     worker_.next_request_id(request_id_);
@@ -346,29 +247,29 @@ void ClientConnection::begin_exchange() {
     return;
   }
   const Config& config = runtime_->config();
-  if (request_framing_ == BodyFraming::ContentLength && request_content_length_ > config.server.max_body_bytes) {
+  if (head_.framing == BodyFraming::ContentLength && head_.content_length > config.server.max_body_bytes) {
     client_keep_alive_ = false;
     reply_problem(Problem::make("content-too-large", 413, "Content too large",
-                                "Content-Length " + std::to_string(request_content_length_) +
+                                "Content-Length " + std::to_string(head_.content_length) +
                                     " exceeds max_body_bytes (" + std::to_string(config.server.max_body_bytes) + ")."),
                   {}, "proxy");
     return;
   }
-  std::string_view target(target_);
+  std::string_view target(head_.target);
   std::string_view path = target.substr(0, target.find('?'));
   RouteMatch match;
   match.params.swap(params_);  // reuses the capacity of the last request's captures
   std::string allowed;
-  switch (runtime_->router().match(method_, path, match, &allowed)) {
+  switch (runtime_->router().match(head_.method, path, match, &allowed)) {
     case Router::Outcome::NotFound:
       reply_problem(Problem::make("route-not-found", 404, "No route",
-                                  "No route matches " + std::string(method_) + " " + std::string(path) + "."),
+                                  "No route matches " + std::string(head_.method) + " " + std::string(path) + "."),
                     {}, "router");
       return;
     case Router::Outcome::MethodNotAllowed:
       reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed",
                                   "The routes for " + std::string(path) + " take " + allowed + ", not " +
-                                      std::string(method_) + "."),
+                                      std::string(head_.method) + "."),
                     HeaderList{{"Allow", allowed}}, "router");
       return;
     case Router::Outcome::Matched:
@@ -380,41 +281,18 @@ void ClientConnection::begin_exchange() {
   peer_is_trusted_proxy_ = false;
   for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
   if (peer_is_trusted_proxy_) {
-    believed_client_ = believed_client_address(peer_address_, request_headers_, config.server.trusted_proxies);
+    believed_client_ = believed_client_address(peer_address_, head_.headers, config.server.trusted_proxies);
   }
   run_request_policies();
 }
 
 bool ClientConnection::validate_request_head() {
-  auto bad = [&](std::string detail) {
+  if (std::optional<Problem> refused = check_request_head(head_)) {
     client_keep_alive_ = false;
-    reply_problem(Problem::make("malformed-request", 400, "Malformed request", std::move(detail)), {}, "proxy");
+    reply_problem(*refused, {}, "proxy");
     return false;
-  };
-  if (target_.empty() || target_.front() != '/') {
-    return bad("The request target must be a path beginning with '/' (origin-form).");
   }
-  std::size_t hosts = request_headers_.count("host");
-  if (hosts > 1) return bad("More than one Host field.");
-  if (hosts == 0 && !http10_) return bad("HTTP/1.1 requests must carry a Host field.");
-  // llhttp already refuses Transfer-Encoding that does not end in chunked; a second field or a
-  // coding besides chunked is refused here too, since a backend might read it differently.
-  if (std::size_t te = request_headers_.count("transfer-encoding"); te > 0) {
-    if (te > 1 || !iequals(*request_headers_.find("transfer-encoding"), "chunked")) {
-      return bad("Transfer-Encoding other than a single 'chunked' is not accepted.");
-    }
-  }
-  if (auto expect = request_headers_.find("expect")) {
-    if (!iequals(*expect, "100-continue")) {
-      client_keep_alive_ = false;
-      reply_problem(Problem::make("expectation-failed", 417, "Expectation failed",
-                                  "Only 'Expect: 100-continue' is supported."),
-                    {}, "proxy");
-      return false;
-    }
-    // HTTP/1.0 clients must not be sent a 100 (RFC 9110 section 10.1.1).
-    expect_continue_ = request_framing_ != BodyFraming::None && !http10_;
-  }
+  expect_continue_ = expects_continue(head_);
   return true;
 }
 
@@ -468,7 +346,7 @@ void ClientConnection::on_woken() {
 void ClientConnection::start_fetch(const std::string& target) {
   subrequest_ = std::make_unique<Subrequest>(
       worker_.pool(route_->config->upstream),
-      SubrequestSpec{target, request_headers_, peer_address_, peer_is_trusted_proxy_, request_id_,
+      SubrequestSpec{target, head_.headers, peer_address_, peer_is_trusted_proxy_, request_id_,
                      route_->response_body_limit},
       *this);
   subrequest_->start();
@@ -497,12 +375,12 @@ void ClientConnection::on_fetched(FetchedResponse fetched) {
 }
 
 void ClientConnection::answer_admin() {
-  std::string_view path = std::string_view(target_).substr(0, target_.find('?'));
+  std::string_view path = std::string_view(head_.target).substr(0, head_.target.find('?'));
   if (path == "/reload") {
     answer_reload();
     return;
   }
-  if (method_ != "GET" && method_ != "HEAD") {
+  if (head_.method != "GET" && head_.method != "HEAD") {
     reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "The admin endpoints take GET."),
                   HeaderList{{"Allow", "GET, HEAD"}}, "admin");
   } else if (path == "/metrics") {
@@ -528,7 +406,7 @@ void ClientConnection::answer_admin() {
 }
 
 void ClientConnection::answer_reload() {
-  if (method_ != "POST") {
+  if (head_.method != "POST") {
     reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "Reload with POST /reload."),
                   HeaderList{{"Allow", "POST"}}, "admin");
     return;
@@ -573,24 +451,24 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
   upstream_ = &connection;
   head_scratch_.clear();
   write_upstream_request_head(
-      head_scratch_, UpstreamRequest{method_, target_, request_headers_, peer_address_,
+      head_scratch_, UpstreamRequest{head_.method, head_.target, head_.headers, peer_address_,
                                      peer_is_trusted_proxy_,
-                                     request_id_, connection.authority(), request_framing_,
-                                     request_content_length_, omit_fields_});
+                                     request_id_, connection.authority(), head_.framing,
+                                     head_.content_length, omit_fields_});
   uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
   if (!connection.send(&head, 1)) return;  // on_upstream_failed has run
-  upstream_->expect_response(method_ == "HEAD");
-  if (request_framing_ == BodyFraming::None) upstream_->request_finished();
-  if (expect_continue_ && !request_complete_) {
+  upstream_->expect_response(head_.method == "HEAD");
+  if (head_.framing == BodyFraming::None) upstream_->request_finished();
+  if (expect_continue_ && !parser_.message_complete()) {
     expect_continue_ = false;
     uv_buf_t interim = make_buf(kContinue.data(), kContinue.size());
     send_to_client(&interim, 1);
   }
-  if (!request_complete_) resume_parser();  // the body streams on; pipelined requests wait
+  if (!parser_.message_complete()) resume_parser();  // the body streams on; pipelined requests wait
 }
 
 void ClientConnection::forward_request_body(const char* data, std::size_t length) {
-  if (request_framing_ == BodyFraming::Chunked) {
+  if (head_.framing == BodyFraming::Chunked) {
     std::string size_line = chunk_size_line(length);
     uv_buf_t bufs[3] = {make_buf(size_line.data(), size_line.size()), make_buf(data, length), make_buf("\r\n", 2)};
     upstream_->send(bufs, 3);
@@ -604,8 +482,8 @@ void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connecti
   upstream_ = nullptr;
   upstream_ns_ += uv_hrtime() - upstream_started_ns_;
   if (phase_ == Phase::Closed) return;
-  if (!response_head_sent_ && !buffering_body_ && request_body_bytes_ == 0) {
-    RetryChoice retry = choose_retry(failure, connection_was_reused, is_idempotent(method_), upstream_attempts_,
+  if (!response_head_sent_ && !buffering_body_ && parser_.body_bytes() == 0) {
+    RetryChoice retry = choose_retry(failure, connection_was_reused, is_idempotent(head_.method), upstream_attempts_,
                                      last_server_);
     if (retry.retry) {
       connect_upstream(retry.avoid_server);
@@ -617,7 +495,7 @@ void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connecti
     close_now();  // the client has part of a response; only closing tells it so
     return;
   }
-  if (!request_complete_) client_keep_alive_ = false;
+  if (!parser_.message_complete()) client_keep_alive_ = false;
   buffering_body_ = false;
   holding_response_ = false;
   bool timeout = failure == UpstreamFailure::ResponseTimeout;
@@ -640,7 +518,7 @@ void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFra
   held_headers_ = headers;
   held_framing_ = framing;
   held_length_ = content_length;
-  bool body_follows = framing != BodyFraming::None && method_ != "HEAD";
+  bool body_follows = framing != BodyFraming::None && head_.method != "HEAD";
   if (!body_follows) {
     holding_response_ = true;  // the policies run at on_upstream_complete, which follows at once
   } else if (route_->response_body_limit > 0) {
@@ -695,29 +573,29 @@ void ClientConnection::deliver_held_response() {
   }
   flush_pending_head();
   response_complete_ = true;
-  if (request_complete_ || !response_keep_alive_) finish_exchange();
+  if (parser_.message_complete() || !response_keep_alive_) finish_exchange();
 }
 
 void ClientConnection::send_response_head(HeaderList& headers, BodyFraming upstream_framing,
                                           std::uint64_t content_length) {
-  bool no_body = method_ == "HEAD" || status_has_no_body(response_status_);
+  bool no_body = head_.method == "HEAD" || status_has_no_body(response_status_);
   response_has_body_ = !no_body && upstream_framing != BodyFraming::None;
   // A request whose body is still arriving cannot be followed by another on this connection.
-  response_keep_alive_ = client_keep_alive_ && request_complete_ && !worker_.draining();
+  response_keep_alive_ = client_keep_alive_ && parser_.message_complete() && !worker_.draining();
   BodyFraming announced = upstream_framing;
   if (no_body) {
     // HEAD keeps the length the GET would have; 304 and the others announce none.
-    announced = upstream_framing == BodyFraming::ContentLength && method_ == "HEAD" ? BodyFraming::ContentLength
+    announced = upstream_framing == BodyFraming::ContentLength && head_.method == "HEAD" ? BodyFraming::ContentLength
                                                                                    : BodyFraming::None;
   } else if (upstream_framing == BodyFraming::Chunked || upstream_framing == BodyFraming::UntilClose) {
-    announced = http10_ ? BodyFraming::UntilClose : BodyFraming::Chunked;
-    if (http10_) response_keep_alive_ = false;
+    announced = head_.http10 ? BodyFraming::UntilClose : BodyFraming::Chunked;
+    if (head_.http10) response_keep_alive_ = false;
   }
   response_framing_ = no_body ? BodyFraming::None : announced;
   headers.add("Via", "1.1 arbiter");
   head_scratch_.clear();
   write_client_response_head(head_scratch_, ClientResponse{response_status_, headers, announced, content_length,
-                                                           response_keep_alive_, http10_, request_id_});
+                                                           response_keep_alive_, head_.http10, request_id_});
   response_head_sent_ = true;
   // Held until the first body bytes or the end of this upstream read, so that a small
   // response leaves in one write (one TCP segment) instead of two.
@@ -789,7 +667,7 @@ void ClientConnection::on_upstream_complete() {
   flush_pending_head();
   response_complete_ = true;
   if (response_framing_ == BodyFraming::UntilClose) response_keep_alive_ = false;
-  if (request_complete_ || !response_keep_alive_) finish_exchange();
+  if (parser_.message_complete() || !response_keep_alive_) finish_exchange();
 }
 
 void ClientConnection::on_upstream_drained() { update_reading(); }
@@ -818,23 +696,23 @@ void ClientConnection::reply(int status, std::string_view content_type, const He
   // A body not yet read must be read and dropped before the next request can be parsed
   // (nginx's "discard body"). That is worth it for a small one, and for a client that is not
   // waiting for a 100 before sending it; otherwise the connection closes after the answer.
-  bool unread_body = !request_complete_ && request_framing_ != BodyFraming::None;
+  bool unread_body = !parser_.message_complete() && head_.framing != BodyFraming::None;
   bool drain = unread_body && !expect_continue_ && forwarding_ == false &&
-               (request_framing_ == BodyFraming::Chunked || request_content_length_ <= kMaxDrainedBody);
-  response_keep_alive_ = client_keep_alive_ && (!unread_body || drain) && !worker_.draining() && head_complete_;
+               (head_.framing == BodyFraming::Chunked || head_.content_length <= kMaxDrainedBody);
+  response_keep_alive_ = client_keep_alive_ && (!unread_body || drain) && !worker_.draining() && parser_.head_complete();
   HeaderList headers = extra;
   if (!content_type.empty()) headers.add("Content-Type", content_type);
   headers.add("Cache-Control", "no-store");
   head_scratch_.clear();
   BodyFraming framing = status_has_no_body(status) ? BodyFraming::None : BodyFraming::ContentLength;
   write_client_response_head(head_scratch_, ClientResponse{status, headers, framing, body.size(),
-                                                           response_keep_alive_, http10_, request_id_});
+                                                           response_keep_alive_, head_.http10, request_id_});
   response_head_sent_ = true;
-  response_bytes_ = method_ == "HEAD" ? 0 : body.size();
+  response_bytes_ = head_.method == "HEAD" ? 0 : body.size();
   uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()), make_buf(body.data(), response_bytes_)};
   send_to_client(bufs, 2);
   response_complete_ = true;
-  if (response_keep_alive_ && !request_complete_) {
+  if (response_keep_alive_ && !parser_.message_complete()) {
     // The parser reads the rest of the request (dropping any body), then finish_exchange runs.
     arm_timer(worker_.runtime()->config().server.idle_timeout);
     resume_parser();
@@ -875,18 +753,10 @@ void ClientConnection::reset_exchange() {
   runtime_.reset();
   route_ = nullptr;
   params_.clear();
-  target_.clear();
-  request_headers_.clear();
-  header_collector_.reset();
-  head_complete_ = false;
-  request_complete_ = false;
+  parser_.next_request();
   expect_continue_ = false;
-  request_framing_ = BodyFraming::None;
-  request_content_length_ = 0;
-  request_body_bytes_ = 0;
   request_id_.clear();
   believed_client_.clear();
-  parse_error_status_ = 0;
   upstream_attempts_ = 0;
   upstream_ns_ = 0;
   forwarding_ = false;
@@ -916,7 +786,7 @@ void ClientConnection::log_exchange() {
     // Timed only when the upstream's head arrived (response_status_ is set from it): a failed
     // attempt is a 502/504 answered by Arbiter, and a client gone first leaves nothing to time.
     bool upstream_answered = answer_ == Answer::Upstream && response_status_ != 0;
-    metrics_.record_exchange(route, method_, status,
+    metrics_.record_exchange(route, head_.method, status,
                              upstream_answered ? static_cast<double>(upstream_ns_) / 1e9 : -1.0);
   }
   AccessLog& log = worker_.access_log();
@@ -929,12 +799,12 @@ void ClientConnection::log_exchange() {
   AccessRecord record;
   record.request_id = request_id_;
   record.client = client_address();
-  record.method = method_.empty() ? std::string_view("-") : method_;
-  record.target = target_;
-  record.protocol = http10_ ? "HTTP/1.0" : "HTTP/1.1";
+  record.method = head_.method.empty() ? std::string_view("-") : head_.method;
+  record.target = head_.target;
+  record.protocol = head_.http10 ? "HTTP/1.0" : "HTTP/1.1";
   if (format == AccessLogFormat::Combined) {
-    record.referer = request_headers_.find("referer").value_or(std::string_view());
-    record.user_agent = request_headers_.find("user-agent").value_or(std::string_view());
+    record.referer = head_.headers.find("referer").value_or(std::string_view());
+    record.user_agent = head_.headers.find("user-agent").value_or(std::string_view());
   }
   record.route = route;
   record.status = status;
@@ -946,13 +816,13 @@ void ClientConnection::log_exchange() {
 }
 
 RequestView ClientConnection::request_view() const {
-  std::string_view target(target_);
+  std::string_view target(head_.target);
   std::size_t query = target.find('?');
-  return RequestView{method_,
+  return RequestView{head_.method,
                      target,
                      target.substr(0, query),
                      query == std::string_view::npos ? std::string_view() : target.substr(query + 1),
-                     request_headers_,
+                     head_.headers,
                      client_address(),
                      route_->config->name,
                      params_,

@@ -20,7 +20,7 @@
 
 #include "policies/policy.h"
 #include "proxy/forwarding.h"
-#include "proxy/header_collector.h"
+#include "proxy/request_parser.h"
 #include "proxy/runtime.h"
 #include "proxy/stream_write.h"
 #include "proxy/subrequest.h"
@@ -32,7 +32,10 @@ class Worker;
 class ExchangeWaker;
 class MetricsShard;
 
-class ClientConnection final : public UpstreamSink, public WriteListener, public SubrequestOwner {
+class ClientConnection final : public RequestEvents,
+                               public UpstreamSink,
+                               public WriteListener,
+                               public SubrequestOwner {
  public:
   ClientConnection(Worker& worker, bool admin);
   ClientConnection(const ClientConnection&) = delete;
@@ -48,6 +51,10 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   // Close at once, abandoning any exchange in flight.
   void close_now();
 
+  // RequestEvents
+  void on_request_begin() override;
+  bool on_request_body(std::string_view piece) override;
+  void on_request_complete() override;
   // UpstreamSink
   void on_upstream_connected(UpstreamConnection& connection) override;
   void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) override;
@@ -82,7 +89,6 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   void resume_parser();
   void update_reading();
   void on_parse_error(llhttp_errno_t error);
-  int check_head_size();  // 0, or HPE_USER with 431 chosen
 
   // exchange
   void begin_exchange();
@@ -122,15 +128,6 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   std::string_view client_address() const noexcept;
   RequestView request_view() const;  // of the current request, with `now`
 
-  static const llhttp_settings_t& parser_settings();
-  static int on_message_begin(llhttp_t* parser);
-  static int on_url(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_header_value_complete(llhttp_t* parser);
-  static int on_headers_complete(llhttp_t* parser);
-  static int on_body(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_message_complete(llhttp_t* parser);
   static void on_alloc(uv_handle_t* handle, std::size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void on_timer(uv_timer_t* timer);
@@ -149,28 +146,18 @@ class ClientConnection final : public UpstreamSink, public WriteListener, public
   std::string peer_address_;
 
   // parser and input
-  llhttp_t parser_{};
+  RequestParser parser_{*this};
+  RequestHead& head_{parser_.head()};  // the current request's
   std::string pending_input_;  // received, not yet parsed (parser paused)
   std::string scratch_input_;
   bool parser_paused_ = false;
   bool driving_ = false;
   bool drive_again_ = false;
-  int parse_error_status_ = 0;  // 413/414/431 chosen inside a callback
 
   // the current request
   std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began
-  std::string_view method_;
-  std::string target_;
-  HeaderList request_headers_;
-  HeaderCollector header_collector_{request_headers_};
-  bool head_complete_ = false;
-  bool request_complete_ = false;
   bool client_keep_alive_ = true;
-  bool http10_ = false;
   bool expect_continue_ = false;
-  BodyFraming request_framing_ = BodyFraming::None;
-  std::uint64_t request_content_length_ = 0;
-  std::uint64_t request_body_bytes_ = 0;
   std::string request_id_;
   std::string believed_client_;  // empty: the peer address
   bool peer_is_trusted_proxy_ = false;

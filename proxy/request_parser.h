@@ -1,0 +1,107 @@
+#pragma once
+// The client side's request parser: llhttp with the limits and the field checks Arbiter adds
+// (max_header_bytes, max_body_bytes, obs-fold, Host, Transfer-Encoding, Expect). It has no
+// socket or timer, so the fuzzer in tests/fuzz drives the very code ClientConnection runs.
+//
+// Parsing pauses at the end of a head that has a body (the body waits for an upstream) and at
+// the end of every message (a pipelined request waits for the current answer).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <llhttp.h>
+
+#include "policies/headers.h"
+#include "policies/problem.h"
+#include "proxy/forwarding.h"
+#include "proxy/header_collector.h"
+
+namespace arbiter {
+
+struct RequestHead {
+  std::string_view method;  // llhttp's name for it (static storage)
+  std::string target;
+  HeaderList headers;
+  bool http10 = false;
+  bool keep_alive = true;  // as the client asked (Connection, version)
+  BodyFraming framing = BodyFraming::None;
+  std::uint64_t content_length = 0;  // with BodyFraming::ContentLength
+};
+
+// What the owner of a RequestParser hears while it parses.
+class RequestEvents {
+ public:
+  virtual void on_request_begin() = 0;
+  // A piece of the request body; false stops the parse (the exchange was torn down).
+  virtual bool on_request_body(std::string_view piece) = 0;
+  virtual void on_request_complete() = 0;
+
+ protected:
+  ~RequestEvents() = default;
+};
+
+struct RequestLimits {
+  std::size_t max_header_bytes = 0;  // the target, and the names and values of the fields
+  std::uint64_t max_body_bytes = 0;
+};
+
+class RequestParser {
+ public:
+  explicit RequestParser(RequestEvents& events);
+  RequestParser(const RequestParser&) = delete;  // llhttp keeps a pointer to it
+  RequestParser& operator=(const RequestParser&) = delete;
+
+  // Read when a limit is checked, so a reload's new limits apply from the next byte on.
+  void set_limits(RequestLimits limits) noexcept { limits_ = limits; }
+
+  // HPE_OK: all of data was parsed. HPE_PAUSED: parsing stopped (see above) after `consumed`
+  // bytes; resume() before the next call. Anything else: the request is refused, see problem().
+  llhttp_errno_t execute(const char* data, std::size_t length, std::size_t& consumed);
+  void resume() noexcept { llhttp_resume(&parser_); }
+  // Forgets the finished request, ready for the next one on the connection.
+  void next_request();
+
+  RequestHead& head() noexcept { return head_; }
+  const RequestHead& head() const noexcept { return head_; }
+  bool head_complete() const noexcept { return head_complete_; }
+  bool message_complete() const noexcept { return message_complete_; }
+  std::uint64_t body_bytes() const noexcept { return body_bytes_; }
+
+  // The answer to a parse that failed with `error`: 413, 414 or 431 when a limit stopped it,
+  // else 400 naming llhttp's reason.
+  Problem problem(llhttp_errno_t error) const;
+
+ private:
+  int check_head_size();
+
+  static const llhttp_settings_t& settings();
+  static int on_message_begin(llhttp_t* parser);
+  static int on_url(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_header_value_complete(llhttp_t* parser);
+  static int on_headers_complete(llhttp_t* parser);
+  static int on_body(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_message_complete(llhttp_t* parser);
+
+  RequestEvents& events_;
+  RequestLimits limits_;
+  llhttp_t parser_{};
+  RequestHead head_;
+  HeaderCollector collector_{head_.headers};
+  bool head_complete_ = false;
+  bool message_complete_ = false;
+  std::uint64_t body_bytes_ = 0;
+  int limit_status_ = 0;  // 413, 414 or 431 chosen inside a callback
+};
+
+// What Arbiter refuses in a complete head that llhttp accepts, because a backend might read it
+// differently (RFC 9112 sections 3.2, 6.1): a 400 or 417 problem, or none.
+std::optional<Problem> check_request_head(const RequestHead& head);
+// Whether the client waits for "100 Continue" before it sends its body.
+bool expects_continue(const RequestHead& head);
+
+}  // namespace arbiter
