@@ -2,12 +2,12 @@
 // policies decide, with no socket, timer or thread.
 //
 // The input is what one client connection delivers (see for_each_read for how it is cut into
-// reads). FuzzConnection follows proxy/client_connection.cpp step for step: the same llhttp
-// request parser (message_parser_settings + HeaderCollector, paused at the end of each head and
-// each message), the same size limits in the callbacks, the same head validation, routing with
-// the Router of a Runtime built from a fixed configuration, and the route's policy chain with a
-// fake clock. Those steps are private members of ClientConnection (it owns a uv_tcp_t), so they
-// are replicated here through the public headers; keep the two in step when either changes.
+// reads). FuzzConnection drives the proxy's own RequestParser (proxy/request_parser.h: llhttp
+// with max_header_bytes, max_body_bytes, obs-fold) and check_request_head, routes with the Router
+// of a Runtime built from a fixed configuration, and runs the route's policy chain with a fake
+// clock. The steps around them are ClientConnection's (proxy/client_connection.cpp), which owns
+// a uv_tcp_t; they are followed here under the same names (execute, begin_exchange,
+// run_request_policies, reply, finish_exchange): keep the two in step.
 // What the real flow does with a socket is replaced: the upstream is FakeBackend, which answers
 // once the whole request has arrived; a policy's fetch is answered by it at once; a Wait is
 // over at once when the policy woke the waker, else the clock jumps to its deadline.
@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,7 +32,7 @@
 #include "policies/policy.h"
 #include "proxy/config.h"
 #include "proxy/forwarding.h"
-#include "proxy/header_collector.h"
+#include "proxy/request_parser.h"
 #include "proxy/router.h"
 #include "proxy/runtime.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -226,14 +227,13 @@ bool head_has_field(std::string_view head, std::string_view name) {
   return false;
 }
 
-// ClientConnection without the socket: the same parser set-up, callbacks and exchange steps,
-// under the same names, with the I/O replaced as the file comment says.
-class FuzzConnection {
+// ClientConnection without the socket: the same parser and exchange steps, under the same
+// names, with the I/O replaced as the file comment says.
+class FuzzConnection final : public RequestEvents {
  public:
   FuzzConnection(const Runtime& runtime, fuzz::FakeClock& clock, FakeBackend& backend)
       : runtime_(runtime), clock_(clock), backend_(backend), waker_(std::make_shared<fuzz::RecordingWaker>()) {
-    llhttp_init(&parser_, HTTP_REQUEST, &parser_settings());
-    parser_.data = this;
+    parser_.set_limits({server().max_header_bytes, server().max_body_bytes});
   }
 
   bool closed() const noexcept { return phase_ == Phase::Closed; }
@@ -253,19 +253,6 @@ class FuzzConnection {
 
  private:
   enum class Phase : std::uint8_t { Idle, ReadingHead, Exchange, Closed };
-
-  static FuzzConnection* self_of(llhttp_t* parser) { return static_cast<FuzzConnection*>(parser->data); }
-
-  static const llhttp_settings_t& parser_settings() {
-    static const llhttp_settings_t settings = [] {
-      llhttp_settings_t s = message_parser_settings(on_header_field, on_header_value, on_header_value_complete,
-                                                    on_headers_complete, on_body, on_message_complete);
-      s.on_message_begin = on_message_begin;
-      s.on_url = on_url;
-      return s;
-    }();
-    return settings;
-  }
 
   const ServerConfig& server() const { return runtime_.config().server; }
 
@@ -290,20 +277,18 @@ class FuzzConnection {
 
   void execute(const char* data, std::size_t length) {
     if (++executions_ > 100000) fail("the parser does not stop");
-    header_collector_.next_execution();
-    llhttp_errno_t rc = llhttp_execute(&parser_, data, length);
+    std::size_t consumed = 0;
+    llhttp_errno_t rc = parser_.execute(data, length, consumed);
     if (phase_ == Phase::Closed) return;
     if (rc == HPE_OK) return;
     if (rc == HPE_PAUSED) {
-      const char* stop = llhttp_get_error_pos(&parser_);
-      std::size_t consumed = stop == nullptr ? length : static_cast<std::size_t>(stop - data);
       pending_input_.insert(0, data + consumed, length - consumed);
       parser_paused_ = true;
-      if (head_complete_ && phase_ == Phase::ReadingHead) {
+      if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
         begin_exchange();
-      } else if (request_complete_ && response_complete_) {
+      } else if (parser_.message_complete() && response_complete_) {
         finish_exchange();
-      } else if (request_complete_ && forwarding_) {
+      } else if (parser_.message_complete() && forwarding_) {
         upstream_answers();  // the harness's backend answers once it has the whole request
       }
       return;
@@ -314,7 +299,7 @@ class FuzzConnection {
   void resume_parser() {
     if (!parser_paused_ || phase_ == Phase::Closed) return;
     parser_paused_ = false;
-    llhttp_resume(&parser_);
+    parser_.resume();
     drive_parser();
   }
 
@@ -326,119 +311,47 @@ class FuzzConnection {
     }
     phase_ = Phase::Exchange;
     forwarding_ = false;  // the upstream is abandoned: it never sees the rest
-    if (parse_error_status_ == 431 || parse_error_status_ == 414 || parse_error_status_ == 413) {
-      reply_problem(Problem::make("limit", parse_error_status_, "Limit", "A limit was exceeded."), {});
-    } else {
-      std::string detail = "Malformed HTTP request: ";
-      detail += llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : llhttp_errno_name(error);
-      reply_problem(Problem::make("malformed-request", 400, "Malformed request", std::move(detail)), {});
-    }
+    reply_problem(parser_.problem(error), {});
   }
 
-  // ---- parser callbacks
+  // ---- request events (RequestEvents)
 
-  static int on_message_begin(llhttp_t* parser) {
-    self_of(parser)->phase_ = Phase::ReadingHead;
-    return 0;
+  void on_request_begin() override { phase_ = Phase::ReadingHead; }
+
+  bool on_request_body(std::string_view piece) override {
+    if (forwarding_) forwarded_body_.append(piece);
+    return phase_ != Phase::Closed;
   }
 
-  static int on_url(llhttp_t* parser, const char* at, std::size_t length) {
-    FuzzConnection* self = self_of(parser);
-    self->target_.append(at, length);
-    if (self->target_.size() > self->server().max_header_bytes) {
-      self->parse_error_status_ = 414;
-      return HPE_USER;
-    }
-    return 0;
-  }
-
-  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
-    FuzzConnection* self = self_of(parser);
-    self->header_collector_.add_name_piece({at, length});
-    return self->check_head_size();
-  }
-
-  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
-    FuzzConnection* self = self_of(parser);
-    if (!self->header_collector_.add_value_piece({at, length})) {
-      llhttp_set_error_reason(parser, "obsolete line folding (obs-fold) in a header field");
-      return HPE_USER;
-    }
-    return self->check_head_size();
-  }
-
-  static int on_header_value_complete(llhttp_t* parser) {
-    self_of(parser)->header_collector_.end_field();
-    return 0;
-  }
-
-  int check_head_size() {
-    if (request_headers_.byte_size() + target_.size() > server().max_header_bytes) {
-      parse_error_status_ = 431;
-      return HPE_USER;
-    }
-    return 0;
-  }
-
-  static int on_headers_complete(llhttp_t* parser) {
-    FuzzConnection* self = self_of(parser);
-    self->head_complete_ = true;
-    self->method_ = llhttp_method_name(static_cast<llhttp_method_t>(parser->method));
-    self->http10_ = parser->http_major == 1 && parser->http_minor == 0;
-    self->client_keep_alive_ = llhttp_should_keep_alive(parser) != 0;
-    if (parser->flags & F_CHUNKED) {
-      self->request_framing_ = BodyFraming::Chunked;
-    } else if ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0) {
-      self->request_framing_ = BodyFraming::ContentLength;
-      self->request_content_length_ = parser->content_length;
-    } else {
-      self->request_framing_ = BodyFraming::None;
-    }
-    return self->request_framing_ == BodyFraming::None ? 0 : HPE_PAUSED;
-  }
-
-  static int on_body(llhttp_t* parser, const char* at, std::size_t length) {
-    FuzzConnection* self = self_of(parser);
-    self->request_body_bytes_ += length;
-    if (self->request_body_bytes_ > self->server().max_body_bytes) {
-      self->parse_error_status_ = 413;
-      return HPE_USER;
-    }
-    if (self->forwarding_) self->forwarded_body_.append(at, length);
-    return self->phase_ == Phase::Closed ? HPE_USER : 0;
-  }
-
-  static int on_message_complete(llhttp_t* parser) {
-    self_of(parser)->request_complete_ = true;
-    return HPE_PAUSED;
-  }
+  void on_request_complete() override {}
 
   // ---- the exchange (ClientConnection::begin_exchange and validate_request_head)
 
   void begin_exchange() {
     phase_ = Phase::Exchange;
-    if (auto id = request_headers_.find("x-request-id"); id && acceptable_request_id(*id)) {
+    client_keep_alive_ = head_.keep_alive;
+    if (auto id = head_.headers.find("x-request-id"); id && acceptable_request_id(*id)) {
       request_id_.assign(*id);
     } else {
       request_id_ = "fuzz-" + std::to_string(++request_count_);
     }
     if (!validate_request_head()) return;
-    if (request_framing_ == BodyFraming::ContentLength && request_content_length_ > server().max_body_bytes) {
+    if (head_.framing == BodyFraming::ContentLength && head_.content_length > server().max_body_bytes) {
       client_keep_alive_ = false;
       reply_problem(Problem::make("content-too-large", 413, "Content too large", "Content-Length too large."), {});
       return;
     }
-    std::string_view target(target_);
+    std::string_view target(head_.target);
     std::string_view path = target.substr(0, target.find('?'));
     RouteMatch match;
     std::string allowed;
-    switch (runtime_.router().match(method_, path, match, &allowed)) {
+    switch (runtime_.router().match(head_.method, path, match, &allowed)) {
       case Router::Outcome::NotFound:
         reply_problem(Problem::make("route-not-found", 404, "No route", "No route matches " + std::string(path)), {});
         return;
       case Router::Outcome::MethodNotAllowed:
         if (allowed.empty()) fail("405 with an empty Allow");
-        reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "Not " + std::string(method_)),
+        reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "Not " + std::string(head_.method)),
                       HeaderList{{"Allow", allowed}});
         return;
       case Router::Outcome::Matched:
@@ -449,41 +362,28 @@ class FuzzConnection {
     policy_states_.resize(route_->policies.size());
     peer_is_trusted_proxy_ = false;
     for (const Cidr& cidr : server().trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(kPeer);
-    if (peer_is_trusted_proxy_) believed_client_ = believed_client_address(kPeer, request_headers_, server().trusted_proxies);
+    if (peer_is_trusted_proxy_) believed_client_ = believed_client_address(kPeer, head_.headers, server().trusted_proxies);
     run_request_policies();
   }
 
   bool validate_request_head() {
-    auto bad = [&]() {
+    if (std::optional<Problem> refused = check_request_head(head_)) {
       client_keep_alive_ = false;
-      reply_problem(Problem::make("malformed-request", 400, "Malformed request", "Refused head."), {});
+      reply_problem(*refused, {});
       return false;
-    };
-    if (target_.empty() || target_.front() != '/') return bad();
-    std::size_t hosts = request_headers_.count("host");
-    if (hosts > 1 || (hosts == 0 && !http10_)) return bad();
-    if (std::size_t te = request_headers_.count("transfer-encoding"); te > 0) {
-      if (te > 1 || !iequals(*request_headers_.find("transfer-encoding"), "chunked")) return bad();
     }
-    if (auto expect = request_headers_.find("expect")) {
-      if (!iequals(*expect, "100-continue")) {
-        client_keep_alive_ = false;
-        reply_problem(Problem::make("expectation-failed", 417, "Expectation failed", "Only 100-continue."), {});
-        return false;
-      }
-      expect_continue_ = request_framing_ != BodyFraming::None && !http10_;
-    }
+    expect_continue_ = expects_continue(head_);
     return true;
   }
 
   RequestView request_view() const {
-    std::string_view target(target_);
+    std::string_view target(head_.target);
     std::size_t query = target.find('?');
-    return RequestView{method_,
+    return RequestView{head_.method,
                        target,
                        target.substr(0, query),
                        query == std::string_view::npos ? std::string_view() : target.substr(query + 1),
-                       request_headers_,
+                       head_.headers,
                        believed_client_.empty() ? kPeer : std::string_view(believed_client_),
                        route_->config->name,
                        params_,
@@ -532,7 +432,7 @@ class FuzzConnection {
 
   // The proxy's subrequest: a GET of the target, its body kept up to the route's limit.
   FetchedResponse fetch(const std::string& target) {
-    FakeBackend::Answer answer = backend_.handle("GET", target, request_headers_, {});
+    FakeBackend::Answer answer = backend_.handle("GET", target, head_.headers, {});
     FetchedResponse fetched;
     fetched.reached = true;
     fetched.status = answer.status;
@@ -547,16 +447,15 @@ class FuzzConnection {
     forwarding_ = true;
     forwarded_body_.clear();
     scratch_head_.clear();
-    write_upstream_request_head(scratch_head_, UpstreamRequest{method_, target_, request_headers_, kPeer,
+    write_upstream_request_head(scratch_head_, UpstreamRequest{head_.method, head_.target, head_.headers, kPeer,
                                                                peer_is_trusted_proxy_, request_id_, "127.0.0.1:9",
-                                                               request_framing_, request_content_length_,
-                                                               omit_fields_});
-    check_head_parses(scratch_head_, HTTP_REQUEST, request_framing_, request_content_length_);
+                                                               head_.framing, head_.content_length, omit_fields_});
+    check_head_parses(scratch_head_, HTTP_REQUEST, head_.framing, head_.content_length);
     for (const std::string& omitted : omit_fields_) {
       if (head_has_field(scratch_head_, omitted)) fail("a field a policy took out went upstream");
     }
     expect_continue_ = false;  // the 100 Continue would be sent here
-    if (!request_complete_) {
+    if (!parser_.message_complete()) {
       resume_parser();  // the body streams on; upstream_answers() runs when it is complete
     } else {
       upstream_answers();
@@ -567,7 +466,7 @@ class FuzzConnection {
 
   void upstream_answers() {
     forwarding_ = false;
-    FakeBackend::Answer answer = backend_.handle(method_, target_, request_headers_, forwarded_body_);
+    FakeBackend::Answer answer = backend_.handle(head_.method, head_.target, head_.headers, forwarded_body_);
     response_status_ = answer.status;
     remove_hop_by_hop(answer.headers);
     if (answer.headers.contains("x-backend-hop")) fail("a field named in Connection survived remove_hop_by_hop");
@@ -575,11 +474,11 @@ class FuzzConnection {
     if (route_->policies.empty()) {
       send_response_head(answer.headers, framing, answer.body.size());
       response_complete_ = true;
-      if (request_complete_ || !response_keep_alive_) finish_exchange();
+      if (parser_.message_complete() || !response_keep_alive_) finish_exchange();
       return;
     }
     held_headers_ = answer.headers;
-    bool body_follows = framing != BodyFraming::None && method_ != "HEAD";
+    bool body_follows = framing != BodyFraming::None && head_.method != "HEAD";
     if (!body_follows || answer.body.size() <= route_->response_body_limit) {
       if (body_follows) buffered_body_ = std::move(answer.body);
       buffering_body_ = body_follows;
@@ -594,7 +493,7 @@ class FuzzConnection {
       send_response_head(held_headers_, framing, answer.body.size());
     }
     response_complete_ = true;
-    if (request_complete_ || !response_keep_alive_) finish_exchange();
+    if (parser_.message_complete() || !response_keep_alive_) finish_exchange();
   }
 
   void run_response_policies(bool may_fetch) {
@@ -617,15 +516,15 @@ class FuzzConnection {
   }
 
   void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length) {
-    bool no_body = method_ == "HEAD" || status_has_no_body(response_status_);
-    response_keep_alive_ = client_keep_alive_ && request_complete_;
+    bool no_body = head_.method == "HEAD" || status_has_no_body(response_status_);
+    response_keep_alive_ = client_keep_alive_ && parser_.message_complete();
     BodyFraming announced = upstream_framing;
     if (no_body) {
-      announced = upstream_framing == BodyFraming::ContentLength && method_ == "HEAD" ? BodyFraming::ContentLength
+      announced = upstream_framing == BodyFraming::ContentLength && head_.method == "HEAD" ? BodyFraming::ContentLength
                                                                                      : BodyFraming::None;
     } else if (upstream_framing == BodyFraming::Chunked || upstream_framing == BodyFraming::UntilClose) {
-      announced = http10_ ? BodyFraming::UntilClose : BodyFraming::Chunked;
-      if (http10_) response_keep_alive_ = false;
+      announced = head_.http10 ? BodyFraming::UntilClose : BodyFraming::Chunked;
+      if (head_.http10) response_keep_alive_ = false;
     }
     headers.add("Via", "1.1 arbiter");
     write_client_head(headers, announced, content_length);
@@ -634,7 +533,7 @@ class FuzzConnection {
   void write_client_head(const HeaderList& headers, BodyFraming framing, std::uint64_t content_length) {
     scratch_head_.clear();
     write_client_response_head(scratch_head_, ClientResponse{response_status_, headers, framing, content_length,
-                                                             response_keep_alive_, http10_, request_id_});
+                                                             response_keep_alive_, head_.http10, request_id_});
     check_head_parses(scratch_head_, HTTP_RESPONSE, framing, content_length);
   }
 
@@ -647,17 +546,17 @@ class FuzzConnection {
 
   void reply(int status, std::string_view content_type, const HeaderList& extra, std::string_view body) {
     response_status_ = status;
-    bool unread_body = !request_complete_ && request_framing_ != BodyFraming::None;
+    bool unread_body = !parser_.message_complete() && head_.framing != BodyFraming::None;
     bool drain = unread_body && !expect_continue_ && !forwarding_ &&
-                 (request_framing_ == BodyFraming::Chunked || request_content_length_ <= kMaxDrainedBody);
-    response_keep_alive_ = client_keep_alive_ && (!unread_body || drain) && head_complete_;
+                 (head_.framing == BodyFraming::Chunked || head_.content_length <= kMaxDrainedBody);
+    response_keep_alive_ = client_keep_alive_ && (!unread_body || drain) && parser_.head_complete();
     HeaderList headers = extra;
     if (!content_type.empty()) headers.add("Content-Type", content_type);
     headers.add("Cache-Control", "no-store");
     BodyFraming framing = status_has_no_body(status) ? BodyFraming::None : BodyFraming::ContentLength;
     write_client_head(headers, framing, body.size());
     response_complete_ = true;
-    if (response_keep_alive_ && !request_complete_) {
+    if (response_keep_alive_ && !parser_.message_complete()) {
       resume_parser();  // reads and drops the rest of the body, then finish_exchange
     } else {
       finish_exchange();
@@ -682,7 +581,7 @@ class FuzzConnection {
   void reset_exchange() {
     // "X-Fuzz-Hold" keeps this exchange's policy state (its slot, its write turn) until the next
     // exchange ends, like a slow request on another connection, so that queues fill up.
-    bool hold = route_ != nullptr && request_headers_.contains("x-fuzz-hold");
+    bool hold = route_ != nullptr && head_.headers.contains("x-fuzz-hold");
     held_states_.clear();
     if (hold) held_states_.swap(policy_states_);
     policy_states_.clear();
@@ -690,18 +589,10 @@ class FuzzConnection {
     omit_fields_.clear();
     route_ = nullptr;
     params_.clear();
-    target_.clear();
-    request_headers_.clear();
-    header_collector_.reset();
-    head_complete_ = false;
-    request_complete_ = false;
+    parser_.next_request();
     expect_continue_ = false;
-    request_framing_ = BodyFraming::None;
-    request_content_length_ = 0;
-    request_body_bytes_ = 0;
     request_id_.clear();
     believed_client_.clear();
-    parse_error_status_ = 0;
     forwarding_ = false;
     forwarded_body_.clear();
     response_status_ = 0;
@@ -718,28 +609,18 @@ class FuzzConnection {
   std::shared_ptr<fuzz::RecordingWaker> waker_;
   Phase phase_ = Phase::Idle;
 
-  llhttp_t parser_{};
+  RequestParser parser_{*this};
+  RequestHead& head_ = parser_.head();
   std::string pending_input_;
   std::string scratch_input_;
   bool parser_paused_ = false;
   bool driving_ = false;
   bool drive_again_ = false;
-  int parse_error_status_ = 0;
   unsigned executions_ = 0;
   unsigned request_count_ = 0;
 
-  std::string_view method_;
-  std::string target_;
-  HeaderList request_headers_;
-  HeaderCollector header_collector_{request_headers_};
-  bool head_complete_ = false;
-  bool request_complete_ = false;
   bool client_keep_alive_ = true;
-  bool http10_ = false;
   bool expect_continue_ = false;
-  BodyFraming request_framing_ = BodyFraming::None;
-  std::uint64_t request_content_length_ = 0;
-  std::uint64_t request_body_bytes_ = 0;
   std::string request_id_;
   std::string believed_client_;
   bool peer_is_trusted_proxy_ = false;
