@@ -42,6 +42,7 @@ class ClientConnection final : public RequestEvents,
   ClientConnection& operator=(const ClientConnection&) = delete;
 
   uv_tcp_t* tcp() noexcept { return &tcp_; }
+  bool admin() const noexcept { return admin_; }
   // After uv_accept: start reading the first request.
   void start();
   // max_connections reached: answer 503 and close without reading a request.

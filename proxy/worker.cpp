@@ -194,7 +194,7 @@ void Worker::connection_closed(ClientConnection* connection) {
     *it = connections_.back();
     connections_.pop_back();
   }
-  server_.release_connection();
+  if (!connection->admin()) server_.release_connection();
   maybe_finish();
 }
 
@@ -204,14 +204,16 @@ void Worker::on_connection(uv_stream_t* stream, int status) {
   if (status < 0 || self->draining_) return;
   auto* connection = new ClientConnection(*self, listener->admin);
   self->connections_.push_back(connection);
-  // Counted either way, released when the connection closes.
-  bool admitted = self->server_.admit_connection();
+  // max_connections counts client connections only (as arbiter_open_connections does): a
+  // scraper's keep-alive connection to the admin listener must not take a client's slot. A
+  // refused client connection is counted too, until it closes.
+  bool admitted = listener->admin || self->server_.admit_connection();
   if (uv_accept(stream, reinterpret_cast<uv_stream_t*>(connection->tcp())) != 0) {
     connection->close_now();
     return;
   }
   connection->start();
-  if (!admitted && !listener->admin) connection->refuse_overloaded();
+  if (!admitted) connection->refuse_overloaded();
 }
 
 void Worker::on_prepare(uv_prepare_t* prepare) {

@@ -425,6 +425,22 @@ TEST_F(ProxyTest, MaxConnectionsRefusesNewOnesCleanly) {
   EXPECT_EQ(still->status, 200);
 }
 
+// max_connections counts client connections only: a scraper's keep-alive connection to the
+// admin listener must not make the proxy refuse clients.
+TEST_F(ProxyTest, AnIdleAdminConnectionDoesNotTakeAClientSlot) {
+  start({.server = "max_connections = 1\n", .workers = 1});
+  HttpClient admin(*arbiter_->admin_port());
+  ASSERT_EQ(harness::require(admin.request("GET", "/healthz"), admin).status, 200);  // stays open
+  HttpClient client(arbiter_->port());
+  auto response = client.request("GET", "/items/1");
+  ASSERT_TRUE(response) << client.last_error();
+  EXPECT_EQ(response->status, 200) << response->body;
+  HttpClient second(arbiter_->port());  // the one client slot is taken now
+  auto refused = second.read_response();
+  ASSERT_TRUE(refused) << second.last_error();
+  EXPECT_EQ(refused->status, 503);
+}
+
 TEST_F(ProxyTest, SigtermLetsTheRequestInFlightFinishThenExitsZero) {
   start();
   HttpClient client(arbiter_->port());
