@@ -41,27 +41,12 @@ bool resolve(const SocketAddress& address, sockaddr_storage& out) {
   return uv_ip6_addr(host.c_str(), address.port, v6) == 0;
 }
 
-// A response head larger than this is refused as a bad response (502).
-constexpr std::size_t kMaxResponseHeadBytes = 256u << 10;
-
-UpstreamConnection* self_of(llhttp_t* parser) { return static_cast<UpstreamConnection*>(parser->data); }
-
 }  // namespace
 
 // ---- UpstreamConnection ----
 
 UpstreamConnection::UpstreamConnection(UpstreamPool& pool, std::size_t server_index)
     : pool_(pool), server_index_(server_index) {}
-
-const llhttp_settings_t& UpstreamConnection::parser_settings() {
-  static const llhttp_settings_t settings = [] {
-    llhttp_settings_t s = message_parser_settings(on_header_field, on_header_value, on_header_value_complete,
-                                                  on_headers_complete, on_body, on_message_complete);
-    s.on_status_complete = on_status_code;
-    return s;
-  }();
-  return settings;
-}
 
 std::string_view UpstreamConnection::authority() const noexcept {
   return pool_.servers_[server_index_].authority;
@@ -86,16 +71,11 @@ void UpstreamConnection::connect(const sockaddr* address) {
 
 void UpstreamConnection::attach(UpstreamSink* sink) {
   sink_ = sink;
-  headers_.clear();
-  header_collector_.reset();
+  parser_.next_response();
   awaiting_response_ = false;
   response_started_ = false;
-  response_head_done_ = false;
-  response_complete_ = false;
   request_finished_ = false;
   trailing_bytes_ = false;
-  llhttp_init(&parser_, HTTP_RESPONSE, &parser_settings());
-  parser_.data = this;
 }
 
 void UpstreamConnection::arm_timer(Duration timeout) {
@@ -126,7 +106,7 @@ bool UpstreamConnection::send(const uv_buf_t* bufs, unsigned count) {
 }
 
 void UpstreamConnection::expect_response(bool head_request) {
-  head_request_ = head_request;
+  parser_.set_head_request(head_request);
   awaiting_response_ = true;
   arm_timer(pool_.config().response_timeout);
 }
@@ -221,11 +201,9 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   }
   if (self->state_ != State::Active) return;
   if (nread < 0) {
-    if (self->response_head_done_ && llhttp_message_needs_eof(&self->parser_)) {
-      if (llhttp_finish(&self->parser_) == HPE_OK && self->response_complete_) {
-        self->finish_response();
-        return;
-      }
+    if (self->parser_.finish_at_eof()) {
+      self->finish_response();
+      return;
     }
     self->fail(self->response_started_ ? UpstreamFailure::ClosedDuringResponse
                                        : UpstreamFailure::ClosedBeforeResponse);
@@ -237,19 +215,18 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
     return;
   }
   self->response_started_ = true;
-  if (self->response_head_done_) self->arm_timer(self->pool_.config().response_timeout);
-  self->header_collector_.next_execution();
-  llhttp_errno_t rc = llhttp_execute(&self->parser_, buf->base, static_cast<std::size_t>(nread));
+  if (self->parser_.head_done()) self->arm_timer(self->pool_.config().response_timeout);
+  std::size_t consumed = 0;
+  llhttp_errno_t rc = self->parser_.execute(buf->base, static_cast<std::size_t>(nread), consumed);
   if (self->state_ != State::Active) return;  // the sink let go during a callback
-  if (rc == HPE_PAUSED && self->response_complete_) {
-    const char* stop = llhttp_get_error_pos(&self->parser_);
+  if (rc == HPE_PAUSED && self->parser_.complete()) {
     // Bytes after the response: the connection is out of step and must not be reused.
-    self->trailing_bytes_ = stop != nullptr && stop < buf->base + nread;
+    self->trailing_bytes_ = consumed < static_cast<std::size_t>(nread);
     self->finish_response();
     return;
   }
   if (rc != HPE_OK) {
-    self->fail(self->response_head_done_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::BadResponse);
+    self->fail(self->parser_.head_done() ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::BadResponse);
     return;
   }
   if (self->sink_ != nullptr) self->sink_->on_upstream_read_end();
@@ -257,74 +234,22 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
 
 void UpstreamConnection::finish_response() {
   uv_timer_stop(&timer_);
-  bool reusable = request_finished_ && !trailing_bytes_ && llhttp_should_keep_alive(&parser_) != 0;
+  bool reusable = request_finished_ && !trailing_bytes_ && parser_.keep_alive();
   UpstreamSink* sink = sink_;
   sink_ = nullptr;
   pool_.release(this, reusable);
   if (sink != nullptr) sink->on_upstream_complete();
 }
 
-int UpstreamConnection::on_status_code(llhttp_t* parser) {
-  self_of(parser)->headers_.clear();
-  return 0;
+bool UpstreamConnection::on_response_head(int status, HeaderList& headers, BodyFraming framing,
+                                          std::uint64_t content_length) {
+  if (sink_ != nullptr) sink_->on_upstream_head(status, headers, framing, content_length);
+  return state_ == State::Active;
 }
 
-int UpstreamConnection::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
-  UpstreamConnection* self = self_of(parser);
-  self->header_collector_.add_name_piece({at, length});
-  return self->headers_.byte_size() > kMaxResponseHeadBytes ? -1 : 0;
-}
-
-int UpstreamConnection::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
-  UpstreamConnection* self = self_of(parser);
-  if (!self->header_collector_.add_value_piece({at, length})) return -1;
-  return self->headers_.byte_size() > kMaxResponseHeadBytes ? -1 : 0;
-}
-
-int UpstreamConnection::on_header_value_complete(llhttp_t* parser) {
-  self_of(parser)->header_collector_.end_field();
-  return 0;
-}
-
-int UpstreamConnection::on_headers_complete(llhttp_t* parser) {
-  UpstreamConnection* self = self_of(parser);
-  int status = parser->status_code;
-  if (status >= 100 && status < 200) {
-    // Interim answers (100, 103) are not relayed; 101 would mean a protocol switch we never asked for.
-    return status == 101 ? -1 : 0;
-  }
-  self->response_head_done_ = true;
-  BodyFraming framing = BodyFraming::UntilClose;
-  std::uint64_t length = 0;
-  if (parser->flags & F_CHUNKED) {
-    framing = BodyFraming::Chunked;
-  } else if (parser->flags & F_CONTENT_LENGTH) {
-    framing = BodyFraming::ContentLength;
-    length = parser->content_length;
-  } else if (status_has_no_body(status) || self->head_request_) {
-    framing = BodyFraming::None;
-  }
-  remove_hop_by_hop(self->headers_);
-  if (self->sink_ != nullptr) self->sink_->on_upstream_head(status, self->headers_, framing, length);
-  if (self->state_ != State::Active) return -1;
-  return self->head_request_ ? 1 : 0;
-}
-
-int UpstreamConnection::on_body(llhttp_t* parser, const char* at, std::size_t length) {
-  UpstreamConnection* self = self_of(parser);
-  if (self->sink_ != nullptr) self->sink_->on_upstream_body({at, length});
-  return self->state_ == State::Active ? 0 : -1;
-}
-
-int UpstreamConnection::on_message_complete(llhttp_t* parser) {
-  UpstreamConnection* self = self_of(parser);
-  if (!self->response_head_done_) {
-    self->headers_.clear();
-    self->header_collector_.reset();
-    return 0;  // an interim 1xx answer ended; the real one follows
-  }
-  self->response_complete_ = true;
-  return HPE_PAUSED;
+bool UpstreamConnection::on_response_body(std::string_view piece) {
+  if (sink_ != nullptr) sink_->on_upstream_body(piece);
+  return state_ == State::Active;
 }
 
 // ---- UpstreamPool ----

@@ -13,7 +13,7 @@
 #include "policies/headers.h"
 #include "proxy/config.h"
 #include "proxy/forwarding.h"
-#include "proxy/header_collector.h"
+#include "proxy/response_parser.h"
 #include "proxy/stream_write.h"
 
 namespace arbiter {
@@ -67,7 +67,7 @@ class UpstreamSink {
 class Worker;
 class UpstreamPool;
 
-class UpstreamConnection final : public WriteListener {
+class UpstreamConnection final : public WriteListener, public ResponseEvents {
  public:
   UpstreamConnection(UpstreamPool& pool, std::size_t server_index);
   UpstreamConnection(const UpstreamConnection&) = delete;
@@ -90,6 +90,9 @@ class UpstreamConnection final : public WriteListener {
   std::string_view authority() const noexcept;
 
   void on_write_done(int status) override;
+  // ResponseEvents
+  bool on_response_head(int status, HeaderList& headers, BodyFraming framing, std::uint64_t content_length) override;
+  bool on_response_body(std::string_view piece) override;
 
  private:
   friend class UpstreamPool;
@@ -108,14 +111,6 @@ class UpstreamConnection final : public WriteListener {
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void on_timer(uv_timer_t* timer);
   static void on_closed(uv_handle_t* handle);
-  static int on_status_code(llhttp_t* parser);
-  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_header_value_complete(llhttp_t* parser);
-  static int on_headers_complete(llhttp_t* parser);
-  static int on_body(llhttp_t* parser, const char* at, std::size_t length);
-  static int on_message_complete(llhttp_t* parser);
-  static const llhttp_settings_t& parser_settings();
 
   UpstreamPool& pool_;
   std::size_t server_index_;
@@ -125,14 +120,9 @@ class UpstreamConnection final : public WriteListener {
   uv_timer_t timer_{};
   uv_connect_t connect_request_{};
   int handles_open_ = 0;
-  llhttp_t parser_{};
-  HeaderList headers_;
-  HeaderCollector header_collector_{headers_};
-  bool head_request_ = false;
+  ResponseParser parser_{*this};
   bool awaiting_response_ = false;
   bool response_started_ = false;  // a byte of the response arrived
-  bool response_head_done_ = false;
-  bool response_complete_ = false;
   bool request_finished_ = false;
   bool trailing_bytes_ = false;
   bool reading_ = false;
