@@ -3,6 +3,7 @@
 // may arrive in several pieces when it straddles two reads; a field ends at
 // on_header_value_complete.
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -68,6 +69,20 @@ inline llhttp_settings_t message_parser_settings(llhttp_data_cb on_header_field,
   settings.on_body = on_body;
   settings.on_message_complete = on_message_complete;
   return settings;
+}
+
+// One llhttp_execute over data for a parser whose fields go to `collector`. consumed: how far
+// it got (all of data unless it paused).
+inline llhttp_errno_t execute_message_parser(llhttp_t& parser, HeaderCollector& collector, const char* data,
+                                             std::size_t length, std::size_t& consumed) {
+  collector.next_execution();
+  llhttp_errno_t rc = llhttp_execute(&parser, data, length);
+  consumed = length;
+  if (rc == HPE_PAUSED) {
+    const char* stop = llhttp_get_error_pos(&parser);
+    if (stop != nullptr) consumed = static_cast<std::size_t>(stop - data);
+  }
+  return rc;
 }
 
 }  // namespace arbiter

@@ -31,14 +31,7 @@ void ResponseParser::next_response() {
 }
 
 llhttp_errno_t ResponseParser::execute(const char* data, std::size_t length, std::size_t& consumed) {
-  collector_.next_execution();
-  llhttp_errno_t rc = llhttp_execute(&parser_, data, length);
-  consumed = length;
-  if (rc == HPE_PAUSED) {
-    const char* stop = llhttp_get_error_pos(&parser_);
-    if (stop != nullptr) consumed = static_cast<std::size_t>(stop - data);
-  }
-  return rc;
+  return execute_message_parser(parser_, collector_, data, length, consumed);
 }
 
 bool ResponseParser::finish_at_eof() {
