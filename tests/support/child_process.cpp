@@ -12,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <gtest/gtest.h>
+
 #include "tests/support/harness.h"
 
 namespace harness {
@@ -56,12 +58,18 @@ std::string join_lines(const std::vector<std::string>& lines) {
   return text;
 }
 
+// How each sanitizer starts a report; with -fno-sanitize-recover=all the process then exits.
+constexpr std::array<std::string_view, 4> kSanitizerMarkers = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "ERROR: UndefinedBehaviorSanitizer", "runtime error:"};
+constexpr std::size_t kMaxReportLines = 200;
+
 }  // namespace
 
 const char* stream_name(Stream stream) { return stream == Stream::Stdout ? "stdout" : "stderr"; }
 
 ChildProcess::ChildProcess(std::string executable, std::vector<std::string> arguments, ChildEnvironment environment)
-    : executable_(std::move(executable)) {
+    : executable_(std::move(executable)),
+      stops_gracefully_(executable_ == arbiter_binary() || executable_ == legacy_api_binary()) {
   // Everything the child needs is prepared before fork: between fork and exec only
   // async-signal-safe calls are allowed, because other threads may hold malloc's locks.
   std::vector<char*> argv;
@@ -161,13 +169,56 @@ ChildProcess::ChildProcess(std::string executable, std::vector<std::string> argu
 }
 
 ChildProcess::~ChildProcess() {
-  kill_and_reap();
+  std::string problem = stop_for_destruction();
+  // The child is gone, so its pipes end, unless something it started still holds them: the
+  // report a sanitizer writes at exit is read before the reader thread is stopped.
+  wait_for_output_end(2s);
   const std::uint64_t one = 1;
   [[maybe_unused]] const auto written = ::write(wake_fd_, &one, sizeof one);
   if (reader_.joinable()) reader_.join();
   close_fd(stdout_fd_);
   close_fd(stderr_fd_);
   close_fd(wake_fd_);
+  if (auto report = sanitizer_report()) {
+    ADD_FAILURE() << executable_ << " (pid " << pid_ << ") printed a sanitizer report"
+                  << (problem.empty() ? "" : " and " + problem) << ":\n" << *report;
+  } else if (!problem.empty()) {
+    ADD_FAILURE() << executable_ << " (pid " << pid_ << ") " << problem << "\n" << output_summary();
+  }
+}
+
+std::string ChildProcess::stop_for_destruction() {
+  // A child that already exited was stopped by the test, which judges its exit status.
+  if (!running()) return {};
+  if (!stops_gracefully_) {
+    kill_and_reap();
+    return {};
+  }
+  ::kill(pid_, SIGTERM);
+  std::optional<int> status = wait_exit(kGracefulStopWait);
+  if (!status) {
+    ::kill(pid_, SIGTERM);
+    status = wait_exit(kForcedStopWait);
+  }
+  if (!status) {
+    kill_and_reap();
+    return "was still running " + std::to_string((kGracefulStopWait + kForcedStopWait).count()) +
+           " ms after SIGTERM; killed with SIGKILL";
+  }
+  if (*status != 0) return "exited with status " + std::to_string(*status) + " after SIGTERM (expected 0)";
+  return {};
+}
+
+std::optional<std::string> ChildProcess::sanitizer_report() const {
+  std::lock_guard lock(mutex_);
+  const auto has_marker = [](const std::string& line) {
+    return std::any_of(kSanitizerMarkers.begin(), kSanitizerMarkers.end(),
+                       [&](std::string_view marker) { return line.find(marker) != std::string::npos; });
+  };
+  const auto first = std::find_if(stderr_lines_.begin(), stderr_lines_.end(), has_marker);
+  if (first == stderr_lines_.end()) return std::nullopt;
+  const auto count = std::min<std::size_t>(kMaxReportLines, static_cast<std::size_t>(stderr_lines_.end() - first));
+  return join_lines(std::vector<std::string>(first, first + static_cast<std::ptrdiff_t>(count)));
 }
 
 void ChildProcess::read_output() {

@@ -83,8 +83,16 @@ class ChildProcess {
  public:
   // Throws std::runtime_error if the executable cannot be started.
   ChildProcess(std::string executable, std::vector<std::string> arguments, ChildEnvironment environment = {});
-  // SIGKILL and reap if still running.
+  // Stops the child if still running and reaps it. The project's own binaries (arbiter,
+  // legacy-api) are stopped as an operator would, with SIGTERM (a second one after
+  // kGracefulStopWait, arbiter's "close all connections now"), so that they return from main,
+  // where LeakSanitizer checks a sanitized build; one still running kForcedStopWait later, and
+  // any other program, gets SIGKILL. Then the current test fails (gtest ADD_FAILURE), with the
+  // child's output, if its stderr holds a sanitizer report (see sanitizer_report), or if a
+  // project binary did not exit with status 0 after the SIGTERM, or needed the SIGKILL.
   ~ChildProcess();
+  static constexpr Milliseconds kGracefulStopWait = 2s;
+  static constexpr Milliseconds kForcedStopWait = 15s;
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
@@ -100,6 +108,10 @@ class ChildProcess {
   std::vector<std::string> lines_stderr() const;
   // Both streams, for failure messages.
   std::string output_summary() const;
+  // What AddressSanitizer, LeakSanitizer or UndefinedBehaviorSanitizer printed on stderr: the
+  // lines from the first "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+  // "ERROR: UndefinedBehaviorSanitizer" or "runtime error:" on (at most 200); nullopt if none.
+  std::optional<std::string> sanitizer_report() const;
 
   // True once both streams have ended (the child and anything it started closed them).
   bool wait_for_output_end(Milliseconds timeout);
@@ -113,8 +125,11 @@ class ChildProcess {
  private:
   void read_output();
   void kill_and_reap();
+  // The destructor's stop; a description of what went wrong, empty if nothing did.
+  std::string stop_for_destruction();
 
   std::string executable_;
+  bool stops_gracefully_ = false;  // a project binary: stopped with SIGTERM, see ~ChildProcess
   pid_t pid_ = -1;
   std::optional<int> exit_status_;
   int stdout_fd_ = -1;
