@@ -2,23 +2,22 @@
 // the client would get, with no socket.
 //
 // The input is what the backend sends on one connection after one request (cut into reads by
-// for_each_read), then EOF. FuzzUpstream follows the parsing half of proxy/upstream.cpp
-// (UpstreamConnection::on_read and its llhttp callbacks: interim 1xx answers skipped, 101
-// refused, the 256 KiB head limit, obs-fold refused, framing from the parser's flags,
-// remove_hop_by_hop, a HEAD answer read without a body, bytes after the response, EOF);
-// FuzzExchange follows the response half of proxy/client_connection.cpp (on_upstream_head,
-// the route's response policies over a held or withheld body, send_response_head/_body with the
-// framing re-chosen for the client, 502 or a close on failure). Both sets of steps are private
-// to classes that own libuv handles, so they are replicated here through the public headers;
-// keep them in step.
+// for_each_read), then EOF. FuzzUpstream drives the proxy's own ResponseParser
+// (proxy/response_parser.h: interim 1xx answers skipped, 101 refused, the 256 KiB head limit,
+// obs-fold refused, remove_hop_by_hop, framing, a HEAD answer read without a body, EOF) the way
+// UpstreamConnection::on_read does; FuzzExchange follows the response half of
+// proxy/client_connection.cpp (on_upstream_head, the route's response policies over a held or
+// withheld body, send_response_head/_body with the framing re-chosen for the client, 502 or a
+// close on failure). Those two are private to classes that own libuv handles, so their steps are
+// followed here under the same names: keep them in step.
 //
 // The request each input answers is chosen from the input's hash: route (ETag with the
 // backend's tag or a hash, ETag from a JSON pointer, no policy), method (GET, HEAD, PUT,
 // DELETE), HTTP/1.0 or 1.1, with or without If-None-Match.
 //
-// Checked besides the sanitizers (a failure traps): what the client would receive parses with
-// llhttp as one response (a prefix of one when the exchange broke off), with exactly the body
-// bytes Arbiter meant to send.
+// Checked besides the sanitizers (a failure traps): no framing field of the backend survives
+// hop-by-hop removal; what the client would receive parses with llhttp as one response (a prefix
+// of one when the exchange broke off), with exactly the body bytes Arbiter meant to send.
 
 #include <cstdint>
 #include <cstdio>
@@ -33,7 +32,7 @@
 #include "policies/policy.h"
 #include "proxy/config.h"
 #include "proxy/forwarding.h"
-#include "proxy/header_collector.h"
+#include "proxy/response_parser.h"
 #include "proxy/router.h"
 #include "proxy/runtime.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -75,8 +74,6 @@ upstream = "backend"
 
 constexpr std::string_view kTargets[] = {"/tagged/1", "/versioned/1", "/plain/1"};
 constexpr std::string_view kMethods[] = {"GET", "HEAD", "PUT", "DELETE"};
-// As in upstream.cpp: a response head larger than this is a bad response.
-constexpr std::size_t kMaxResponseHeadBytes = 256u << 10;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "response_fuzz: %s\n", what);
@@ -284,30 +281,19 @@ class FuzzExchange {
   bool closed_ = false;
 };
 
-// UpstreamConnection's reading half, for one exchange on a fresh connection.
-class FuzzUpstream {
+// UpstreamConnection's reading half (on_read, on_response_head, on_response_body), for one
+// exchange on a fresh connection.
+class FuzzUpstream final : public ResponseEvents {
  public:
-  FuzzUpstream(FuzzExchange& sink, bool head_request) : sink_(sink), head_request_(head_request) {
-    static const llhttp_settings_t settings = [] {
-      llhttp_settings_t s = message_parser_settings(on_header_field, on_header_value, on_header_value_complete,
-                                                    on_headers_complete, on_body, on_message_complete);
-      s.on_status_complete = on_status_code;
-      return s;
-    }();
-    llhttp_init(&parser_, HTTP_RESPONSE, &settings);
-    parser_.data = this;
-  }
-
-  bool done() const noexcept { return done_; }
+  FuzzUpstream(FuzzExchange& sink, bool head_request) : sink_(sink) { parser_.set_head_request(head_request); }
 
   void on_read(std::string_view data) {
     if (done_) return;
-    response_started_ = true;
-    header_collector_.next_execution();
-    llhttp_errno_t rc = llhttp_execute(&parser_, data.data(), data.size());
+    std::size_t consumed = 0;
+    llhttp_errno_t rc = parser_.execute(data.data(), data.size(), consumed);
     if (done_) return;
-    if (rc == HPE_PAUSED && response_complete_) {
-      finish_response();  // trailing bytes only make the connection unfit for reuse
+    if (rc == HPE_PAUSED && parser_.complete()) {
+      finish_response();  // bytes after it only make the connection unfit for reuse
       return;
     }
     if (rc != HPE_OK) failed();
@@ -315,21 +301,29 @@ class FuzzUpstream {
 
   void on_eof() {
     if (done_) return;
-    if (response_head_done_ && llhttp_message_needs_eof(&parser_)) {
-      // As upstream.cpp has it: on_message_complete pauses, so llhttp_finish answers
-      // HPE_PAUSED for a complete response, and this branch never finishes one (see the report
-      // of the fuzzing session: a read-until-close response is treated as cut off).
-      if (llhttp_finish(&parser_) == HPE_OK && response_complete_) {
-        finish_response();
-        return;
-      }
+    if (parser_.finish_at_eof()) {
+      finish_response();
+      return;
     }
     failed();
   }
 
- private:
-  static FuzzUpstream* self_of(llhttp_t* parser) { return static_cast<FuzzUpstream*>(parser->data); }
+  bool on_response_head(int status, HeaderList& headers, BodyFraming framing, std::uint64_t content_length) override {
+    for (HeaderField field : headers) {
+      if (iequals(field.name, "transfer-encoding") || iequals(field.name, "content-length")) {
+        fail("a framing field of the backend survived remove_hop_by_hop");
+      }
+    }
+    sink_.on_upstream_head(status, headers, framing, content_length);
+    return true;
+  }
 
+  bool on_response_body(std::string_view piece) override {
+    sink_.on_upstream_body(piece);
+    return true;
+  }
+
+ private:
   void finish_response() {
     done_ = true;
     sink_.on_upstream_complete();
@@ -339,71 +333,8 @@ class FuzzUpstream {
     sink_.on_upstream_failed();
   }
 
-  static int on_status_code(llhttp_t* parser) {
-    self_of(parser)->headers_.clear();
-    return 0;
-  }
-  static int on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
-    FuzzUpstream* self = self_of(parser);
-    self->header_collector_.add_name_piece({at, length});
-    return self->headers_.byte_size() > kMaxResponseHeadBytes ? -1 : 0;
-  }
-  static int on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
-    FuzzUpstream* self = self_of(parser);
-    if (!self->header_collector_.add_value_piece({at, length})) return -1;
-    return self->headers_.byte_size() > kMaxResponseHeadBytes ? -1 : 0;
-  }
-  static int on_header_value_complete(llhttp_t* parser) {
-    self_of(parser)->header_collector_.end_field();
-    return 0;
-  }
-  static int on_headers_complete(llhttp_t* parser) {
-    FuzzUpstream* self = self_of(parser);
-    int status = parser->status_code;
-    if (status >= 100 && status < 200) return status == 101 ? -1 : 0;
-    self->response_head_done_ = true;
-    BodyFraming framing = BodyFraming::UntilClose;
-    std::uint64_t length = 0;
-    if (parser->flags & F_CHUNKED) {
-      framing = BodyFraming::Chunked;
-    } else if (parser->flags & F_CONTENT_LENGTH) {
-      framing = BodyFraming::ContentLength;
-      length = parser->content_length;
-    } else if (status_has_no_body(status) || self->head_request_) {
-      framing = BodyFraming::None;
-    }
-    remove_hop_by_hop(self->headers_);
-    for (HeaderField field : self->headers_) {
-      if (iequals(field.name, "transfer-encoding") || iequals(field.name, "content-length")) {
-        fail("a framing field of the backend survived remove_hop_by_hop");
-      }
-    }
-    self->sink_.on_upstream_head(status, self->headers_, framing, length);
-    return self->head_request_ ? 1 : 0;
-  }
-  static int on_body(llhttp_t* parser, const char* at, std::size_t length) {
-    self_of(parser)->sink_.on_upstream_body({at, length});
-    return 0;
-  }
-  static int on_message_complete(llhttp_t* parser) {
-    FuzzUpstream* self = self_of(parser);
-    if (!self->response_head_done_) {
-      self->headers_.clear();
-      self->header_collector_.reset();
-      return 0;
-    }
-    self->response_complete_ = true;
-    return HPE_PAUSED;
-  }
-
   FuzzExchange& sink_;
-  bool head_request_;
-  llhttp_t parser_{};
-  HeaderList headers_;
-  HeaderCollector header_collector_{headers_};
-  bool response_started_ = false;
-  bool response_head_done_ = false;
-  bool response_complete_ = false;
+  ResponseParser parser_{*this};
   bool done_ = false;
 };
 
