@@ -35,7 +35,10 @@ llhttp_errno_t ResponseParser::execute(const char* data, std::size_t length, std
 }
 
 bool ResponseParser::finish_at_eof() {
-  return head_done_ && llhttp_message_needs_eof(&parser_) && llhttp_finish(&parser_) == HPE_OK && complete_;
+  if (!head_done_ || !llhttp_message_needs_eof(&parser_)) return false;
+  // llhttp_finish runs on_message_complete, whose HPE_PAUSED it hands back.
+  llhttp_errno_t rc = llhttp_finish(&parser_);
+  return (rc == HPE_OK || rc == HPE_PAUSED) && complete_;
 }
 
 int ResponseParser::on_status_complete(llhttp_t* parser) {

@@ -45,6 +45,54 @@ long peak_rss_kb(pid_t pid) {
   return -1;
 }
 
+// A backend that answers every request on a connection with `answer` and then closes it, as an
+// HTTP/1.0 server ending its body by closing does. Serves until destroyed.
+class ClosingBackend {
+ public:
+  explicit ClosingBackend(std::string answer) : answer_(std::move(answer)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listen_fd_, 16);
+    socklen_t length = sizeof address;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~ClosingBackend() {
+    ::shutdown(listen_fd_, SHUT_RDWR);  // wakes accept()
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  void serve() {
+    for (;;) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      timeval timeout{2, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+      std::string request;
+      char buffer[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        request.append(buffer, static_cast<std::size_t>(n));
+      }
+      ::send(fd, answer_.data(), answer_.size(), MSG_NOSIGNAL);
+      ::close(fd);
+    }
+  }
+
+  std::string answer_;
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
 class ProxyTest : public harness::ProxyFixture {
  protected:
   // Sends raw bytes; expects 400 problem+json, the connection closed, and nothing forwarded.
@@ -287,6 +335,28 @@ TEST_F(ProxyTest, Http10ClientGetsHttp10AnswerAndClose) {
   EXPECT_EQ(response->status, 200);
   EXPECT_EQ(response->http_minor, 0);
   EXPECT_TRUE(client.is_closed_by_peer(2s));
+}
+
+// A body framed by the connection's close (no Content-Length, no chunking) is complete at
+// EOF: the client gets all of it, re-framed, and a policy reading it sees it whole.
+TEST_F(ProxyTest, BodyEndedByTheUpstreamClosingIsComplete) {
+  ClosingBackend http10("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello until close");
+  start({.servers = "[\"127.0.0.1:" + std::to_string(http10.port()) + "\"]",
+         .routes = "\n[[route]]\nname = \"tagged\"\npath = \"/tagged/{id}\"\nupstream = \"legacy\"\n"
+                   "[route.etag]\nverify = \"cache\"\n"});
+  HttpClient client(arbiter_->port());
+  auto plain = client.request("GET", "/items/1");
+  ASSERT_TRUE(plain) << client.last_error();
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_EQ(plain->body, "hello until close");
+  auto again = client.request("GET", "/items/2");  // and the client's connection goes on
+  ASSERT_TRUE(again) << client.last_error();
+  EXPECT_EQ(again->body, "hello until close");
+
+  HttpResponse tagged = send("GET", "/tagged/1");
+  EXPECT_EQ(tagged.status, 200) << tagged.body;
+  EXPECT_EQ(tagged.body, "hello until close");
+  EXPECT_TRUE(tagged.header("ETag").has_value());
 }
 
 TEST_F(ProxyTest, DeadUpstreamIs502) {
