@@ -34,7 +34,10 @@ std::vector<std::string_view> path_segments(std::string_view path) {
   return segments;
 }
 
-Reply json_reply(int status, const json& document) { return Reply::json(status, document.dump()); }
+// Ids come from the path, which may carry any byte: what is not UTF-8 is shown as U+FFFD.
+Reply json_reply(int status, const json& document) {
+  return Reply::json(status, document.dump(-1, ' ', false, json::error_handler_t::replace));
+}
 
 Reply created_reply(const std::string& location, const json& document) {
   Reply reply = json_reply(201, document);

@@ -95,6 +95,9 @@ constexpr std::size_t kWriteHighWater = 4u << 20;
 // socket with unread input makes the kernel send RST, which can destroy the last response
 // before the client has read it.
 constexpr std::uint64_t kLingerMilliseconds = 1000;
+// Raw bytes followed by a reset: the reset waits this long, so the peer has read the bytes
+// (an RST can make the peer's kernel drop data it has not read yet).
+constexpr std::uint64_t kResetAfterBytesMilliseconds = 50;
 
 // One loop, one thread: every read callback consumes the buffer before the next allocation.
 char g_read_buffer[kReadBufferSize];
@@ -127,7 +130,8 @@ struct Exchange {
 
 class Connection {
  public:
-  explicit Connection(HttpServer& server) : server_(server) {
+  explicit Connection(HttpServer& server) : server_(server), id_(++server.counts().accepted) {
+    server.counts().open.insert(id_);
     uv_tcp_init(server.loop(), &tcp_);
     uv_timer_init(server.loop(), &timer_);
     tcp_.data = this;
@@ -173,6 +177,7 @@ class Connection {
 
   int on_message_begin() {
     current_ = Request{};
+    current_.connection = id_;
     header_name_.clear();
     header_value_.clear();
     head_bytes_ = 0;
@@ -237,7 +242,9 @@ class Connection {
     return HPE_PAUSED;
   }
 
-  bool accepting_requests() const { return phase_ == Phase::Open && !awaiting_delayed_reply_ && !waiting_for_drain_; }
+  bool accepting_requests() const {
+    return phase_ == Phase::Open && !awaiting_delayed_reply_ && !waiting_for_drain_ && !hanging_;
+  }
 
   void process_input() {
     std::size_t consumed = 0;
@@ -287,9 +294,29 @@ class Connection {
       case Reply::Kind::Reset:
         reset();
         break;
-      case Reply::Kind::RawBytesThenClose:
-        write(std::move(reply.raw_bytes));
+      case Reply::Kind::RawBytes:
+        if (!reply.raw_bytes.empty()) write(std::move(reply.raw_bytes));
+        after_raw_bytes(reply.after);
+        break;
+    }
+  }
+
+  void after_raw_bytes(Reply::After after) {
+    switch (after) {
+      case Reply::After::Close:
         close_gracefully();
+        break;
+      case Reply::After::Reset:
+        hanging_ = true;
+        uv_update_time(server_.loop());
+        uv_timer_start(&timer_, [](uv_timer_t* timer) { static_cast<Connection*>(timer->data)->reset(); },
+                       kResetAfterBytesMilliseconds, 0);
+        break;
+      case Reply::After::Hang:
+        // Reads on (and discards), so that the peer closing is noticed and the connection freed.
+        hanging_ = true;
+        break;
+      case Reply::After::KeepServing:
         break;
     }
   }
@@ -370,7 +397,7 @@ class Connection {
   // --- reading and closing -------------------------------------------------------------
 
   void update_reading() {
-    const bool want = !peer_eof_ && (phase_ == Phase::Closing || accepting_requests());
+    const bool want = !peer_eof_ && (phase_ == Phase::Closing || hanging_ || accepting_requests());
     if (want && !reading_) {
       reading_ = uv_read_start(stream(), on_alloc, on_read) == 0;
     } else if (!want && reading_ && phase_ != Phase::Closed) {
@@ -386,7 +413,7 @@ class Connection {
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buffer) {
     auto* self = static_cast<Connection*>(stream->data);
     if (nread > 0) {
-      if (self->phase_ == Phase::Open) {
+      if (self->phase_ == Phase::Open && !self->hanging_) {
         self->input_.append(buffer->base, static_cast<std::size_t>(nread));
         self->process_input();
       }
@@ -445,12 +472,16 @@ class Connection {
 
   static void on_handle_closed(uv_handle_t* handle) {
     auto* self = static_cast<Connection*>(handle->data);
-    if (--self->open_handles_ == 0) delete self;
+    if (--self->open_handles_ == 0) {
+      self->server_.counts().open.erase(self->id_);
+      delete self;
+    }
   }
 
   HttpServer& server_;
+  std::uint64_t id_;
   uv_tcp_t tcp_{};
-  uv_timer_t timer_{};  // the delayed reply while open, the linger time while closing
+  uv_timer_t timer_{};  // the delayed reply or a pending reset while open, the linger time while closing
   uv_shutdown_t shutdown_request_{};
   int open_handles_ = 2;
   Phase phase_ = Phase::Open;
@@ -459,6 +490,7 @@ class Connection {
   bool shutdown_done_ = false;
   bool awaiting_delayed_reply_ = false;
   bool waiting_for_drain_ = false;
+  bool hanging_ = false;  // answers nothing more (Reply::After::Hang, or a reset pending)
 
   llhttp_t parser_{};
   std::string input_;  // received but not yet parsed (only while a reply is pending)

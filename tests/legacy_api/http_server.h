@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,6 +31,7 @@ struct Request {
   int http_minor = 1;
   HeaderPairs headers;  // in received order, names as received
   std::string body;     // de-chunked
+  std::uint64_t connection = 0;  // serial number of the connection it came on (1, 2, ...)
 
   std::optional<std::string_view> header(std::string_view name) const;
   // The raw (not percent-decoded) value of `name=value` in the query string.
@@ -48,21 +50,32 @@ struct Response {
 // What the connection does with a request.
 struct Reply {
   enum class Kind {
-    Respond,          // send `response` (after `delay`, without blocking the loop)
-    Close,            // close the connection without answering
-    Reset,            // abort the connection with a TCP RST
-    RawBytesThenClose  // write `raw_bytes` as they are, then close
+    Respond,  // send `response` (after `delay`, without blocking the loop)
+    Close,    // close the connection without answering
+    Reset,    // abort the connection with a TCP RST
+    RawBytes  // write `raw_bytes` as they are, then do what `after` says
+  };
+  // What a connection does once raw bytes are written.
+  enum class After {
+    Close,        // FIN after the bytes
+    Reset,        // RST, 50 ms after the bytes (so the peer has read them)
+    Hang,         // nothing more: no answer, no further request served; the connection is
+                  // closed only when the peer closes it
+    KeepServing   // go on with the next request, as after a normal response
   };
   Kind kind = Kind::Respond;
   Response response;
   std::chrono::milliseconds delay{0};
   std::string raw_bytes;
+  After after = After::Close;
 
   static Reply respond(Response response) { return Reply{Kind::Respond, std::move(response), {}, {}}; }
   static Reply json(int status, std::string body);
   static Reply close() { return Reply{Kind::Close, {}, {}, {}}; }
   static Reply reset() { return Reply{Kind::Reset, {}, {}, {}}; }
-  static Reply raw_then_close(std::string bytes) { return Reply{Kind::RawBytesThenClose, {}, {}, std::move(bytes)}; }
+  static Reply raw(std::string bytes, After after) { return Reply{Kind::RawBytes, {}, {}, std::move(bytes), after}; }
+  static Reply raw_then_close(std::string bytes) { return raw(std::move(bytes), After::Close); }
+  static Reply hang() { return raw({}, After::Hang); }
 };
 
 // {"error": message}, the message defaulting to the reason phrase.
@@ -73,6 +86,12 @@ using RequestHandler = std::function<Reply(const Request&)>;
 struct ServerLimits {
   std::uint64_t max_body_bytes = 64ull << 20;   // larger bodies get 413
   std::size_t max_head_bytes = 64u << 10;       // larger request heads get 431
+};
+
+// Connections since start, and the serial numbers of those open now (an open one may be closing).
+struct ConnectionCounts {
+  std::uint64_t accepted = 0;
+  std::set<std::uint64_t> open;
 };
 
 class HttpServer {
@@ -87,6 +106,7 @@ class HttpServer {
   const RequestHandler& handler() const { return handler_; }
   const ServerLimits& limits() const { return limits_; }
   uv_loop_t* loop() const { return loop_; }
+  ConnectionCounts& counts() { return counts_; }
 
  private:
   static void on_connection(uv_stream_t* listener, int status);
@@ -94,6 +114,7 @@ class HttpServer {
   uv_loop_t* loop_;
   RequestHandler handler_;
   ServerLimits limits_;
+  ConnectionCounts counts_;
   uv_tcp_t listener_{};
 };
 

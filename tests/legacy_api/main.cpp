@@ -25,7 +25,7 @@
 //                            received; body_xxh3 is the hex XXH3_64bits of the body.
 //   GET /_test/log           every request received since start or since the last
 //                            DELETE /_test/log, except /_test/log requests:
-//                            [{"method","target","headers":[[n,v],...],"body_length"}]
+//                            [{"method","target","headers":[[n,v],...],"body_length","connection"}]
 //                            (only the latest 100000 are kept)
 //   DELETE /_test/log        204, empties the log
 //   /_test/delay?ms=N        200 {"delayed_ms":N} after N ms (a timer: other connections
@@ -35,8 +35,32 @@
 //   /_test/status?code=N     that status (200..599) with {"status":N}; no body for 204/304
 //   /_test/close             closes the connection without answering
 //   /_test/reset             resets the connection (RST) without answering
-//   /_test/garbage           writes "this is not http\r\n\r\n", then closes
+//   /_test/garbage           writes "this is not http\r\n\r\n", then closes (&then=, below)
 //   /_test/partial           a head with Content-Length: 100 and 10 bytes of body, then closes
+//                            (&then=, below)
+// Misbehaving answers for the failing-backend tests; &then=close|reset|hang says what follows
+// the bytes: close (FIN, the default), reset (RST 50 ms later), or hang (nothing: the connection
+// stays open, answering nothing more, until the peer closes it):
+//   /_test/hang              no answer at all (as &then=hang with no bytes)
+//   /_test/half-head         "HTTP/1.1 200 OK\r\nContent-Type: appl" (a head cut short), then &then=
+//   /_test/short-chunked     a chunked head and one 26-byte chunk, never the last chunk, then &then=
+//   /_test/big-head?bytes=N  200 whose head carries about N bytes of X-Filler-NNNNN fields
+//                            (1000-byte values), body {"filler_bytes":N}; keep-alive as usual
+//   /_test/raw               writes the request body back as it is, as the whole answer, then
+//                            &then= (which here also takes serve: go on serving the connection)
+//   /_test/extra-response    a complete 200 {"extra":0} immediately followed, in the same write,
+//                            by a second, unrequested 200 {"smuggled":true}; then serves on
+//   GET /_test/connections   {"accepted":N,"open":M,"open_ids":[...]}: connections accepted
+//                            since start, and those open now (this one included) with their
+//                            serial numbers (see "connection" below)
+//   POST /_test/fault?path=P&action=reset|close|hang[&apply=1][&method=M]
+//                            204; arms a one-shot fault: the next request for path P (with method
+//                            M; default any but GET/HEAD) is answered with a reset, a close or
+//                            nothing (hang), after being applied to the documents when apply=1
+//                            (the write happened, its answer is lost). DELETE /_test/fault
+//                            disarms all.
+// Every request (hooks too) carries the serial number of its connection, which /_test/log
+// reports as "connection": a test can tell a reused connection from a new one.
 
 #include <uv.h>
 
@@ -46,6 +70,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "document_store.h"
 #include "http_server.h"
@@ -108,13 +133,18 @@ int main(int argc, char** argv) {
   uv_loop_t* loop = uv_default_loop();
 
   legacy::DocumentStore store;
-  legacy::RequestLog log;
+  legacy::TestHookState hooks;
   legacy::HttpServer server(loop, [&](const legacy::Request& request) {
     // The log is what the proxy forwarded, so it covers the store's requests as well.
-    if (request.path != "/_test/log") log.record(request);
-    if (legacy::is_test_hook(request)) return legacy::serve_test_hook(request, log);
+    if (request.path != "/_test/log") hooks.log.record(request);
+    if (legacy::is_test_hook(request)) return legacy::serve_test_hook(request, hooks);
+    if (auto fault = hooks.faults.take(request)) {
+      if (fault->apply) legacy::serve_documents(store, request);  // done, but the answer is lost
+      return std::move(fault->reply);
+    }
     return legacy::serve_documents(store, request);
   });
+  hooks.connections = &server.counts();
 
   std::string bound;
   try {

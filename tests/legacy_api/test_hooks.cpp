@@ -31,6 +31,10 @@ std::optional<std::uint64_t> query_number(const Request& request, std::string_vi
   return value;
 }
 
+// Headers and targets may carry any byte (obs-text); the JSON text shows what is not UTF-8 as
+// U+FFFD rather than throwing.
+std::string text_of(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 Reply bad_parameter(const char* name) { return error_reply(400, std::string("missing or invalid query parameter ") + name); }
 
 // 'a'..'z' repeating, so a test can check any byte of a large body by its offset.
@@ -49,7 +53,7 @@ Reply echo(const Request& request) {
                      {"headers", header_array(request.headers)},
                      {"body_length", request.body.size()},
                      {"body_xxh3", hash}};
-  return Reply::json(200, body.dump());
+  return Reply::json(200, text_of(body));
 }
 
 Reply serve_log(const Request& request, RequestLog& log) {
@@ -58,7 +62,7 @@ Reply serve_log(const Request& request, RequestLog& log) {
     return Reply::respond(Response{.status = 204});
   }
   if (request.method != "GET" && request.method != "HEAD") return error_reply(405);
-  return Reply::json(200, log.to_json().dump());
+  return Reply::json(200, text_of(log.to_json()));
 }
 
 Reply delay(const Request& request) {
@@ -87,16 +91,90 @@ Reply status(const Request& request) {
   return Reply::json(status_code, json{{"status", status_code}}.dump());
 }
 
-Reply partial_response() {
+// &then=close|reset|hang|serve (default close); nullopt if it is something else.
+std::optional<Reply::After> then_parameter(const Request& request) {
+  const auto then = request.query_parameter("then");
+  if (!then || *then == "close") return Reply::After::Close;
+  if (*then == "serve") return Reply::After::KeepServing;
+  if (*then == "reset") return Reply::After::Reset;
+  if (*then == "hang") return Reply::After::Hang;
+  return std::nullopt;
+}
+
+// Raw bytes followed by what &then= says.
+Reply raw_then(const Request& request, std::string bytes) {
+  const auto after = then_parameter(request);
+  if (!after) return bad_parameter("then");
+  return Reply::raw(std::move(bytes), *after);
+}
+
+Reply partial_response(const Request& request) {
   std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n";
-  return Reply::raw_then_close(head + pattern_bytes(10));
+  return raw_then(request, head + pattern_bytes(10));
+}
+
+Reply short_chunked(const Request& request) {
+  std::string bytes = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+  bytes += "1a\r\n" + pattern_bytes(26) + "\r\n";
+  return raw_then(request, std::move(bytes));
+}
+
+Reply big_head(const Request& request) {
+  const auto size = query_number(request, "bytes");
+  if (!size || *size > kMaxGeneratedBytes) return bad_parameter("bytes");
+  constexpr std::size_t kValueBytes = 1000;
+  Reply reply = Reply::json(200, json{{"filler_bytes", *size}}.dump());
+  char name[32];
+  for (std::uint64_t field = 0; field * kValueBytes < *size; ++field) {
+    std::snprintf(name, sizeof name, "X-Filler-%05" PRIu64, field);
+    reply.response.headers.emplace_back(name, std::string(kValueBytes, 'f'));
+  }
+  return reply;
+}
+
+std::string raw_json_response(std::string_view body) {
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\n\r\n" + std::string(body);
+}
+
+Reply connections(const Request& request, const TestHookState& state) {
+  if (request.method != "GET" && request.method != "HEAD") return error_reply(405);
+  if (state.connections == nullptr) return error_reply(500, "connection counts unavailable");
+  const json open(state.connections->open);
+  return Reply::json(200, json{{"accepted", state.connections->accepted}, {"open", open.size()}, {"open_ids", open}}.dump());
+}
+
+Reply fault(const Request& request, FaultTable& faults) {
+  if (request.method == "DELETE") {
+    faults.clear();
+    return Reply::respond(Response{.status = 204});
+  }
+  if (request.method != "POST") return error_reply(405);
+  const auto path = request.query_parameter("path");
+  if (!path || path->empty() || path->front() != '/') return bad_parameter("path");
+  const auto action = request.query_parameter("action");
+  Reply reply;
+  if (action == "reset") {
+    reply = Reply::reset();
+  } else if (action == "close") {
+    reply = Reply::close();
+  } else if (action == "hang") {
+    reply = Reply::hang();
+  } else {
+    return bad_parameter("action");
+  }
+  faults.arm(FaultTable::Fault{.method = std::string(request.query_parameter("method").value_or("")),
+                               .path = std::string(*path),
+                               .reply = std::move(reply),
+                               .apply = request.query_parameter("apply") == "1"});
+  return Reply::respond(Response{.status = 204});
 }
 
 }  // namespace
 
 void RequestLog::record(const Request& request) {
   if (entries_.size() == kCapacity) entries_.pop_front();
-  entries_.push_back(Entry{request.method, request.target, request.headers, request.body.size()});
+  entries_.push_back(Entry{request.method, request.target, request.headers, request.body.size(), request.connection});
 }
 
 json RequestLog::to_json() const {
@@ -105,14 +183,29 @@ json RequestLog::to_json() const {
     array.push_back({{"method", entry.method},
                      {"target", entry.target},
                      {"headers", header_array(entry.headers)},
-                     {"body_length", entry.body_length}});
+                     {"body_length", entry.body_length},
+                     {"connection", entry.connection}});
   }
   return array;
 }
 
+std::optional<FaultTable::Fault> FaultTable::take(const Request& request) {
+  for (auto it = faults_.begin(); it != faults_.end(); ++it) {
+    const bool method_matches = it->method.empty() ? request.method != "GET" && request.method != "HEAD"
+                                                   : it->method == request.method;
+    if (method_matches && it->path == request.path) {
+      Fault fault = std::move(*it);
+      faults_.erase(it);
+      return fault;
+    }
+  }
+  return std::nullopt;
+}
+
 bool is_test_hook(const Request& request) { return request.path.starts_with(kPrefix); }
 
-Reply serve_test_hook(const Request& request, RequestLog& log) {
+Reply serve_test_hook(const Request& request, TestHookState& state) {
+  RequestLog& log = state.log;
   const std::string_view hook = std::string_view(request.path).substr(kPrefix.size());
   if (hook == "echo") return echo(request);
   if (hook == "log") return serve_log(request, log);
@@ -121,8 +214,19 @@ Reply serve_test_hook(const Request& request, RequestLog& log) {
   if (hook == "status") return status(request);
   if (hook == "close") return Reply::close();
   if (hook == "reset") return Reply::reset();
-  if (hook == "garbage") return Reply::raw_then_close("this is not http\r\n\r\n");
-  if (hook == "partial") return partial_response();
+  if (hook == "garbage") return raw_then(request, "this is not http\r\n\r\n");
+  if (hook == "partial") return partial_response(request);
+  if (hook == "hang") return Reply::hang();
+  if (hook == "half-head") return raw_then(request, "HTTP/1.1 200 OK\r\nContent-Type: appl");
+  if (hook == "short-chunked") return short_chunked(request);
+  if (hook == "big-head") return big_head(request);
+  if (hook == "extra-response") {
+    return Reply::raw(raw_json_response(R"({"extra":0})") + raw_json_response(R"({"smuggled":true})"),
+                      Reply::After::KeepServing);
+  }
+  if (hook == "raw") return raw_then(request, request.body);
+  if (hook == "connections") return connections(request, state);
+  if (hook == "fault") return fault(request, state.faults);
   return error_reply(404, "no such test hook");
 }
 

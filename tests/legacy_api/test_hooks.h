@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "http_server.h"
@@ -27,11 +28,38 @@ class RequestLog {
     std::string target;
     HeaderPairs headers;
     std::size_t body_length = 0;
+    std::uint64_t connection = 0;
   };
   std::deque<Entry> entries_;
 };
 
+// Faults armed with POST /_test/fault for the next request to a document path: the request
+// is answered with a reset, a close or nothing at all, after being applied to the store or not.
+class FaultTable {
+ public:
+  struct Fault {
+    std::string method;  // empty: any method but GET and HEAD
+    std::string path;
+    Reply reply;
+    bool apply = false;  // serve the request (change the store) before failing
+  };
+  void arm(Fault fault) { faults_.push_back(std::move(fault)); }
+  void clear() { faults_.clear(); }
+  // The first armed fault for this request, disarmed.
+  std::optional<Fault> take(const Request& request);
+
+ private:
+  std::deque<Fault> faults_;
+};
+
+// What the hooks read and change.
+struct TestHookState {
+  RequestLog log;
+  FaultTable faults;
+  const ConnectionCounts* connections = nullptr;
+};
+
 bool is_test_hook(const Request& request);
-Reply serve_test_hook(const Request& request, RequestLog& log);
+Reply serve_test_hook(const Request& request, TestHookState& state);
 
 }  // namespace legacy
