@@ -181,6 +181,20 @@ void ClientConnection::update_reading() {
   } else {
     uv_read_stop(stream);
   }
+  if (streaming_request_body()) {
+    // body_timeout counts only while the client is the one awaited, not while the upstream
+    // holds us back.
+    if (want) {
+      arm_timer(runtime_->config().server.body_timeout);
+    } else {
+      uv_timer_stop(&timer_);
+    }
+  }
+}
+
+bool ClientConnection::streaming_request_body() const noexcept {
+  return phase_ == Phase::Exchange && forwarding_ && upstream_ != nullptr && !parser_.message_complete() &&
+         !response_complete_ && !waiting_;
 }
 
 void ClientConnection::on_parse_error(llhttp_errno_t error) {
@@ -190,6 +204,11 @@ void ClientConnection::on_parse_error(llhttp_errno_t error) {
     started_ns_ = uv_hrtime();
   }
   if (request_id_.empty()) worker_.next_request_id(request_id_);
+  refuse_request(parser_.problem(error));
+}
+
+void ClientConnection::refuse_request(const Problem& problem) {
+  client_keep_alive_ = false;
   if (response_head_sent_) {
     close_now();  // part of an answer is out; only closing can tell the client
     return;
@@ -201,7 +220,7 @@ void ClientConnection::on_parse_error(llhttp_errno_t error) {
     forwarding_ = false;
     upstream->abandon();
   }
-  reply_problem(parser_.problem(error), {}, "proxy");
+  reply_problem(problem, {}, "proxy");
 }
 
 // ---------------------------------------------------------------- request events
@@ -214,12 +233,16 @@ void ClientConnection::on_request_begin() {
 }
 
 bool ClientConnection::on_request_body(std::string_view piece) {
-  if (forwarding_ && upstream_ != nullptr) forward_request_body(piece.data(), piece.size());
+  if (forwarding_ && upstream_ != nullptr) {
+    arm_timer(runtime_->config().server.body_timeout);
+    forward_request_body(piece.data(), piece.size());
+  }
   return phase_ != Phase::Closed;
 }
 
 void ClientConnection::on_request_complete() {
   if (forwarding_ && upstream_ != nullptr) {
+    uv_timer_stop(&timer_);  // the body is all here
     if (head_.framing == BodyFraming::Chunked) {
       static constexpr std::string_view kLastChunk = "0\r\n\r\n";
       uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
@@ -464,7 +487,10 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
     uv_buf_t interim = make_buf(kContinue.data(), kContinue.size());
     send_to_client(&interim, 1);
   }
-  if (!parser_.message_complete()) resume_parser();  // the body streams on; pipelined requests wait
+  if (!parser_.message_complete()) {
+    arm_timer(runtime_->config().server.body_timeout);
+    resume_parser();  // the body streams on; pipelined requests wait
+  }
 }
 
 void ClientConnection::forward_request_body(const char* data, std::size_t length) {
@@ -859,6 +885,9 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
         self->run_request_policies();  // past its deadline: the waiting policy decides
       } else if (self->response_complete_) {
         self->close_now();  // the body being dropped after a local answer stopped coming
+      } else if (self->streaming_request_body()) {
+        self->refuse_request(Problem::make("request-timeout", 408, "Request timeout",
+                                           "The request body stalled: nothing arrived within body_timeout."));
       }
       break;
     case Phase::Closed:

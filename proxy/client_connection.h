@@ -89,7 +89,12 @@ class ClientConnection final : public RequestEvents,
   void execute(const char* data, std::size_t length);
   void resume_parser();
   void update_reading();
+  // A request body is on its way from the client to the upstream (body_timeout applies).
+  bool streaming_request_body() const noexcept;
   void on_parse_error(llhttp_errno_t error);
+  // The request cannot go on (bad input, a stalled body): answer `problem` and close, or only
+  // close once part of an answer is out. The upstream never sees the rest of the request.
+  void refuse_request(const Problem& problem);
 
   // exchange
   void begin_exchange();

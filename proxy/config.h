@@ -39,6 +39,7 @@ struct ServerConfig {
   std::vector<SocketAddress> listen;          // "listen": a string or an array of strings
   unsigned workers = 0;                        // 0 = one per core (resolved by the loader)
   Duration header_timeout = std::chrono::seconds(10);
+  Duration body_timeout = std::chrono::seconds(60);  // longest pause inside a request body
   Duration idle_timeout = std::chrono::seconds(60);
   Duration drain_timeout = std::chrono::seconds(10);  // graceful shutdown bound
   std::size_t max_header_bytes = 65536;

@@ -102,13 +102,23 @@ bool UpstreamConnection::send(const uv_buf_t* bufs, unsigned count) {
     fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse);
     return false;
   }
+  if (awaiting_response_ && !request_finished_ && !response_started_ && tcp_.write_queue_size > 0) {
+    arm_timer(pool_.config().response_timeout);  // the upstream is not taking the body
+  }
   return true;
 }
 
+// response_timeout measures the upstream, not the client: while a request body streams, it
+// runs only when bytes wait for the upstream to take them (a client pausing its upload is
+// body_timeout's business), and from the end of the request on for the response itself.
 void UpstreamConnection::expect_response(bool head_request) {
   parser_.set_head_request(head_request);
   awaiting_response_ = true;
-  arm_timer(pool_.config().response_timeout);
+}
+
+void UpstreamConnection::request_finished() {
+  request_finished_ = true;
+  if (awaiting_response_) arm_timer(pool_.config().response_timeout);
 }
 
 std::size_t UpstreamConnection::queued_bytes() const noexcept {
@@ -165,6 +175,13 @@ void UpstreamConnection::on_write_done(int status) {
   if (status < 0) {
     fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse);
     return;
+  }
+  if (!request_finished_ && !response_started_) {
+    if (tcp_.write_queue_size > 0) {
+      arm_timer(pool_.config().response_timeout);  // the upstream took some: it is alive
+    } else {
+      uv_timer_stop(&timer_);  // all taken: waiting on the client now
+    }
   }
   if (sink_ != nullptr && tcp_.write_queue_size == 0) sink_->on_upstream_drained();
 }

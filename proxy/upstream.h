@@ -78,7 +78,7 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
   // Begins waiting for the response: call once the request head has been sent.
   void expect_response(bool head_request);
   // The request body is complete (all of it handed to send()).
-  void request_finished() { request_finished_ = true; }
+  void request_finished();
   std::size_t queued_bytes() const noexcept;
   void pause_reading();
   void resume_reading();

@@ -95,6 +95,18 @@ class ClosingBackend {
 
 class ProxyTest : public harness::ProxyFixture {
  protected:
+  // Sends `head`, then each of `pieces` after `pause`; the answer that follows.
+  static std::optional<HttpResponse> trickle(HttpClient& client, std::string_view head,
+                                             std::initializer_list<std::string_view> pieces,
+                                             std::chrono::milliseconds pause) {
+    if (!client.send_raw(head)) return std::nullopt;
+    for (std::string_view piece : pieces) {
+      std::this_thread::sleep_for(pause);
+      if (!client.send_raw(piece)) return std::nullopt;
+    }
+    return client.read_response();
+  }
+
   // Sends raw bytes; expects 400 problem+json, the connection closed, and nothing forwarded.
   void expect_refused_unforwarded(std::string_view raw) {
     clear_backend_log();
@@ -463,6 +475,44 @@ TEST_F(ProxyTest, SlowHeadIs408ThenClosed) {
   ASSERT_TRUE(response) << client.last_error();
   EXPECT_EQ(response->status, 408);
   EXPECT_TRUE(client.is_closed_by_peer(2s));
+}
+
+// A body that stops coming is cut at body_timeout (408, close), and the backend never sees a
+// complete request; one that keeps trickling within it goes through.
+TEST_F(ProxyTest, StalledBodyIs408AndNeverCompletesUpstream) {
+  start({.server = "body_timeout = \"500ms\"\n"});
+  clear_backend_log();
+  HttpClient stalled(arbiter_->port());
+  ASSERT_TRUE(stalled.send_raw("POST /_test/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 20\r\n\r\nten bytes."));
+  auto response = stalled.read_response();
+  ASSERT_TRUE(response) << stalled.last_error();
+  EXPECT_EQ(response->status, 408);
+  EXPECT_EQ(json::parse(response->body)["detail"],
+            "The request body stalled: nothing arrived within body_timeout.");
+  EXPECT_TRUE(stalled.is_closed_by_peer(2s));
+  EXPECT_EQ(backend_log().size(), 0u);
+
+  HttpClient trickling(arbiter_->port());
+  // Each pause well within body_timeout, their sum not.
+  auto echoed = trickle(trickling, "POST /_test/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\n",
+                        {"ab", "cd", "ef", "gh"}, 200ms);
+  ASSERT_TRUE(echoed) << trickling.last_error();
+  EXPECT_EQ(echoed->status, 200);
+  EXPECT_EQ(json::parse(echoed->body)["body_length"], 8);
+  EXPECT_EQ(json::parse(echoed->body)["body_xxh3"], harness::xxh3_hex("abcdefgh"));
+}
+
+// response_timeout measures the upstream from the end of the request on: an upload that takes
+// longer than it, while the client keeps sending, is not cut short.
+TEST_F(ProxyTest, SteadyUploadLongerThanResponseTimeoutGoesThrough) {
+  start({.server = "body_timeout = \"2s\"\n", .upstream = "response_timeout = \"300ms\"\n"});
+  HttpClient client(arbiter_->port());
+  // 600 ms in all: twice response_timeout.
+  auto response = trickle(client, "PUT /_test/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 16\r\n\r\n",
+                          {"0123", "4567", "89ab", "cdef"}, 150ms);
+  ASSERT_TRUE(response) << client.last_error();
+  EXPECT_EQ(response->status, 200) << response->body;
+  EXPECT_EQ(json::parse(response->body)["body_length"], 16);
 }
 
 TEST_F(ProxyTest, GarbageGets400AndTheProxyStaysUp) {

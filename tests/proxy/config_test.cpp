@@ -73,6 +73,7 @@ TEST(ConfigTest, MinimalFileTakesEveryDefault) {
   EXPECT_EQ(config.server.listen[0].port, 8080);
   EXPECT_EQ(config.server.workers, expected_default_workers());
   EXPECT_EQ(config.server.header_timeout, 10s);
+  EXPECT_EQ(config.server.body_timeout, 60s);
   EXPECT_EQ(config.server.idle_timeout, 60s);
   EXPECT_EQ(config.server.drain_timeout, 10s);
   EXPECT_EQ(config.server.max_header_bytes, 65536u);
@@ -109,6 +110,7 @@ TEST(ConfigTest, ReadsEveryKey) {
 listen = ["127.0.0.1:8080", "[::1]:8443"]
 workers = 4
 header_timeout = "5s"
+body_timeout = "45s"
 idle_timeout = "2m"
 drain_timeout = "0s"
 max_header_bytes = "32KiB"
@@ -143,6 +145,7 @@ upstream = "legacy"
   EXPECT_EQ(config.server.listen[1].port, 8443);
   EXPECT_EQ(config.server.workers, 4u);
   EXPECT_EQ(config.server.header_timeout, 5s);
+  EXPECT_EQ(config.server.body_timeout, 45s);
   EXPECT_EQ(config.server.idle_timeout, 120s);
   EXPECT_EQ(config.server.drain_timeout, 0ms);
   EXPECT_EQ(config.server.max_header_bytes, 32768u);
@@ -165,11 +168,11 @@ upstream = "legacy"
   EXPECT_EQ(upstream.response_timeout, 1500ms);
   EXPECT_EQ(upstream.fail_timeout, 0ms);
   EXPECT_EQ(upstream.keepalive, 0u);
-  EXPECT_EQ(upstream.line, 18);
+  EXPECT_EQ(upstream.line, 19);
 
   // Upper-cased, duplicates dropped, any token allowed.
   EXPECT_EQ(config.routes.at(0).methods, (std::vector<std::string>{"GET", "PUT", "M-SEARCH"}));
-  EXPECT_EQ(config.routes.at(0).line, 25);
+  EXPECT_EQ(config.routes.at(0).line, 26);
 }
 
 TEST(ConfigTest, AccessLogFormat) {
