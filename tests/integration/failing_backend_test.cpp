@@ -370,6 +370,8 @@ struct MalformedResponse {
   std::string bytes;
   int status;  // what the client gets; 0: no complete response (the head may have been relayed)
 };
+// gtest prints a parameter by this in test listings (the name, not the object's bytes).
+void PrintTo(const MalformedResponse& response, std::ostream* out) { *out << response.name; }
 
 class MalformedResponseTest : public FailingBackendTest, public ::testing::WithParamInterface<MalformedResponse> {};
 

@@ -149,6 +149,8 @@ struct SmugglingCase {
   const char* name;
   std::string bytes;
 };
+// gtest prints a parameter by this in test listings (the name, not the object's bytes).
+void PrintTo(const SmugglingCase& smuggling, std::ostream* out) { *out << smuggling.name; }
 
 const std::string kSmuggled = "GET /_test/echo?smuggled=1 HTTP/1.1\r\nHost: a\r\n\r\n";
 
