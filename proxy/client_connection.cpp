@@ -113,66 +113,32 @@ void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_
 }
 
 void ClientConnection::on_input(const char* data, std::size_t length) {
-  if (pending_input_.empty() && !parser_paused_ && !driving_) {
-    // Fast path: parse straight from the worker's read buffer.
-    driving_ = true;
-    execute(data, length);
-    driving_ = false;
-  } else {
-    pending_input_.append(data, length);
-  }
-  drive_parser();
-}
-
-void ClientConnection::drive_parser() {
-  if (driving_) {
-    drive_again_ = true;
-    return;
-  }
-  driving_ = true;
-  do {
-    drive_again_ = false;
-    while (phase_ != Phase::Closed && phase_ != Phase::Lingering && !parser_paused_ && !pending_input_.empty()) {
-      scratch_input_.clear();
-      scratch_input_.swap(pending_input_);
-      execute(scratch_input_.data(), scratch_input_.size());
-    }
-  } while (drive_again_ && phase_ != Phase::Closed);
-  driving_ = false;
+  const Config& config = worker_.runtime()->config();
+  parser_.set_limits({config.server.max_header_bytes, config.server.max_body_bytes});
+  parser_.feed(data, length);
   update_reading();
 }
 
-void ClientConnection::execute(const char* data, std::size_t length) {
-  const Config& config = worker_.runtime()->config();
-  parser_.set_limits({config.server.max_header_bytes, config.server.max_body_bytes});
-  std::size_t consumed = 0;
-  llhttp_errno_t rc = parser_.execute(data, length, consumed);
-  if (phase_ == Phase::Closed || phase_ == Phase::Lingering) return;
-  if (rc == HPE_OK) return;
-  if (rc == HPE_PAUSED) {
-    pending_input_.insert(0, data + consumed, length - consumed);
-    parser_paused_ = true;
-    if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
-      begin_exchange();
-    } else if (parser_.message_complete() && response_complete_) {
-      finish_exchange();
-    }
-    return;
+bool ClientConnection::takes_input() const { return phase_ != Phase::Closed && phase_ != Phase::Lingering; }
+
+void ClientConnection::on_parse_paused() {
+  if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
+    begin_exchange();
+  } else if (parser_.message_complete() && response_complete_) {
+    finish_exchange();
   }
-  on_parse_error(rc);
 }
 
 void ClientConnection::resume_parser() {
-  if (!parser_paused_ || phase_ == Phase::Closed) return;
-  parser_paused_ = false;
+  if (!parser_.paused() || phase_ == Phase::Closed) return;
   parser_.resume();
-  drive_parser();
+  update_reading();
 }
 
 void ClientConnection::update_reading() {
   if (phase_ == Phase::Closed) return;
   bool want = phase_ == Phase::Lingering ||
-              (pending_input_.size() < kMaxPendingInput && (upstream_ == nullptr || upstream_->queued_bytes() < kHighWater));
+              (parser_.pending_bytes() < kMaxPendingInput && (upstream_ == nullptr || upstream_->queued_bytes() < kHighWater));
   if (want == reading_) return;
   reading_ = want;
   auto* stream = reinterpret_cast<uv_stream_t*>(&tcp_);

@@ -56,6 +56,8 @@ class ClientConnection final : public RequestEvents,
   void on_request_begin() override;
   bool on_request_body(std::string_view piece) override;
   void on_request_complete() override;
+  void on_parse_paused() override;
+  bool takes_input() const override;
   // UpstreamSink
   void on_upstream_connected(UpstreamConnection& connection) override;
   void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) override;
@@ -85,13 +87,11 @@ class ClientConnection final : public RequestEvents,
 
   // input
   void on_input(const char* data, std::size_t length);
-  void drive_parser();
-  void execute(const char* data, std::size_t length);
   void resume_parser();
   void update_reading();
   // A request body is on its way from the client to the upstream (body_timeout applies).
   bool streaming_request_body() const noexcept;
-  void on_parse_error(llhttp_errno_t error);
+  void on_parse_error(llhttp_errno_t error) override;
   // The request cannot go on (bad input, a stalled body): answer `problem` and close, or only
   // close once part of an answer is out. The upstream never sees the rest of the request.
   void refuse_request(const Problem& problem);
@@ -154,11 +154,6 @@ class ClientConnection final : public RequestEvents,
   // parser and input
   RequestParser parser_{*this};
   RequestHead& head_{parser_.head()};  // the current request's
-  std::string pending_input_;  // received, not yet parsed (parser paused)
-  std::string scratch_input_;
-  bool parser_paused_ = false;
-  bool driving_ = false;
-  bool drive_again_ = false;
 
   // the current request
   std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began

@@ -24,8 +24,53 @@ const llhttp_settings_t& RequestParser::settings() {
   return settings;
 }
 
-llhttp_errno_t RequestParser::execute(const char* data, std::size_t length, std::size_t& consumed) {
-  return execute_message_parser(parser_, collector_, data, length, consumed);
+void RequestParser::feed(const char* data, std::size_t length) {
+  if (pending_.empty() && !paused_ && !driving_) {
+    // Fast path: parse straight from the caller's buffer.
+    driving_ = true;
+    execute(data, length);
+    driving_ = false;
+  } else {
+    pending_.append(data, length);
+  }
+  drive();
+}
+
+void RequestParser::resume() {
+  if (!paused_) return;
+  paused_ = false;
+  llhttp_resume(&parser_);
+  drive();
+}
+
+void RequestParser::drive() {
+  if (driving_) {
+    drive_again_ = true;
+    return;
+  }
+  driving_ = true;
+  do {
+    drive_again_ = false;
+    while (events_.takes_input() && !paused_ && !pending_.empty()) {
+      scratch_.clear();
+      scratch_.swap(pending_);
+      execute(scratch_.data(), scratch_.size());
+    }
+  } while (drive_again_ && events_.takes_input());
+  driving_ = false;
+}
+
+void RequestParser::execute(const char* data, std::size_t length) {
+  std::size_t consumed = 0;
+  llhttp_errno_t rc = execute_message_parser(parser_, collector_, data, length, consumed);
+  if (!events_.takes_input() || rc == HPE_OK) return;
+  if (rc == HPE_PAUSED) {
+    pending_.insert(0, data + consumed, length - consumed);
+    paused_ = true;
+    events_.on_parse_paused();
+    return;
+  }
+  events_.on_parse_error(rc);
 }
 
 void RequestParser::next_request() {

@@ -4,7 +4,8 @@
 // socket or timer, so the fuzzer in tests/fuzz drives the very code ClientConnection runs.
 //
 // Parsing pauses at the end of a head that has a body (the body waits for an upstream) and at
-// the end of every message (a pipelined request waits for the current answer).
+// the end of every message (a pipelined request waits for the current answer); input that
+// arrives meanwhile is kept until resume().
 
 #include <cstddef>
 #include <cstdint>
@@ -38,6 +39,12 @@ class RequestEvents {
   // A piece of the request body; false stops the parse (the exchange was torn down).
   virtual bool on_request_body(std::string_view piece) = 0;
   virtual void on_request_complete() = 0;
+  // Parsing paused (see head_complete() and message_complete() for where); resume() goes on.
+  virtual void on_parse_paused() = 0;
+  // The request is refused (problem() says how); nothing more is parsed.
+  virtual void on_parse_error(llhttp_errno_t error) = 0;
+  // False once the owner stops taking input (the connection is closing): what is left is dropped.
+  virtual bool takes_input() const = 0;
 
  protected:
   ~RequestEvents() = default;
@@ -57,10 +64,13 @@ class RequestParser {
   // Read when a limit is checked, so a reload's new limits apply from the next byte on.
   void set_limits(RequestLimits limits) noexcept { limits_ = limits; }
 
-  // HPE_OK: all of data was parsed. HPE_PAUSED: parsing stopped (see above) after `consumed`
-  // bytes; resume() before the next call. Anything else: the request is refused, see problem().
-  llhttp_errno_t execute(const char* data, std::size_t length, std::size_t& consumed);
-  void resume() noexcept { llhttp_resume(&parser_); }
+  // Bytes from the client: parsed now, or kept while parsing is paused or already under way (a
+  // callback that leads to more input is not re-entered; the outer call goes on with it).
+  void feed(const char* data, std::size_t length);
+  // After on_parse_paused: parses on, starting with the input kept meanwhile.
+  void resume();
+  bool paused() const noexcept { return paused_; }
+  std::size_t pending_bytes() const noexcept { return pending_.size(); }
   // Forgets the finished request, ready for the next one on the connection.
   void next_request();
 
@@ -76,6 +86,8 @@ class RequestParser {
 
  private:
   int check_head_size();
+  void drive();
+  void execute(const char* data, std::size_t length);
 
   static const llhttp_settings_t& settings();
   static int on_message_begin(llhttp_t* parser);
@@ -96,6 +108,11 @@ class RequestParser {
   bool message_complete_ = false;
   std::uint64_t body_bytes_ = 0;
   int limit_status_ = 0;  // 413, 414 or 431 chosen inside a callback
+  std::string pending_;  // received, not yet parsed
+  std::string scratch_;
+  bool paused_ = false;
+  bool driving_ = false;
+  bool drive_again_ = false;
 };
 
 // What Arbiter refuses in a complete head that llhttp accepts, because a backend might read it

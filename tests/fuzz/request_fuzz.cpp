@@ -3,10 +3,11 @@
 //
 // The input is what one client connection delivers (see for_each_read for how it is cut into
 // reads). FuzzConnection drives the proxy's own RequestParser (proxy/request_parser.h: llhttp
-// with max_header_bytes, max_body_bytes, obs-fold) and check_request_head, routes with the Router
+// with max_header_bytes, max_body_bytes, obs-fold, and the input kept across pauses) and
+// check_request_head, routes with the Router
 // of a Runtime built from a fixed configuration, and runs the route's policy chain with a fake
 // clock. The steps around them are ClientConnection's (proxy/client_connection.cpp), which owns
-// a uv_tcp_t; they are followed here under the same names (execute, begin_exchange,
+// a uv_tcp_t; they are followed here under the same names (on_parse_paused, begin_exchange,
 // run_request_policies, reply, finish_exchange): keep the two in step.
 // What the real flow does with a socket is replaced: the upstream is FakeBackend, which answers
 // once the whole request has arrived; a policy's fetch is answered by it at once; a Wait is
@@ -241,14 +242,7 @@ class FuzzConnection final : public RequestEvents {
   // One read from the socket (ClientConnection::on_input).
   void on_input(std::string_view data) {
     if (phase_ == Phase::Closed) return;
-    if (pending_input_.empty() && !parser_paused_ && !driving_) {
-      driving_ = true;
-      execute(data.data(), data.size());
-      driving_ = false;
-    } else {
-      pending_input_.append(data);
-    }
-    drive_parser();
+    parser_.feed(data.data(), data.size());
   }
 
  private:
@@ -256,54 +250,26 @@ class FuzzConnection final : public RequestEvents {
 
   const ServerConfig& server() const { return runtime_.config().server; }
 
-  // ---- input
+  // ---- input (the parser's RequestEvents)
 
-  void drive_parser() {
-    if (driving_) {
-      drive_again_ = true;
-      return;
-    }
-    driving_ = true;
-    do {
-      drive_again_ = false;
-      while (phase_ != Phase::Closed && !parser_paused_ && !pending_input_.empty()) {
-        scratch_input_.clear();
-        scratch_input_.swap(pending_input_);
-        execute(scratch_input_.data(), scratch_input_.size());
-      }
-    } while (drive_again_ && phase_ != Phase::Closed);
-    driving_ = false;
-  }
+  bool takes_input() const override { return phase_ != Phase::Closed; }
 
-  void execute(const char* data, std::size_t length) {
+  void on_parse_paused() override {
     if (++executions_ > 100000) fail("the parser does not stop");
-    std::size_t consumed = 0;
-    llhttp_errno_t rc = parser_.execute(data, length, consumed);
-    if (phase_ == Phase::Closed) return;
-    if (rc == HPE_OK) return;
-    if (rc == HPE_PAUSED) {
-      pending_input_.insert(0, data + consumed, length - consumed);
-      parser_paused_ = true;
-      if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
-        begin_exchange();
-      } else if (parser_.message_complete() && response_complete_) {
-        finish_exchange();
-      } else if (parser_.message_complete() && forwarding_) {
-        upstream_answers();  // the harness's backend answers once it has the whole request
-      }
-      return;
+    if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
+      begin_exchange();
+    } else if (parser_.message_complete() && response_complete_) {
+      finish_exchange();
+    } else if (parser_.message_complete() && forwarding_) {
+      upstream_answers();  // the harness's backend answers once it has the whole request
     }
-    on_parse_error(rc);
   }
 
   void resume_parser() {
-    if (!parser_paused_ || phase_ == Phase::Closed) return;
-    parser_paused_ = false;
-    parser_.resume();
-    drive_parser();
+    if (phase_ != Phase::Closed) parser_.resume();
   }
 
-  void on_parse_error(llhttp_errno_t error) {
+  void on_parse_error(llhttp_errno_t error) override {
     client_keep_alive_ = false;
     if (response_complete_) {
       phase_ = Phase::Closed;  // an answer is out; only closing can tell the client
@@ -611,12 +577,7 @@ class FuzzConnection final : public RequestEvents {
 
   RequestParser parser_{*this};
   RequestHead& head_ = parser_.head();
-  std::string pending_input_;
-  std::string scratch_input_;
-  bool parser_paused_ = false;
-  bool driving_ = false;
-  bool drive_again_ = false;
-  unsigned executions_ = 0;
+  unsigned executions_ = 0;  // pauses, a bound on the work one input drives
   unsigned request_count_ = 0;
 
   bool client_keep_alive_ = true;
