@@ -6,8 +6,9 @@
 //
 // A limit id names one limit everywhere: the policy uses "<route>/<limit name>", so two routes'
 // limits never share buckets and a route that is configured again under the same names finds
-// its buckets where it left them. A key nobody has seen (or that the store dropped) gets a
-// full bucket.
+// its buckets where it left them. A key nobody has seen (or that the store dropped, which it
+// does only to a full bucket) gets a full bucket, or, when the store has no room to spare, a
+// share of the limit's overflow bucket (TakeResult::overflow).
 
 #include <cstddef>
 #include <cstdint>

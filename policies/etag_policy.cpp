@@ -477,6 +477,10 @@ void EtagPolicy::settle_unknown(Exchange& exchange) {
 
 namespace arbiter {
 
+std::size_t EtagPolicy::request_body_limit(const RequestView& request) const noexcept {
+  return is_write(request.method) ? config_.max_body_bytes : 0;
+}
+
 std::string EtagPolicy::explain(const RequestView& request) const {
   std::string resource = resource_key(request);
   std::string conflict = std::to_string(config_.conflict_status);

@@ -114,6 +114,8 @@ class EtagPolicy final : public Policy {
   void on_response_fetched(const RequestView& request, ResponseView& response, const FetchedResponse& fetched,
                            ExchangeState* state) override;
   std::size_t response_body_limit() const noexcept override { return config_.max_body_bytes; }
+  // Writes: max_body_bytes, so that the body is in before the write asks for its turn.
+  std::size_t request_body_limit(const RequestView& request) const noexcept override;
 
   EtagCounters counters() const noexcept;
   // The last kConflictLogCapacity conflicts, oldest first.

@@ -111,15 +111,15 @@ struct alignas(64) BucketShard {
     link_most_recent(i);
   }
 
-  // The bucket to forget for a new key: a full one among the least recently used, else the
-  // least recently used.
+  // The bucket to forget for a new key: a full one among the kEvictionScan least recently used,
+  // or kNone when they all still hold spent tokens (none of them may be forgotten).
   std::uint32_t victim(const BucketShape& shape, std::uint64_t now_ns) noexcept {
     std::uint32_t i = least_recent;
     for (std::size_t looked = 0; i != kNone && looked < MemoryBucketStore::kEvictionScan; ++looked) {
       if (is_full(slot(i).bucket, shape, now_ns)) return i;
       i = slot(i).newer;
     }
-    return least_recent;
+    return kNone;
   }
 
   // A slot not in use yet, neither indexed nor linked. The caller checks count < capacity.
@@ -144,13 +144,15 @@ struct alignas(64) BucketShard {
     link_most_recent(i);
   }
 
-  // A slot for a key the shard does not hold, most recent, with a full bucket.
+  // A slot for a key the shard does not hold, most recent, with a full bucket; kNone when the
+  // shard is full and no bucket may be forgotten (the key then shares the overflow bucket).
   std::uint32_t insert(std::uint64_t hash, const BucketShape& shape, std::uint64_t now_ns) {
     std::uint32_t i;
     if (count < capacity) {
       i = unused_slot();
     } else {
       i = victim(shape, now_ns);
+      if (i == kNone) return kNone;
       index_erase(i);
       unlink(i);
     }
@@ -203,8 +205,8 @@ void drop_beyond_capacity(std::vector<MovedBucket>& moved, std::size_t capacity,
 
 class MemoryBucketStore::LimitTable {
  public:
-  LimitTable(const BucketShape& shape, std::size_t shard_count, std::uint64_t seed)
-      : shape_(shape), seed_(seed) {
+  LimitTable(const BucketShape& shape, std::size_t shard_count, std::uint64_t seed, std::uint64_t now_ns)
+      : shape_(shape), seed_(seed), overflow_(full_bucket(shape, now_ns)) {
     shard_count_ = shard_count_for(shape.max_keys(), shard_count, kKeysPerShard, kMaxShards);
     shards_ = std::make_unique<BucketShard[]>(shard_count_);
     for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -220,6 +222,10 @@ class MemoryBucketStore::LimitTable {
   // the same order of recency; drop_beyond_capacity() picks what a smaller max_keys leaves out.
   // The caller keeps every other thread out of both tables.
   void take_over(LimitTable& old, std::uint64_t now_ns) {
+    {
+      std::lock_guard lock(old.overflow_mutex_);
+      overflow_ = reshape_bucket(old.overflow_, old.shape_, shape_, now_ns);
+    }
     std::vector<std::vector<MovedBucket>> moved(shard_count_);
     for (std::size_t o = 0; o < old.shard_count_; ++o) {
       BucketShard& from = old.shards_[o];
@@ -247,23 +253,34 @@ class MemoryBucketStore::LimitTable {
   TakeResult take(std::string_view key, std::uint64_t now_ns) {
     std::uint64_t hash = hash_of(key);
     BucketShard& shard = shard_for(hash);
-    std::lock_guard lock(shard.mutex);
-    std::uint32_t i = shard.find(hash);
-    if (i == kNone) {
-      i = shard.insert(hash, shape_, now_ns);
-    } else {
-      shard.touch(i);
+    {
+      std::lock_guard lock(shard.mutex);
+      std::uint32_t i = shard.find(hash);
+      if (i == kNone) {
+        i = shard.insert(hash, shape_, now_ns);
+      } else {
+        shard.touch(i);
+      }
+      if (i != kNone) return take_token(shard.slot(i).bucket, shape_, now_ns);
     }
-    return take_token(shard.slot(i).bucket, shape_, now_ns);
+    std::lock_guard lock(overflow_mutex_);
+    TakeResult taken = take_token(overflow_, shape_, now_ns);
+    taken.overflow = true;
+    return taken;
   }
 
+  // A key the table does not hold took its token from the overflow bucket (or from a full
+  // bucket forgotten since, which gives nothing back anyway): the overflow bucket gets it.
   BucketStatus refund(std::string_view key, std::uint64_t now_ns) {
     std::uint64_t hash = hash_of(key);
     BucketShard& shard = shard_for(hash);
-    std::lock_guard lock(shard.mutex);
-    std::uint32_t i = shard.find(hash);
-    if (i == kNone) return BucketStatus{shape_.burst(), 0, 0};
-    return refund_token(shard.slot(i).bucket, shape_, now_ns);
+    {
+      std::lock_guard lock(shard.mutex);
+      std::uint32_t i = shard.find(hash);
+      if (i != kNone) return refund_token(shard.slot(i).bucket, shape_, now_ns);
+    }
+    std::lock_guard lock(overflow_mutex_);
+    return refund_token(overflow_, shape_, now_ns);
   }
 
   std::size_t size() const {
@@ -286,6 +303,9 @@ class MemoryBucketStore::LimitTable {
   std::uint64_t seed_;
   std::size_t shard_count_ = 1;
   std::unique_ptr<BucketShard[]> shards_;
+  // Shared by every new key that finds its shard full of buckets still holding spent tokens.
+  std::mutex overflow_mutex_;
+  BucketState overflow_;  // guarded by overflow_mutex_
 };
 
 MemoryBucketStore::MemoryBucketStore(std::size_t shards_per_limit)
@@ -335,10 +355,10 @@ auto MemoryBucketStore::with_table(std::string_view limit_id, const BucketShape&
     it = tables_.emplace(std::string(limit_id), nullptr).first;
   }
   if (!it->second) {
-    it->second = std::make_unique<LimitTable>(shape, shards_per_limit_, seed_);
+    it->second = std::make_unique<LimitTable>(shape, shards_per_limit_, seed_, now_ns);
   } else if (!(it->second->shape() == shape)) {
     // A reload changed the limit: its buckets carry over, converted, so spent tokens stay spent.
-    auto table = std::make_unique<LimitTable>(shape, shards_per_limit_, seed_);
+    auto table = std::make_unique<LimitTable>(shape, shards_per_limit_, seed_, now_ns);
     table->take_over(*it->second, now_ns);
     it->second = std::move(table);
   }

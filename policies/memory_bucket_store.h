@@ -11,13 +11,17 @@
 // Bounds: each limit keeps at most shape.max_keys() buckets (the config's per-limit max_keys),
 // so a flood of new client addresses on one limit never pushes another limit's buckets out.
 // When a shard is full, a new key takes the place of a bucket that has refilled to its burst
-// (forgetting it loses nothing: a new bucket starts full), else of the least recently used.
-// Within one limit every bucket that has sat idle for the time an empty bucket takes to fill is
-// full, and those are the least recently used, so the first bucket looked at is full whenever
-// such a bucket exists; a more recently used bucket that happens to have refilled is found only
-// among the kEvictionScan least recently used. Forgetting a bucket that was not full gives its
-// key a fresh burst, the one way the store admits more than the arithmetic allows; it takes
-// max_keys other keys busier than it.
+// (forgetting it loses nothing: a new bucket starts full). A bucket that is not full is never
+// forgotten, since its key would come back to a fresh burst: a client rotating keys could
+// otherwise reset another client's spent bucket. When none of the kEvictionScan least recently
+// used buckets of the shard is full, the new key gets no bucket of its own and takes from the
+// limit's one overflow bucket (same rate and burst), shared by every key in that situation, so
+// a flood of new keys is held to one bucket's worth together (TakeResult::overflow tells the
+// caller). Within one limit every bucket that has sat idle for the time an empty bucket takes
+// to fill is full, and those are the least recently used, so the first bucket looked at is full
+// whenever such a bucket exists; a more recently used bucket that happens to have refilled is
+// found only among the kEvictionScan least recently used (missing it sends a new key to the
+// overflow bucket, never admits more).
 //
 // A limit whose shape changes (a reload gave it a new rate, period, burst or max_keys under the
 // same id) keeps its buckets: the first call with the new shape converts the limit's table

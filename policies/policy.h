@@ -208,6 +208,17 @@ class Policy {
   // > 0: the proxy buffers response bodies (and fetched bodies) up to this many bytes and
   // hands them to the hooks; larger bodies stream through and the hooks see body == nullptr.
   virtual std::size_t response_body_limit() const noexcept { return 0; }
+
+  // > 0: this request's body must be read whole, up to this many bytes, before the route's
+  // first policy runs, and is then forwarded from memory; a larger body is refused with 413.
+  // For a policy that makes requests wait their turn (the ETag policy's writes), so that a
+  // client sending its body slowly never holds a turn: the turn lasts only while the upstream
+  // works. Called once per request, with the head complete (request.now and request.waker are
+  // not meaningful).
+  virtual std::size_t request_body_limit(const RequestView& request) const noexcept {
+    (void)request;
+    return 0;
+  }
 };
 
 }  // namespace arbiter

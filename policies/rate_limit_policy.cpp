@@ -111,7 +111,8 @@ std::vector<RateLimitCounters> RateLimitPolicy::counters() const {
   std::vector<RateLimitCounters> snapshot;
   for (std::size_t i = 0; i < limits_.size(); ++i) {
     snapshot.push_back({config_.limits[i].name, limits_[i]->admitted.load(std::memory_order_relaxed),
-                        limits_[i]->limited.load(std::memory_order_relaxed)});
+                        limits_[i]->limited.load(std::memory_order_relaxed),
+                        limits_[i]->overflow.load(std::memory_order_relaxed)});
   }
   return snapshot;
 }
@@ -127,6 +128,7 @@ Decision RateLimitPolicy::on_request(const RequestView& request, std::unique_ptr
     // every limit the client is over.
     std::string key = request_key(request, config.key_kind, config.header);
     TakeResult taken = store_->take(limits_[i]->id, key, limits_[i]->shape, now_ns);
+    if (taken.overflow) limits_[i]->overflow.fetch_add(1, std::memory_order_relaxed);
     refused = refused || !taken.admitted;
     outcomes.push_back({i, taken});
   }

@@ -19,7 +19,9 @@
 // any the backend sent, so that they name exactly the limits Arbiter holds the client to.
 //
 // Counting: a limit that refuses counts the request as limited; when every limit admits, each
-// counts it as admitted. A limit whose token was given back counts nothing.
+// counts it as admitted. A limit whose token was given back counts nothing. Besides, a limit
+// counts every request that the store decided from its shared overflow bucket (a new key while
+// the limit's max_keys buckets all still hold spent tokens), admitted or not.
 //
 // Threading: one RateLimitPolicy serves every worker; its counters are atomics, the buckets
 // are in the (thread-safe) store, and the rest is immutable.
@@ -81,6 +83,7 @@ struct RateLimitCounters {
   std::string name;
   std::uint64_t admitted = 0;  // requests it let through (all the route's limits admitted them)
   std::uint64_t limited = 0;   // requests it refused
+  std::uint64_t overflow = 0;  // requests whose key had no bucket of its own: the shared overflow bucket decided
 };
 
 class RateLimitPolicy final : public Policy {
@@ -115,6 +118,7 @@ class RateLimitPolicy final : public Policy {
     std::string policy_member;  // this limit's RateLimit-Policy list member
     std::atomic<std::uint64_t> admitted{0};
     std::atomic<std::uint64_t> limited{0};
+    std::atomic<std::uint64_t> overflow{0};
   };
   // What one limit said about one request.
   struct Outcome {

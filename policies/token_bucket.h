@@ -97,6 +97,9 @@ struct BucketStatus {
 struct TakeResult {
   bool admitted = false;
   BucketStatus status;
+  // The store had no room for the key's own bucket and took from the limit's shared overflow
+  // bucket (see MemoryBucketStore).
+  bool overflow = false;
 };
 
 // A bucket as a new key gets it: full, burst tokens. (A key nobody has seen has not used its

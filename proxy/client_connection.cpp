@@ -124,6 +124,10 @@ bool ClientConnection::takes_input() const { return phase_ != Phase::Closed && p
 void ClientConnection::on_parse_paused() {
   if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
     begin_exchange();
+  } else if (reading_body_ && parser_.message_complete()) {
+    reading_body_ = false;
+    body_in_memory_ = true;
+    run_request_policies();
   } else if (parser_.message_complete() && response_complete_) {
     finish_exchange();
   }
@@ -151,7 +155,7 @@ void ClientConnection::update_reading() {
     // body_timeout counts only while the client is the one awaited, not while the upstream
     // holds us back.
     if (want) {
-      arm_timer(runtime_->config().server.body_timeout);
+      arm_body_timer();
     } else {
       uv_timer_stop(&timer_);
     }
@@ -159,8 +163,26 @@ void ClientConnection::update_reading() {
 }
 
 bool ClientConnection::streaming_request_body() const noexcept {
-  return phase_ == Phase::Exchange && forwarding_ && upstream_ != nullptr && !parser_.message_complete() &&
-         !response_complete_ && !waiting_;
+  return phase_ == Phase::Exchange && ((forwarding_ && upstream_ != nullptr) || reading_body_) &&
+         !parser_.message_complete() && !response_complete_ && !waiting_;
+}
+
+void ClientConnection::arm_body_timer() {
+  Duration timeout = runtime_->config().server.body_timeout;
+  std::uint64_t now = uv_hrtime();
+  Duration left = std::chrono::ceil<Duration>(
+      std::chrono::nanoseconds(body_deadline_ns_ > now ? body_deadline_ns_ - now : 0));
+  body_timer_is_deadline_ = left <= timeout;
+  arm_timer(std::min(timeout, left));
+}
+
+void ClientConnection::start_body_clock() {
+  if (body_deadline_ns_ == 0) {
+    body_deadline_ns_ =
+        uv_hrtime() + static_cast<std::uint64_t>(
+                          std::chrono::nanoseconds(runtime_->config().server.body_deadline).count());
+  }
+  arm_body_timer();
 }
 
 void ClientConnection::on_parse_error(llhttp_errno_t error) {
@@ -199,14 +221,22 @@ void ClientConnection::on_request_begin() {
 }
 
 bool ClientConnection::on_request_body(std::string_view piece) {
-  if (forwarding_ && upstream_ != nullptr) {
-    arm_timer(runtime_->config().server.body_timeout);
+  if (reading_body_) {
+    if (request_body_.size() + piece.size() > request_body_limit_) {
+      refuse_request(body_too_large(request_body_.size() + piece.size(), false));
+      return false;
+    }
+    request_body_.append(piece);
+    arm_body_timer();
+  } else if (forwarding_ && upstream_ != nullptr) {
+    arm_body_timer();
     forward_request_body(piece.data(), piece.size());
   }
   return phase_ != Phase::Closed;
 }
 
 void ClientConnection::on_request_complete() {
+  if (reading_body_) uv_timer_stop(&timer_);  // the chain runs at the pause that follows
   if (forwarding_ && upstream_ != nullptr) {
     uv_timer_stop(&timer_);  // the body is all here
     if (head_.framing == BodyFraming::Chunked) {
@@ -272,7 +302,51 @@ void ClientConnection::begin_exchange() {
   if (peer_is_trusted_proxy_) {
     believed_client_ = believed_client_address(peer_address_, head_.headers, config.server.trusted_proxies);
   }
+  if (head_.framing != BodyFraming::None && read_body_first()) return;
   run_request_policies();
+}
+
+bool ClientConnection::read_body_first() {
+  RequestView view = request_view();
+  std::size_t limit = 0;
+  std::string_view wanted_by;
+  for (const auto& policy : route_->policies) {
+    if (std::size_t wanted = policy->request_body_limit(view); wanted > limit) {
+      limit = wanted;
+      wanted_by = policy->kind();
+    }
+  }
+  if (limit == 0) return false;
+  request_body_limit_ = limit;
+  body_limit_policy_ = wanted_by;
+  if (head_.framing == BodyFraming::ContentLength && head_.content_length > limit) {
+    client_keep_alive_ = false;
+    reply_problem(body_too_large(head_.content_length, true), {}, "proxy");
+    return true;
+  }
+  reading_body_ = true;
+  // Not reserved from Content-Length: memory grows only with bytes that actually arrive.
+  request_body_.clear();
+  if (expect_continue_) {
+    expect_continue_ = false;
+    uv_buf_t interim = make_buf(kContinue.data(), kContinue.size());
+    send_to_client(&interim, 1);
+  }
+  start_body_clock();
+  resume_parser();
+  return true;
+}
+
+Problem ClientConnection::body_too_large(std::uint64_t size, bool declared) const {
+  std::string limit = std::to_string(request_body_limit_);
+  Problem problem = Problem::make(
+      "content-too-large", 413, "Content too large",
+      std::string(declared ? "Content-Length " : "The request body reached ") + std::to_string(size) +
+          " bytes, over the " + limit + " bytes that route '" + route_->config->name +
+          "' reads whole before a write takes its turn ([route." + std::string(body_limit_policy_) +
+          "] max_body_bytes); nothing was forwarded. Send at most " + limit + " bytes.");
+  problem.extensions.emplace_back("max_body_bytes", request_body_limit_);
+  return problem;
 }
 
 bool ClientConnection::validate_request_head() {
@@ -439,22 +513,25 @@ void ClientConnection::connect_upstream(std::size_t avoid_server) {
 void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
   upstream_ = &connection;
   head_scratch_.clear();
+  // A body read first goes with the head, framed by its length whatever the client's framing.
+  BodyFraming framing = body_in_memory_ ? BodyFraming::ContentLength : head_.framing;
   write_upstream_request_head(
       head_scratch_, UpstreamRequest{head_.method, head_.target, head_.headers, peer_address_,
                                      peer_is_trusted_proxy_,
-                                     request_id_, connection.authority(), head_.framing,
-                                     head_.content_length, omit_fields_});
-  uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
-  if (!connection.send(&head, 1)) return;  // on_upstream_failed has run
+                                     request_id_, connection.authority(), framing,
+                                     body_in_memory_ ? request_body_.size() : head_.content_length, omit_fields_});
+  uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()),
+                      make_buf(request_body_.data(), request_body_.size())};
+  if (!connection.send(bufs, body_in_memory_ ? 2 : 1)) return;  // on_upstream_failed has run
   upstream_->expect_response(head_.method == "HEAD");
-  if (head_.framing == BodyFraming::None) upstream_->request_finished();
+  if (framing == BodyFraming::None || body_in_memory_) upstream_->request_finished();
   if (expect_continue_ && !parser_.message_complete()) {
     expect_continue_ = false;
     uv_buf_t interim = make_buf(kContinue.data(), kContinue.size());
     send_to_client(&interim, 1);
   }
   if (!parser_.message_complete()) {
-    arm_timer(runtime_->config().server.body_timeout);
+    start_body_clock();
     resume_parser();  // the body streams on; pipelined requests wait
   }
 }
@@ -749,6 +826,17 @@ void ClientConnection::reset_exchange() {
   expect_continue_ = false;
   request_id_.clear();
   believed_client_.clear();
+  reading_body_ = false;
+  body_in_memory_ = false;
+  request_body_limit_ = 0;
+  body_limit_policy_ = {};
+  body_deadline_ns_ = 0;
+  body_timer_is_deadline_ = false;
+  if (request_body_.capacity() > kLowWater) {
+    std::string().swap(request_body_);  // an idle connection keeps no large buffer
+  } else {
+    request_body_.clear();
+  }
   upstream_attempts_ = 0;
   upstream_ns_ = 0;
   forwarding_ = false;
@@ -852,8 +940,13 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
       } else if (self->response_complete_) {
         self->close_now();  // the body being dropped after a local answer stopped coming
       } else if (self->streaming_request_body()) {
-        self->refuse_request(Problem::make("request-timeout", 408, "Request timeout",
-                                           "The request body stalled: nothing arrived within body_timeout."));
+        self->refuse_request(
+            self->body_timer_is_deadline_
+                ? Problem::make("request-timeout", 408, "Request timeout",
+                                "The request body did not arrive whole within body_deadline (" +
+                                    duration_text(self->runtime_->config().server.body_deadline) + ").")
+                : Problem::make("request-timeout", 408, "Request timeout",
+                                "The request body stalled: nothing arrived within body_timeout."));
       }
       break;
     case Phase::Closed:

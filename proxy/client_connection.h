@@ -3,7 +3,9 @@
 // the input buffer and are answered in order).
 //
 // accept -> parse head (llhttp, paused at the end of the head) -> route -> request policies
-// -> upstream (request body streamed as it arrives) -> response policies -> client.
+// -> upstream (request body streamed as it arrives) -> response policies -> client. When a
+// policy asks for it (Policy::request_body_limit), the body is read whole between route and
+// request policies, and sent upstream from memory.
 //
 // Lifetime: owned by its Worker; freed only in the close callback of its last handle, so every
 // libuv callback that can still arrive finds it alive. It never moves (libuv holds pointers to
@@ -89,8 +91,13 @@ class ClientConnection final : public RequestEvents,
   void on_input(const char* data, std::size_t length);
   void resume_parser();
   void update_reading();
-  // A request body is on its way from the client to the upstream (body_timeout applies).
+  // A request body is on its way from the client, to the upstream or into request_body_
+  // (body_timeout and body_deadline apply).
   bool streaming_request_body() const noexcept;
+  // Arms timer_ for the next body bytes: body_timeout, or less when body_deadline comes first.
+  void arm_body_timer();
+  // The body begins to arrive: body_deadline runs from now (once a request).
+  void start_body_clock();
   void on_parse_error(llhttp_errno_t error) override;
   // The request cannot go on (bad input, a stalled body): answer `problem` and close, or only
   // close once part of an answer is out. The upstream never sees the rest of the request.
@@ -99,6 +106,12 @@ class ClientConnection final : public RequestEvents,
   // exchange
   void begin_exchange();
   bool validate_request_head();
+  // When a policy of the route wants the body first (Policy::request_body_limit): starts
+  // reading it into request_body_ (the chain runs once it is in) or refuses it with 413; true
+  // in both cases, false when nobody wants it.
+  bool read_body_first();
+  // 413 for a body of `size` bytes over request_body_limit_ (`declared`: its Content-Length).
+  Problem body_too_large(std::uint64_t size, bool declared) const;
   void run_request_policies();  // from policy_index_ on
   // Acts on a request-phase decision; true when the chain goes on to the next policy.
   bool apply_request_decision(const Decision& decision);
@@ -171,6 +184,14 @@ class ClientConnection final : public RequestEvents,
   bool waiting_ = false;                   // parked by a policy (timer_ holds its deadline)
   std::vector<std::string> omit_fields_;   // request fields the policies took out
   std::unique_ptr<Subrequest> subrequest_;  // a policy's fetch in progress (or done)
+  // The body read whole before the policies run (read_body_first), then sent from here.
+  bool reading_body_ = false;          // on its way into request_body_
+  bool body_in_memory_ = false;        // all of it is in request_body_
+  std::size_t request_body_limit_ = 0;
+  std::string_view body_limit_policy_;  // the kind() of the policy that set it
+  std::string request_body_;
+  std::uint64_t body_deadline_ns_ = 0;  // uv_hrtime() by which the body must be in; 0: not begun
+  bool body_timer_is_deadline_ = false; // timer_ was armed for body_deadline, not body_timeout
 
   // upstream
   UpstreamConnection* upstream_ = nullptr;

@@ -710,6 +710,7 @@ class ConfigReader {
     auto section = top.table("server");
     if (section) {
       section->reject_unknown_keys({"listen", "workers", "header_timeout", "body_timeout", "idle_timeout", "drain_timeout",
+                                    "body_deadline",
                                     "max_header_bytes", "max_body_bytes", "max_connections",
                                     "trusted_proxies"});
       if (section->find("listen")) {
@@ -718,6 +719,7 @@ class ConfigReader {
       section->integer("workers", server.workers, 0, kMaxWorkers);
       section->duration("header_timeout", server.header_timeout, kPositive);
       section->duration("body_timeout", server.body_timeout, kPositive);
+      section->duration("body_deadline", server.body_deadline, kPositive);
       section->duration("idle_timeout", server.idle_timeout, kPositive);
       section->duration("drain_timeout", server.drain_timeout, kNoMinimum);
       section->size("max_header_bytes", server.max_header_bytes, 1, kMaxHeaderBytesLimit);

@@ -40,6 +40,7 @@ struct ServerConfig {
   unsigned workers = 0;                        // 0 = one per core (resolved by the loader)
   Duration header_timeout = std::chrono::seconds(10);
   Duration body_timeout = std::chrono::seconds(60);  // longest pause inside a request body
+  Duration body_deadline = std::chrono::minutes(5);  // longest time to receive a whole request body
   Duration idle_timeout = std::chrono::seconds(60);
   Duration drain_timeout = std::chrono::seconds(10);  // graceful shutdown bound
   std::size_t max_header_bytes = 65536;

@@ -84,6 +84,7 @@ std::string config_to_json(const Config& config) {
                        {"workers", server.workers},
                        {"header_timeout", duration_text(server.header_timeout)},
                        {"body_timeout", duration_text(server.body_timeout)},
+                       {"body_deadline", duration_text(server.body_deadline)},
                        {"idle_timeout", duration_text(server.idle_timeout)},
                        {"drain_timeout", duration_text(server.drain_timeout)},
                        {"max_header_bytes", server.max_header_bytes},

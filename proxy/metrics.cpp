@@ -306,6 +306,11 @@ std::vector<MetricFamily> policy_metric_families(const Runtime& runtime) {
                                {}};
   MetricFamily limit_buckets{"arbiter_rate_limit_buckets", "Token buckets held for the limit (one a key).",
                              MetricType::Gauge, {}};
+  MetricFamily limit_overflow{"arbiter_rate_limit_overflow_total",
+                              "Requests of a new key decided by the limit's shared overflow bucket, because its "
+                              "max_keys buckets all still held spent tokens (admitted or limited).",
+                              MetricType::Counter,
+                              {}};
   MetricFamily concurrency_decisions{
       "arbiter_concurrency_decisions_total",
       "In-flight limit decisions by route: admitted (given a slot, at once or after waiting), queued (had to "
@@ -349,6 +354,8 @@ std::vector<MetricFamily> policy_metric_families(const Runtime& runtime) {
                               static_cast<double>(counters[i].admitted));
           limit_decisions.add({{"route", name}, {"limit", counters[i].name}, {"decision", "limited"}},
                               static_cast<double>(counters[i].limited));
+          limit_overflow.add({{"route", name}, {"limit", counters[i].name}},
+                             static_cast<double>(counters[i].overflow));
           if (auto buckets = limit_bucket_count(*limit, i)) {
             limit_buckets.add({{"route", name}, {"limit", counters[i].name}}, static_cast<double>(*buckets));
           }
@@ -368,6 +375,7 @@ std::vector<MetricFamily> policy_metric_families(const Runtime& runtime) {
   }
   std::vector<MetricFamily> families;
   for (MetricFamily* family : {&etag_decisions, &etag_hit_ratio, &etag_entries, &limit_decisions, &limit_buckets,
+                               &limit_overflow,
                                &concurrency_decisions, &in_flight, &queued}) {
     families.push_back(std::move(*family));
   }

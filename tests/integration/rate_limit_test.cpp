@@ -115,6 +115,48 @@ TEST_F(RateLimitTest, TwoApiKeysHaveSeparateBuckets) {
   EXPECT_EQ(send("GET", "/accounts/1", {}, {{"X-Api-Key", "beta"}}).status, 200);
 }
 
+// Issue #12 item 6: with max_keys reached, a client rotating X-Api-Key values neither resets
+// another client's spent bucket nor gets a fresh burst per key: the new keys share one
+// overflow bucket of the limit, counted on /metrics.
+TEST_F(RateLimitTest, RotatingKeysNeitherResetAVictimsBucketNorEscapeTheLimit) {
+  // 1/h: nothing refills while the test runs, however slow the machine.
+  start(ConfigOptions{.routes = limited_accounts("[[route.limit]]\nname = \"per-key\"\nrate = \"1/h\"\nburst = 5\n"
+                                                 "key = \"header:X-Api-Key\"\nmax_keys = 20\n")});
+  clear_backend_log();
+  HttpClient victim(arbiter_->port());
+  for (int i = 0; i < 5; ++i) {
+    auto response = victim.request("GET", "/accounts/1", {{"X-Api-Key", "victim"}});
+    ASSERT_TRUE(response) << victim.last_error();
+    ASSERT_EQ(response->status, 200);
+  }
+  auto spent = victim.request("GET", "/accounts/1", {{"X-Api-Key", "victim"}});
+  ASSERT_TRUE(spent) << victim.last_error();
+  ASSERT_EQ(spent->status, 429);
+
+  HttpClient attacker(arbiter_->port());
+  int admitted = 0;
+  for (int i = 0; i < 200; ++i) {
+    auto response = attacker.request("GET", "/accounts/1", {{"X-Api-Key", "rotated-" + std::to_string(i)}});
+    ASSERT_TRUE(response) << attacker.last_error();
+    ASSERT_TRUE(response->status == 200 || response->status == 429) << response->status;
+    admitted += response->status == 200;
+  }
+  auto after = victim.request("GET", "/accounts/1", {{"X-Api-Key", "victim"}});
+  ASSERT_TRUE(after) << victim.last_error();
+  EXPECT_EQ(after->status, 429) << "the victim's spent bucket came back full";
+  // 19 keys found a place of their own (5 tokens each, one spent); the other 181 shared one
+  // bucket of burst 5.
+  EXPECT_EQ(admitted, 19 + 5);
+  EXPECT_EQ(backend_requests_for("/accounts/1"), static_cast<std::size_t>(5 + admitted));
+  HttpClient admin(*arbiter_->admin_port());
+  std::string text = harness::require(admin.request("GET", "/metrics"), admin).body;
+  EXPECT_NE(text.find("arbiter_rate_limit_overflow_total{route=\"accounts\",limit=\"per-key\"} 181\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("arbiter_rate_limit_buckets{route=\"accounts\",limit=\"per-key\"} 20\n"), std::string::npos)
+      << text;
+}
+
 TEST_F(RateLimitTest, MethodFilterSpendsTokensOnlyForThoseMethods) {
   start(ConfigOptions{.routes = limited_accounts(
                           "[[route.limit]]\nname = \"writes\"\nrate = \"1/m\"\nburst = 1\nmethods = [\"PUT\"]\n")});

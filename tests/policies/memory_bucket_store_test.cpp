@@ -271,58 +271,161 @@ TEST(MemoryBucketStoreEvictionTest, IdleFullBucketsAreTheLeastRecentlyUsed) {
   EXPECT_EQ(store.size("l"), 3u);
 }
 
-TEST(MemoryBucketStoreEvictionTest, WithNoFullBucketTheLeastRecentlyUsedGoes) {
+TEST(MemoryBucketStoreEvictionTest, WithNoFullBucketNewKeysShareTheOverflowBucket) {
   MemoryBucketStore store;
   BucketShape shape = shape_of(1, 1h, 1, 3);  // nothing refills during the test
   store.take("l", "a", shape, kStart);
   store.take("l", "b", shape, kStart + 1);
   store.take("l", "c", shape, kStart + 2);
-  store.take("l", "a", shape, kStart + 3);  // refused, but a is now the most recently used
-  store.take("l", "d", shape, kStart + 4);  // b goes
-  EXPECT_FALSE(store.take("l", "a", shape, kStart + 5).admitted);
-  EXPECT_FALSE(store.take("l", "c", shape, kStart + 5).admitted);
-  EXPECT_FALSE(store.take("l", "d", shape, kStart + 5).admitted);
-  EXPECT_TRUE(store.take("l", "b", shape, kStart + 5).admitted);  // a fresh bucket: it had been forgotten
+  // Every bucket is spent: none may go. d takes the overflow bucket's one token, e finds it spent.
+  TakeResult d = store.take("l", "d", shape, kStart + 3);
+  EXPECT_TRUE(d.admitted);
+  EXPECT_TRUE(d.overflow);
+  TakeResult e = store.take("l", "e", shape, kStart + 4);
+  EXPECT_FALSE(e.admitted);
+  EXPECT_TRUE(e.overflow);
+  EXPECT_EQ(store.size("l"), 3u);
+  for (const char* held : {"a", "b", "c"}) {
+    TakeResult again = store.take("l", held, shape, kStart + 5);
+    EXPECT_FALSE(again.admitted) << held << " kept its spent bucket";
+    EXPECT_FALSE(again.overflow) << held;
+  }
+}
+
+TEST(MemoryBucketStoreEvictionTest, AVictimsSpentBucketStaysSpentWhileAnotherClientRotatesKeys) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(20, 1s, 40, 100);  // the 20/s, burst 40, a small table
+  EXPECT_EQ(drain(store, "l", "victim", shape, kStart), 40);
+  // The attacker spends one token under each of 1000 keys, at once (nothing refills).
+  int attacker_admitted = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (store.take("l", "rotated-" + std::to_string(i), shape, kStart).admitted) ++attacker_admitted;
+  }
+  EXPECT_FALSE(store.take("l", "victim", shape, kStart).admitted) << "the victim's bucket came back full";
+  EXPECT_EQ(store.size("l"), 100u);
+  // 99 keys got buckets of their own before the table was full, the rest shared one burst.
+  EXPECT_EQ(attacker_admitted, 99 + 40);
+}
+
+TEST(MemoryBucketStoreEvictionTest, RotatingKeysShareTheOverflowBucketsBurstAndRefill) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(2, 1s, 4, 2);
+  drain(store, "l", "x", shape, kStart);
+  drain(store, "l", "y", shape, kStart);
+  // 10 s with a new key every 100 ms: at most the burst plus 2/s of refill (+1 for rounding).
+  int admitted = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::uint64_t now = kStart + static_cast<std::uint64_t>(i) * (kSecond / 10);
+    // x and y keep their buckets spent, so they are never full when a new key comes.
+    store.take("l", "x", shape, now);
+    store.take("l", "y", shape, now);
+    TakeResult taken = store.take("l", "k" + std::to_string(i), shape, now);
+    EXPECT_TRUE(taken.overflow) << i;
+    if (taken.admitted) ++admitted;
+  }
+  EXPECT_LE(admitted, 4 + 2 * 10 + 1);
+  EXPECT_GE(admitted, 4 + 2 * 9);
+}
+
+TEST(MemoryBucketStoreEvictionTest, AFullBucketCanStillBeEvicted) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1s, 2, 2);
+  store.take("l", "refilled", shape, kStart);  // one token spent, full again a second later
+  drain(store, "l", "spent", shape, kStart + 10 * kSecond);  // the most recently used
+  TakeResult fresh = store.take("l", "new", shape, kStart + 10 * kSecond);
+  EXPECT_TRUE(fresh.admitted);
+  EXPECT_FALSE(fresh.overflow) << "the full bucket made room";
+  EXPECT_EQ(store.size("l"), 2u);
+  EXPECT_FALSE(store.take("l", "spent", shape, kStart + 10 * kSecond).admitted);
+  EXPECT_FALSE(store.take("l", "new", shape, kStart + 10 * kSecond).overflow);
+}
+
+TEST(MemoryBucketStoreEvictionTest, ARefundForAKeyWithoutABucketGoesToTheOverflowBucket) {
+  MemoryBucketStore store;
+  BucketShape shape = shape_of(1, 1h, 1, 1);
+  store.take("l", "held", shape, kStart);
+  EXPECT_TRUE(store.take("l", "a", shape, kStart).admitted);  // the overflow bucket's token
+  EXPECT_FALSE(store.take("l", "b", shape, kStart).admitted);
+  store.refund("l", "a", shape, kStart);
+  EXPECT_TRUE(store.take("l", "b", shape, kStart).admitted);
 }
 
 TEST(MemoryBucketStoreEvictionTest, AFullBucketIsLookedForOnlyNearTheLeastRecentlyUsedEnd) {
   constexpr std::size_t kKeys = MemoryBucketStore::kEvictionScan + 4;
   MemoryBucketStore store;
   BucketShape shape = shape_of(1, 1min, 2, kKeys);
-  // The most recently used bucket is the only full one, beyond the scan: the LRU one goes.
+  // The most recently used bucket is the only full one, beyond the scan: nothing is forgotten,
+  // the new key shares the overflow bucket.
   for (std::size_t i = 0; i + 1 < kKeys; ++i) drain(store, "l", "k" + std::to_string(i), shape, kStart);
   store.take("l", "most-recent", shape, kStart);
   store.refund("l", "most-recent", shape, kStart);  // full again
-  store.take("l", "new", shape, kStart);
+  EXPECT_TRUE(store.take("l", "new", shape, kStart).overflow);
   EXPECT_EQ(store.size("l"), kKeys);
-  EXPECT_TRUE(store.take("l", "k0", shape, kStart).admitted);  // forgotten, so fresh
+  EXPECT_FALSE(store.take("l", "k0", shape, kStart).admitted);  // kept, still spent
 }
 
-// A reference LRU of what the store must hold when no bucket ever refills, against which many
-// random operations check the index (growth, insertions, backward-shift deletions), the chunks
-// and the recency list, at sizes from one slot to more than a chunk.
-TEST(MemoryBucketStoreEvictionTest, MatchesAReferenceLruUnderRandomUse) {
+// A reference model of what the store must hold, against which many random operations check
+// the index (growth, insertions, backward-shift deletions), the chunks and the recency list, at
+// sizes from one slot to more than a chunk. Burst 1 at 1/h; the clock jumps an hour now and
+// then, which fills every bucket: a bucket is full when it was last taken before the latest
+// jump. A new key in a full table replaces the least recently used bucket when that one is full
+// (among the least recently used, it is the first full one, if any is within the scan) and
+// otherwise takes from the overflow bucket.
+TEST(MemoryBucketStoreEvictionTest, MatchesAReferenceModelUnderRandomUse) {
   std::mt19937 random(99);
   for (std::size_t capacity : {1, 2, 7, 50, 300, 1500}) {
     MemoryBucketStore store(1);
     BucketShape shape = shape_of(1, 1h, 1, capacity);
-    std::list<int> reference;  // most recent first
+    struct Held {
+      int key;
+      int epoch;  // when last taken
+    };
+    std::list<Held> reference;  // most recent first
+    int epoch = 0;
+    int overflow_epoch = -1;
+    std::uint64_t now = kStart;
     int keys = static_cast<int>(capacity * 5 / 2 + 1);
     for (int step = 0; step < 40000; ++step) {
+      if (random() % 200 == 0) {
+        ++epoch;
+        now += 3600 * kSecond;
+      }
+      ++now;
       // Keys from a range that grows, so the table first fills (growing its index) and then churns.
       int key = static_cast<int>(random() % static_cast<unsigned>(std::min(keys, step / 4 + 1)));
-      auto it = std::find(reference.begin(), reference.end(), key);
-      bool held = it != reference.end();
-      if (held) {
+      auto it = std::find_if(reference.begin(), reference.end(), [&](const Held& h) { return h.key == key; });
+      bool expect_admitted;
+      bool expect_overflow = false;
+      if (it != reference.end()) {
+        expect_admitted = it->epoch < epoch;
         reference.erase(it);
-      } else if (reference.size() == capacity) {
-        reference.pop_back();
+        reference.push_front({key, epoch});
+      } else if (reference.size() < capacity) {
+        expect_admitted = true;
+        reference.push_front({key, epoch});
+      } else {
+        auto victim = reference.end();
+        std::size_t looked = 0;
+        for (auto r = reference.rbegin(); r != reference.rend() && looked < MemoryBucketStore::kEvictionScan;
+             ++r, ++looked) {
+          if (r->epoch < epoch) {
+            victim = std::prev(r.base());
+            break;
+          }
+        }
+        if (victim != reference.end()) {
+          reference.erase(victim);
+          reference.push_front({key, epoch});
+          expect_admitted = true;
+        } else {
+          expect_overflow = true;
+          expect_admitted = overflow_epoch < epoch;
+          overflow_epoch = epoch;
+        }
       }
-      reference.push_front(key);
-      // A held bucket is empty (burst 1, no refill); a new one admits.
-      ASSERT_EQ(store.take("l", std::to_string(key), shape, kStart + static_cast<std::uint64_t>(step)).admitted,
-                !held)
-          << "capacity " << capacity << ", step " << step << ", key " << key;
+      TakeResult taken = store.take("l", std::to_string(key), shape, now);
+      ASSERT_EQ(taken.admitted, expect_admitted) << "capacity " << capacity << ", step " << step << ", key " << key;
+      ASSERT_EQ(taken.overflow, expect_overflow) << "capacity " << capacity << ", step " << step << ", key " << key;
     }
     EXPECT_EQ(store.size("l"), capacity);
   }
@@ -333,10 +436,16 @@ TEST(MemoryBucketStoreEvictionTest, AShardedTableHoldsExactlyMaxKeys) {
   BucketShape shape = shape_of(1, 1h, 1, 10000);
   for (int i = 0; i < 30000; ++i) store.take("l", "client-" + std::to_string(i), shape, kStart);
   EXPECT_EQ(store.size("l"), 10000u);
-  // The most recent are all still there (their buckets empty).
-  for (int i = 29900; i < 30000; ++i) {
-    EXPECT_FALSE(store.take("l", "client-" + std::to_string(i), shape, kStart).admitted) << i;
+  // Spent buckets are never forgotten: the first keys still hold theirs.
+  int kept = 0;
+  for (int i = 0; i < 30000; ++i) {
+    TakeResult taken = store.take("l", "client-" + std::to_string(i), shape, kStart);
+    if (!taken.overflow) {
+      ++kept;
+      EXPECT_FALSE(taken.admitted) << i;
+    }
   }
+  EXPECT_EQ(kept, 10000);
 }
 
 TEST(MemoryBucketStoreTest, ConcurrentTakersShareOneBucketExactly) {

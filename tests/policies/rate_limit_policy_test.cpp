@@ -287,6 +287,33 @@ TEST_F(RateLimitPolicyTest, WithoutTheHeaderTheClientAddressIsTheKey) {
   EXPECT_EQ(admitted_until_refused("GET", "10.0.0.3"), 2);
 }
 
+// Issue #12 item 6: with max_keys reached, a client rotating X-Api-Key values must not get a
+// spent victim's bucket forgotten (and so refilled), nor a fresh burst for every key.
+TEST_F(RateLimitPolicyTest, RotatingKeysNeitherResetAVictimNorEscapeTheLimit) {
+  RateLimitConfig per_key = limit("per-key", 20, 1s, 40, KeyKind::Header, "X-Api-Key");
+  per_key.max_keys = 10;
+  make_policy({per_key});
+  EXPECT_EQ(admitted_until_refused("GET", "10.0.0.1", {{"X-Api-Key", "victim"}}), 40);
+  int attacker_admitted = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (send("GET", "10.0.0.66", {{"X-Api-Key", "rotated-" + std::to_string(i)}}).decision.forwards()) {
+      ++attacker_admitted;
+    }
+  }
+  EXPECT_FALSE(send("GET", "10.0.0.1", {{"X-Api-Key", "victim"}}).decision.forwards())
+      << "the victim's spent bucket came back full";
+  // Nine keys found room of their own; the other 991 shared the overflow bucket's burst.
+  EXPECT_EQ(attacker_admitted, 9 + 40);
+  RateLimitCounters counters = policy_->counters().at(0);
+  EXPECT_EQ(counters.overflow, 991u);
+  // A second later every bucket has refilled 20 tokens: the victim gets its 20, not a fresh 40,
+  // and the attacker's one-token buckets are full again, so new keys get buckets of their own.
+  clock_.now += 1s;
+  EXPECT_EQ(admitted_until_refused("GET", "10.0.0.1", {{"X-Api-Key", "victim"}}), 20);
+  EXPECT_TRUE(send("GET", "10.0.0.66", {{"X-Api-Key", "later"}}).decision.forwards());
+  EXPECT_EQ(policy_->counters().at(0).overflow, 991u);
+}
+
 TEST_F(RateLimitPolicyTest, AGlobalLimitIsOneBucketForEveryone) {
   make_policy({limit("global", 1, 1min, 3, KeyKind::Global)});
   EXPECT_TRUE(send("GET", "a").decision.forwards());

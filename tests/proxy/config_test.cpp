@@ -297,6 +297,17 @@ TEST(ConfigErrorsTest, UnknownKeySuggestsTheNearest) {
             "arbiter.toml:2:1: server.worker: unknown key; did you mean 'workers'?");
 }
 
+TEST(ConfigTest, BodyDeadlineDefaultsToFiveMinutesAndIsCheckedLikeTheOtherTimeouts) {
+  EXPECT_EQ(parse_config(kUpstream + kRoute, "arbiter.toml").server.body_deadline, 5min);
+  EXPECT_EQ(parse_config("[server]\nbody_deadline = \"90s\"\n" + kUpstream + kRoute, "arbiter.toml")
+                .server.body_deadline,
+            90s);
+  EXPECT_EQ(sole_error(with_rest("[server]\nbody_dedline = \"1m\"")),
+            "arbiter.toml:2:1: server.body_dedline: unknown key; did you mean 'body_deadline'?");
+  EXPECT_EQ(sole_error(with_rest("[server]\nbody_deadline = \"0s\"")),
+            "arbiter.toml:2:17: server.body_deadline: must be at least 1ms");
+}
+
 TEST(ConfigErrorsTest, UnknownTopLevelTable) {
   EXPECT_EQ(sole_error(with_rest("[sever]\nlisten = \"127.0.0.1:8080\"")),
             "arbiter.toml:1:2: sever: unknown key; did you mean 'server'?");

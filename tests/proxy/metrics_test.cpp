@@ -201,6 +201,8 @@ upstream = "legacy"
            "arbiter_etag_hit_ratio{route=\"items\"} NaN\n",  // no tagged read yet
            "arbiter_rate_limit_decisions_total{route=\"items\",limit=\"per-client\",decision=\"admitted\"} 0\n",
            "arbiter_rate_limit_decisions_total{route=\"items\",limit=\"per-client\",decision=\"limited\"} 0\n",
+           "# TYPE arbiter_rate_limit_overflow_total counter\n",
+           "arbiter_rate_limit_overflow_total{route=\"items\",limit=\"per-client\"} 0\n",
            "arbiter_concurrency_decisions_total{route=\"items\",decision=\"timed_out\"} 0\n",
            "arbiter_in_flight{route=\"items\"} 0\n",
            "arbiter_queued{route=\"items\"} 0\n",
