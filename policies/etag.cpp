@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
+#include <zlib.h>
 
 namespace arbiter {
 
@@ -94,10 +95,14 @@ PreconditionOutcome evaluate(const Precondition& precondition, const CurrentVers
       break;
     case Precondition::Form::Tags: {
       if (!current.exists) break;
-      if (!current.etag) return PreconditionOutcome::Unverifiable;
-      auto current_tag = parse_entity_tag(*current.etag);
-      matched = current_tag && std::any_of(precondition.tags.begin(), precondition.tags.end(),
-                                           [&](const EntityTag& tag) { return compare(tag, *current_tag); });
+      if (!current.etag && current.also.empty()) return PreconditionOutcome::Unverifiable;
+      auto matches = [&](const std::string& current_text) {
+        auto current_tag = parse_entity_tag(current_text);
+        return current_tag && std::any_of(precondition.tags.begin(), precondition.tags.end(),
+                                          [&](const EntityTag& tag) { return compare(tag, *current_tag); });
+      };
+      matched = (current.etag && matches(*current.etag)) ||
+                std::any_of(current.also.begin(), current.also.end(), matches);
       break;
     }
   }
@@ -176,6 +181,116 @@ std::optional<MintedDigest> minted_etag_digest(std::string_view etag) noexcept {
     digest[i] = static_cast<std::uint8_t>(high << 4 | low);
   }
   return digest;
+}
+
+namespace {
+
+// The body with its content coding removed; nullopt when corrupt or over max_bytes.
+std::optional<std::string> inflate_body(std::string_view body, bool raw_deflate, std::size_t max_bytes) {
+  z_stream stream{};
+  // 15 + 32: zlib or gzip header, detected; -15: a raw deflate stream (what some servers send
+  // for "deflate").
+  if (inflateInit2(&stream, raw_deflate ? -15 : 15 + 32) != Z_OK) return std::nullopt;
+  std::string out;
+  char buffer[16384];
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  stream.avail_in = static_cast<uInt>(body.size());
+  int result = Z_OK;
+  while (result == Z_OK) {
+    stream.next_out = reinterpret_cast<Bytef*>(buffer);
+    stream.avail_out = sizeof buffer;
+    result = inflate(&stream, Z_NO_FLUSH);
+    if (result != Z_OK && result != Z_STREAM_END) break;
+    out.append(buffer, sizeof buffer - stream.avail_out);
+    if (out.size() > max_bytes) result = Z_MEM_ERROR;
+    if (result == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) result = Z_BUF_ERROR;  // truncated
+  }
+  inflateEnd(&stream);
+  if (result != Z_STREAM_END) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> content_identity(std::string_view body, std::string_view content_encoding,
+                                            std::size_t max_decoded_bytes) {
+  std::vector<std::string_view> codings;
+  for_each_list_element(content_encoding, [&](std::string_view coding) {
+    if (!iequals(coding, "identity")) codings.push_back(coding);
+  });
+  if (codings.empty()) return mint_etag(body);
+  if (codings.size() != 1 || body.size() > 0xFFFFFFFFu) return std::nullopt;
+  std::optional<std::string> decoded;
+  if (iequals(codings[0], "gzip") || iequals(codings[0], "x-gzip")) {
+    decoded = inflate_body(body, false, max_decoded_bytes);
+  } else if (iequals(codings[0], "deflate")) {
+    decoded = inflate_body(body, false, max_decoded_bytes);
+    if (!decoded) decoded = inflate_body(body, true, max_decoded_bytes);
+  }
+  if (!decoded) return std::nullopt;
+  return mint_etag(*decoded);
+}
+
+bool VersionTags::names(std::string_view etag) const noexcept {
+  return (!identity.empty() && identity == etag) || std::find(tags.begin(), tags.end(), etag) != tags.end();
+}
+
+bool VersionTags::same_version(const VersionTags& other) const noexcept {
+  if (!other.identity.empty() && names(other.identity)) return true;
+  return std::any_of(other.tags.begin(), other.tags.end(), [&](const std::string& tag) { return names(tag); });
+}
+
+void VersionTags::merge(const VersionTags& other) {
+  // The newer observation's identity wins (a content hash rather than a backend tag read back
+  // from the table); the one it displaces stays a name of the version.
+  std::string displaced;
+  if (!other.identity.empty() && other.identity != identity) {
+    displaced = std::move(identity);
+    identity = other.identity;
+  }
+  std::vector<std::string> merged;
+  auto add = [&](const std::string& tag) {
+    if (tag.empty() || tag == identity || merged.size() == kMaxTags) return;
+    if (std::find(merged.begin(), merged.end(), tag) == merged.end()) merged.push_back(tag);
+  };
+  for (const std::string& tag : other.tags) add(tag);
+  add(displaced);
+  for (const std::string& tag : tags) add(tag);
+  tags = std::move(merged);
+}
+
+const std::string& VersionTags::primary() const noexcept { return tags.empty() ? identity : tags.front(); }
+
+std::vector<std::string> VersionTags::all() const {
+  std::vector<std::string> out = tags;
+  if (!identity.empty()) out.push_back(identity);
+  return out;
+}
+
+std::string encode_version_tags(const VersionTags& version) {
+  if (version.tags.empty()) return version.identity;
+  if (version.identity.empty() && version.tags.size() == 1) return version.tags.front();
+  std::string out = "#" + version.identity;
+  for (const std::string& tag : version.tags) out += " " + tag;
+  return out;
+}
+
+VersionTags decode_version_tags(std::string_view stored) {
+  VersionTags version;
+  if (stored.empty() || stored.front() != '#') {
+    version.identity = std::string(stored);
+    return version;
+  }
+  stored.remove_prefix(1);
+  std::size_t space = stored.find(' ');
+  version.identity = std::string(stored.substr(0, space));
+  while (space != std::string_view::npos) {
+    stored.remove_prefix(space + 1);
+    space = stored.find(' ');
+    std::string_view tag = stored.substr(0, space);
+    if (!tag.empty()) version.tags.emplace_back(tag);
+  }
+  return version;
 }
 
 bool is_valid_json_pointer(std::string_view pointer) noexcept {

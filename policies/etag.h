@@ -57,6 +57,9 @@ struct CurrentVersion {
   // The strong ETag of the current representation; nullopt when it exists but could not be
   // versioned (its body is larger than Arbiter hashes).
   std::optional<std::string> etag;
+  // Other tags naming the same version (other representations of it: another content coding,
+  // the backend's tag beside Arbiter's); a list matches when one of its tags matches any.
+  std::vector<std::string> also;
 };
 
 enum class PreconditionOutcome : std::uint8_t {
@@ -79,6 +82,40 @@ std::string minted_etag_text(const MintedDigest& digest);
 // The digest of a tag in the minted form (any tag that looks like one, whoever made it);
 // nullopt for every other tag. Lets a store keep 16 bytes instead of 34 characters.
 std::optional<MintedDigest> minted_etag_digest(std::string_view etag) noexcept;
+
+// The content identity of a representation: the minted tag of its content with the content
+// coding removed, so that the gzip and the identity representations of one version share it.
+// Decodes gzip, x-gzip and deflate (up to max_decoded_bytes); identity or no Content-Encoding
+// is the body itself. nullopt for another coding, a corrupt or a too large body.
+std::optional<std::string> content_identity(std::string_view body, std::string_view content_encoding,
+                                            std::size_t max_decoded_bytes);
+
+// Every tag that names one version of a resource, as the ETag table keeps it: the tags handed
+// out for its representations (newest first) and its content identity (content_identity(), or
+// empty when no body was seen). Two observations are of the same version when their
+// identities are equal or they share a tag: a strong tag names one sequence of bytes.
+struct VersionTags {
+  std::string identity;           // empty: unknown
+  std::vector<std::string> tags;  // never identity itself; at most kMaxTags
+
+  static constexpr std::size_t kMaxTags = 8;
+
+  bool empty() const noexcept { return identity.empty() && tags.empty(); }
+  bool names(std::string_view etag) const noexcept;
+  bool same_version(const VersionTags& other) const noexcept;
+  // Adds other's tags in front (the newest), and its identity when this one has none.
+  void merge(const VersionTags& other);
+  // The tag to show for the version: the newest handed out, else the identity.
+  const std::string& primary() const noexcept;
+  // Every tag, primary first, for CurrentVersion::also.
+  std::vector<std::string> all() const;
+};
+
+// The text the VersionStore keeps: a single tag when the version has one name (so Arbiter's
+// minted tags stay 16 bytes inline), else "#" + identity + " " + tags separated by spaces
+// (spaces cannot occur in an entity-tag).
+std::string encode_version_tags(const VersionTags& version);
+VersionTags decode_version_tags(std::string_view stored);
 
 // RFC 6901 syntax: "" or "/"-separated tokens where '~' is only followed by '0' or '1'.
 bool is_valid_json_pointer(std::string_view pointer) noexcept;

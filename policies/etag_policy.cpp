@@ -1,6 +1,8 @@
 #include "policies/etag_policy.h"
 
 #include <algorithm>
+
+#include "policies/byte_range.h"
 #include <stdexcept>
 #include <utility>
 
@@ -11,6 +13,10 @@ namespace {
 constexpr std::string_view kIfMatch = "If-Match";
 constexpr std::string_view kIfNoneMatch = "If-None-Match";
 constexpr std::string_view kEtag = "ETag";
+constexpr std::string_view kIfModifiedSince = "If-Modified-Since";
+constexpr std::string_view kIfUnmodifiedSince = "If-Unmodified-Since";
+constexpr std::string_view kRange = "Range";
+constexpr std::string_view kIfRange = "If-Range";
 
 bool is_read(std::string_view method) noexcept { return method == "GET" || method == "HEAD"; }
 
@@ -25,6 +31,59 @@ std::string single_quoted(std::string_view text) { return "'" + std::string(text
 
 // Answers a write could not be taken now, but may be in a moment.
 Decision unavailable(Problem problem) { return Decision::reply(std::move(problem), HeaderList{{"Retry-After", "1"}}); }
+
+Decision malformed_precondition(std::string_view field, const Precondition& precondition) {
+  return Decision::reply(Problem::make("malformed-precondition", 400, "Malformed precondition",
+                                       std::string(field) +
+                                           " must be * or a list of entity-tags such as \"abc\" or W/\"abc\"; got: " +
+                                           precondition.text));
+}
+
+std::string_view trimmed(std::string_view text) noexcept {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// The target of a 201's Location (or Content-Location) on this upstream: its path and query,
+// the scheme and authority of an absolute URI dropped, a relative path resolved against the
+// request's path. nullopt for what cannot be resolved that simply (dot segments, no path).
+std::optional<std::string> location_target(std::string_view location, std::string_view request_path) {
+  location = trimmed(location);
+  location = location.substr(0, location.find('#'));
+  std::size_t scheme_end = location.find("://");
+  if (scheme_end != std::string_view::npos && location.find_first_of("/?") > scheme_end) {
+    location.remove_prefix(scheme_end + 1);  // leaves "//authority/path"
+  }
+  if (location.starts_with("//")) {
+    std::size_t path = location.find('/', 2);
+    if (path == std::string_view::npos) return std::nullopt;
+    location.remove_prefix(path);
+  }
+  if (location.empty() || location.front() == '?') return std::nullopt;
+  std::string target;
+  if (location.front() != '/') target = std::string(request_path.substr(0, request_path.rfind('/') + 1));
+  target.append(location);
+  std::string_view path = std::string_view(target).substr(0, target.find('?'));
+  if (path.find("/./") != std::string_view::npos || path.find("/../") != std::string_view::npos ||
+      path.ends_with("/.") || path.ends_with("/..")) {
+    return std::nullopt;
+  }
+  return target;
+}
+
+// Turns a held response into Arbiter's problem answer (the upstream's representation fields
+// go: they described the body that is replaced).
+void replace_with_problem(ResponseView& response, const Problem& problem, std::string_view request_id) {
+  response.status = problem.status;
+  for (std::string_view field : {"Content-Type", "Content-Encoding", "Content-Language", "Content-Location",
+                                 "Content-Range", "Last-Modified", "ETag", "Cache-Control"}) {
+    response.headers.remove(field);
+  }
+  response.headers.set("Content-Type", kProblemContentType);
+  response.headers.set("Cache-Control", "no-store");
+  if (response.body) *response.body = problem.to_json(request_id);
+}
 
 }  // namespace
 
@@ -66,6 +125,7 @@ class EtagPolicy::Exchange final : public ExchangeState {
   enum class Role : std::uint8_t { Read, Write };
   enum class Stage : std::uint8_t {
     Reading,     // a read, forwarded
+    CheckingIfMatch,  // a read with If-Match, reading the current version first
     Queued,      // a write waiting for its turn
     Verifying,   // holding the turn, re-reading the current version
     Forwarded,   // the write went upstream; its outcome is not known yet
@@ -91,6 +151,9 @@ class EtagPolicy::Exchange final : public ExchangeState {
   Stage stage;
   std::uint64_t seen_sequence = 0;  // reads: store sequence() when the read began
   bool remember = true;             // reads: may the store learn the tag (see on_read_request)
+  std::vector<std::string> strip;   // reads: the request fields answered here, not forwarded
+  std::string created;              // a 201's created resource, when it is being read
+  std::uint64_t created_sequence = 0;
   MonotonicTime queue_deadline{};
   std::unique_ptr<WriteTurn> turn;  // writes: released with the exchange, or on a queue timeout
 
@@ -156,17 +219,57 @@ std::string EtagPolicy::resource_key(const RequestView& request) const {
 }
 
 EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std::string* body) const {
+  Version version;
   if (config_.source == EtagPolicyConfig::Source::Auto) {
     if (auto backend_etag = headers.find(kEtag)) {
-      if (auto tag = parse_entity_tag(*backend_etag); tag && !tag->weak) return {std::string(tag->opaque_tag)};
+      if (auto tag = parse_entity_tag(*backend_etag); tag && !tag->weak) version.etag = std::string(tag->opaque_tag);
     }
   }
-  if (body == nullptr || body->size() > config_.max_body_bytes) return {std::nullopt};
-  if (config_.source == EtagPolicyConfig::Source::JsonPointer) {
-    // A body that is not JSON, or has no value there, is still versioned: by its hash.
-    if (auto etag = etag_from_json_pointer(*body, config_.json_pointer)) return {std::move(etag)};
+  if (body != nullptr && body->size() <= config_.max_body_bytes) {
+    version.raw = mint_etag(*body);
+    // The same content under another coding is the same version: its identity is the hash of
+    // the content decoded (without a coding, the hash of the bytes themselves).
+    auto coding = headers.find("Content-Encoding");
+    if (!coding || trimmed(*coding).empty() || iequals(trimmed(*coding), "identity")) {
+      version.names.identity = *version.raw;
+    } else if (auto identity = content_identity(*body, *coding, config_.max_body_bytes)) {
+      version.names.identity = std::move(*identity);
+    }
+    if (!version.etag && config_.source == EtagPolicyConfig::Source::JsonPointer) {
+      // A body that is not JSON, or has no value there, is still versioned: by its hash.
+      version.etag = etag_from_json_pointer(*body, config_.json_pointer);
+    }
+    if (!version.etag) version.etag = version.raw;
   }
-  return {mint_etag(*body)};
+  // The backend's tag and the hash of the bytes both name this version, so a client holding
+  // either (a backend tag that turned from weak to strong) is current.
+  for (const auto* tag : {&version.etag, &version.raw}) {
+    if (*tag && **tag != version.names.identity &&
+        std::find(version.names.tags.begin(), version.names.tags.end(), **tag) == version.names.tags.end()) {
+      version.names.tags.push_back(**tag);
+    }
+  }
+  return version;
+}
+
+VersionTags EtagPolicy::joined_with_known(std::string_view resource, const VersionTags& seen) {
+  auto known = store_->get(resource);
+  if (!known) return seen;
+  VersionTags joined = decode_version_tags(*known);
+  if (!joined.same_version(seen)) return seen;
+  joined.merge(seen);
+  return joined;
+}
+
+CurrentVersion EtagPolicy::current_version(bool exists, const std::optional<std::string>& shown,
+                                           const VersionTags& names) {
+  CurrentVersion current{exists, shown, {}};
+  if (!exists) return current;
+  for (std::string& tag : names.all()) {
+    if (!shown || tag != *shown) current.also.push_back(std::move(tag));
+  }
+  if (!current.etag && !current.also.empty()) current.etag = names.primary();
+  return current;
 }
 
 // ---- Request phase ----
@@ -191,25 +294,71 @@ Decision EtagPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
 }
 
 Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
   auto exchange = std::make_unique<Exchange>(*this, Exchange::Role::Read, resource_key(request));
   exchange->seen_sequence = store_->sequence(exchange->resource());
   // A read with a query may be a different representation (a projection, another format)
   // than the one a write re-reads: it is tagged, but the store does not learn its tag.
   exchange->remember = request.query.empty();
+  // The backend would judge tags it never made: Arbiter answers If-None-Match, If-Match and
+  // If-Range itself, and the date conditions they override go too (RFC 9110 section 13.2.2:
+  // If-Modified-Since is ignored beside If-None-Match, If-Unmodified-Since beside If-Match).
+  // A Range is served by Arbiter from the whole representation, so that a 206 carries the
+  // same validator as the 200.
+  std::vector<std::string>& strip = exchange->strip;
+  if (request.headers.contains(kIfNoneMatch)) strip.insert(strip.end(), {std::string(kIfNoneMatch), std::string(kIfModifiedSince)});
+  if (if_match.present()) strip.insert(strip.end(), {std::string(kIfMatch), std::string(kIfUnmodifiedSince)});
+  if (request.headers.contains(kRange) || request.headers.contains(kIfRange)) {
+    strip.insert(strip.end(), {std::string(kRange), std::string(kIfRange)});
+  }
+  Exchange& placed = *exchange;
   state = std::move(exchange);
-  // The backend would judge If-None-Match against tags it never made; Arbiter answers it.
-  if (request.headers.contains(kIfNoneMatch)) return Decision::forward_without({std::string(kIfNoneMatch)});
-  return Decision::forward();
+  if (if_match.form == Precondition::Form::Tags) {
+    // Which version is current is known only from a read of it: read first, then decide.
+    placed.stage = Exchange::Stage::CheckingIfMatch;
+    return Decision::fetch(std::string(request.target));
+  }
+  return strip.empty() ? Decision::forward() : Decision::forward_without(strip);
+}
+
+Decision EtagPolicy::on_read_if_match(const RequestView& request, const FetchedResponse& fetched,
+                                      Exchange& exchange) {
+  exchange.stage = Exchange::Stage::Reading;
+  // A read that would not be a 2xx answers for itself: preconditions do not apply to it
+  // (RFC 9110 section 13.2.1).
+  if (!fetched.reached || !is_success(fetched.status)) return Decision::forward_without(exchange.strip);
+  Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+  CurrentVersion current = current_version(true, version.etag, version.names);
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  PreconditionOutcome outcome = evaluate_if_match(if_match, current);
+  if (outcome == PreconditionOutcome::Passes) return Decision::forward_without(exchange.strip);
+  HeaderList headers;
+  Problem problem;
+  if (outcome == PreconditionOutcome::Fails) {
+    problem = Problem::make("precondition-failed", 412, "Precondition failed",
+                            "If-Match names a version of " + single_quoted(exchange.resource()) +
+                                " that is not the current one; GET it without If-Match for the current version.");
+    problem.extensions.emplace_back("your_etag", if_match.text);
+    problem.extensions.emplace_back("current_etag", *current.etag);
+    headers.set(kEtag, *current.etag);
+  } else {
+    problem = Problem::make("version-unverifiable", 412, "Version cannot be verified",
+                            "The representation of " + single_quoted(exchange.resource()) +
+                                " is larger than this route's max_body_bytes (" +
+                                std::to_string(config_.max_body_bytes) +
+                                " bytes), so Arbiter cannot compute its version to evaluate If-Match; read it "
+                                "without If-Match.");
+    problem.extensions.emplace_back("max_body_bytes", config_.max_body_bytes);
+  }
+  problem.extensions.emplace_back("resource", exchange.resource());
+  return Decision::reply(std::move(problem), std::move(headers));
 }
 
 Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   for (std::string_view field : {kIfMatch, kIfNoneMatch}) {
     Precondition precondition = parse_precondition(request.headers, field);
-    if (precondition.form != Precondition::Form::Malformed) continue;
-    return Decision::reply(Problem::make("malformed-precondition", 400, "Malformed precondition",
-                                         std::string(field) +
-                                             " must be * or a list of entity-tags such as \"abc\" or W/\"abc\"; got: " +
-                                             precondition.text));
+    if (precondition.form == Precondition::Form::Malformed) return malformed_precondition(field, precondition);
   }
   std::string resource = resource_key(request);
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
@@ -254,7 +403,8 @@ Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchang
   if (!conditional) return forward_write(exchange, false);
   if (config_.verify == EtagPolicyConfig::Verify::Cache) {
     if (auto known = store_->get(exchange.resource())) {
-      return check_preconditions(request, exchange, CurrentVersion{true, std::move(known)});
+      VersionTags names = decode_version_tags(*known);
+      return check_preconditions(request, exchange, current_version(true, names.primary(), names));
     }
   }
   exchange.stage = Exchange::Stage::Verifying;
@@ -264,12 +414,17 @@ Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchang
 Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedResponse& fetched,
                                 std::unique_ptr<ExchangeState>& state) {
   auto* exchange = static_cast<Exchange*>(state.get());
+  if (exchange && exchange->stage == Exchange::Stage::CheckingIfMatch) return on_read_if_match(request, fetched, *exchange);
   if (!exchange || exchange->stage != Exchange::Stage::Verifying) return Decision::forward();
   exchange->stage = Exchange::Stage::Settled;  // until forwarded: a refusal changes nothing
   CurrentVersion current;
+  VersionTags names;
   if (fetched.reached && is_success(fetched.status)) {
-    current.exists = true;
-    current.etag = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr).etag;
+    Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+    // The re-read is of the writer's variant; the table may know the version's other
+    // representations (another client's gzip read), which If-Match may name as well.
+    if (version.etag) names = joined_with_known(exchange->resource(), version.names);
+    current = current_version(true, version.etag, names);
   } else if (!(fetched.reached && is_gone(fetched.status))) {
     counters_.verify_failures.fetch_add(1, std::memory_order_relaxed);
     std::string why = fetched.reached ? "it answered " + std::to_string(fetched.status) + " to GET " +
@@ -283,7 +438,7 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
   }
   // Holding the turn, what was just read is the current state: put, not learn.
   if (current.etag) {
-    store_->put(exchange->resource(), *current.etag);
+    store_->put(exchange->resource(), encode_version_tags(names));
   } else {
     store_->forget(exchange->resource());  // gone, or too large to version
   }
@@ -372,40 +527,112 @@ ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& r
     if (exchange->stage != Exchange::Stage::Forwarded) return ResponseStep::proceed();
     return on_write_response(request, response, *exchange);
   }
+  // A stream is relayed as it arrives (the proxy does not hold it) and has no single version.
+  if (is_stream_response(response.headers)) {
+    response.headers.remove(kEtag);
+    return ResponseStep::proceed();
+  }
+  if (response.status == 304) {
+    // The backend's own 304 (to If-Modified-Since): it carries the current ETag too
+    // (RFC 9110 section 15.4.5), learned by a read of the representation when the backend's
+    // own tag is not one Arbiter hands out.
+    Version version = version_of(response.headers, nullptr);
+    if (version.etag) {
+      response.headers.set(kEtag, *version.etag);
+      return ResponseStep::proceed();
+    }
+    response.headers.remove(kEtag);
+    return ResponseStep::fetch(std::string(request.target));
+  }
   // 206 carries a part of the representation; its hash would not be the whole one's.
   if (!is_success(response.status) || response.status == 206) return ResponseStep::proceed();
   if (response.body == nullptr && !response.body_withheld) {
     Version version = version_of(response.headers, nullptr);
     if (version.etag) {
-      tag_read(request, response, *exchange, version.etag);
+      tag_read(request, response, *exchange, version);
       return ResponseStep::proceed();
     }
     // HEAD has no body to hash: GET it. A bodiless GET answer is an empty representation.
     if (request.method == "HEAD") return ResponseStep::fetch(std::string(request.path));
     static const std::string kEmpty;
-    tag_read(request, response, *exchange, version_of(response.headers, &kEmpty).etag);
+    tag_read(request, response, *exchange, version_of(response.headers, &kEmpty));
     return ResponseStep::proceed();
   }
-  tag_read(request, response, *exchange, version_of(response.headers, response.body).etag);
+  tag_read(request, response, *exchange, version_of(response.headers, response.body));
   return ResponseStep::proceed();
 }
 
 void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Exchange& exchange,
-                          const std::optional<std::string>& etag) {
-  if (!etag) {
+                          const Version& version) {
+  if (!version.etag) {
     // Too large to version: no tag at all rather than one If-Match would never accept.
     response.headers.remove(kEtag);
     return;
   }
-  response.headers.set(kEtag, *etag);
+  const std::string& etag = *version.etag;
+  response.headers.set(kEtag, etag);
   counters_.reads_tagged.fetch_add(1, std::memory_order_relaxed);
-  if (exchange.remember) store_->learn(exchange.resource(), *etag, exchange.seen_sequence);
+  if (exchange.remember) {
+    store_->learn(exchange.resource(), encode_version_tags(joined_with_known(exchange.resource(), version.names)),
+                  exchange.seen_sequence);
+  }
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
   bool evaluable = if_none_match.form == Precondition::Form::Any || if_none_match.form == Precondition::Form::Tags;
-  if (evaluable && evaluate_if_none_match(if_none_match, CurrentVersion{true, etag}) == PreconditionOutcome::Fails) {
+  // The tags of these bytes: the one handed out, and the hash Arbiter gave them before a
+  // backend's tag turned strong.
+  CurrentVersion these_bytes{true, etag, {}};
+  if (version.raw) these_bytes.also.push_back(*version.raw);
+  if (evaluable && evaluate_if_none_match(if_none_match, these_bytes) == PreconditionOutcome::Fails) {
     response.status = 304;
     if (response.body) response.body->clear();
     counters_.not_modified.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  serve_range(request, response, version);
+}
+
+void EtagPolicy::serve_range(const RequestView& request, ResponseView& response, const Version& version) {
+  auto range = request.headers.find(kRange);
+  if (!range || request.method != "GET" || response.status != 200 || response.body == nullptr) return;
+  if (auto if_range = request.headers.find(kIfRange)) {
+    // RFC 9110 section 13.1.5: an entity-tag matches strongly the representation's tag; a date
+    // matches only the exact Last-Modified. Otherwise the whole representation is sent.
+    std::string_view validator = trimmed(*if_range);
+    bool matches = false;
+    if (validator.starts_with('"') || validator.starts_with("W/")) {
+      auto tag = parse_entity_tag(validator);
+      for (const auto* own : {&version.etag, &version.raw}) {
+        auto own_tag = *own ? parse_entity_tag(**own) : std::nullopt;
+        matches = matches || (tag && own_tag && strong_match(*tag, *own_tag));
+      }
+    } else {
+      auto last_modified = response.headers.find("Last-Modified");
+      matches = last_modified && trimmed(*last_modified) == validator;
+    }
+    if (!matches) return;
+  }
+  std::string& body = *response.body;
+  ByteRange selected;
+  switch (select_byte_range(*range, body.size(), selected)) {
+    case RangeSelection::Ignore:
+      return;
+    case RangeSelection::Satisfiable: {
+      std::uint64_t length = body.size();
+      body = body.substr(selected.first, selected.last - selected.first + 1);
+      response.status = 206;
+      response.headers.set("Content-Range", content_range(selected, length));
+      return;
+    }
+    case RangeSelection::Unsatisfiable: {
+      std::uint64_t length = body.size();
+      auto problem = Problem::make("range-not-satisfiable", 416, "Range not satisfiable",
+                                   "The representation has " + std::to_string(length) + " bytes; Range " +
+                                       std::string(*range) + " selects none of them.");
+      problem.extensions.emplace_back("length", length);
+      replace_with_problem(response, problem, request.request_id);
+      response.headers.set("Content-Range", "bytes */" + std::to_string(length));
+      return;
+    }
   }
 }
 
@@ -425,6 +652,9 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
     exchange.stage = Exchange::Stage::Settled;
     return ResponseStep::proceed();
   }
+  if (status == 201) {
+    if (auto step = on_created(request, response, exchange)) return std::move(*step);
+  }
   Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
   if (version.etag) {
     store_->put(exchange.resource(), *version.etag);
@@ -441,15 +671,52 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
   return ResponseStep::fetch(std::string(request.path));
 }
 
+std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, ResponseView& response,
+                                                   Exchange& exchange) {
+  // RFC 9110 section 15.3.2: validators on a 201 are those of the created resource, named by
+  // Location (else Content-Location; a PUT without either created its target).
+  auto location = response.headers.find("Location");
+  if (!location) location = response.headers.find("Content-Location");
+  std::optional<std::string> target = location ? location_target(*location, request.path) : std::nullopt;
+  std::string created = target ? target->substr(0, target->find('?')) : std::string();
+  // The created resource is the target: tagged as any write's answer.
+  if (target ? created == exchange.resource() : !location && request.method == "PUT") return std::nullopt;
+  // The target (a collection) changed too; its next conditional write re-reads it.
+  store_->forget(exchange.resource());
+  exchange.stage = Exchange::Stage::Settled;
+  if (!target) {
+    response.headers.remove(kEtag);
+    return ResponseStep::proceed();
+  }
+  Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
+  if (version.etag) {
+    store_->learn(created, *version.etag, store_->sequence(created));
+    return ResponseStep::proceed();
+  }
+  response.headers.remove(kEtag);
+  if (response.body == nullptr && response.body_withheld) return ResponseStep::proceed();
+  exchange.created = std::move(created);
+  exchange.created_sequence = store_->sequence(exchange.created);
+  return ResponseStep::fetch(std::move(*target));
+}
+
 void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& response,
                                      const FetchedResponse& fetched, ExchangeState* state) {
   auto* exchange = static_cast<Exchange*>(state);
   if (!exchange) return;
   bool read_ok = fetched.reached && is_success(fetched.status);
-  std::optional<std::string> etag;
-  if (read_ok) etag = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr).etag;
-  if (exchange->role() == Exchange::Role::Read) {  // a HEAD, tagged from the GET
-    tag_read(request, response, *exchange, etag);
+  Version version;
+  if (read_ok) version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+  const std::optional<std::string>& etag = version.etag;
+  if (exchange->role() == Exchange::Role::Read) {  // a HEAD or a backend's 304, tagged from the GET
+    tag_read(request, response, *exchange, version);
+    return;
+  }
+  if (!exchange->created.empty()) {  // a 201, tagged by the resource it created
+    if (etag) {
+      response.headers.set(kEtag, *etag);
+      store_->learn(exchange->created, encode_version_tags(version.names), exchange->created_sequence);
+    }
     return;
   }
   if (exchange->stage != Exchange::Stage::Refreshing) return;
@@ -462,7 +729,7 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
     settle_unknown(*exchange);
     return;
   }
-  store_->put(exchange->resource(), *etag);
+  store_->put(exchange->resource(), encode_version_tags(version.names));
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
 }
@@ -489,6 +756,8 @@ std::string EtagPolicy::explain(const RequestView& request) const {
                        source_name(config_) + ", bodies up to " + std::to_string(config_.max_body_bytes) +
                        " bytes are hashed)";
     if (request.headers.contains(kIfNoneMatch)) text += "; If-None-Match matching it gets 304";
+    if (request.headers.contains(kIfMatch)) text += "; If-Match is checked against a GET of it first (412 on a mismatch)";
+    if (request.headers.contains(kRange)) text += "; Range is served by Arbiter from the whole representation";
     return text;
   }
   if (!is_write(request.method)) return "not a read or a write: passed through";

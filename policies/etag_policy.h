@@ -9,6 +9,15 @@
 // query is tagged but not learned: it may be another representation). If-None-Match matching
 // it (weak comparison, or "*") turns the answer into a 304; Arbiter answers If-None-Match
 // itself, so the backend does not see it. A HEAD is tagged from a GET of its path.
+// If-Match on a read is judged by Arbiter against a GET of the target (412 on a mismatch),
+// Range/If-Range are served by Arbiter from the whole 200 (so a 206 has the 200's tag), and
+// If-Modified-Since / If-Unmodified-Since go only when no tag condition overrides them; a
+// backend's own 304 gets the current tag. A stream (text/event-stream) is never tagged.
+//
+// Versions: the store keeps every tag naming the resource's current version (VersionTags:
+// each representation's tag, the backend's beside the hash of the same bytes, and the content
+// identity with gzip removed), so If-Match passes for any representation of that version and
+// for no other version. A 201 is tagged by the resource its Location names.
 //
 // Writes (PUT, PATCH, DELETE, POST) take the resource's turn in the store's write queue, so
 // that one write at a time, across every worker, goes from the check to the new ETag. Holding
@@ -135,10 +144,18 @@ class EtagPolicy final : public Policy {
   };
   // The outcome of computing a representation's ETag.
   struct Version {
-    std::optional<std::string> etag;  // nullopt: the body was too large to hash
+    std::optional<std::string> etag;  // the tag handed out; nullopt: the body was too large to hash
+    std::optional<std::string> raw;   // minted from the bytes as sent (no body: nullopt)
+    VersionTags names;                // every tag naming this version, etag first
   };
 
   Version version_of(const HeaderList& headers, const std::string* body) const;
+  // What the table knows of the resource's version joined with what was just seen, when both
+  // are of one version; else what was just seen.
+  VersionTags joined_with_known(std::string_view resource, const VersionTags& seen);
+  // The current version as a precondition sees it: `shown` first, then every other name.
+  static CurrentVersion current_version(bool exists, const std::optional<std::string>& shown,
+                                        const VersionTags& names);
 
   Decision on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
   Decision on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
@@ -148,8 +165,11 @@ class EtagPolicy final : public Policy {
   Decision conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
                     const Precondition& failed, const CurrentVersion& current);
 
-  void tag_read(const RequestView& request, ResponseView& response, Exchange& exchange,
-                const std::optional<std::string>& etag);
+  Decision on_read_if_match(const RequestView& request, const FetchedResponse& fetched, Exchange& exchange);
+  void tag_read(const RequestView& request, ResponseView& response, Exchange& exchange, const Version& version);
+  void serve_range(const RequestView& request, ResponseView& response, const Version& version);
+  // A 201 whose created resource is not the target; nullopt: it is, tag it as any write.
+  std::optional<ResponseStep> on_created(const RequestView& request, ResponseView& response, Exchange& exchange);
   ResponseStep on_write_response(const RequestView& request, ResponseView& response, Exchange& exchange);
   void settle_unknown(Exchange& exchange);
 

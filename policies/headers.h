@@ -110,4 +110,9 @@ void for_each_list_element(std::string_view value, Fn&& fn) {
   }
 }
 
+// A response that is a stream rather than a document: Content-Type text/event-stream
+// (server-sent events) or multipart/x-mixed-replace (a "push" stream). Such a body may never
+// end, so it is relayed as it arrives and never held for hashing.
+bool is_stream_response(const HeaderList& headers) noexcept;
+
 }  // namespace arbiter

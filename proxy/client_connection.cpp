@@ -590,7 +590,8 @@ void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFra
   bool body_follows = framing != BodyFraming::None && head_.method != "HEAD";
   if (!body_follows) {
     holding_response_ = true;  // the policies run at on_upstream_complete, which follows at once
-  } else if (route_->response_body_limit > 0) {
+  } else if (route_->response_body_limit > 0 && !is_stream_response(headers)) {
+    // A stream (server-sent events) may never end: it is relayed as it arrives, never held.
     holding_response_ = true;
     buffering_body_ = true;
     buffered_body_.clear();

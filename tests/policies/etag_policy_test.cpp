@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "policies/etag.h"
 #include "policies/memory_version_store.h"
@@ -91,6 +92,7 @@ class Exchange {
     return value ? std::optional<std::string>(*value) : std::nullopt;
   }
   const std::string& response_body() const { return response_body_; }
+  const HeaderList& response_headers() const { return response_headers_; }
   CountingWaker& waker() { return *waker_; }
   bool has_state() const { return state_ != nullptr; }
   HeaderList& headers() { return headers_; }
@@ -135,6 +137,13 @@ class EtagPolicyTest : public ::testing::Test {
   }
   void SetUp() override { make_policy(EtagPolicyConfig{}); }
 
+  // The tag the table shows for a resource (the newest of its current version's names).
+  std::optional<std::string> known(std::string_view resource) {
+    auto stored = store_->get(resource);
+    if (!stored) return std::nullopt;
+    return decode_version_tags(*stored).primary();
+  }
+
   Exchange exchange(std::string method, std::string target, HeaderList headers = {}) {
     return Exchange(*policy_, clock_, std::move(method), std::move(target), std::move(headers));
   }
@@ -145,7 +154,7 @@ class EtagPolicyTest : public ::testing::Test {
     Exchange write = exchange(std::move(method), "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
     EXPECT_EQ(write.request().kind(), Decision::Kind::Fetch);
     EXPECT_TRUE(write.fetched(fetched_ok(kBody1)).forwards());
-    EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody1));
+    EXPECT_EQ(known("/accounts/1"), mint_etag(kBody1));
     return write;
   }
 
@@ -166,7 +175,7 @@ TEST_F(EtagPolicyTest, ReadLeavesWithAMintedEtagAndTheStoreLearnsIt) {
   EXPECT_EQ(get.status(), 200);
   EXPECT_EQ(get.response_etag(), mint_etag(kBody1));
   EXPECT_EQ(get.response_body(), kBody1);
-  EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody1));
+  EXPECT_EQ(known("/accounts/1"), mint_etag(kBody1));
   EXPECT_EQ(policy_->counters().reads_tagged, 1u);
   EXPECT_EQ(policy_->kind(), "etag");
   EXPECT_EQ(policy_->response_body_limit(), EtagPolicyConfig{}.max_body_bytes);
@@ -184,7 +193,7 @@ TEST_F(EtagPolicyTest, StrongBackendEtagIsKeptWithSourceAutoAndReplacedWithHash)
   get.request();
   get.respond(200, {{"ETag", "\"backend-7\""}}, kBody1);
   EXPECT_EQ(get.response_etag(), "\"backend-7\"");
-  EXPECT_EQ(store_->get("/accounts/1"), "\"backend-7\"");
+  EXPECT_EQ(known("/accounts/1"), "\"backend-7\"");
 
   EtagPolicyConfig config;
   config.source = EtagPolicyConfig::Source::Hash;
@@ -193,7 +202,7 @@ TEST_F(EtagPolicyTest, StrongBackendEtagIsKeptWithSourceAutoAndReplacedWithHash)
   hashed.request();
   hashed.respond(200, {{"ETag", "\"backend-7\""}}, kBody1);
   EXPECT_EQ(hashed.response_etag(), mint_etag(kBody1));
-  EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody1));
+  EXPECT_EQ(known("/accounts/1"), mint_etag(kBody1));
 }
 
 TEST_F(EtagPolicyTest, JsonPointerSourceTagsByTheVersionField) {
@@ -205,7 +214,7 @@ TEST_F(EtagPolicyTest, JsonPointerSourceTagsByTheVersionField) {
   get.request();
   get.respond(200, {{"ETag", "\"backend\""}}, R"({"id":1,"version":7,"balance":10})");
   EXPECT_EQ(get.response_etag(), "\"7\"");
-  EXPECT_EQ(store_->get("/accounts/1"), "\"7\"");
+  EXPECT_EQ(known("/accounts/1"), "\"7\"");
 
   // A body without that field is still versioned, by its hash.
   Exchange other = exchange("GET", "/accounts/2");
@@ -220,7 +229,8 @@ TEST_F(EtagPolicyTest, IfNoneMatchMatchingAnswers304WithoutABody) {
     Exchange get = exchange("GET", "/accounts/1", {{"If-None-Match", if_none_match}});
     Decision decision = get.request();
     EXPECT_TRUE(decision.forwards());
-    EXPECT_EQ(stripped(decision), std::vector<std::string>{"If-None-Match"});  // Arbiter answers it
+    // Arbiter answers it, and If-Modified-Since is ignored beside it (RFC 9110 section 13.1.3).
+    EXPECT_EQ(stripped(decision), (std::vector<std::string>{"If-None-Match", "If-Modified-Since"}));
     get.respond(200, {{"Content-Type", "application/json"}}, kBody1);
     EXPECT_EQ(get.status(), 304) << if_none_match;
     EXPECT_EQ(get.response_body(), "");
@@ -256,7 +266,7 @@ TEST_F(EtagPolicyTest, HeadIsTaggedFromAGetOfThePath) {
   head.response_fetched(fetched_ok(kBody1));
   EXPECT_EQ(head.response_etag(), mint_etag(kBody1));
   EXPECT_EQ(head.status(), 304);
-  EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody1));
+  EXPECT_EQ(known("/accounts/1"), mint_etag(kBody1));
 }
 
 TEST_F(EtagPolicyTest, HeadWithAStrongBackendTagNeedsNoGet) {
@@ -273,7 +283,7 @@ TEST_F(EtagPolicyTest, TooLargeReadIsSentWithoutEtagAndForgetsNothing) {
   get.request();
   get.respond(200, {{"ETag", "W/\"weak\""}}, std::string(10, 'x'), /*withheld=*/true);
   EXPECT_FALSE(get.response_etag().has_value());
-  EXPECT_EQ(store_->get("/accounts/1"), "\"known\"");
+  EXPECT_EQ(known("/accounts/1"), "\"known\"");
   EXPECT_EQ(policy_->counters().reads_tagged, 0u);
 }
 
@@ -304,7 +314,7 @@ TEST_F(EtagPolicyTest, ReadWithAQueryIsTaggedButNotRemembered) {
   get.request();
   get.respond(200, {}, R"({"balance":10})");
   EXPECT_EQ(get.response_etag(), mint_etag(R"({"balance":10})"));
-  EXPECT_FALSE(store_->get("/accounts/1").has_value());
+  EXPECT_FALSE(known("/accounts/1").has_value());
 }
 
 TEST_F(EtagPolicyTest, ASlowReadDoesNotOverwriteWhatAWriteEstablished) {
@@ -318,7 +328,7 @@ TEST_F(EtagPolicyTest, ASlowReadDoesNotOverwriteWhatAWriteEstablished) {
 
   get.respond(200, {}, kBody1);  // what the backend held before the write
   EXPECT_EQ(get.response_etag(), mint_etag(kBody1));
-  EXPECT_EQ(store_->get("/accounts/1"), "\"after-write\"");
+  EXPECT_EQ(known("/accounts/1"), "\"after-write\"");
 }
 
 TEST_F(EtagPolicyTest, OtherMethodsPassUntouched) {
@@ -377,7 +387,7 @@ TEST_F(EtagPolicyTest, UnconditionalWriteIsForwardedAndItsResponseRefreshesTheEt
   EXPECT_FALSE(put.response_etag().has_value());  // the weak one is gone
   put.response_fetched(fetched_ok(kBody2));
   EXPECT_EQ(put.response_etag(), mint_etag(kBody2));
-  EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody2));
+  EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
   EXPECT_EQ(policy_->counters().writes_forwarded, 1u);
 }
 
@@ -433,7 +443,7 @@ TEST_F(EtagPolicyTest, StaleIfMatchGets409WithTheCurrentEtag) {
   EXPECT_EQ(conflicts[0].current_etag, current);
   EXPECT_EQ(conflicts[0].request_id, "req-7");
   // What the check read is now the known version.
-  EXPECT_EQ(store_->get("/accounts/1"), current);
+  EXPECT_EQ(known("/accounts/1"), current);
 }
 
 TEST_F(EtagPolicyTest, ConflictStatus412) {
@@ -603,7 +613,7 @@ TEST_F(EtagPolicyTest, ATooLargeResourceCannotBeVersioned) {
   EXPECT_EQ(body["type"], "urn:arbiter:problem:version-unverifiable");
   EXPECT_EQ(body["max_body_bytes"], EtagPolicyConfig{}.max_body_bytes);
   EXPECT_NE(std::string(body["detail"]).find("max_body_bytes"), std::string::npos);
-  EXPECT_FALSE(store_->get("/accounts/1").has_value());  // what it was is not known any more
+  EXPECT_FALSE(known("/accounts/1").has_value());  // what it was is not known any more
   put.end();
 
   // If-Match: * needs existence only.
@@ -620,8 +630,8 @@ TEST_F(EtagPolicyTest, ResourceTemplateKeysByTheRouteParams) {
   Exchange get(*policy_, clock_, "GET", "/accounts/5/profile", {}, params);
   get.request();
   get.respond(200, {}, kBody1);
-  EXPECT_EQ(store_->get("/accounts/5"), mint_etag(kBody1));
-  EXPECT_FALSE(store_->get("/accounts/5/profile").has_value());
+  EXPECT_EQ(known("/accounts/5"), mint_etag(kBody1));
+  EXPECT_FALSE(known("/accounts/5/profile").has_value());
 
   Exchange put(*policy_, clock_, "PUT", "/accounts/5/profile", {{"If-Match", "\"old\""}}, params);
   put.request();
@@ -636,9 +646,9 @@ TEST_F(EtagPolicyTest, AStrongBackendTagOnTheWriteResponseIsTheNewVersion) {
   ResponseStep step = put.respond(200, {{"ETag", "\"v2\""}}, std::nullopt);
   EXPECT_FALSE(step.fetch_first);
   EXPECT_EQ(put.response_etag(), "\"v2\"");
-  EXPECT_EQ(store_->get("/accounts/1"), "\"v2\"");
+  EXPECT_EQ(known("/accounts/1"), "\"v2\"");
   put.end();
-  EXPECT_EQ(store_->get("/accounts/1"), "\"v2\"");  // settled: ending changes nothing
+  EXPECT_EQ(known("/accounts/1"), "\"v2\"");  // settled: ending changes nothing
   EXPECT_EQ(policy_->counters().etag_unknown_after_write, 0u);
 }
 
@@ -650,9 +660,9 @@ TEST_F(EtagPolicyTest, WithoutAStrongTagTheWriteIsFollowedByAReRead) {
   put.response_fetched(fetched_ok(kBody2));
   EXPECT_EQ(put.status(), 204);
   EXPECT_EQ(put.response_etag(), mint_etag(kBody2));
-  EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody2));
+  EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
   put.end();
-  EXPECT_EQ(store_->get("/accounts/1"), mint_etag(kBody2));
+  EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
 
   // A GET that follows serves the same tag.
   Exchange get = exchange("GET", "/accounts/1");
@@ -691,9 +701,9 @@ TEST_F(EtagPolicyTest, WriteResponsesThatSettleTheTagWithoutAReRead) {
     Exchange exchange = forwarded_write(write.method);
     ResponseStep step = exchange.respond(write.status, {}, write.body, write.withheld);
     EXPECT_FALSE(step.fetch_first);
-    EXPECT_EQ(store_->get("/accounts/1"), write.tag_after);
+    EXPECT_EQ(known("/accounts/1"), write.tag_after);
     exchange.end();
-    EXPECT_EQ(store_->get("/accounts/1"), write.tag_after);  // settled: the end changes nothing
+    EXPECT_EQ(known("/accounts/1"), write.tag_after);  // settled: the end changes nothing
     EXPECT_EQ(policy_->counters().etag_unknown_after_write, write.unknown_after_write);
     EXPECT_EQ(store_->queued_resources(), 0u);
   }
@@ -703,7 +713,7 @@ TEST_F(EtagPolicyTest, AWriteThatEndsWithoutAResponseMakesTheTagUnknown) {
   Exchange put = forwarded_write();
   EXPECT_EQ(store_->queued_resources(), 1u);
   put.end();  // upstream reset, timeout or client gone: on_response never came
-  EXPECT_FALSE(store_->get("/accounts/1").has_value());
+  EXPECT_FALSE(known("/accounts/1").has_value());
   EXPECT_EQ(policy_->counters().etag_unknown_after_write, 1u);
   EXPECT_EQ(store_->queued_resources(), 0u);  // and the turn was released
 }
@@ -712,7 +722,7 @@ TEST_F(EtagPolicyTest, AWriteThatEndsDuringItsReReadMakesTheTagUnknown) {
   Exchange put = forwarded_write();
   ASSERT_TRUE(put.respond(200, {}, "").fetch_first);
   put.end();
-  EXPECT_FALSE(store_->get("/accounts/1").has_value());
+  EXPECT_FALSE(known("/accounts/1").has_value());
   EXPECT_EQ(policy_->counters().etag_unknown_after_write, 1u);
 }
 
@@ -722,7 +732,7 @@ TEST_F(EtagPolicyTest, AFailedReReadAfterTheWriteMakesTheTagUnknown) {
     ASSERT_TRUE(put.respond(200, {}, "").fetch_first);
     put.response_fetched(failure);
     EXPECT_FALSE(put.response_etag().has_value());
-    EXPECT_FALSE(store_->get("/accounts/1").has_value());
+    EXPECT_FALSE(known("/accounts/1").has_value());
     put.end();
   }
   EXPECT_EQ(policy_->counters().etag_unknown_after_write, 3u);  // once each, not again at the end
@@ -733,7 +743,7 @@ TEST_F(EtagPolicyTest, AResourceGoneAfterTheWriteIsForgotten) {
   ASSERT_TRUE(post.respond(200, {}, "{}").fetch_first);
   post.response_fetched(fetched_status(404));
   EXPECT_FALSE(post.response_etag().has_value());
-  EXPECT_FALSE(store_->get("/accounts/1").has_value());
+  EXPECT_FALSE(known("/accounts/1").has_value());
 }
 
 // ---- Writes: the queue ----
@@ -838,7 +848,7 @@ TEST_F(EtagPolicyTest, AClientThatLeavesWhileWaitingFreesItsPlace) {
   holder.end();
   EXPECT_EQ(next.waker().wakes, 1);
   EXPECT_TRUE(next.request().forwards());
-  EXPECT_EQ(store_->get("/accounts/1"), "\"v2\"");  // the one that left forgot nothing
+  EXPECT_EQ(known("/accounts/1"), "\"v2\"");  // the one that left forgot nothing
 }
 
 // Two clients read the same version and both write: the second, checked after the first's write
@@ -1001,6 +1011,269 @@ TEST(TemplateParamNamesTest, NamesAndMalformedTemplates) {
   EXPECT_FALSE(template_param_names("/a/id}").has_value());
   EXPECT_FALSE(template_param_names("/a/{}").has_value());
   EXPECT_FALSE(template_param_names("/a/{{id}}").has_value());
+}
+
+// ---- Conditional requests: issue #12 items 7-12 ----
+
+// The gzip coding of `text`, as a backend that varies on Accept-Encoding sends it.
+std::string gzip(std::string_view text) {
+  z_stream stream{};
+  EXPECT_EQ(deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::string out(deflateBound(&stream, text.size()) + 32, '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  stream.avail_in = static_cast<uInt>(text.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&stream, Z_FINISH), Z_STREAM_END);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  return out;
+}
+
+TEST(ContentIdentity, IsTheHashOfTheDecodedContent) {
+  EXPECT_EQ(content_identity(kBody1, "", 1000), mint_etag(kBody1));
+  EXPECT_EQ(content_identity(kBody1, "identity", 1000), mint_etag(kBody1));
+  EXPECT_EQ(content_identity(gzip(kBody1), "gzip", 1000), mint_etag(kBody1));
+  EXPECT_EQ(content_identity(gzip(kBody1), "x-gzip", 1000), mint_etag(kBody1));
+  EXPECT_FALSE(content_identity(gzip(kBody1), "gzip", 5).has_value());  // decodes to more than allowed
+  EXPECT_FALSE(content_identity(gzip(kBody1).substr(0, 10), "gzip", 1000).has_value());  // truncated
+  EXPECT_FALSE(content_identity(kBody1, "br", 1000).has_value());  // a coding Arbiter does not decode
+}
+
+TEST(VersionTagsCodec, OneNameIsStoredAsThatTagAndMoreRoundTrip) {
+  VersionTags single{mint_etag(kBody1), {}};
+  EXPECT_EQ(encode_version_tags(single), mint_etag(kBody1));  // the table keeps it inline
+  VersionTags several{mint_etag(kBody1), {"\"b\"", "\"c\""}};
+  VersionTags decoded = decode_version_tags(encode_version_tags(several));
+  EXPECT_EQ(decoded.identity, several.identity);
+  EXPECT_EQ(decoded.tags, several.tags);
+  EXPECT_TRUE(decoded.names("\"c\""));
+  EXPECT_FALSE(decoded.names("\"d\""));
+  EXPECT_EQ(decode_version_tags("\"plain\"").primary(), "\"plain\"");
+}
+
+TEST_F(EtagPolicyTest, IfNoneMatchStripsIfModifiedSinceAndABackendsOwn304CarriesTheCurrentEtag) {
+  Exchange both = exchange("GET", "/accounts/1", {{"If-None-Match", "\"stale\""},
+                                                  {"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
+  EXPECT_EQ(stripped(both.request()), (std::vector<std::string>{"If-None-Match", "If-Modified-Since"}));
+
+  // If-Modified-Since alone is the backend's to answer; its 304 gets Arbiter's current tag.
+  Exchange dated = exchange("GET", "/accounts/1", {{"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
+  Decision decision = dated.request();
+  EXPECT_TRUE(decision.forwards());
+  EXPECT_TRUE(stripped(decision).empty());
+  ResponseStep step = dated.respond(304, {{"ETag", "W/\"backend\""}}, std::nullopt);
+  ASSERT_TRUE(step.fetch_first);
+  EXPECT_EQ(step.fetch_target, "/accounts/1");
+  dated.response_fetched(fetched_ok(kBody1));
+  EXPECT_EQ(dated.status(), 304);
+  EXPECT_EQ(dated.response_etag(), mint_etag(kBody1));
+
+  // A strong backend tag on its 304 is the one Arbiter hands out (source = "auto").
+  Exchange strong = exchange("GET", "/accounts/1", {{"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
+  strong.request();
+  EXPECT_FALSE(strong.respond(304, {{"ETag", "\"b7\""}}, std::nullopt).fetch_first);
+  EXPECT_EQ(strong.response_etag(), "\"b7\"");
+}
+
+TEST_F(EtagPolicyTest, ReadIfMatchIsEvaluatedAgainstArbitersTagsAndNeverForwarded) {
+  Exchange current = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)},
+                                                     {"If-Unmodified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
+  Decision fetch = current.request();
+  ASSERT_EQ(fetch.kind(), Decision::Kind::Fetch);
+  EXPECT_EQ(fetch.fetch_target(), "/accounts/1");
+  Decision decision = current.fetched(fetched_ok(kBody1));
+  EXPECT_TRUE(decision.forwards());
+  EXPECT_EQ(stripped(decision), (std::vector<std::string>{"If-Match", "If-Unmodified-Since"}));
+  current.respond(200, {}, kBody1);
+  EXPECT_EQ(current.status(), 200);
+  EXPECT_EQ(current.response_etag(), mint_etag(kBody1));
+
+  Exchange stale = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  stale.request();
+  Decision refused = stale.fetched(fetched_ok(kBody2));
+  ASSERT_EQ(refused.kind(), Decision::Kind::Reply);
+  EXPECT_EQ(refused.status(), 412);
+  EXPECT_EQ(refused.headers().find("ETag"), mint_etag(kBody2));
+  nlohmann::json body = problem_body(refused);
+  EXPECT_EQ(body["type"], "urn:arbiter:problem:precondition-failed");
+  EXPECT_EQ(body["current_etag"], mint_etag(kBody2));
+
+  // A resource that is not there answers for itself (404), and If-Match: * needs no read.
+  Exchange gone = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  gone.request();
+  EXPECT_TRUE(gone.fetched(fetched_status(404)).forwards());
+  Exchange any = exchange("GET", "/accounts/1", {{"If-Match", "*"}});
+  EXPECT_TRUE(any.request().forwards());
+
+  Exchange malformed = exchange("GET", "/accounts/1", {{"If-Match", "junk"}});
+  EXPECT_EQ(malformed.request().status(), 400);
+}
+
+TEST_F(EtagPolicyTest, RangeIsServedFromTheWholeRepresentationUnderTheSameTag) {
+  Exchange range = exchange("GET", "/accounts/1", {{"Range", "bytes=0-4"}});
+  EXPECT_EQ(stripped(range.request()), (std::vector<std::string>{"Range", "If-Range"}));
+  range.respond(200, {{"Content-Type", "application/json"}}, kBody1);
+  EXPECT_EQ(range.status(), 206);
+  EXPECT_EQ(range.response_body(), kBody1.substr(0, 5));
+  EXPECT_EQ(range.response_etag(), mint_etag(kBody1));  // the 200's validator
+  EXPECT_EQ(range.response_headers().find("Content-Range"), "bytes 0-4/" + std::to_string(kBody1.size()));
+
+  Exchange matching = exchange("GET", "/accounts/1", {{"Range", "bytes=-3"}, {"If-Range", mint_etag(kBody1)}});
+  matching.request();
+  matching.respond(200, {}, kBody1);
+  EXPECT_EQ(matching.status(), 206);
+  EXPECT_EQ(matching.response_body(), kBody1.substr(kBody1.size() - 3));
+
+  Exchange changed = exchange("GET", "/accounts/1", {{"Range", "bytes=0-4"}, {"If-Range", mint_etag(kBody2)}});
+  changed.request();
+  changed.respond(200, {}, kBody1);
+  EXPECT_EQ(changed.status(), 200);
+  EXPECT_EQ(changed.response_body(), kBody1);
+
+  Exchange past_the_end = exchange("GET", "/accounts/1", {{"Range", "bytes=500-"}});
+  past_the_end.request();
+  past_the_end.respond(200, {{"Content-Type", "application/json"}}, kBody1);
+  EXPECT_EQ(past_the_end.status(), 416);
+  EXPECT_EQ(past_the_end.response_headers().find("Content-Type"), "application/problem+json");
+  EXPECT_EQ(past_the_end.response_headers().find("Content-Range"), "bytes */" + std::to_string(kBody1.size()));
+}
+
+TEST_F(EtagPolicyTest, EitherRepresentationOfTheCurrentVersionPassesIfMatchFromTheCache) {
+  EtagPolicyConfig config;
+  config.verify = EtagPolicyConfig::Verify::Cache;
+  make_policy(config);
+  HeaderList gzipped{{"Content-Encoding", "gzip"}, {"Vary", "Accept-Encoding"}};
+  Exchange first = exchange("GET", "/accounts/1", {{"Accept-Encoding", "gzip"}});
+  first.request();
+  first.respond(200, gzipped, gzip(kBody1));
+  std::string gzip_tag = *first.response_etag();
+  Exchange second = exchange("GET", "/accounts/1");
+  second.request();
+  second.respond(200, {{"Vary", "Accept-Encoding"}}, kBody1);
+  std::string identity_tag = *second.response_etag();
+  ASSERT_NE(gzip_tag, identity_tag);  // two representations, two strong tags
+
+  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
+  EXPECT_TRUE(put.request().forwards());  // no false 409
+  ASSERT_TRUE(put.respond(200, {}, "").fetch_first);
+  put.response_fetched(fetched_ok(kBody2));
+  put.end();
+
+  // Tags of the version before the write never match.
+  for (const std::string& old : {gzip_tag, identity_tag}) {
+    Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", old}});
+    EXPECT_EQ(stale.request().status(), 409);
+  }
+}
+
+TEST_F(EtagPolicyTest, ARepresentationOfAnotherVersionReplacesWhatTheCacheKnew) {
+  EtagPolicyConfig config;
+  config.verify = EtagPolicyConfig::Verify::Cache;
+  make_policy(config);
+  Exchange first = exchange("GET", "/accounts/1", {{"Accept-Encoding", "gzip"}});
+  first.request();
+  first.respond(200, {{"Content-Encoding", "gzip"}}, gzip(kBody1));
+  std::string old_gzip_tag = *first.response_etag();
+  // The backend changed behind Arbiter's back; an identity read sees the new content.
+  Exchange second = exchange("GET", "/accounts/1");
+  second.request();
+  second.respond(200, {}, kBody2);
+  Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", old_gzip_tag}});
+  EXPECT_EQ(stale.request().status(), 409);
+}
+
+TEST_F(EtagPolicyTest, UpstreamVerifyDoesNotDependOnTheVariantTheWriterNegotiated) {
+  Exchange first = exchange("GET", "/accounts/1", {{"Accept-Encoding", "gzip"}});
+  first.request();
+  first.respond(200, {{"Content-Encoding", "gzip"}}, gzip(kBody1));
+  std::string gzip_tag = *first.response_etag();
+  Exchange second = exchange("GET", "/accounts/1");
+  second.request();
+  second.respond(200, {}, kBody1);
+
+  // The writer's request asks for identity; its re-read is the identity representation.
+  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
+  ASSERT_EQ(put.request().kind(), Decision::Kind::Fetch);
+  EXPECT_TRUE(put.fetched(fetched_ok(kBody1)).forwards());
+  put.end();
+
+  // The same, for a version that is not the current one.
+  Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
+  ASSERT_EQ(stale.request().kind(), Decision::Kind::Fetch);
+  EXPECT_EQ(stale.fetched(fetched_ok(kBody2)).status(), 409);
+}
+
+TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
+  for (auto verify : {EtagPolicyConfig::Verify::Upstream, EtagPolicyConfig::Verify::Cache}) {
+    EtagPolicyConfig config;
+    config.verify = verify;
+    make_policy(config);
+    // Apache: a weak tag for a second after the write, then a strong one for the same bytes.
+    Exchange early = exchange("GET", "/accounts/1");
+    early.request();
+    early.respond(200, {{"ETag", "W/\"5-abc\""}}, kBody1);
+    std::string minted = *early.response_etag();
+    EXPECT_EQ(minted, mint_etag(kBody1));
+    Exchange later = exchange("GET", "/accounts/1");
+    later.request();
+    later.respond(200, {{"ETag", "\"5-abc\""}}, kBody1);
+    EXPECT_EQ(later.response_etag(), "\"5-abc\"");
+
+    for (const std::string& held : {minted, std::string("\"5-abc\"")}) {
+      Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", held}});
+      Decision decision = put.request();
+      if (decision.kind() == Decision::Kind::Fetch) decision = put.fetched(fetched_ok(kBody1, {{"ETag", "\"5-abc\""}}));
+      EXPECT_TRUE(decision.forwards()) << held;  // no false 409
+    }
+    // Other bytes are another version, whichever tag the client holds.
+    Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", minted}});
+    Decision decision = stale.request();
+    if (decision.kind() == Decision::Kind::Fetch) {
+      EXPECT_EQ(stale.fetched(fetched_ok(kBody2, {{"ETag", "\"6-def\""}})).status(), 409);
+    }
+  }
+}
+
+TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
+  Exchange post = exchange("POST", "/accounts");
+  ASSERT_TRUE(post.request().forwards());
+  ResponseStep step = post.respond(201, {{"Location", "/accounts/9"}, {"ETag", "W/\"collection\""}}, "{}");
+  ASSERT_TRUE(step.fetch_first);
+  EXPECT_EQ(step.fetch_target, "/accounts/9");
+  post.response_fetched(fetched_ok(kBody2));
+  EXPECT_EQ(post.response_etag(), mint_etag(kBody2));
+  post.end();
+  EXPECT_EQ(known("/accounts/9"), mint_etag(kBody2));
+  EXPECT_FALSE(known("/accounts").has_value());  // the collection changed: re-read when needed
+
+  // An absolute Location, and a backend's strong tag for what it created.
+  Exchange absolute = exchange("POST", "/accounts");
+  absolute.request();
+  EXPECT_FALSE(absolute.respond(201, {{"Location", "http://backend:8080/accounts/10"}, {"ETag", "\"c10\""}}, "{}")
+                   .fetch_first);
+  EXPECT_EQ(absolute.response_etag(), "\"c10\"");
+  absolute.end();
+  EXPECT_EQ(known("/accounts/10"), "\"c10\"");
+
+  // No Location: nothing names the created resource, so no validator at all.
+  Exchange anonymous = exchange("POST", "/accounts");
+  anonymous.request();
+  EXPECT_FALSE(anonymous.respond(201, {{"ETag", "\"collection\""}}, "{}").fetch_first);
+  EXPECT_FALSE(anonymous.response_etag().has_value());
+}
+
+TEST_F(EtagPolicyTest, AStreamIsLeftUntagged) {
+  Exchange get = exchange("GET", "/accounts/1");
+  get.request();
+  ResponseStep step =
+      get.respond(200, {{"Content-Type", "text/event-stream; charset=utf-8"}, {"ETag", "\"b1\""}}, std::nullopt,
+                  /*withheld=*/true);
+  EXPECT_FALSE(step.fetch_first);
+  EXPECT_FALSE(get.response_etag().has_value());
+  EXPECT_EQ(store_->size(), 0u);
+  EXPECT_TRUE(is_stream_response(HeaderList{{"Content-Type", "TEXT/EVENT-STREAM"}}));
+  EXPECT_FALSE(is_stream_response(HeaderList{{"Content-Type", "application/json"}}));
 }
 
 }  // namespace

@@ -1,0 +1,35 @@
+#include "policies/byte_range.h"
+
+#include <gtest/gtest.h>
+
+namespace arbiter {
+namespace {
+
+TEST(ByteRange, SelectsOneRangeClippedToTheRepresentation) {
+  ByteRange range;
+  ASSERT_EQ(select_byte_range("bytes=0-4", 10, range), RangeSelection::Satisfiable);
+  EXPECT_EQ(range.first, 0u);
+  EXPECT_EQ(range.last, 4u);
+  ASSERT_EQ(select_byte_range("bytes=5-", 10, range), RangeSelection::Satisfiable);
+  EXPECT_EQ(range.last, 9u);
+  ASSERT_EQ(select_byte_range("bytes=8-100", 10, range), RangeSelection::Satisfiable);
+  EXPECT_EQ(range.last, 9u);
+  ASSERT_EQ(select_byte_range("bytes=-3", 10, range), RangeSelection::Satisfiable);
+  EXPECT_EQ(range.first, 7u);
+  ASSERT_EQ(select_byte_range("bytes=-30", 10, range), RangeSelection::Satisfiable);
+  EXPECT_EQ(range.first, 0u);
+  EXPECT_EQ(content_range(ByteRange{7, 9}, 10), "bytes 7-9/10");
+}
+
+TEST(ByteRange, IgnoresWhatItDoesNotServeAndRefusesWhatIsPastTheEnd) {
+  ByteRange range;
+  for (const char* ignored : {"items=0-4", "bytes=0-1,4-5", "bytes=4-1", "bytes=x-", "bytes=", "bytes=-"}) {
+    EXPECT_EQ(select_byte_range(ignored, 10, range), RangeSelection::Ignore) << ignored;
+  }
+  EXPECT_EQ(select_byte_range("bytes=10-", 10, range), RangeSelection::Unsatisfiable);
+  EXPECT_EQ(select_byte_range("bytes=-0", 10, range), RangeSelection::Unsatisfiable);
+  EXPECT_EQ(select_byte_range("bytes=0-", 0, range), RangeSelection::Unsatisfiable);
+}
+
+}  // namespace
+}  // namespace arbiter
