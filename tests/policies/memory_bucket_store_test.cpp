@@ -188,17 +188,20 @@ TEST(MemoryBucketStoreReshapeTest, FewerMaxKeysDropFullBucketsThenTheLeastRecent
 
 TEST(MemoryBucketStoreReshapeTest, RecencySurvivesTheConversion) {
   MemoryBucketStore store(1);
-  BucketShape before = shape_of(1, 1h, 1, 3);
-  BucketShape after = shape_of(2, 1h, 1, 3);
+  BucketShape before = shape_of(1, 1h, 2, 3);
+  BucketShape after = shape_of(2, 1h, 2, 3);
   store.take("l", "a", before, kStart);
   store.take("l", "b", before, kStart + 1);
   store.take("l", "c", before, kStart + 2);
-  store.take("l", "a", before, kStart + 3);  // a is the most recently used now
-  store.take("l", "d", after, kStart + 4);   // converts, then b (least recently used) goes
-  EXPECT_FALSE(store.take("l", "a", after, kStart + 5).admitted);
-  EXPECT_FALSE(store.take("l", "c", after, kStart + 5).admitted);
-  EXPECT_FALSE(store.take("l", "d", after, kStart + 5).admitted);
-  EXPECT_TRUE(store.take("l", "b", after, kStart + 5).admitted);
+  std::uint64_t later = kStart + 2 * 3600 * kSecond;  // all three full again
+  // a is the most recently used now, and well short of full (it had gathered almost a third
+  // token meanwhile, hence two takes).
+  store.take("l", "a", before, later);
+  store.take("l", "a", before, later);
+  store.take("l", "d", after, later + 1);   // converts, then b (the least recently used full one) goes
+  EXPECT_FALSE(store.take("l", "c", after, later + 2).overflow);  // c kept its place
+  // b had been forgotten, and with no full bucket left it finds no place of its own.
+  EXPECT_TRUE(store.take("l", "b", after, later + 3).overflow);
 }
 
 TEST(MemoryBucketStoreReshapeTest, TakersOnBothSidesOfAReloadNeverGainTokens) {
@@ -386,11 +389,12 @@ TEST(MemoryBucketStoreEvictionTest, MatchesAReferenceModelUnderRandomUse) {
     std::uint64_t now = kStart;
     int keys = static_cast<int>(capacity * 5 / 2 + 1);
     for (int step = 0; step < 40000; ++step) {
+      // The clock moves only by whole tokens, so that a bucket taken from in this epoch (below
+      // one token) stays below it until the next jump, whatever fraction it had gathered.
       if (random() % 200 == 0) {
         ++epoch;
         now += 3600 * kSecond;
       }
-      ++now;
       // Keys from a range that grows, so the table first fills (growing its index) and then churns.
       int key = static_cast<int>(random() % static_cast<unsigned>(std::min(keys, step / 4 + 1)));
       auto it = std::find_if(reference.begin(), reference.end(), [&](const Held& h) { return h.key == key; });
