@@ -240,8 +240,9 @@ void ClientConnection::on_request_complete() {
   if (forwarding_ && upstream_ != nullptr) {
     uv_timer_stop(&timer_);  // the body is all here
     if (head_.framing == BodyFraming::Chunked) {
-      static constexpr std::string_view kLastChunk = "0\r\n\r\n";
-      uv_buf_t last = make_buf(kLastChunk.data(), kLastChunk.size());
+      std::string last_chunk;  // with the request's trailer fields
+      write_last_chunk(last_chunk, head_.trailers, omit_fields_);
+      uv_buf_t last = make_buf(last_chunk.data(), last_chunk.size());
       upstream_->send(&last, 1);
     }
     if (upstream_ != nullptr) upstream_->request_finished();
@@ -410,7 +411,7 @@ void ClientConnection::start_fetch(const std::string& target) {
   subrequest_ = std::make_unique<Subrequest>(
       worker_.pool(route_->config->upstream),
       SubrequestSpec{target, head_.headers, peer_address_, peer_is_trusted_proxy_, request_id_,
-                     route_->response_body_limit},
+                     route_->response_body_limit, believed_client_},
       *this);
   subrequest_->start();
 }
@@ -519,7 +520,8 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
       head_scratch_, UpstreamRequest{head_.method, head_.target, head_.headers, peer_address_,
                                      peer_is_trusted_proxy_,
                                      request_id_, connection.authority(), framing,
-                                     body_in_memory_ ? request_body_.size() : head_.content_length, omit_fields_});
+                                     body_in_memory_ ? request_body_.size() : head_.content_length, omit_fields_,
+                                     believed_client_});
   uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()),
                       make_buf(request_body_.data(), request_body_.size())};
   if (!connection.send(bufs, body_in_memory_ ? 2 : 1)) return;  // on_upstream_failed has run
@@ -547,7 +549,7 @@ void ClientConnection::forward_request_body(const char* data, std::size_t length
   }
 }
 
-void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) {
+void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused, int error) {
   upstream_ = nullptr;
   upstream_ns_ += uv_hrtime() - upstream_started_ns_;
   if (phase_ == Phase::Closed) return;
@@ -568,7 +570,7 @@ void ClientConnection::on_upstream_failed(UpstreamFailure failure, bool connecti
   buffering_body_ = false;
   holding_response_ = false;
   bool timeout = failure == UpstreamFailure::ResponseTimeout;
-  std::string detail(describe(failure));
+  std::string detail = describe(failure, error);
   detail += " (upstream '" + route_->config->upstream + "', route '" + route_->config->name + "').";
   reply_problem(timeout ? Problem::make("upstream-timeout", 504, "Upstream timed out", std::move(detail))
                         : Problem::make("upstream-unavailable", 502, "Upstream unavailable", std::move(detail)),
@@ -720,6 +722,11 @@ void ClientConnection::on_upstream_body(std::string_view data) {
   send_response_body(data);
 }
 
+void ClientConnection::on_upstream_trailers(const HeaderList& trailers) {
+  // Only a chunked answer can carry them, and only to a client that said it takes them.
+  if (response_framing_ == BodyFraming::Chunked && accepts_trailers(head_.headers)) response_trailers_ = trailers;
+}
+
 void ClientConnection::on_upstream_complete() {
   upstream_ = nullptr;
   forwarding_ = false;
@@ -730,8 +737,9 @@ void ClientConnection::on_upstream_complete() {
     return;
   }
   if (response_framing_ == BodyFraming::Chunked) {
-    static constexpr std::string_view kLastChunk = "0\r\n\r\n";
-    uv_buf_t bufs[2] = {{}, make_buf(kLastChunk.data(), kLastChunk.size())};
+    std::string last_chunk;
+    write_last_chunk(last_chunk, response_trailers_);
+    uv_buf_t bufs[2] = {{}, make_buf(last_chunk.data(), last_chunk.size())};
     send_with_pending_head(bufs, 2);
   }
   flush_pending_head();
@@ -850,6 +858,7 @@ void ClientConnection::reset_exchange() {
   response_has_body_ = false;
   response_framing_ = BodyFraming::None;
   response_bytes_ = 0;
+  response_trailers_.clear();
   buffering_body_ = false;
   holding_response_ = false;
   response_pending_ = false;

@@ -62,10 +62,11 @@ class ClientConnection final : public RequestEvents,
   bool takes_input() const override;
   // UpstreamSink
   void on_upstream_connected(UpstreamConnection& connection) override;
-  void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) override;
+  void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused, int error) override;
   void on_upstream_head(int status, HeaderList& headers, BodyFraming framing,
                         std::uint64_t content_length) override;
   void on_upstream_body(std::string_view data) override;
+  void on_upstream_trailers(const HeaderList& trailers) override;
   void on_upstream_complete() override;
   void on_upstream_drained() override;
   void on_upstream_read_end() override;
@@ -212,6 +213,7 @@ class ClientConnection final : public RequestEvents,
   BodyFraming response_framing_ = BodyFraming::None;
   bool response_has_body_ = false;
   std::uint64_t response_bytes_ = 0;
+  HeaderList response_trailers_;  // relayed in the last chunk (the client sent TE: trailers)
   // The response as the policies see it, held back until they are done.
   bool holding_response_ = false;
   bool response_pending_ = false;          // the response phase has begun

@@ -52,8 +52,41 @@ void append_framing(std::string& out, BodyFraming framing, std::uint64_t content
 
 bool is_forwarding_field(std::string_view name) {
   return iequals(name, "x-forwarded-for") || iequals(name, "x-forwarded-proto") ||
-         iequals(name, "x-forwarded-host") || iequals(name, "via") || iequals(name, "x-request-id") ||
-         iequals(name, "expect");
+         iequals(name, "x-forwarded-host") || iequals(name, "forwarded") || iequals(name, "x-real-ip") ||
+         iequals(name, "via") || iequals(name, "x-request-id") || iequals(name, "expect");
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  return std::any_of(kHopByHop.begin(), kHopByHop.end(), [name](std::string_view hop) { return iequals(name, hop); });
+}
+
+bool is_listed(std::string_view name, std::span<const std::string> names) {
+  return std::any_of(names.begin(), names.end(), [name](const std::string& listed) { return iequals(name, listed); });
+}
+
+// RFC 9110 section 5.6.2.
+bool is_token(std::string_view text) {
+  if (text.empty()) return false;
+  for (char c : text) {
+    bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!tchar) return false;
+  }
+  return true;
+}
+
+// A token as it is, anything else as a quoted-string (RFC 9110 section 5.6.4).
+void append_token_or_quoted(std::string& out, std::string_view value) {
+  if (is_token(value)) {
+    out.append(value);
+    return;
+  }
+  out.push_back('"');
+  for (char c : value) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
 }
 
 }  // namespace
@@ -67,9 +100,8 @@ void remove_hop_by_hop(HeaderList& headers) {
     }
   }
   headers.remove_if([&](std::string_view name) {
-    auto matches = [name](std::string_view other) { return iequals(name, other); };
-    return std::any_of(kHopByHop.begin(), kHopByHop.end(), matches) ||
-           std::any_of(listed.begin(), listed.end(), matches);
+    return is_hop_by_hop(name) ||
+           std::any_of(listed.begin(), listed.end(), [name](std::string_view other) { return iequals(name, other); });
   });
 }
 
@@ -103,23 +135,13 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
       for_each_list_element(field.value, [&](std::string_view t) { connection_listed.emplace_back(t); });
     }
   }
-  auto is_listed = [&](std::string_view name) {
-    for (const std::string& listed : connection_listed) {
-      if (iequals(listed, name)) return true;
-    }
-    return false;
-  };
 
   bool has_host = false;
-  std::string forwarded_for, forwarded_proto, forwarded_host, via;
+  std::string forwarded_for, forwarded_proto, forwarded_host, forwarded, via;
   std::string_view host;
   for (HeaderField field : request.headers) {
-    bool hop = false;
-    for (std::string_view name : kHopByHop) hop = hop || iequals(field.name, name);
-    if (hop || is_listed(field.name)) continue;
-    bool omitted = false;
-    for (const std::string& name : request.omit_fields) omitted = omitted || iequals(field.name, name);
-    if (omitted) continue;
+    if (is_hop_by_hop(field.name) || is_listed(field.name, connection_listed)) continue;
+    if (is_listed(field.name, request.omit_fields)) continue;
     if (is_forwarding_field(field.name)) {
       if (iequals(field.name, "x-forwarded-for") && request.peer_is_trusted_proxy) {
         if (!forwarded_for.empty()) forwarded_for.append(", ");
@@ -128,11 +150,16 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
         forwarded_proto.assign(trim(field.value));
       } else if (iequals(field.name, "x-forwarded-host") && request.peer_is_trusted_proxy) {
         forwarded_host.assign(trim(field.value));
+      } else if (iequals(field.name, "forwarded") && request.peer_is_trusted_proxy) {
+        if (!trim(field.value).empty()) {
+          if (!forwarded.empty()) forwarded.append(", ");
+          forwarded.append(trim(field.value));
+        }
       } else if (iequals(field.name, "via")) {
         if (!via.empty()) via.append(", ");
         via.append(trim(field.value));
       }
-      continue;  // X-Request-Id and Expect are the proxy's to send
+      continue;  // X-Real-IP, X-Request-Id and Expect are the proxy's to send
     }
     if (iequals(field.name, "host")) {
       has_host = true;
@@ -141,6 +168,11 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
     append_field(out, field.name, field.value);
   }
   if (!has_host) append_field(out, "Host", request.upstream_authority);
+  if (accepts_trailers(request.headers)) {
+    // TE is hop-by-hop: only what Arbiter itself can relay is asked of the upstream.
+    append_field(out, "TE", "trailers");
+    append_field(out, "Connection", "TE");
+  }
 
   if (!forwarded_for.empty()) forwarded_for.append(", ");
   forwarded_for.append(request.peer_address);
@@ -148,12 +180,60 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   append_field(out, "X-Forwarded-Proto", forwarded_proto.empty() ? std::string_view("http") : forwarded_proto);
   if (forwarded_host.empty() && has_host) forwarded_host.assign(host);
   if (!forwarded_host.empty()) append_field(out, "X-Forwarded-Host", forwarded_host);
+  if (!forwarded.empty()) forwarded.append(", ");
+  forwarded.append(forwarded_element(request.peer_address, has_host, host));
+  append_field(out, "Forwarded", forwarded);
+  append_field(out, "X-Real-IP", request.believed_client.empty() ? request.peer_address : request.believed_client);
   if (!via.empty()) via.append(", ");
   via.append("1.1 arbiter");
   append_field(out, "Via", via);
   append_field(out, "X-Request-Id", request.request_id);
 
   append_framing(out, request.framing, request.content_length);
+  out.append("\r\n");
+}
+
+std::string forwarded_element(std::string_view for_address, bool has_host, std::string_view host) {
+  std::string element = "for=";
+  if (for_address.empty()) {
+    element.append("unknown");  // RFC 7239 section 6.3
+  } else if (for_address.find(':') != std::string_view::npos) {
+    element.append("\"[");
+    element.append(for_address);
+    element.append("]\"");
+  } else {
+    element.append(for_address);
+  }
+  element.append(";proto=http");
+  if (has_host) {
+    element.append(";host=");
+    append_token_or_quoted(element, trim(host));
+  }
+  return element;
+}
+
+bool accepts_trailers(const HeaderList& request_headers) {
+  bool accepts = false;
+  for (HeaderField field : request_headers) {
+    if (!iequals(field.name, "te")) continue;
+    for_each_list_element(field.value, [&](std::string_view element) {
+      // t-codings may carry parameters ("trailers" never does, but a weight may follow).
+      std::string_view coding = trim(element.substr(0, element.find(';')));
+      accepts = accepts || iequals(coding, "trailers");
+    });
+  }
+  return accepts;
+}
+
+void write_last_chunk(std::string& out, const HeaderList& trailers, std::span<const std::string> omit_fields) {
+  out.append("0\r\n");
+  for (HeaderField field : trailers) {
+    if (is_hop_by_hop(field.name) || is_forwarding_field(field.name) || iequals(field.name, "host") ||
+        is_listed(field.name, omit_fields)) {
+      continue;
+    }
+    append_field(out, field.name, field.value);
+  }
   out.append("\r\n");
 }
 

@@ -44,13 +44,34 @@ struct UpstreamRequest {
   std::uint64_t content_length = 0;
   // Client fields a policy has dealt with and the backend must not see (e.g. If-Match).
   std::span<const std::string> omit_fields = {};
+  // The client as believed_client_address() found it; empty: the peer address.
+  std::string_view believed_client = {};
 };
 
 // Appends the head to send upstream (always HTTP/1.1, keep-alive) to `out`.
 // X-Forwarded-For: appended to when the peer is a trusted proxy, otherwise replaced by the
 // peer address, so a client cannot forge its origin to the backend. X-Forwarded-Proto and
-// X-Forwarded-Host likewise are believed only from trusted proxies. Via gets "1.1 arbiter".
+// X-Forwarded-Host likewise are believed only from trusted proxies. Forwarded (RFC 7239): a
+// trusted proxy's elements are kept and one is appended for this hop
+// (`for=PEER;proto=http;host=HOST`); from anyone else the field is replaced by that element
+// alone. X-Real-IP is always the believed client. Via gets "1.1 arbiter". TE is sent as
+// `TE: trailers` when the client's TE lists trailers, and dropped otherwise.
 void write_upstream_request_head(std::string& out, const UpstreamRequest& request);
+
+// One element of a Forwarded field (RFC 7239 section 4) for a hop that received a request from
+// `for_address` over plain HTTP with Host `host` (none when `has_host` is false): IPv6 addresses
+// are bracketed and quoted (`for="[::1]"`), a host that is not a token is quoted.
+std::string forwarded_element(std::string_view for_address, bool has_host, std::string_view host);
+
+// Whether a TE field value lists "trailers" (RFC 9110 section 10.1.4): the client accepts
+// trailer fields.
+bool accepts_trailers(const HeaderList& request_headers);
+
+// Appends the end of a chunked body (RFC 9112 section 7.1.2) to `out`: the last chunk, the
+// trailer fields that may cross a proxy, the final CRLF. Dropped from `trailers`: hop-by-hop and
+// framing fields, Host, the forwarding fields Arbiter sets itself (a backend that merges trailers
+// into the head must not believe a forged X-Forwarded-For), and `omit_fields`.
+void write_last_chunk(std::string& out, const HeaderList& trailers, std::span<const std::string> omit_fields = {});
 
 struct ClientResponse {
   int status = 200;

@@ -15,7 +15,11 @@ namespace arbiter {
 
 class HeaderCollector {
  public:
-  explicit HeaderCollector(HeaderList& headers) : headers_(headers) {}
+  explicit HeaderCollector(HeaderList& headers) : headers_(&headers) {}
+
+  // Fields from now on go to `headers` (a message's trailer section after its head); the list
+  // must outlive the collector's use of it.
+  void collect_into(HeaderList& headers) noexcept { headers_ = &headers; }
 
   void reset() noexcept {
     field_open_ = false;
@@ -27,11 +31,11 @@ class HeaderCollector {
 
   void add_name_piece(std::string_view piece) {
     if (!field_open_) {
-      headers_.begin_field();
+      headers_->begin_field();
       field_open_ = true;
       value_started_ = false;
     }
-    headers_.append_name(piece);
+    headers_->append_name(piece);
   }
   // False for obs-fold (RFC 9112 section 5.2): llhttp accepts it and passes the continuation
   // line as a second piece of the same value within one execute() call.
@@ -39,7 +43,7 @@ class HeaderCollector {
     if (value_started_ && value_execution_ == execution_) return false;
     value_started_ = true;
     value_execution_ = execution_;
-    headers_.append_value(piece);
+    headers_->append_value(piece);
     return true;
   }
   void end_field() noexcept {
@@ -48,7 +52,7 @@ class HeaderCollector {
   }
 
  private:
-  HeaderList& headers_;
+  HeaderList* headers_;
   bool field_open_ = false;
   bool value_started_ = false;
   std::uint64_t execution_ = 0;

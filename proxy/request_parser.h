@@ -1,6 +1,7 @@
 #pragma once
 // The client side's request parser: llhttp with the limits and the field checks Arbiter adds
-// (max_header_bytes, max_body_bytes, obs-fold, Host, Transfer-Encoding, Expect). It has no
+// (max_header_bytes, max_body_bytes, obs-fold, Host, Transfer-Encoding, Expect, the HTTP
+// version: 1.x served as 1.1 or 1.0, 2 and later 505). It has no
 // socket or timer, so the fuzzer in tests/fuzz drives the very code ClientConnection runs.
 //
 // Parsing pauses at the end of a head that has a body (the body waits for an upstream) and at
@@ -24,8 +25,9 @@ namespace arbiter {
 
 struct RequestHead {
   std::string_view method;  // llhttp's name for it (static storage)
-  std::string target;
+  std::string target;  // origin-form once check_request_head has passed it
   HeaderList headers;
+  HeaderList trailers;  // the trailer section of a chunked body, complete at on_request_complete
   bool http10 = false;
   bool keep_alive = true;  // as the client asked (Connection, version)
   BodyFraming framing = BodyFraming::None;
@@ -92,6 +94,7 @@ class RequestParser {
   static const llhttp_settings_t& settings();
   static int on_message_begin(llhttp_t* parser);
   static int on_url(llhttp_t* parser, const char* at, std::size_t length);
+  static int on_version_complete(llhttp_t* parser);
   static int on_header_field(llhttp_t* parser, const char* at, std::size_t length);
   static int on_header_value(llhttp_t* parser, const char* at, std::size_t length);
   static int on_header_value_complete(llhttp_t* parser);
@@ -107,7 +110,7 @@ class RequestParser {
   bool head_complete_ = false;
   bool message_complete_ = false;
   std::uint64_t body_bytes_ = 0;
-  int limit_status_ = 0;  // 413, 414 or 431 chosen inside a callback
+  int limit_status_ = 0;  // 413, 414, 431 or 505 (400: HTTP/0.x) chosen inside a callback
   std::string pending_;  // received, not yet parsed
   std::string scratch_;
   bool paused_ = false;
@@ -116,8 +119,11 @@ class RequestParser {
 };
 
 // What Arbiter refuses in a complete head that llhttp accepts, because a backend might read it
-// differently (RFC 9112 sections 3.2, 6.1): a 400 or 417 problem, or none.
-std::optional<Problem> check_request_head(const RequestHead& head);
+// differently (RFC 9112 sections 3.2, 6.1): a 400 or 417 problem, or none. Several Host fields,
+// a Host that is not `host[:port]` (RFC 9110 section 7.2) and a missing Host on HTTP/1.1 are
+// 400s. An absolute-form target (`http://host/path`, RFC 9112 section 3.2.2) is accepted and
+// rewritten here: the target becomes its origin-form (`/path`) and its authority the Host.
+std::optional<Problem> check_request_head(RequestHead& head);
 // Whether the client waits for "100 Continue" before it sends its body.
 bool expects_continue(const RequestHead& head);
 

@@ -22,7 +22,9 @@ const llhttp_settings_t& ResponseParser::settings() {
 
 void ResponseParser::next_response() {
   headers_.clear();
+  trailers_.clear();
   collector_.reset();
+  collector_.collect_into(headers_);
   head_request_ = false;
   head_done_ = false;
   complete_ = false;
@@ -49,13 +51,13 @@ int ResponseParser::on_status_complete(llhttp_t* parser) {
 int ResponseParser::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
   ResponseParser& self = self_of(parser);
   self.collector_.add_name_piece({at, length});
-  return self.headers_.byte_size() > kMaxHeadBytes ? -1 : 0;
+  return self.headers_.byte_size() + self.trailers_.byte_size() > kMaxHeadBytes ? -1 : 0;
 }
 
 int ResponseParser::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
   ResponseParser& self = self_of(parser);
   if (!self.collector_.add_value_piece({at, length})) return -1;
-  return self.headers_.byte_size() > kMaxHeadBytes ? -1 : 0;
+  return self.headers_.byte_size() + self.trailers_.byte_size() > kMaxHeadBytes ? -1 : 0;
 }
 
 int ResponseParser::on_header_value_complete(llhttp_t* parser) {
@@ -71,6 +73,7 @@ int ResponseParser::on_headers_complete(llhttp_t* parser) {
     return status == 101 ? -1 : 0;
   }
   self.head_done_ = true;
+  self.collector_.collect_into(self.trailers_);  // fields after a chunked body
   BodyFraming framing = BodyFraming::UntilClose;
   std::uint64_t length = 0;
   if (parser->flags & F_CHUNKED) {
@@ -98,6 +101,7 @@ int ResponseParser::on_message_complete(llhttp_t* parser) {
     return 0;  // an interim 1xx answer ended; the real one follows
   }
   self.complete_ = true;
+  if (!self.trailers_.empty() && !self.events_.on_response_trailers(self.trailers_)) return -1;
   return HPE_PAUSED;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The upstream side's response parser: llhttp with what Arbiter adds (interim 1xx answers
-// skipped, 101 refused, a 256 KiB head limit, obs-fold refused, hop-by-hop fields removed, the
-// body framing read off the head). It has no socket or timer, so the fuzzer in tests/fuzz
+// skipped, 101 refused, a 256 KiB limit on head and trailers, obs-fold refused, hop-by-hop
+// fields removed, the body framing read off the head, trailer fields handed on apart). It has no socket or timer, so the fuzzer in tests/fuzz
 // drives the very code UpstreamConnection runs.
 
 #include <cstddef>
@@ -25,6 +25,12 @@ class ResponseEvents {
   virtual bool on_response_head(int status, HeaderList& headers, BodyFraming framing,
                                 std::uint64_t content_length) = 0;
   virtual bool on_response_body(std::string_view piece) = 0;
+  // The trailer section of a chunked response, just before it completes (only when it has
+  // fields). Unfiltered: the relaying side decides what crosses (see write_last_chunk).
+  virtual bool on_response_trailers(const HeaderList& trailers) {
+    static_cast<void>(trailers);
+    return true;
+  }
 
  protected:
   ~ResponseEvents() = default;
@@ -68,6 +74,7 @@ class ResponseParser {
   ResponseEvents& events_;
   llhttp_t parser_{};
   HeaderList headers_;
+  HeaderList trailers_;
   HeaderCollector collector_{headers_};
   bool head_request_ = false;
   bool head_done_ = false;

@@ -29,7 +29,8 @@ Subrequest::Subrequest(UpstreamPool& pool, const SubrequestSpec& spec, Subreques
       peer_address_(spec.peer_address),
       peer_is_trusted_proxy_(spec.peer_is_trusted_proxy),
       request_id_(spec.request_id),
-      body_limit_(spec.body_limit) {
+      body_limit_(spec.body_limit),
+      believed_client_(spec.believed_client) {
   for (HeaderField field : spec.client_headers) {
     if (forwarded_on_fetch(field.name)) headers_.add(field.name, field.value);
   }
@@ -53,14 +54,15 @@ void Subrequest::on_upstream_connected(UpstreamConnection& connection) {
   upstream_ = &connection;
   head_.clear();
   write_upstream_request_head(head_, UpstreamRequest{"GET", target_, headers_, peer_address_, peer_is_trusted_proxy_,
-                                                     request_id_, connection.authority(), BodyFraming::None, 0});
+                                                     request_id_, connection.authority(), BodyFraming::None, 0, {},
+                                                     believed_client_});
   uv_buf_t head = make_buf(head_.data(), head_.size());
   if (!connection.send(&head, 1)) return;  // on_upstream_failed has run
   upstream_->expect_response(false);
   upstream_->request_finished();
 }
 
-void Subrequest::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) {
+void Subrequest::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused, int) {
   upstream_ = nullptr;
   // A GET is always resendable.
   RetryChoice retry = choose_retry(failure, connection_was_reused, true, attempts_, last_server_);

@@ -28,6 +28,7 @@ struct SubrequestSpec {
   bool peer_is_trusted_proxy = false;
   std::string_view request_id;
   std::size_t body_limit = 0;
+  std::string_view believed_client = {};  // empty: the peer address
 };
 
 class Subrequest final : public UpstreamSink {
@@ -40,7 +41,7 @@ class Subrequest final : public UpstreamSink {
   void start();
 
   void on_upstream_connected(UpstreamConnection& connection) override;
-  void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) override;
+  void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused, int error) override;
   void on_upstream_head(int status, HeaderList& headers, BodyFraming framing, std::uint64_t content_length) override;
   void on_upstream_body(std::string_view data) override;
   void on_upstream_complete() override;
@@ -57,6 +58,7 @@ class Subrequest final : public UpstreamSink {
   bool peer_is_trusted_proxy_;
   std::string request_id_;
   std::size_t body_limit_;
+  std::string believed_client_;
   UpstreamConnection* upstream_ = nullptr;
   std::size_t last_server_ = SIZE_MAX;
   unsigned attempts_ = 0;

@@ -9,7 +9,9 @@
 
 namespace arbiter {
 
-std::string_view describe(UpstreamFailure failure) noexcept {
+namespace {
+
+std::string_view failure_text(UpstreamFailure failure) noexcept {
   switch (failure) {
     case UpstreamFailure::ConnectFailed: return "could not connect to the upstream";
     case UpstreamFailure::ConnectTimeout: return "connecting to the upstream timed out";
@@ -19,6 +21,19 @@ std::string_view describe(UpstreamFailure failure) noexcept {
     case UpstreamFailure::ClosedDuringResponse: return "the upstream closed the connection during the response";
   }
   return "upstream failure";
+}
+
+}  // namespace
+
+std::string describe(UpstreamFailure failure, int error) {
+  std::string text(failure_text(failure));
+  if (error != 0) {
+    text += ": ";
+    text += uv_err_name(error);
+    text += ", ";
+    text += uv_strerror(error);
+  }
+  return text;
 }
 
 RetryChoice choose_retry(UpstreamFailure failure, bool connection_was_reused, bool resendable, unsigned attempts,
@@ -64,7 +79,9 @@ void UpstreamConnection::connect(const sockaddr* address) {
   arm_timer(pool_.config().connect_timeout);
   int rc = uv_tcp_connect(&connect_request_, &tcp_, address, on_connect);
   if (rc != 0) {
-    // Reported from the timer so that the sink never sees a callback inside acquire().
+    // Refused at once (an unroutable or unusable address): reported from the timer so that the
+    // sink never sees a callback inside acquire(), as a connect failure, not a timeout.
+    connect_error_ = rc;
     uv_timer_start(&timer_, on_timer, 0, 0);
   }
 }
@@ -87,7 +104,7 @@ void UpstreamConnection::on_connect(uv_connect_t* request, int status) {
   if (self->state_ != State::Connecting) return;
   if (status != 0) {
     self->pool_.mark_failed(self->server_index_);
-    self->fail(UpstreamFailure::ConnectFailed);
+    self->fail(UpstreamFailure::ConnectFailed, status);
     return;
   }
   self->state_ = State::Active;
@@ -98,8 +115,8 @@ void UpstreamConnection::on_connect(uv_connect_t* request, int status) {
 
 bool UpstreamConnection::send(const uv_buf_t* bufs, unsigned count) {
   if (state_ != State::Active) return false;
-  if (write_to_stream(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count, this) != 0) {
-    fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse);
+  if (int rc = write_to_stream(reinterpret_cast<uv_stream_t*>(&tcp_), bufs, count, this); rc != 0) {
+    fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse, rc);
     return false;
   }
   if (awaiting_response_ && !request_finished_ && !response_started_ && tcp_.write_queue_size > 0) {
@@ -149,12 +166,12 @@ void UpstreamConnection::abandon() {
   close();
 }
 
-void UpstreamConnection::fail(UpstreamFailure failure) {
+void UpstreamConnection::fail(UpstreamFailure failure, int error) {
   UpstreamSink* sink = sink_;
   sink_ = nullptr;
   bool was_reused = reuse_count_ > 0;
   close();
-  if (sink != nullptr) sink->on_upstream_failed(failure, was_reused);
+  if (sink != nullptr) sink->on_upstream_failed(failure, was_reused, error);
 }
 
 void UpstreamConnection::close() {
@@ -173,7 +190,7 @@ void UpstreamConnection::on_closed(uv_handle_t* handle) {
 void UpstreamConnection::on_write_done(int status) {
   if (state_ != State::Active) return;
   if (status < 0) {
-    fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse);
+    fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse, status);
     return;
   }
   if (!request_finished_ && !response_started_) {
@@ -191,7 +208,11 @@ void UpstreamConnection::on_timer(uv_timer_t* timer) {
   switch (self->state_) {
     case State::Connecting:
       self->pool_.mark_failed(self->server_index_);
-      self->fail(UpstreamFailure::ConnectTimeout);
+      if (self->connect_error_ != 0) {
+        self->fail(UpstreamFailure::ConnectFailed, self->connect_error_);
+      } else {
+        self->fail(UpstreamFailure::ConnectTimeout);
+      }
       break;
     case State::Active:
       self->fail(UpstreamFailure::ResponseTimeout);
@@ -222,8 +243,8 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
       self->finish_response();
       return;
     }
-    self->fail(self->response_started_ ? UpstreamFailure::ClosedDuringResponse
-                                       : UpstreamFailure::ClosedBeforeResponse);
+    self->fail(self->response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse,
+               nread == UV_EOF ? 0 : static_cast<int>(nread));
     return;
   }
   if (!self->awaiting_response_) {
@@ -266,6 +287,11 @@ bool UpstreamConnection::on_response_head(int status, HeaderList& headers, BodyF
 
 bool UpstreamConnection::on_response_body(std::string_view piece) {
   if (sink_ != nullptr) sink_->on_upstream_body(piece);
+  return state_ == State::Active;
+}
+
+bool UpstreamConnection::on_response_trailers(const HeaderList& trailers) {
+  if (sink_ != nullptr) sink_->on_upstream_trailers(trailers);
   return state_ == State::Active;
 }
 

@@ -29,7 +29,10 @@ enum class UpstreamFailure : std::uint8_t {
   ClosedDuringResponse,
 };
 
-std::string_view describe(UpstreamFailure failure) noexcept;
+// What went wrong, for the detail of a 502 or 504. `error` is the libuv error code the system
+// gave (0: none), named with its text, e.g. "could not connect to the upstream: ENETUNREACH,
+// network is unreachable".
+std::string describe(UpstreamFailure failure, int error = 0);
 
 // Whether a failed attempt is tried again, and which server to avoid (SIZE_MAX: none).
 // Nothing was sent after a connect failure, so any request goes once more, to the next server.
@@ -46,13 +49,16 @@ RetryChoice choose_retry(UpstreamFailure failure, bool connection_was_reused, bo
 class UpstreamSink {
  public:
   virtual void on_upstream_connected(UpstreamConnection& connection) = 0;
-  // The connection is gone (already detached from the sink) when this is called.
-  virtual void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused) = 0;
+  // The connection is gone (already detached from the sink) when this is called. error: the
+  // libuv error code behind it, 0 if there was none (a timeout, a bad response, an EOF).
+  virtual void on_upstream_failed(UpstreamFailure failure, bool connection_was_reused, int error) = 0;
   // headers: hop-by-hop fields already removed. framing/content_length: as the upstream sent
   // them (for a HEAD answer, the length it announced, with no body following).
   virtual void on_upstream_head(int status, HeaderList& headers, BodyFraming framing,
                                 std::uint64_t content_length) = 0;
   virtual void on_upstream_body(std::string_view data) = 0;
+  // The trailer fields of a chunked response, unfiltered, before on_upstream_complete.
+  virtual void on_upstream_trailers(const HeaderList& trailers) { static_cast<void>(trailers); }
   // The response is complete; the connection is already back in the pool or closed.
   virtual void on_upstream_complete() = 0;
   // The request bytes queued towards the upstream have been written.
@@ -93,6 +99,7 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
   // ResponseEvents
   bool on_response_head(int status, HeaderList& headers, BodyFraming framing, std::uint64_t content_length) override;
   bool on_response_body(std::string_view piece) override;
+  bool on_response_trailers(const HeaderList& trailers) override;
 
  private:
   friend class UpstreamPool;
@@ -100,7 +107,7 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
 
   void connect(const sockaddr* address);
   void attach(UpstreamSink* sink);
-  void fail(UpstreamFailure failure);
+  void fail(UpstreamFailure failure, int error = 0);
   void close();
   void finish_response();
   void start_reading();
@@ -120,6 +127,7 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
   uv_timer_t timer_{};
   uv_connect_t connect_request_{};
   int handles_open_ = 0;
+  int connect_error_ = 0;  // uv_tcp_connect refused at once; reported from the timer
   ResponseParser parser_{*this};
   bool awaiting_response_ = false;
   bool response_started_ = false;  // a byte of the response arrived

@@ -433,7 +433,8 @@ TEST_F(ProxyTest, SmugglingAttemptsAreRefusedAndNeverForwarded) {
       std::string("GET /a HTTP/1.1\r\nHost: a\r\nX-Nul: a\0b\r\n\r\n", 40),
       "GET /a\r\n\r\n",
       "GET /a HTTP/1.1\r\n\r\n",  // no Host
-      "GET http://evil.example/a HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET ftp://evil.example/a HTTP/1.1\r\nHost: a\r\n\r\n",  // absolute-form is http(s) only
+      "GET /a HTTP/1.1\r\nHost: a b\r\n\r\n",  // not a host
   };
   for (const std::string& attempt : attempts) {
     SCOPED_TRACE(attempt);

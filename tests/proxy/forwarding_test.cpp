@@ -14,10 +14,11 @@ Cidr cidr(std::string_view text) {
 }
 
 std::string upstream_head(const HeaderList& headers, bool trusted_peer = false,
-                          BodyFraming framing = BodyFraming::None, std::uint64_t length = 0) {
+                          BodyFraming framing = BodyFraming::None, std::uint64_t length = 0,
+                          std::string_view peer = "10.0.0.7", std::string_view believed_client = {}) {
   std::string out;
-  write_upstream_request_head(out, UpstreamRequest{"PUT", "/items/1?x=1", headers, "10.0.0.7", trusted_peer, "rid-1",
-                                                   "127.0.0.1:8081", framing, length});
+  write_upstream_request_head(out, UpstreamRequest{"PUT", "/items/1?x=1", headers, peer, trusted_peer, "rid-1",
+                                                   "127.0.0.1:8081", framing, length, {}, believed_client});
   return out;
 }
 
@@ -34,7 +35,7 @@ TEST(RemoveHopByHop, RemovesFixedFieldsAndThoseNamedByConnection) {
 
 TEST(UpstreamHead, KeepsEndToEndFieldsAndDropsHopByHop) {
   HeaderList headers{{"Host", "api.example"}, {"Connection", "close, X-Drop"}, {"X-Drop", "1"},
-                     {"Upgrade", "h2c"}, {"TE", "trailers"}, {"Accept", "application/json"}};
+                     {"Upgrade", "h2c"}, {"TE", "gzip"}, {"Accept", "application/json"}};
   std::string head = upstream_head(headers);
   EXPECT_EQ(head.rfind("PUT /items/1?x=1 HTTP/1.1\r\n", 0), 0u);
   EXPECT_NE(head.find("Host: api.example\r\n"), std::string::npos);
@@ -64,6 +65,77 @@ TEST(UpstreamHead, TrustedPeerChainIsAppendedTo) {
   EXPECT_NE(head.find("X-Forwarded-For: 1.2.3.4, 5.6.7.8, 9.9.9.9, 10.0.0.7\r\n"), std::string::npos);
   EXPECT_NE(head.find("X-Forwarded-Proto: https\r\n"), std::string::npos);
   EXPECT_NE(head.find("X-Forwarded-Host: public.example\r\n"), std::string::npos);
+}
+
+TEST(UpstreamHead, UntrustedPeerCannotForgeForwardedOrXRealIp) {
+  HeaderList headers{{"Host", "a"}, {"Forwarded", "for=1.2.3.4;proto=https"}, {"X-Real-IP", "1.2.3.4"},
+                     {"forwarded", "for=5.6.7.8"}};
+  std::string head = upstream_head(headers, /*trusted_peer=*/false);
+  EXPECT_NE(head.find("Forwarded: for=10.0.0.7;proto=http;host=a\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("X-Real-IP: 10.0.0.7\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("1.2.3.4"), std::string::npos) << head;
+  EXPECT_EQ(head.find("5.6.7.8"), std::string::npos) << head;
+  EXPECT_EQ(head.find("https"), std::string::npos) << head;
+}
+
+TEST(UpstreamHead, TrustedPeerForwardedIsAppendedToAndXRealIpIsTheBelievedClient) {
+  HeaderList headers{{"Host", "public.example:8443"}, {"Forwarded", "for=198.51.100.17;proto=https"},
+                     {"Forwarded", "for=\"[2001:db8::1]\""}, {"X-Real-IP", "6.6.6.6"},
+                     {"X-Forwarded-For", "198.51.100.17"}};
+  std::string head = upstream_head(headers, /*trusted_peer=*/true, BodyFraming::None, 0, "10.0.0.7", "198.51.100.17");
+  EXPECT_NE(head.find("Forwarded: for=198.51.100.17;proto=https, for=\"[2001:db8::1]\", "
+                      "for=10.0.0.7;proto=http;host=\"public.example:8443\"\r\n"),
+            std::string::npos)
+      << head;
+  EXPECT_NE(head.find("X-Real-IP: 198.51.100.17\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("6.6.6.6"), std::string::npos) << head;
+}
+
+TEST(UpstreamHead, ForwardedForAnIpv6PeerIsBracketedAndQuoted) {
+  HeaderList headers{{"Host", "a"}};
+  std::string head = upstream_head(headers, false, BodyFraming::None, 0, "::1");
+  EXPECT_NE(head.find("Forwarded: for=\"[::1]\";proto=http;host=a\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("X-Real-IP: ::1\r\n"), std::string::npos) << head;
+}
+
+TEST(ForwardedElement, QuotesWhatIsNotAToken) {
+  EXPECT_EQ(forwarded_element("192.0.2.60", true, "example.com"), "for=192.0.2.60;proto=http;host=example.com");
+  EXPECT_EQ(forwarded_element("2001:db8:cafe::17", true, "[::1]:80"),
+            "for=\"[2001:db8:cafe::17]\";proto=http;host=\"[::1]:80\"");
+  EXPECT_EQ(forwarded_element("192.0.2.60", false, ""), "for=192.0.2.60;proto=http");
+  EXPECT_EQ(forwarded_element("", true, ""), "for=unknown;proto=http;host=\"\"");
+}
+
+TEST(UpstreamHead, TeTrailersIsAskedOfTheUpstreamOnlyWhenTheClientTakesTrailers) {
+  std::string with = upstream_head(HeaderList{{"Host", "a"}, {"TE", "deflate;q=0.5, trailers"}});
+  EXPECT_NE(with.find("TE: trailers\r\n"), std::string::npos) << with;
+  EXPECT_NE(with.find("Connection: TE\r\n"), std::string::npos) << with;
+  EXPECT_EQ(with.find("deflate"), std::string::npos) << with;
+  std::string without = upstream_head(HeaderList{{"Host", "a"}, {"TE", "gzip"}});
+  EXPECT_EQ(without.find("TE:"), std::string::npos) << without;
+  EXPECT_EQ(without.find("Connection"), std::string::npos) << without;
+}
+
+TEST(AcceptsTrailers, ReadsTheTeList) {
+  EXPECT_TRUE(accepts_trailers(HeaderList{{"TE", "trailers"}}));
+  EXPECT_TRUE(accepts_trailers(HeaderList{{"te", "gzip, Trailers"}}));
+  EXPECT_TRUE(accepts_trailers(HeaderList{{"TE", "gzip"}, {"TE", "trailers"}}));
+  EXPECT_FALSE(accepts_trailers(HeaderList{{"TE", "gzip"}}));
+  EXPECT_FALSE(accepts_trailers(HeaderList{{"X-TE", "trailers"}}));
+  EXPECT_FALSE(accepts_trailers(HeaderList{}));
+}
+
+TEST(LastChunk, CarriesEndToEndTrailersOnly) {
+  std::string plain;
+  write_last_chunk(plain, HeaderList{});
+  EXPECT_EQ(plain, "0\r\n\r\n");
+  HeaderList trailers{{"X-Checksum", "abc"}, {"Content-Length", "5"}, {"Transfer-Encoding", "chunked"},
+                      {"X-Forwarded-For", "6.6.6.6"}, {"Forwarded", "for=6.6.6.6"}, {"Host", "evil"},
+                      {"If-Match", "\"x\""}, {"Server-Timing", "db;dur=53"}};
+  std::vector<std::string> omit{"If-Match"};
+  std::string out;
+  write_last_chunk(out, trailers, omit);
+  EXPECT_EQ(out, "0\r\nX-Checksum: abc\r\nServer-Timing: db;dur=53\r\n\r\n");
 }
 
 TEST(UpstreamHead, ViaIsAppendedAndRequestIdReplaced) {
