@@ -42,7 +42,8 @@ class PathTest : public harness::ProxyFixture {
   StaleWrite stale_write(std::string_view create, std::string_view read, std::string_view write_method,
                          std::string_view write, std::string_view stale) {
     StaleWrite out;
-    EXPECT_EQ(send("PUT", create, R"({"n":0})").status, 201) << create;
+    int created = send("PUT", create, R"({"n":0})").status;
+    EXPECT_TRUE(created == 200 || created == 201) << create << ": " << created;  // replaced or created
     out.old_tag = etag_of(read);
     HttpResponse written = send(write_method, write, R"({"n":1})", {{"If-Match", out.old_tag}});
     EXPECT_EQ(written.status, 200) << write_method << " " << write << ": " << written.body;
@@ -104,17 +105,14 @@ TEST_F(PathTest, CaseInsensitivePathsRouteAndKeyEveryCaseAsOne) {
       "\n[[route]]\nname = \"accounts\"\npath = \"/Accounts/{id}\"\nupstream = \"legacy\"\n"
       "[route.etag]\nverify = \"cache\"\n";
   start(ConfigOptions{.server = "case_insensitive_paths = true", .routes = routes});
-  std::string tag = etag_of("/accounts/1");
-  HttpResponse write = send("PUT", "/ACCOUNTS/1", R"({"n":1})", {{"If-Match", tag}});
-  ASSERT_EQ(write.status, 200) << write.body;
-  clear_backend_log();
-  HttpResponse stale = send("PUT", "/aCCounts/1", R"({"n":2})", {{"If-Match", tag}});
-  EXPECT_EQ(stale.status, 409) << stale.body;
-  EXPECT_EQ(json::parse(stale.body)["resource"], "/accounts/1");
+  // legacy-api itself is case-sensitive: the writes that reach it use its spelling.
+  StaleWrite write = stale_write("/accounts/1", "/accounts/1", "PUT", "/accounts/1", "/ACCOUNTS/1");
+  EXPECT_EQ(write.stale.status, 409) << write.stale.body;
+  EXPECT_EQ(json::parse(write.stale.body)["resource"], "/accounts/1");
   EXPECT_TRUE(backend_targets().empty()) << backend_log().dump();
   // Forwarded with the client's case (a case-insensitive backend takes it as the same).
-  send("GET", "/ACCOUNTS/1");
-  EXPECT_EQ(backend_targets(), std::vector<std::string>{"/ACCOUNTS/1"});
+  send("GET", "/aCCounts/1");
+  EXPECT_EQ(backend_targets(), std::vector<std::string>{"/aCCounts/1"});
 }
 
 // Item 2: one resource, one identity, whatever the spelling of its {param}.
