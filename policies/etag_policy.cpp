@@ -163,8 +163,12 @@ class EtagPolicy::Exchange final : public ExchangeState {
   std::string resource_;
 };
 
-EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store)
-    : route_name_(std::move(route_name)), config_(std::move(config)), store_(std::move(store)) {
+EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
+                       std::shared_ptr<ConflictLog> conflicts)
+    : route_name_(std::move(route_name)),
+      config_(std::move(config)),
+      store_(std::move(store)),
+      conflicts_(conflicts ? std::move(conflicts) : std::make_shared<ConflictLog>()) {
   if (config_.conflict_status != 409 && config_.conflict_status != 412) {
     throw std::invalid_argument("etag: conflict_status must be 409 or 412");
   }
@@ -192,13 +196,11 @@ EtagCounters EtagPolicy::counters() const noexcept {
   return snapshot;
 }
 
-std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const {
-  std::lock_guard lock(conflict_log_mutex_);
-  return {conflict_log_.begin(), conflict_log_.end()};
-}
+std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const { return conflicts_->recent(); }
 
 std::string EtagPolicy::resource_key(const RequestView& request) const {
-  if (config_.resource.empty()) return std::string(request.path);
+  // The path and the {param}s are normalised already (one spelling per resource).
+  if (config_.resource.empty()) return std::string(request.resource_path.empty() ? request.path : request.resource_path);
   std::string key;
   std::string_view pattern = config_.resource;
   std::size_t i = 0;
@@ -502,19 +504,14 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
   if (current.etag) headers.set(kEtag, *current.etag);
 
   counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
-  ConflictRecord record{request.now,
-                        route_name_,
-                        exchange.resource(),
-                        std::string(request.method),
-                        std::string(failed_field),
-                        failed.text,
-                        current.exists ? current.etag : std::nullopt,
-                        std::string(request.request_id)};
-  {
-    std::lock_guard lock(conflict_log_mutex_);
-    if (conflict_log_.size() == kConflictLogCapacity) conflict_log_.pop_front();
-    conflict_log_.push_back(std::move(record));
-  }
+  conflicts_->record(ConflictRecord{request.now,
+                                    route_name_,
+                                    exchange.resource(),
+                                    std::string(request.method),
+                                    std::string(failed_field),
+                                    failed.text,
+                                    current.exists ? current.etag : std::nullopt,
+                                    std::string(request.request_id)});
   return Decision::reply(std::move(problem), std::move(headers));
 }
 

@@ -33,7 +33,7 @@
 // with 412 (problem type urn:arbiter:problem:version-unverifiable) naming the limit; only
 // If-Match: * (which needs existence, not a version) and unconditional writes go through.
 //
-// Threading: one EtagPolicy serves every worker; its counters and conflict log are
+// Threading: one EtagPolicy serves every worker; its counters and the conflict log are
 // thread-safe and the rest is immutable. A request's state (its write turn) lives in its
 // ExchangeState and refers to the policy, so the policy must outlive every exchange that
 // used it (proxy/runtime.h keeps it so).
@@ -42,14 +42,13 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "policies/conflict_log.h"
 #include "policies/etag.h"
 #include "policies/policy.h"
 #include "policies/version_store.h"
@@ -94,23 +93,14 @@ struct EtagCounters {
   std::uint64_t etag_unknown_after_write = 0; // a write's outcome or new tag could not be learned
 };
 
-// One refused write, for the conflict feed.
-struct ConflictRecord {
-  MonotonicTime time;
-  std::string route;
-  std::string resource;
-  std::string method;
-  std::string precondition;                 // the field that failed: "If-Match" or "If-None-Match"
-  std::string your_etag;                    // that field's value as sent
-  std::optional<std::string> current_etag;  // nullopt: the resource does not exist
-  std::string request_id;
-};
-
 class EtagPolicy final : public Policy {
  public:
   // Throws std::invalid_argument for a config the loader would have refused (a bad JSON
   // pointer, a conflict_status other than 409/412).
-  EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store);
+  // conflicts: the log shared with the other routes, which outlives this policy (null: a log of
+  // its own).
+  EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
+             std::shared_ptr<ConflictLog> conflicts = nullptr);
 
   std::string_view kind() const noexcept override { return "etag"; }
   std::string explain(const RequestView& request) const override;
@@ -127,13 +117,15 @@ class EtagPolicy final : public Policy {
   std::size_t request_body_limit(const RequestView& request) const noexcept override;
 
   EtagCounters counters() const noexcept;
-  // The last kConflictLogCapacity conflicts, oldest first.
+  // The last kConflictLogCapacity conflicts of the log this policy writes to (every route
+  // sharing it), oldest first.
   std::vector<ConflictRecord> recent_conflicts() const;
+  const std::shared_ptr<ConflictLog>& conflict_log() const noexcept { return conflicts_; }
   const EtagPolicyConfig& config() const noexcept { return config_; }
   const VersionStore& store() const noexcept { return *store_; }
   const std::string& route_name() const noexcept { return route_name_; }
 
-  static constexpr std::size_t kConflictLogCapacity = 1000;
+  static constexpr std::size_t kConflictLogCapacity = ConflictLog::kDefaultCapacity;
 
  private:
   class Exchange;
@@ -177,9 +169,7 @@ class EtagPolicy final : public Policy {
   EtagPolicyConfig config_;
   std::shared_ptr<VersionStore> store_;
   mutable AtomicCounters counters_;
-
-  mutable std::mutex conflict_log_mutex_;
-  std::deque<ConflictRecord> conflict_log_;  // guarded by conflict_log_mutex_
+  std::shared_ptr<ConflictLog> conflicts_;
 };
 
 }  // namespace arbiter

@@ -53,7 +53,6 @@ struct KeyHash {
 // alignas: shards sit side by side in one array; their mutexes should not share a cache line.
 struct alignas(64) MemorySlotTable::Shard {
   std::mutex mutex;
-  std::size_t capacity = 1;
   std::unordered_map<std::uint64_t, Entry, KeyHash> entries;
 };
 
@@ -76,7 +75,10 @@ class MemorySlotTable::Ticket final : public SlotTicket {
         entry.waiters.erase(place_);
         table_.waiting_.fetch_sub(1, std::memory_order_relaxed);
       }
-      if (entry.in_flight == 0 && entry.waiters.empty()) shard_.entries.erase(it);
+      if (entry.in_flight == 0 && entry.waiters.empty()) {
+        shard_.entries.erase(it);
+        table_.keys_.fetch_sub(1, std::memory_order_relaxed);
+      }
     }
     // Outside the lock: a waker may take locks of its own (the worker's wake queue).
     for (const auto& waker : to_wake) waker->wake();
@@ -96,10 +98,12 @@ class MemorySlotTable::Ticket final : public SlotTicket {
 
 MemorySlotTable::MemorySlotTable(std::size_t max_keys, std::size_t shard_count)
     : max_keys_(std::max<std::size_t>(1, max_keys)),
-      shard_count_(shard_count_for(max_keys_, shard_count, kKeysPerShard, kMaxShards)),
+      shard_count_(shard_count_for(max_keys_.load(), shard_count, kKeysPerShard, kMaxShards)),
       seed_(random_hash_seed()),
-      shards_(std::make_unique<Shard[]>(shard_count_)) {
-  for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].capacity = shard_share(max_keys_, shard_count_, i);
+      shards_(std::make_unique<Shard[]>(shard_count_)) {}
+
+void MemorySlotTable::set_max_keys(std::size_t max_keys) noexcept {
+  max_keys_.store(std::max<std::size_t>(1, max_keys), std::memory_order_relaxed);
 }
 
 MemorySlotTable::~MemorySlotTable() = default;
@@ -113,7 +117,11 @@ SlotTable::Claim MemorySlotTable::acquire(std::string_view key, std::size_t max_
     std::lock_guard lock(shard.mutex);
     auto it = shard.entries.find(hash);
     if (it == shard.entries.end()) {
-      if (shard.entries.size() >= shard.capacity) return {nullptr, Refusal::TooManyKeys};
+      // Counted before the entry is made, so that workers adding keys at once cannot pass the bound.
+      if (keys_.fetch_add(1, std::memory_order_relaxed) >= max_keys_.load(std::memory_order_relaxed)) {
+        keys_.fetch_sub(1, std::memory_order_relaxed);
+        return {nullptr, Refusal::TooManyKeys};
+      }
       it = shard.entries.try_emplace(hash).first;
     }
     Entry& entry = it->second;
@@ -140,12 +148,7 @@ SlotTable::Claim MemorySlotTable::acquire(std::string_view key, std::size_t max_
 }
 
 std::size_t MemorySlotTable::size() const {
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < shard_count_; ++i) {
-    std::lock_guard lock(shards_[i].mutex);
-    total += shards_[i].entries.size();
-  }
-  return total;
+  return sum_over_shards(shards_.get(), shard_count_, [](const Shard& shard) { return shard.entries.size(); });
 }
 
 }  // namespace arbiter

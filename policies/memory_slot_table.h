@@ -6,8 +6,8 @@
 // The gauges are atomics, read without a lock.
 //
 // Bounds: an entry exists only while its key has a slot held or a request waiting, so it is
-// removed when the last of them ends, and the table tracks at most max_keys keys (each shard its
-// share). A new key beyond that is refused (Refusal::TooManyKeys) rather than let through
+// removed when the last of them ends, and the table tracks at most max_keys keys (counted across
+// the shards; set_max_keys changes the bound in place). A new key beyond that is refused (Refusal::TooManyKeys) rather than let through
 // uncounted: the bound then holds both the memory and the backend's load.
 //
 // Reloads: a new policy given the same table finds the slots held and the requests queued
@@ -47,7 +47,10 @@ class MemorySlotTable final : public SlotTable {
   std::size_t waiting() const override { return waiting_.load(std::memory_order_relaxed); }
   std::size_t size() const override;
 
-  std::size_t max_keys() const noexcept { return max_keys_; }
+  std::size_t max_keys() const noexcept { return max_keys_.load(std::memory_order_relaxed); }
+  // A reload's new bound: keys already tracked stay (a lower bound refuses new keys until
+  // enough of them end); the shard count stays the one chosen at construction.
+  void set_max_keys(std::size_t max_keys) noexcept;
   std::size_t shard_count() const noexcept { return shard_count_; }
 
   static constexpr std::size_t kMaxShards = 32;
@@ -57,8 +60,9 @@ class MemorySlotTable final : public SlotTable {
   struct Shard;
   class Ticket;
 
-  std::size_t max_keys_;
+  std::atomic<std::size_t> max_keys_;
   std::size_t shard_count_;
+  std::atomic<std::size_t> keys_{0};  // entries across the shards
   std::uint64_t seed_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::size_t> in_flight_{0};

@@ -2,36 +2,18 @@
 
 #include <algorithm>
 #include <cstring>
-#include <list>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
 
-#include <xxhash.h>
-
 #include "policies/etag.h"
+#include "policies/memory_write_queues.h"
+#include "policies/resource_hash.h"
+#include "policies/sharding.h"
 
 namespace arbiter {
 
 namespace {
-
-struct ResourceKey {
-  std::uint64_t low = 0;
-  std::uint64_t high = 0;
-  bool operator==(const ResourceKey&) const = default;
-};
-
-ResourceKey key_of(std::string_view resource) noexcept {
-  XXH128_hash_t hash = XXH3_128bits(resource.data(), resource.size());
-  return {hash.low64, hash.high64};
-}
-
-// The key is a hash already. The shard is picked by the high half, the bucket by the low one,
-// so the keys of one shard still spread over its buckets. noexcept keeps libstdc++ from
-// caching the hash in every node (8 bytes an entry).
-struct ResourceKeyHash {
-  std::size_t operator()(const ResourceKey& key) const noexcept { return static_cast<std::size_t>(key.low); }
-};
 
 // An ETag in as few bytes as it allows: the 16 digest bytes of a minted tag, up to 16
 // characters inline, anything longer on the heap; or unknown (a tombstone).
@@ -88,7 +70,7 @@ class StoredEtag {
 };
 
 struct TableEntry;
-using TableNode = std::pair<const ResourceKey, TableEntry>;
+using TableNode = std::pair<const ResourceHash, TableEntry>;
 
 struct TableEntry {
   StoredEtag etag;
@@ -99,31 +81,19 @@ struct TableEntry {
   TableNode* older = nullptr;
 };
 
-struct Waiter {
-  explicit Waiter(std::shared_ptr<Waker> w) : waker(std::move(w)) {}
-  std::shared_ptr<Waker> waker;  // may be null (nobody to wake)
-  // Set under the shard's lock, read by WriteTurn::granted() without it.
-  std::atomic<bool> granted{false};
-};
-
-// The front writer holds the turn; the others wait in arrival order. A list, so that each
-// turn keeps an iterator to its own place whatever the others do.
-using WriteQueue = std::list<Waiter>;
-
 }  // namespace
 
 // alignas: shards sit side by side in one array; their mutexes should not share a cache line.
 struct alignas(64) MemoryVersionStore::Shard {
   mutable std::mutex mutex;
   std::size_t capacity = 1;
-  std::unordered_map<ResourceKey, TableEntry, ResourceKeyHash> table;
+  std::unordered_map<ResourceHash, TableEntry, ResourceHashHasher> table;
   TableNode* most_recent = nullptr;
   TableNode* least_recent = nullptr;
-  std::unordered_map<ResourceKey, WriteQueue, ResourceKeyHash> queues;
 
   // All below: the caller holds `mutex`.
 
-  TableNode* find(const ResourceKey& key) {
+  TableNode* find(const ResourceHash& key) {
     auto it = table.find(key);
     return it == table.end() ? nullptr : &*it;
   }
@@ -150,7 +120,7 @@ struct alignas(64) MemoryVersionStore::Shard {
   }
 
   // A new, most recent entry for a key that has none, the least recent one making room.
-  TableNode* insert(const ResourceKey& key) {
+  TableNode* insert(const ResourceHash& key) {
     if (table.size() >= capacity && least_recent) {
       TableNode* evicted = least_recent;
       unlink(evicted);
@@ -161,7 +131,7 @@ struct alignas(64) MemoryVersionStore::Shard {
     return node;
   }
 
-  TableNode* find_or_insert(const ResourceKey& key) {
+  TableNode* find_or_insert(const ResourceHash& key) {
     if (TableNode* node = find(key)) {
       touch(node);
       return node;
@@ -170,41 +140,10 @@ struct alignas(64) MemoryVersionStore::Shard {
   }
 };
 
-class MemoryVersionStore::Turn final : public WriteTurn {
- public:
-  Turn(Shard& shard, const ResourceKey& key, WriteQueue::iterator place)
-      : shard_(shard), key_(key), place_(place) {}
-
-  ~Turn() override {
-    std::shared_ptr<Waker> next_writer;
-    {
-      std::lock_guard lock(shard_.mutex);
-      auto queue = shard_.queues.find(key_);
-      WriteQueue& writers = queue->second;
-      bool held_the_turn = place_ == writers.begin();
-      writers.erase(place_);
-      if (writers.empty()) {
-        shard_.queues.erase(queue);
-      } else if (held_the_turn) {
-        Waiter& next = writers.front();
-        next.granted.store(true, std::memory_order_release);
-        next_writer = next.waker;
-      }
-    }
-    // Outside the lock: a waker may take locks of its own (the worker's wake queue).
-    if (next_writer) next_writer->wake();
-  }
-
-  bool granted() const override { return place_->granted.load(std::memory_order_acquire); }
-
- private:
-  Shard& shard_;
-  ResourceKey key_;
-  WriteQueue::iterator place_;  // valid while this turn lives: only it erases its waiter
-};
-
-MemoryVersionStore::MemoryVersionStore(std::size_t max_entries, std::size_t shard_count)
-    : max_entries_(std::max<std::size_t>(1, max_entries)) {
+MemoryVersionStore::MemoryVersionStore(std::size_t max_entries, std::size_t shard_count,
+                                       std::shared_ptr<MemoryWriteQueues> write_queues)
+    : max_entries_(std::max<std::size_t>(1, max_entries)),
+      write_queues_(write_queues ? std::move(write_queues) : std::make_shared<MemoryWriteQueues>()) {
   if (shard_count == 0) shard_count = std::clamp<std::size_t>(max_entries_ / kEntriesPerShard, 1, kMaxShards);
   shard_count_ = std::min(shard_count, max_entries_);  // every shard can hold at least one entry
   shards_ = std::make_unique<Shard[]>(shard_count_);
@@ -221,7 +160,7 @@ MemoryVersionStore::Shard& MemoryVersionStore::shard_for(std::uint64_t key_high)
 }
 
 std::optional<std::string> MemoryVersionStore::get(std::string_view resource) {
-  ResourceKey key = key_of(resource);
+  ResourceHash key = resource_hash(resource);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableNode* node = shard.find(key);
@@ -231,7 +170,7 @@ std::optional<std::string> MemoryVersionStore::get(std::string_view resource) {
 }
 
 std::uint64_t MemoryVersionStore::sequence(std::string_view resource) {
-  ResourceKey key = key_of(resource);
+  ResourceHash key = resource_hash(resource);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableNode* node = shard.find(key);
@@ -239,7 +178,7 @@ std::uint64_t MemoryVersionStore::sequence(std::string_view resource) {
 }
 
 void MemoryVersionStore::put(std::string_view resource, std::string_view etag) {
-  ResourceKey key = key_of(resource);
+  ResourceHash key = resource_hash(resource);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableEntry& entry = shard.find_or_insert(key)->second;
@@ -248,7 +187,7 @@ void MemoryVersionStore::put(std::string_view resource, std::string_view etag) {
 }
 
 bool MemoryVersionStore::learn(std::string_view resource, std::string_view etag, std::uint64_t seen_sequence) {
-  ResourceKey key = key_of(resource);
+  ResourceHash key = resource_hash(resource);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableNode* node = shard.find(key);
@@ -265,7 +204,7 @@ bool MemoryVersionStore::learn(std::string_view resource, std::string_view etag,
 }
 
 void MemoryVersionStore::forget(std::string_view resource) {
-  ResourceKey key = key_of(resource);
+  ResourceHash key = resource_hash(resource);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableEntry& entry = shard.find_or_insert(key)->second;
@@ -273,40 +212,19 @@ void MemoryVersionStore::forget(std::string_view resource) {
   entry.sequence = next_sequence();
 }
 
-template <typename Count>
-std::size_t MemoryVersionStore::sum_over_shards(Count count) const {
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < shard_count_; ++i) {
-    std::lock_guard lock(shards_[i].mutex);
-    total += count(shards_[i]);
-  }
-  return total;
-}
-
 std::size_t MemoryVersionStore::size() const {
-  return sum_over_shards([](const Shard& shard) { return shard.table.size(); });
+  return sum_over_shards(shards_.get(), shard_count_, [](const Shard& shard) { return shard.table.size(); });
 }
 
-std::size_t MemoryVersionStore::queued_resources() const {
-  return sum_over_shards([](const Shard& shard) { return shard.queues.size(); });
-}
+std::size_t MemoryVersionStore::queued_resources() const { return write_queues_->queued_resources(); }
 
 std::unique_ptr<WriteTurn> MemoryVersionStore::queue_write(std::string_view resource, std::shared_ptr<Waker> waker,
                                                            std::size_t max_queue) {
-  ResourceKey key = key_of(resource);
-  Shard& shard = shard_for(key.high);
-  std::lock_guard lock(shard.mutex);
-  WriteQueue& writers = shard.queues[key];
-  // writers.size() - 1 wait behind the holder; an empty queue is never full.
-  if (!writers.empty() && writers.size() - 1 >= max_queue) return nullptr;
-  writers.emplace_back(std::move(waker));
-  auto place = std::prev(writers.end());
-  if (writers.size() == 1) place->granted.store(true, std::memory_order_release);
-  return std::make_unique<Turn>(shard, key, place);
+  return write_queues_->queue_write(resource, std::move(waker), max_queue);
 }
 
 std::size_t MemoryVersionStore::approximate_bytes_per_entry() noexcept {
-  // libstdc++'s node: the next pointer, then the value (no cached hash, see ResourceKeyHash).
+  // libstdc++'s node: the next pointer, then the value (no cached hash, see ResourceHashHasher).
   constexpr std::size_t kNodeBytes = sizeof(void*) + sizeof(TableNode);
   // glibc malloc: an 8-byte size header, chunks in steps of 16 bytes.
   constexpr std::size_t kChunkBytes = (kNodeBytes + sizeof(std::size_t) + 15) / 16 * 16;

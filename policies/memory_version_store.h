@@ -1,6 +1,8 @@
 #pragma once
-// The VersionStore of one Arbiter process: an in-memory ETag table and write queues, shared
-// by every worker thread.
+// The VersionStore of one Arbiter process: an in-memory ETag table, shared by every worker
+// thread, and the write queues (policies/memory_write_queues.h), which it may share with the
+// tables that come after it (a reload that changes max_entries replaces the table, never the
+// queues).
 //
 // Thread-safety: every member may be called from any thread. The resources are spread over
 // shards by the hash of their key, each shard with its own mutex, so workers writing to
@@ -14,8 +16,8 @@
 // figure in bench/ is the measured one). Two resources whose keys collide in 128 bits would
 // share an entry; that is left to chance.
 //
-// Lifetime: the store must outlive every WriteTurn it handed out (the ETag policy keeps it by
-// shared_ptr for as long as any exchange of its route runs).
+// Lifetime: the write queues must outlive every WriteTurn they handed out (the store keeps them
+// by shared_ptr, and the ETag policy keeps the store for as long as any exchange of it runs).
 
 #include <atomic>
 #include <cstddef>
@@ -29,12 +31,16 @@
 
 namespace arbiter {
 
+class MemoryWriteQueues;
+
 class MemoryVersionStore final : public VersionStore {
  public:
   // max_entries: the most table entries kept (0 is taken as 1). shard_count: 0 chooses one
   // shard per kEntriesPerShard entries, between 1 and kMaxShards, so that a small table is a
-  // single exact LRU; never more shards than entries.
-  explicit MemoryVersionStore(std::size_t max_entries, std::size_t shard_count = 0);
+  // single exact LRU; never more shards than entries. write_queues: shared with other stores
+  // (null: a set of its own).
+  explicit MemoryVersionStore(std::size_t max_entries, std::size_t shard_count = 0,
+                              std::shared_ptr<MemoryWriteQueues> write_queues = nullptr);
   ~MemoryVersionStore() override;
   MemoryVersionStore(const MemoryVersionStore&) = delete;
   MemoryVersionStore& operator=(const MemoryVersionStore&) = delete;
@@ -53,13 +59,13 @@ class MemoryVersionStore final : public VersionStore {
   void forget(std::string_view resource) override;
   std::size_t size() const override;  // table entries, tombstones included
 
-  // The head of the queue holds the turn; granting the next writer wakes its waker (outside
-  // the shard's lock). A resource's queue is removed once it is empty.
+  // Joins the write queues' queue for the resource (see MemoryWriteQueues::queue_write).
   std::unique_ptr<WriteTurn> queue_write(std::string_view resource, std::shared_ptr<Waker> waker,
                                          std::size_t max_queue) override;
 
   std::size_t max_entries() const noexcept { return max_entries_; }
   std::size_t shard_count() const noexcept { return shard_count_; }
+  const std::shared_ptr<MemoryWriteQueues>& write_queues() const noexcept { return write_queues_; }
   // Resources that have a write queue (someone holds or waits for their turn).
   std::size_t queued_resources() const;
 
@@ -73,17 +79,14 @@ class MemoryVersionStore final : public VersionStore {
 
  private:
   struct Shard;
-  class Turn;
 
   Shard& shard_for(std::uint64_t key_high) noexcept;
-  // Adds count(shard) over every shard, each under its lock.
-  template <typename Count>
-  std::size_t sum_over_shards(Count count) const;
   std::uint64_t next_sequence() noexcept { return next_sequence_.fetch_add(1, std::memory_order_relaxed); }
 
   std::size_t max_entries_;
   std::size_t shard_count_;
   std::unique_ptr<Shard[]> shards_;
+  std::shared_ptr<MemoryWriteQueues> write_queues_;
   // One counter for every shard, so that no two entries ever carry the same sequence.
   std::atomic<std::uint64_t> next_sequence_{1};
 };

@@ -46,8 +46,8 @@ class Waker {
 
 struct RequestView {
   std::string_view method;      // as sent, e.g. "GET"
-  std::string_view target;      // request-target as sent, path and query
-  std::string_view path;        // target without the query
+  std::string_view target;      // request-target: the normalised path, and the query as sent
+  std::string_view path;        // target without the query (normalised: see proxy/path_normalization.h)
   std::string_view query;       // after '?', without it; empty when none
   const HeaderList& headers;    // as received, before any rewriting
   std::string_view client_address;  // the client, X-Forwarded-For believed only from trusted proxies
@@ -56,6 +56,9 @@ struct RequestView {
   std::string_view request_id;
   MonotonicTime now;
   std::shared_ptr<Waker> waker;  // request phase only; null in the response phase
+  // The path as routes and resource keys see it (lower-cased under the proxy's
+  // case_insensitive_paths); empty: `path` itself.
+  std::string_view resource_path = {};
 };
 
 struct ResponseView {

@@ -5,6 +5,7 @@
 
 #include "proxy/config_json.h"
 #include "proxy/metrics.h"
+#include "proxy/path_normalization.h"
 #include "proxy/server.h"
 #include "proxy/subrequest.h"
 #include "proxy/worker.h"
@@ -275,12 +276,13 @@ void ClientConnection::begin_exchange() {
                   {}, "proxy");
     return;
   }
-  std::string_view target(head_.target);
-  std::string_view path = target.substr(0, target.find('?'));
+  if (!normalize_target()) return;
+  std::string_view path = std::string_view(target_).substr(0, path_length_);
   RouteMatch match;
   match.params.swap(params_);  // reuses the capacity of the last request's captures
   std::string allowed;
-  switch (runtime_->router().match(head_.method, path, match, &allowed)) {
+  std::string_view routed = routed_path_.empty() ? path : std::string_view(routed_path_);
+  switch (runtime_->router().match(head_.method, routed, match, &allowed)) {
     case Router::Outcome::NotFound:
       reply_problem(Problem::make("route-not-found", 404, "No route",
                                   "No route matches " + std::string(head_.method) + " " + std::string(path) + "."),
@@ -357,6 +359,23 @@ bool ClientConnection::validate_request_head() {
     return false;
   }
   expect_continue_ = expects_continue(head_);
+  return true;
+}
+
+bool ClientConnection::normalize_target() {
+  std::string_view target(head_.target);
+  std::size_t query = std::min(target.find('?'), target.size());
+  std::string why;
+  if (!normalize_path(target.substr(0, query), target_, why)) {
+    reply_problem(Problem::make("malformed-path", 400, "Malformed path", std::move(why)), {}, "proxy");
+    return false;
+  }
+  path_length_ = target_.size();
+  target_.append(target.substr(query));
+  routed_path_.clear();
+  if (runtime_->config().server.case_insensitive_paths) {
+    lower_case_path(std::string_view(target_).substr(0, path_length_), routed_path_);
+  }
   return true;
 }
 
@@ -517,7 +536,9 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
   // A body read first goes with the head, framed by its length whatever the client's framing.
   BodyFraming framing = body_in_memory_ ? BodyFraming::ContentLength : head_.framing;
   write_upstream_request_head(
-      head_scratch_, UpstreamRequest{head_.method, head_.target, head_.headers, peer_address_,
+      head_scratch_, UpstreamRequest{head_.method,
+                                     runtime_->config().server.forward_raw_path ? head_.target : target_,
+                                     head_.headers, peer_address_,
                                      peer_is_trusted_proxy_,
                                      request_id_, connection.authority(), framing,
                                      body_in_memory_ ? request_body_.size() : head_.content_length, omit_fields_,
@@ -906,18 +927,20 @@ void ClientConnection::log_exchange() {
 }
 
 RequestView ClientConnection::request_view() const {
-  std::string_view target(head_.target);
-  std::size_t query = target.find('?');
+  std::string_view target(target_);
+  std::string_view query = target.substr(path_length_);
   return RequestView{head_.method,
                      target,
-                     target.substr(0, query),
-                     query == std::string_view::npos ? std::string_view() : target.substr(query + 1),
+                     target.substr(0, path_length_),
+                     query.empty() ? query : query.substr(1),
                      head_.headers,
                      client_address(),
                      route_->config->name,
                      params_,
                      request_id_,
-                     MonotonicClock::now()};
+                     MonotonicClock::now(),
+                     nullptr,
+                     routed_path_};
 }
 
 std::string_view ClientConnection::client_address() const noexcept {

@@ -113,6 +113,8 @@ class ClientConnection final : public RequestEvents,
   bool read_body_first();
   // 413 for a body of `size` bytes over request_body_limit_ (`declared`: its Content-Length).
   Problem body_too_large(std::uint64_t size, bool declared) const;
+  // Sets target_, path_length_ and routed_path_; false when it answered 400 instead.
+  bool normalize_target();
   void run_request_policies();  // from policy_index_ on
   // Acts on a request-phase decision; true when the chain goes on to the next policy.
   bool apply_request_decision(const Decision& decision);
@@ -178,6 +180,11 @@ class ClientConnection final : public RequestEvents,
   bool peer_is_trusted_proxy_ = false;
   std::uint64_t started_ns_ = 0;
   const RouteRuntime* route_ = nullptr;
+  // The target with its path normalised (the query as sent), and its path's length; the path
+  // lower-cased under case_insensitive_paths (else empty). params_ point into one of them.
+  std::string target_;
+  std::size_t path_length_ = 0;
+  std::string routed_path_;
   std::vector<PathParam> params_;
   std::vector<std::unique_ptr<ExchangeState>> policy_states_;
   std::size_t policy_index_ = 0;           // the request-phase policy being asked

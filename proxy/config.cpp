@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include <toml++/toml.h>
@@ -712,7 +713,7 @@ class ConfigReader {
       section->reject_unknown_keys({"listen", "workers", "header_timeout", "body_timeout", "idle_timeout", "drain_timeout",
                                     "body_deadline",
                                     "max_header_bytes", "max_body_bytes", "max_connections",
-                                    "trusted_proxies"});
+                                    "trusted_proxies", "forward_raw_path", "case_insensitive_paths"});
       if (section->find("listen")) {
         server.listen = section->addresses("listen", true, TableReader::PortZero::Allowed);
       }
@@ -725,6 +726,8 @@ class ConfigReader {
       section->size("max_header_bytes", server.max_header_bytes, 1, kMaxHeaderBytesLimit);
       section->size("max_body_bytes", server.max_body_bytes, 1, std::numeric_limits<std::uint64_t>::max());
       section->integer("max_connections", server.max_connections, 1, kMaxConnectionsLimit);
+      section->boolean("forward_raw_path", server.forward_raw_path);
+      section->boolean("case_insensitive_paths", server.case_insensitive_paths);
       section->strings("trusted_proxies", "CIDRs", false, "",
                        [&](const toml::node& at, std::string key, std::string_view text) {
                          if (auto cidr = parse_cidr(text)) {
@@ -837,7 +840,7 @@ class ConfigReader {
     }
     check_route_names(config.routes, sources);
     check_route_upstreams(config, sources);
-    check_reachability(config.routes, sources);
+    check_reachability(config.routes, sources, config.server.case_insensitive_paths);
   }
 
   RouteSource read_route(TableReader& reader, RouteConfig& route) {
@@ -1090,12 +1093,12 @@ class ConfigReader {
   }
 
   void check_route_names(const std::vector<RouteConfig>& routes, const std::vector<RouteSource>& sources) {
+    std::unordered_map<std::string_view, std::size_t> first_with;  // name -> first route with it
     for (std::size_t i = 0; i < routes.size(); ++i) {
       if (routes[i].name.empty()) continue;
-      auto first = std::find_if(routes.begin(), routes.begin() + static_cast<std::ptrdiff_t>(i),
-                                [&](const RouteConfig& earlier) { return earlier.name == routes[i].name; });
-      if (first == routes.begin() + static_cast<std::ptrdiff_t>(i)) continue;
-      std::size_t j = static_cast<std::size_t>(first - routes.begin());
+      auto [first, inserted] = first_with.try_emplace(routes[i].name, i);
+      if (inserted) continue;
+      std::size_t j = first->second;
       diagnostics_.add(*sources[i].name, route_key(sources[i].index, "name"),
                        "duplicate route name " + single_quoted(routes[i].name) + "; " + route_key(sources[j].index) +
                            " at line " + std::to_string(routes[j].line) + " already has it");
@@ -1123,7 +1126,8 @@ class ConfigReader {
   // A route that an earlier one always takes first is a mistake in the order of routes.
   // Only routes with a valid path and methods take part: a route broadened by a dropped bad
   // value must not make a false claim about the routes after it.
-  void check_reachability(const std::vector<RouteConfig>& routes, const std::vector<RouteSource>& sources) {
+  void check_reachability(const std::vector<RouteConfig>& routes, const std::vector<RouteSource>& sources,
+                          bool case_insensitive_paths) {
     std::vector<RouteConfig> checked;
     std::vector<std::size_t> checked_source;  // into routes and sources
     for (std::size_t i = 0; i < routes.size(); ++i) {
@@ -1131,9 +1135,10 @@ class ConfigReader {
       checked.push_back(routes[i]);
       checked_source.push_back(i);
     }
-    Router router(checked);
+    Router router(checked, case_insensitive_paths);
+    std::vector<std::optional<std::size_t>> shadowing = router.shadowing();
     for (std::size_t k = 0; k < checked.size(); ++k) {
-      auto earlier = router.shadowed_by(k);
+      const std::optional<std::size_t>& earlier = shadowing[k];
       if (!earlier) continue;
       const RouteConfig& shadowing = checked[*earlier];
       std::string shadowing_label = shadowing.name.empty() ? route_key(sources[checked_source[*earlier]].index)

@@ -47,6 +47,11 @@ struct ServerConfig {
   std::uint64_t max_body_bytes = 16ull << 20;
   std::size_t max_connections = 10000;
   std::vector<Cidr> trusted_proxies;
+  // The upstream gets the request target as the client sent it, instead of its normal path
+  // (proxy/path_normalization.h) and the query as sent.
+  bool forward_raw_path = false;
+  // Routes and resource keys see the path lower-cased (for backends that ignore case).
+  bool case_insensitive_paths = false;
 };
 
 struct AdminConfig {

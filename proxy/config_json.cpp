@@ -90,7 +90,9 @@ std::string config_to_json(const Config& config) {
                        {"max_header_bytes", server.max_header_bytes},
                        {"max_body_bytes", server.max_body_bytes},
                        {"max_connections", server.max_connections},
-                       {"trusted_proxies", std::move(trusted)}};
+                       {"trusted_proxies", std::move(trusted)},
+                       {"forward_raw_path", server.forward_raw_path},
+                       {"case_insensitive_paths", server.case_insensitive_paths}};
   out["admin"] = Json{{"listen", config.admin.listen ? Json(config.admin.listen->text()) : Json(nullptr)}};
   out["log"] = Json{{"access", config.log.access ? "stdout" : "off"},
                     {"format", access_log_format_name(config.log.format)}};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <unordered_map>
 
 namespace arbiter {
 
@@ -27,7 +28,7 @@ bool takes_method(const std::vector<std::string>& methods, std::string_view meth
 
 }  // namespace
 
-PathPattern::PathPattern(std::string_view pattern) : text_(pattern) {
+PathPattern::PathPattern(std::string_view pattern, bool lower_case_literals) : text_(pattern) {
   if (!pattern.starts_with('/')) throw bad_pattern(pattern, "must start with '/'");
   // The query and fragment are never part of the path that is matched, so a pattern holding
   // them could never match anything.
@@ -61,6 +62,9 @@ PathPattern::PathPattern(std::string_view pattern) : text_(pattern) {
                                        "\": '{', '}' and '*' may only stand for a whole segment, as {name} or *");
       }
       segments_.push_back({Kind::Literal, std::string(piece)});
+      if (lower_case_literals) {
+        for (char& c : segments_.back().text) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+      }
     }
     if (last) break;
     rest.remove_prefix(slash + 1);
@@ -120,11 +124,11 @@ bool PathPattern::covers(const PathPattern& narrower) const {
   return i == narrower.segments_.size();
 }
 
-Router::Router(const std::vector<RouteConfig>& routes) {
+Router::Router(const std::vector<RouteConfig>& routes, bool case_insensitive) {
   entries_.reserve(routes.size());
   for (const RouteConfig& route : routes) {
     try {
-      entries_.push_back({PathPattern(route.path), route.methods});
+      entries_.push_back({PathPattern(route.path, case_insensitive), route.methods});
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument("route '" + route.name + "': " + e.what());
     }
@@ -167,21 +171,99 @@ Router::Outcome Router::match(std::string_view method, std::string_view path, Ro
   return Outcome::MethodNotAllowed;
 }
 
+// An empty list is every method, which only an earlier route taking every method covers.
+bool Router::takes_every_method_of(const Entry& earlier, const Entry& later) {
+  return later.methods.empty() ? earlier.methods.empty()
+                               : std::all_of(later.methods.begin(), later.methods.end(),
+                                             [&](const std::string& m) { return takes_method(earlier.methods, m); });
+}
+
 std::optional<std::size_t> Router::shadowed_by(std::size_t i) const {
   if (i >= entries_.size()) return std::nullopt;
   const Entry& later = entries_[i];
   for (std::size_t j = 0; j < i; ++j) {
     const Entry& earlier = entries_[j];
-    if (!earlier.pattern.covers(later.pattern)) continue;
-    // An empty list is every method, which only an earlier route taking every method covers.
-    bool takes_all_methods =
-        later.methods.empty()
-            ? earlier.methods.empty()
-            : std::all_of(later.methods.begin(), later.methods.end(),
-                          [&](const std::string& m) { return takes_method(earlier.methods, m); });
-    if (takes_all_methods) return j;
+    if (earlier.pattern.covers(later.pattern) && takes_every_method_of(earlier, later)) return j;
   }
   return std::nullopt;
+}
+
+// The earlier routes' patterns form a trie by segment; a route is checked against the nodes
+// whose patterns can cover it (the literal child with its segment's text, the {param} child,
+// and every '*' on the way: at most a few per level) instead of against every earlier route.
+std::vector<std::optional<std::size_t>> Router::shadowing() const {
+  struct Node {
+    std::unordered_map<std::string, std::size_t> literals;  // child node index by segment text
+    std::size_t param = 0;                                  // child node index; 0 = none
+    std::vector<std::size_t> ending_here;  // routes whose pattern ends at this node, in order
+    std::vector<std::size_t> rest_here;    // routes whose '*' is here, in order
+  };
+  std::vector<Node> nodes(1);
+  std::vector<std::optional<std::size_t>> result(entries_.size());
+  using Kind = PathPattern::Kind;
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const Entry& later = entries_[i];
+    const auto& segments = later.pattern.segments_;
+    std::optional<std::size_t>& best = result[i];
+    // The first route of an ascending list that takes every method route i takes.
+    auto consider = [&](const std::vector<std::size_t>& routes) {
+      for (std::size_t j : routes) {
+        if (best && j >= *best) return;
+        if (takes_every_method_of(entries_[j], later)) {
+          best = j;
+          return;
+        }
+      }
+    };
+    // Depth-first over (node, segment index); the pairs are few (see above).
+    std::vector<std::pair<std::size_t, std::size_t>> pending{{0, 0}};
+    while (!pending.empty()) {
+      auto [node_index, k] = pending.back();
+      pending.pop_back();
+      const Node& node = nodes[node_index];
+      consider(node.rest_here);
+      if (k == segments.size()) {
+        consider(node.ending_here);
+        continue;
+      }
+      const PathPattern::Segment& segment = segments[k];
+      if (segment.kind == Kind::Rest) continue;  // only a '*' covers a '*'
+      if (segment.kind == Kind::Literal) {
+        if (auto child = node.literals.find(segment.text); child != node.literals.end()) {
+          pending.emplace_back(child->second, k + 1);
+        }
+      }
+      bool param_covers = segment.kind == Kind::Param || !segment.text.empty();
+      if (param_covers && node.param != 0) pending.emplace_back(node.param, k + 1);
+    }
+    // Route i joins the trie for the routes after it.
+    std::size_t at = 0;
+    bool rest = false;
+    for (const PathPattern::Segment& segment : segments) {
+      if (segment.kind == Kind::Rest) {
+        nodes[at].rest_here.push_back(i);
+        rest = true;
+        break;
+      }
+      std::size_t next = segment.kind == Kind::Param ? nodes[at].param : 0;
+      if (segment.kind == Kind::Literal) {
+        auto found = nodes[at].literals.find(segment.text);
+        if (found != nodes[at].literals.end()) next = found->second;
+      }
+      if (next == 0) {
+        next = nodes.size();
+        nodes.emplace_back();
+        if (segment.kind == Kind::Param) {
+          nodes[at].param = next;
+        } else {
+          nodes[at].literals.emplace(segment.text, next);
+        }
+      }
+      at = next;
+    }
+    if (!rest) nodes[at].ending_here.push_back(i);
+  }
+  return result;
 }
 
 }  // namespace arbiter

@@ -3,7 +3,8 @@
 //
 // Path patterns: "/items/{id}" — literal segments match exactly, "{name}" matches exactly one
 // non-empty segment and captures it, a trailing "*" matches the rest of the path (zero or
-// more segments). The query string never takes part in matching.
+// more segments). The query string never takes part in matching. Paths are matched as
+// normalised (proxy/path_normalization.h), lower-cased first under case_insensitive_paths.
 
 #include <cstdint>
 #include <optional>
@@ -19,8 +20,9 @@ namespace arbiter {
 class PathPattern {
  public:
   // Throws std::invalid_argument with a readable message for a malformed pattern
-  // (no leading '/', '*' not last, empty or duplicate {name}, ...).
-  explicit PathPattern(std::string_view pattern);
+  // (no leading '/', '*' not last, empty or duplicate {name}, ...). lower_case_literals: the
+  // literal segments match lower-cased paths (case_insensitive_paths); {name}s keep their case.
+  explicit PathPattern(std::string_view pattern, bool lower_case_literals = false);
 
   // On a match, appends the captures to params (views into `path` and into this pattern).
   bool match(std::string_view path, std::vector<PathParam>& params) const;
@@ -29,6 +31,7 @@ class PathPattern {
   const std::string& text() const noexcept { return text_; }
 
  private:
+  friend class Router;
   enum class Kind : std::uint8_t { Literal, Param, Rest };
   struct Segment {
     Kind kind;
@@ -45,8 +48,9 @@ struct RouteMatch {
 
 class Router {
  public:
-  // Throws std::invalid_argument naming the route for a malformed pattern.
-  explicit Router(const std::vector<RouteConfig>& routes);
+  // Throws std::invalid_argument naming the route for a malformed pattern. case_insensitive:
+  // match() is given lower-cased paths ([server] case_insensitive_paths).
+  explicit Router(const std::vector<RouteConfig>& routes, bool case_insensitive = false);
 
   enum class Outcome { Matched, NotFound, MethodNotAllowed };
   // Matched: `match` is filled. MethodNotAllowed: some route's path matched but none of them
@@ -57,12 +61,16 @@ class Router {
   // Index of the earlier route that makes route i unreachable (its path covers route i's and
   // it takes every method route i takes), or nullopt.
   std::optional<std::size_t> shadowed_by(std::size_t i) const;
+  // shadowed_by(i) for every route at once, in about linear time (a trie of the patterns'
+  // segments instead of comparing every pair): what `arbiter --check` runs.
+  std::vector<std::optional<std::size_t>> shadowing() const;
 
  private:
   struct Entry {
     PathPattern pattern;
     std::vector<std::string> methods;  // empty = any
   };
+  static bool takes_every_method_of(const Entry& earlier, const Entry& later);
   std::vector<Entry> entries_;
 };
 

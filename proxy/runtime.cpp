@@ -3,15 +3,20 @@
 #include <algorithm>
 
 #include "policies/concurrency_policy.h"
+#include "policies/conflict_log.h"
 #include "policies/etag_policy.h"
 #include "policies/memory_bucket_store.h"
 #include "policies/memory_slot_table.h"
 #include "policies/memory_version_store.h"
+#include "policies/memory_write_queues.h"
 #include "policies/rate_limit_policy.h"
 
 namespace arbiter {
 
-RuntimeState::RuntimeState() : buckets_(std::make_shared<MemoryBucketStore>()) {}
+RuntimeState::RuntimeState()
+    : buckets_(std::make_shared<MemoryBucketStore>()),
+      write_queues_(std::make_shared<MemoryWriteQueues>()),
+      conflicts_(std::make_shared<ConflictLog>()) {}
 
 RuntimeState::~RuntimeState() = default;
 
@@ -32,7 +37,12 @@ std::shared_ptr<Policy> RuntimeState::concurrency_policy(const RouteConfig& rout
   if (current == nullptr || !(current->config() == *route.concurrency)) {
     // The slots held and the queue carry over: requests in flight under the old limits count
     // against the new ones.
-    if (state.slots == nullptr) state.slots = std::make_shared<MemorySlotTable>(route.concurrency->max_keys);
+    // A changed max_keys applies to the same table (its 503s name the new number).
+    if (state.slots == nullptr) {
+      state.slots = std::make_shared<MemorySlotTable>(route.concurrency->max_keys);
+    } else {
+      state.slots->set_max_keys(route.concurrency->max_keys);
+    }
     state.concurrency = std::make_shared<ConcurrencyPolicy>(route.name, *route.concurrency, state.slots);
   }
   return state.concurrency;
@@ -41,16 +51,23 @@ std::shared_ptr<Policy> RuntimeState::concurrency_policy(const RouteConfig& rout
 std::shared_ptr<Policy> RuntimeState::etag_policy(const RouteConfig& route) {
   RouteState& state = routes_[route.name];
   auto* current = dynamic_cast<EtagPolicy*>(state.etag.get());
-  if (current == nullptr || !(current->config() == *route.etag)) {
-    // The table and the write queues carry over; a new max_entries needs a new table (the
-    // versions are then learned again from the backend).
-    if (state.versions == nullptr || state.versions_capacity != route.etag->max_entries) {
-      state.versions = std::make_shared<MemoryVersionStore>(route.etag->max_entries);
-      state.versions_capacity = route.etag->max_entries;
-    }
-    state.etag = std::make_shared<EtagPolicy>(route.name, *route.etag, state.versions);
+  if (current == nullptr || !(current->config() == *route.etag) || &current->store() != versions_.get()) {
+    state.etag = std::make_shared<EtagPolicy>(route.name, *route.etag, versions_, conflicts_);
   }
   return state.etag;
+}
+
+void RuntimeState::size_resource_state(const std::vector<RouteConfig>& routes) {
+  std::size_t capacity = 0;
+  for (const RouteConfig& route : routes) {
+    if (route.etag) capacity = std::max(capacity, route.etag->max_entries);
+  }
+  if (capacity == 0) return;  // no ETag route: a table kept from before costs nothing new
+  // A new capacity needs a new table (the versions are then learned again from the backend);
+  // the write queues carry over, so turns held under the old table still serialize.
+  if (versions_ == nullptr || versions_->max_entries() != std::max<std::size_t>(1, capacity)) {
+    versions_ = std::make_shared<MemoryVersionStore>(capacity, 0, write_queues_);
+  }
 }
 
 void RuntimeState::keep_only(const std::vector<RouteConfig>& routes) {
@@ -70,15 +87,14 @@ void RuntimeState::keep_only(const std::vector<RouteConfig>& routes) {
       state.concurrency.reset();
       state.slots.reset();
     }
-    if (!route.etag) {
-      state.etag.reset();
-      state.versions.reset();
-    }
+    if (!route.etag) state.etag.reset();
   }
 }
 
-Runtime::Runtime(Config config, RuntimeState& state) : config_(std::move(config)), router_(config_.routes) {
+Runtime::Runtime(Config config, RuntimeState& state)
+    : config_(std::move(config)), router_(config_.routes, config_.server.case_insensitive_paths) {
   routes_.reserve(config_.routes.size());
+  state.size_resource_state(config_.routes);
   for (const RouteConfig& route : config_.routes) {
     RouteRuntime rt;
     rt.config = &route;

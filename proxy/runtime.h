@@ -18,9 +18,11 @@
 
 namespace arbiter {
 
+class ConflictLog;
 class MemoryBucketStore;
+class MemoryWriteQueues;
 class MemoryVersionStore;
-class SlotTable;
+class MemorySlotTable;
 
 struct RouteRuntime {
   const RouteConfig* config = nullptr;
@@ -30,9 +32,14 @@ struct RouteRuntime {
 };
 
 // What outlives one Runtime: the policies' shared state, found again by route name when a
-// reload builds the next Runtime, so a route keeps its token buckets, ETag table, write queues
-// and in-flight slots across reloads, and a policy whose configuration did not change is the
-// very same object (its counters go on). Used by one thread at a time (the reload lock).
+// reload builds the next Runtime, so a route keeps its token buckets and in-flight slots across
+// reloads, and a policy whose configuration did not change is the very same object (its
+// counters go on). Resource state is keyed by resource, not by route: every route's ETag policy
+// shares one ETag table and one set of write queues, keyed by the resource key, so routes that
+// resolve to the same key (GET/PUT on one route, PATCH on another) see one version and take
+// turns in one queue. The write queues and the conflict log are never replaced; the ETag table
+// (a lossy cache) holds the largest max_entries of the routes and is replaced when that changes.
+// Used by one thread at a time (the reload lock).
 class RuntimeState {
  public:
   RuntimeState();
@@ -40,7 +47,11 @@ class RuntimeState {
 
   std::shared_ptr<Policy> rate_limit_policy(const RouteConfig& route);
   std::shared_ptr<Policy> concurrency_policy(const RouteConfig& route);
+  // Call size_resource_state(routes) first, for the routes of the Runtime being built.
   std::shared_ptr<Policy> etag_policy(const RouteConfig& route);
+  // Sizes the shared ETag table for these routes: the largest etag.max_entries among them.
+  void size_resource_state(const std::vector<RouteConfig>& routes);
+  const std::shared_ptr<ConflictLog>& conflict_log() const noexcept { return conflicts_; }
   // Forgets the state of routes the latest configuration no longer has (Runtimes still in use
   // keep theirs alive until their last request ends).
   void keep_only(const std::vector<RouteConfig>& routes);
@@ -50,11 +61,12 @@ class RuntimeState {
     std::shared_ptr<Policy> rate_limit, concurrency, etag;
     // As configured (the policy fills in derived limit names), to tell an edit from no edit.
     std::optional<RateLimitPolicyConfig> rate_limit_config;
-    std::shared_ptr<SlotTable> slots;
-    std::shared_ptr<MemoryVersionStore> versions;
-    std::size_t versions_capacity = 0;
+    std::shared_ptr<MemorySlotTable> slots;
   };
   std::shared_ptr<MemoryBucketStore> buckets_;  // one for every route: limit ids are "route/limit"
+  std::shared_ptr<MemoryWriteQueues> write_queues_;
+  std::shared_ptr<MemoryVersionStore> versions_;  // null until a route has an ETag policy
+  std::shared_ptr<ConflictLog> conflicts_;
   std::map<std::string, RouteState, std::less<>> routes_;
 };
 

@@ -34,6 +34,7 @@
 #include "proxy/config.h"
 #include "proxy/forwarding.h"
 #include "proxy/request_parser.h"
+#include "proxy/path_normalization.h"
 #include "proxy/router.h"
 #include "proxy/runtime.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -307,8 +308,18 @@ class FuzzConnection final : public RequestEvents {
       reply_problem(Problem::make("content-too-large", 413, "Content too large", "Content-Length too large."), {});
       return;
     }
-    std::string_view target(head_.target);
-    std::string_view path = target.substr(0, target.find('?'));
+    // ClientConnection::normalize_target, with a property: the normal form is a fixed point.
+    std::string_view raw(head_.target);
+    std::size_t query_at = std::min(raw.find('?'), raw.size());
+    std::string why;
+    if (!normalize_path(raw.substr(0, query_at), target_, why)) {
+      reply_problem(Problem::make("malformed-path", 400, "Malformed path", why), {});
+      return;
+    }
+    if (std::string again; !normalize_path(target_, again, why) || again != target_) fail("normalize_path is not idempotent");
+    path_length_ = target_.size();
+    target_.append(raw.substr(query_at));
+    std::string_view path = std::string_view(target_).substr(0, path_length_);
     RouteMatch match;
     std::string allowed;
     switch (runtime_.router().match(head_.method, path, match, &allowed)) {
@@ -343,12 +354,12 @@ class FuzzConnection final : public RequestEvents {
   }
 
   RequestView request_view() const {
-    std::string_view target(head_.target);
-    std::size_t query = target.find('?');
+    std::string_view target(target_);
+    std::string_view query = target.substr(path_length_);
     return RequestView{head_.method,
                        target,
-                       target.substr(0, query),
-                       query == std::string_view::npos ? std::string_view() : target.substr(query + 1),
+                       target.substr(0, path_length_),
+                       query.empty() ? query : query.substr(1),
                        head_.headers,
                        believed_client_.empty() ? kPeer : std::string_view(believed_client_),
                        route_->config->name,
@@ -413,7 +424,7 @@ class FuzzConnection final : public RequestEvents {
     forwarding_ = true;
     forwarded_body_.clear();
     scratch_head_.clear();
-    write_upstream_request_head(scratch_head_, UpstreamRequest{head_.method, head_.target, head_.headers, kPeer,
+    write_upstream_request_head(scratch_head_, UpstreamRequest{head_.method, target_, head_.headers, kPeer,
                                                                peer_is_trusted_proxy_, request_id_, "127.0.0.1:9",
                                                                head_.framing, head_.content_length, omit_fields_});
     check_head_parses(scratch_head_, HTTP_REQUEST, head_.framing, head_.content_length);
@@ -432,7 +443,7 @@ class FuzzConnection final : public RequestEvents {
 
   void upstream_answers() {
     forwarding_ = false;
-    FakeBackend::Answer answer = backend_.handle(head_.method, head_.target, head_.headers, forwarded_body_);
+    FakeBackend::Answer answer = backend_.handle(head_.method, target_, head_.headers, forwarded_body_);
     response_status_ = answer.status;
     remove_hop_by_hop(answer.headers);
     if (answer.headers.contains("x-backend-hop")) fail("a field named in Connection survived remove_hop_by_hop");
@@ -586,6 +597,8 @@ class FuzzConnection final : public RequestEvents {
   std::string believed_client_;
   bool peer_is_trusted_proxy_ = false;
   const RouteRuntime* route_ = nullptr;
+  std::string target_;  // normalised path and the query as sent; params_ point into it
+  std::size_t path_length_ = 0;
   std::vector<PathParam> params_;
   std::vector<std::unique_ptr<ExchangeState>> policy_states_;
   std::vector<std::unique_ptr<ExchangeState>> held_states_;

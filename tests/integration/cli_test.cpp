@@ -120,6 +120,22 @@ TEST(CliExplain, UnmatchedPathsAndMethodsAreExplained) {
   EXPECT_EQ(bad.exit_code, std::optional<int>(2));
 }
 
+// explain normalises the target as the server does (issue #12 item 1).
+TEST(CliExplain, AnAliasedPathIsNormalisedBeforeRouting) {
+  auto file = write_temp_file(kPolicyConfig, ".toml");
+  auto alias = run_arbiter({"explain", "-c", file.path(), "PUT", "/x/..//%61ccounts/./%37?q=1"});
+  ASSERT_EQ(alias.exit_code, std::optional<int>(0)) << alias.stderr_text;
+  const std::string& out = alias.stdout_text;
+  EXPECT_NE(out.find("normalised: /accounts/7?q=1"), std::string::npos) << out;
+  EXPECT_NE(out.find("route:     accounts"), std::string::npos) << out;
+  EXPECT_NE(out.find("id=7"), std::string::npos) << out;
+  EXPECT_NE(out.find("write to resource '/accounts/7'"), std::string::npos) << out;
+  auto above = run_arbiter({"explain", "-c", file.path(), "GET", "/accounts/../../etc"});
+  ASSERT_EQ(above.exit_code, std::optional<int>(0)) << above.stderr_text;
+  EXPECT_NE(above.stdout_text.find("400 problem+json (urn:arbiter:problem:malformed-path)"), std::string::npos)
+      << above.stdout_text;
+}
+
 TEST(Cli, MissingFileIsNamed) {
   auto result = run_arbiter({"--check", "-c", "/nonexistent/arbiter.toml"});
   EXPECT_EQ(result.exit_code, std::optional<int>(1));

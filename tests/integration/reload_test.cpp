@@ -94,6 +94,44 @@ TEST_F(ReloadTest, AdminReloadAnswersTheErrorsAsProblemJson) {
   EXPECT_EQ(json::parse(applied->body)["status"], "reloaded");
 }
 
+// Issue #12 item 18: a reload applies a changed concurrency max_keys to the slot table (and
+// the 503 names the new bound). A request to /_test/hang holds its slot until its client goes.
+std::string hanging_route_with_max_keys(int max_keys) {
+  return "\n[[route]]\nname = \"hang\"\npath = \"/_test/hang\"\nupstream = \"legacy\"\n"
+         "[route.concurrency]\nmax_in_flight = 1\nmax_queue = 0\nkey = \"header:X-Key\"\nmax_keys = " +
+         std::to_string(max_keys) + "\n";
+}
+
+TEST_F(ReloadTest, AChangedConcurrencyMaxKeysApplies) {
+  start(ConfigOptions{.leading_routes = hanging_route_with_max_keys(1)});
+  std::vector<std::unique_ptr<HttpClient>> holders;
+  // Sends a request that holds a slot for `key`, and waits until the backend has it (progress,
+  // not a clock: bounded polling of the backend's log).
+  auto hold = [&](const std::string& key) {
+    holders.push_back(std::make_unique<HttpClient>(arbiter_->port()));
+    ASSERT_TRUE(holders.back()->send_raw("GET /_test/hang HTTP/1.1\r\nHost: t\r\nX-Key: " + key + "\r\n\r\n"));
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      std::size_t arrived = 0;
+      for (const auto& entry : backend_log()) arrived += entry["target"] == "/_test/hang";
+      if (arrived == holders.size()) return;
+      std::this_thread::sleep_for(10ms);
+    }
+    FAIL() << "the request for key " << key << " never reached the backend";
+  };
+  auto refusal_detail = [&](const std::string& key) {
+    HttpResponse refused = send("GET", "/_test/hang", {}, {{"X-Key", key}});
+    EXPECT_EQ(refused.status, 503) << refused.body;
+    return json::parse(refused.body)["detail"].get<std::string>();
+  };
+  clear_backend_log();
+  hold("a");
+  EXPECT_NE(refusal_detail("b").find("for 1 other clients already (max_keys)"), std::string::npos);
+  reload_with(make_config(backend_.port(), ConfigOptions{.leading_routes = hanging_route_with_max_keys(2)}),
+              "arbiter: reloaded ");
+  hold("b");  // room for a second key now, beside the slot held since before the reload
+  EXPECT_NE(refusal_detail("c").find("for 2 other clients already (max_keys)"), std::string::npos);
+}
+
 TEST_F(ReloadTest, ANewRouteServesAtOnceAndARemovedOneStops) {
   start(with_limit(5));
   EXPECT_EQ(send("GET", "/things/1").status, 404);

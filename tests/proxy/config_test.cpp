@@ -308,6 +308,35 @@ TEST(ConfigTest, BodyDeadlineDefaultsToFiveMinutesAndIsCheckedLikeTheOtherTimeou
             "arbiter.toml:2:17: server.body_deadline: must be at least 1ms");
 }
 
+TEST(ConfigTest, PathKeysDefaultOffAndRead) {
+  Config defaults = parse_config(with_rest(""), "arbiter.toml");
+  EXPECT_FALSE(defaults.server.forward_raw_path);
+  EXPECT_FALSE(defaults.server.case_insensitive_paths);
+  Config set = parse_config(with_rest("[server]\nforward_raw_path = true\ncase_insensitive_paths = true"), "arbiter.toml");
+  EXPECT_TRUE(set.server.forward_raw_path);
+  EXPECT_TRUE(set.server.case_insensitive_paths);
+}
+
+TEST(ConfigErrorsTest, PathKeysArePositionedAndSuggested) {
+  EXPECT_EQ(sole_error(with_rest("[server]\nforward_raw_paths = true")),
+            "arbiter.toml:2:1: server.forward_raw_paths: unknown key; did you mean 'forward_raw_path'?");
+  EXPECT_EQ(sole_error(with_rest("[server]\ncase_insensitive_path = true")),
+            "arbiter.toml:2:1: server.case_insensitive_path: unknown key; did you mean 'case_insensitive_paths'?");
+  EXPECT_NE(sole_error(with_rest("[server]\ncase_insensitive_paths = \"yes\"")).find(
+                "arbiter.toml:2:26: server.case_insensitive_paths: "),
+            std::string::npos);
+}
+
+// Under case_insensitive_paths, routes that differ only in case are one route: the later is
+// unreachable.
+TEST(ConfigErrorsTest, CaseInsensitivePathsMakeRoutesDifferingInCaseUnreachable) {
+  std::string routes = "[[route]]\nname = \"a\"\npath = \"/Items/*\"\nupstream = \"legacy\"\n"
+                       "[[route]]\nname = \"b\"\npath = \"/items/{id}\"\nupstream = \"legacy\"\n";
+  EXPECT_NO_THROW(parse_config(upstream_then(routes), "arbiter.toml"));
+  std::string error = sole_error("[server]\ncase_insensitive_paths = true\n" + upstream_then(routes));
+  EXPECT_NE(error.find("route 'b': unreachable: route 'a'"), std::string::npos) << error;
+}
+
 TEST(ConfigErrorsTest, UnknownTopLevelTable) {
   EXPECT_EQ(sole_error(with_rest("[sever]\nlisten = \"127.0.0.1:8080\"")),
             "arbiter.toml:1:2: sever: unknown key; did you mean 'server'?");

@@ -325,6 +325,39 @@ TEST(RouterTest, ShadowedByIgnoresLaterRoutesAndIndicesOutOfRange) {
   EXPECT_EQ(router.shadowed_by(2), std::nullopt);
 }
 
+// shadowing() (the trie --check runs) names the same route as shadowed_by() for every route,
+// over a table mixing literals, {params}, '*', empty segments and method lists.
+TEST(RouterTest, ShadowingAgreesWithShadowedByForEveryRoute) {
+  const std::vector<std::string> paths = {"/",         "/*",       "/a",        "/a/*",      "/a/{x}",
+                                          "/a/b",      "/a/{x}/c", "/{x}",      "/{x}/b",    "/{x}/*",
+                                          "/a/",       "/a//b",    "/{x}/{y}",  "/a/b/*",    "/b/{x}"};
+  const std::vector<std::vector<std::string>> methods = {{}, {"GET"}, {"PUT"}, {"GET", "PUT"}, {"HEAD"}};
+  std::vector<RouteConfig> routes;
+  // A fixed pseudo-random order (linear congruential), so every pair of kinds meets both ways.
+  std::uint32_t state = 12345;
+  for (int i = 0; i < 400; ++i) {
+    state = state * 1103515245u + 12345u;
+    const std::string& path = paths[(state >> 8) % paths.size()];
+    const auto& method_list = methods[(state >> 20) % methods.size()];
+    routes.push_back(route("r" + std::to_string(i), path, method_list));
+  }
+  Router router(routes);
+  std::vector<std::optional<std::size_t>> all = router.shadowing();
+  ASSERT_EQ(all.size(), routes.size());
+  for (std::size_t i = 0; i < routes.size(); ++i) EXPECT_EQ(all[i], router.shadowed_by(i)) << routes[i].path;
+}
+
+TEST(RouterTest, CaseInsensitiveRouterMatchesLowerCasedPathsAndKeepsParamNames) {
+  Router router({route("counters", "/Counters/{Id}")}, true);
+  RouteMatch m;
+  ASSERT_EQ(router.match("GET", "/counters/abc", m), Router::Outcome::Matched);
+  ASSERT_EQ(m.params.size(), 1u);
+  EXPECT_EQ(m.params[0].name, "Id");
+  EXPECT_EQ(m.params[0].value, "abc");
+  Router sensitive({route("counters", "/Counters/{Id}")});
+  EXPECT_EQ(sensitive.match("GET", "/counters/abc", m), Router::Outcome::NotFound);
+}
+
 TEST(RouterTest, EmptyRouterFindsNothing) {
   Router router({});
   RouteMatch m;
