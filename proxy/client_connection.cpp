@@ -103,6 +103,10 @@ void ClientConnection::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf)
 void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<ClientConnection*>(stream->data);
   if (nread == 0 || self->phase_ == Phase::Closed) return;
+  if (self->tunnel_ != nullptr) {
+    self->tunnel_->on_read(TunnelSide::Client, nread, buf);
+    return;
+  }
   if (nread < 0) {
     // EOF or error: the client is gone (or done); nothing more can be answered.
     self->close_now();
@@ -266,6 +270,7 @@ void ClientConnection::begin_exchange() {
   }
   route_ = &runtime_->route(match.route_index);
   params_.swap(match.params);
+  upgrade_ = head_.upgrade && route_->config->websocket;
   policy_states_.resize(route_->policies.size());
   peer_is_trusted_proxy_ = false;
   for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
@@ -443,10 +448,10 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
       head_scratch_, UpstreamRequest{head_.method, head_.target, head_.headers, peer_address_,
                                      peer_is_trusted_proxy_,
                                      request_id_, connection.authority(), head_.framing,
-                                     head_.content_length, omit_fields_});
+                                     head_.content_length, omit_fields_, upgrade_});
   uv_buf_t head = make_buf(head_scratch_.data(), head_scratch_.size());
   if (!connection.send(&head, 1)) return;  // on_upstream_failed has run
-  upstream_->expect_response(head_.method == "HEAD");
+  upstream_->expect_response(head_.method == "HEAD", upgrade_);
   if (head_.framing == BodyFraming::None) upstream_->request_finished();
   if (expect_continue_ && !parser_.message_complete()) {
     expect_continue_ = false;
@@ -502,6 +507,10 @@ void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFra
                                         std::uint64_t content_length) {
   response_status_ = status;
   upstream_ns_ += uv_hrtime() - upstream_started_ns_;
+  if (status == 101) {
+    held_headers_ = headers;  // relayed by on_upstream_upgraded, which follows at once
+    return;
+  }
   if (route_->policies.empty()) {
     send_response_head(headers, framing, content_length);
     return;
@@ -666,6 +675,10 @@ void ClientConnection::on_upstream_drained() { update_reading(); }
 
 void ClientConnection::on_write_done(int status) {
   if (phase_ == Phase::Closed) return;
+  if (tunnel_ != nullptr) {
+    tunnel_->on_write_done(TunnelSide::Client, status);
+    return;
+  }
   if (status < 0) {
     close_now();
     return;
@@ -752,6 +765,7 @@ void ClientConnection::reset_exchange() {
   upstream_attempts_ = 0;
   upstream_ns_ = 0;
   forwarding_ = false;
+  upgrade_ = false;
   answer_ = Answer::None;
   decided_by_ = {};
   response_status_ = 0;
@@ -832,6 +846,10 @@ void ClientConnection::arm_timer(Duration timeout) {
 
 void ClientConnection::on_timer(uv_timer_t* timer) {
   auto* self = static_cast<ClientConnection*>(timer->data);
+  if (self->tunnel_ != nullptr) {
+    self->on_tunnel_timer();
+    return;
+  }
   switch (self->phase_) {
     case Phase::ReadingHead:
       self->client_keep_alive_ = false;
@@ -882,6 +900,7 @@ void ClientConnection::on_shutdown(uv_shutdown_t* request, int status) {
 
 void ClientConnection::close_now() {
   if (phase_ == Phase::Closed) return;
+  if (tunnel_upstream_ != nullptr) end_tunnel();
   if (answer_ != Answer::None) log_exchange();
   phase_ = Phase::Closed;
   if (upstream_ != nullptr) {

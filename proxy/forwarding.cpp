@@ -58,7 +58,7 @@ bool is_forwarding_field(std::string_view name) {
 
 }  // namespace
 
-void remove_hop_by_hop(HeaderList& headers) {
+void remove_hop_by_hop(HeaderList& headers, bool keep_upgrade) {
   // Views into the list's storage, which remove_if leaves in place.
   std::vector<std::string_view> listed;
   for (HeaderField field : headers) {
@@ -67,6 +67,7 @@ void remove_hop_by_hop(HeaderList& headers) {
     }
   }
   headers.remove_if([&](std::string_view name) {
+    if (keep_upgrade && iequals(name, "upgrade")) return false;
     auto matches = [name](std::string_view other) { return iequals(name, other); };
     return std::any_of(kHopByHop.begin(), kHopByHop.end(), matches) ||
            std::any_of(listed.begin(), listed.end(), matches);
@@ -116,7 +117,8 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   for (HeaderField field : request.headers) {
     bool hop = false;
     for (std::string_view name : kHopByHop) hop = hop || iequals(field.name, name);
-    if (hop || is_listed(field.name)) continue;
+    bool kept_upgrade = request.upgrade && iequals(field.name, "upgrade");
+    if ((hop || is_listed(field.name)) && !kept_upgrade) continue;
     bool omitted = false;
     for (const std::string& name : request.omit_fields) omitted = omitted || iequals(field.name, name);
     if (omitted) continue;
@@ -152,6 +154,7 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   via.append("1.1 arbiter");
   append_field(out, "Via", via);
   append_field(out, "X-Request-Id", request.request_id);
+  if (request.upgrade) append_field(out, "Connection", "upgrade");
 
   append_framing(out, request.framing, request.content_length);
   out.append("\r\n");
@@ -170,7 +173,9 @@ void write_client_response_head(std::string& out, const ClientResponse& response
   }
   if (!has_request_id && !response.request_id.empty()) append_field(out, "X-Request-Id", response.request_id);
   append_framing(out, response.framing, response.content_length);
-  if (!response.keep_alive) {
+  if (response.upgrade) {
+    out.append("Connection: upgrade\r\n");
+  } else if (!response.keep_alive) {
     out.append("Connection: close\r\n");
   } else if (response.client_is_http10) {
     out.append("Connection: keep-alive\r\n");
