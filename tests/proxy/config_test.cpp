@@ -1565,16 +1565,16 @@ TEST(ConfigTest, WebsocketTunnelsByDefaultWithAnHourOfIdleTimeout) {
 
 TEST(ConfigErrorsTest, WebsocketKeysArePositionedAndSuggested) {
   EXPECT_EQ(sole_error(upstream_then(kRoute + "websocket = \"yes\"\n")),
-            "arbiter.toml:7:13: route[0].websocket: route 'items': expected a boolean (true or false), got a string");
+            "arbiter.toml:8:13: route[0].websocket: route 'items': expected a boolean (true or false), got a string");
   EXPECT_EQ(sole_error(upstream_then(kRoute + "websockets = false\n")),
-            "arbiter.toml:7:1: route[0].websockets: route 'items': unknown key; did you mean 'websocket'?");
+            "arbiter.toml:8:1: route[0].websockets: route 'items': unknown key; did you mean 'websocket'?");
   EXPECT_EQ(sole_error(upstream_then(kRoute + "tunnel_idle_timeout = 30\n")),
-            "arbiter.toml:7:23: route[0].tunnel_idle_timeout: route 'items': expected a duration string; write a "
+            "arbiter.toml:8:23: route[0].tunnel_idle_timeout: route 'items': expected a duration string; write a "
             "unit, e.g. \"30s\"");
   EXPECT_EQ(sole_error(upstream_then(kRoute + "tunnel_idle_timeout = \"0s\"\n")),
-            "arbiter.toml:7:23: route[0].tunnel_idle_timeout: route 'items': must be at least 1ms");
+            "arbiter.toml:8:23: route[0].tunnel_idle_timeout: route 'items': must be at least 1ms");
   EXPECT_EQ(sole_error(upstream_then(kRoute + "tunnel_idle_timout = \"1m\"\n")),
-            "arbiter.toml:7:1: route[0].tunnel_idle_timout: route 'items': unknown key; did you mean "
+            "arbiter.toml:8:1: route[0].tunnel_idle_timout: route 'items': unknown key; did you mean "
             "'tunnel_idle_timeout'?");
 }
 
