@@ -75,7 +75,7 @@ class WebSocketTest : public ::testing::Test {
                          "[[route.limit]]\nrate = \"1/h\"\nburst = 1\nkey = \"global\"\n"
                          "\n[[route]]\nname = \"plain\"\npath = \"/ws/plain\"\nupstream = \"ws\"\nwebsocket = false\n"
                          "\n[[route]]\nname = \"idle\"\npath = \"/ws/idle\"\nupstream = \"ws\"\n"
-                         "tunnel_idle_timeout = \"1s\"\n"
+                         "tunnel_idle_timeout = \"2s\"\n"
                          "\n[[route]]\nname = \"ws\"\npath = \"/*\"\nupstream = \"ws\"\n";
     arbiter_ = std::make_unique<harness::ArbiterProcess>(config);
   }
@@ -192,9 +192,9 @@ TEST_F(WebSocketTest, HalfCloseLetsTheOtherDirectionFinish) {
 TEST_F(WebSocketTest, IdleTunnelIsClosedAfterTunnelIdleTimeout) {
   start();
   WebSocketClient client(port());
-  ASSERT_EQ(client.handshake("/ws/idle"), 101);  // tunnel_idle_timeout = "1s"
+  ASSERT_EQ(client.handshake("/ws/idle"), 101);  // tunnel_idle_timeout = "2s"
   // Traffic paced by its own progress keeps the tunnel open well past the timeout.
-  const auto busy_until = Clock::now() + 2500ms;
+  const auto busy_until = Clock::now() + 5s;
   int exchanged = 0;
   while (Clock::now() < busy_until) {
     expect_echo(client, "ping " + std::to_string(exchanged++));
@@ -204,7 +204,7 @@ TEST_F(WebSocketTest, IdleTunnelIsClosedAfterTunnelIdleTimeout) {
   // Then silence: closed on both sides, not before the timeout.
   const auto quiet_since = Clock::now();
   EXPECT_TRUE(client.socket().closed_by_peer(20s));
-  EXPECT_GE(Clock::now() - quiet_since, 900ms);
+  EXPECT_GE(Clock::now() - quiet_since, 1500ms);
   EXPECT_TRUE(eventually([&] { return backend_.peer_closes() == 1; }));
 }
 
@@ -271,7 +271,7 @@ TEST_F(WebSocketTest, TunnelIsLoggedAndCountedWithStatus101) {
 }
 
 TEST_F(WebSocketTest, DrainClosesTunnelsAfterDrainTimeout) {
-  start("drain_timeout = \"1s\"\n");
+  start("drain_timeout = \"3s\"\n");
   WebSocketClient client(port());
   ASSERT_EQ(client.handshake("/ws"), 101);
   ASSERT_TRUE(arbiter_->process().signal(SIGTERM));

@@ -38,7 +38,7 @@ class BlockingSocket {
   BlockingSocket& operator=(const BlockingSocket&) = delete;
 
   int fd() const { return fd_; }
-  bool write_all(std::string_view bytes, Milliseconds timeout = 10s);
+  bool write_all(std::string_view bytes, Milliseconds timeout = 60s);
   // Through "\r\n\r\n" (included); nullopt on EOF, error or timeout.
   std::optional<std::string> read_head(Milliseconds timeout);
   bool read_exact(std::size_t count, std::string& out, Milliseconds timeout);
