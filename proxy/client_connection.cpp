@@ -104,6 +104,10 @@ void ClientConnection::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* buf)
 void ClientConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<ClientConnection*>(stream->data);
   if (nread == 0 || self->phase_ == Phase::Closed) return;
+  if (self->tunnel_ != nullptr) {
+    self->tunnel_->on_read(TunnelSide::Client, nread, buf);
+    return;
+  }
   if (nread < 0) {
     // EOF or error: the client is gone (or done); nothing more can be answered.
     self->close_now();
@@ -299,6 +303,7 @@ void ClientConnection::begin_exchange() {
   }
   route_ = &runtime_->route(match.route_index);
   params_.swap(match.params);
+  upgrade_ = head_.upgrade && route_->config->websocket;
   policy_states_.resize(route_->policies.size());
   peer_is_trusted_proxy_ = false;
   for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
@@ -542,11 +547,11 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
                                      peer_is_trusted_proxy_,
                                      request_id_, connection.authority(), framing,
                                      body_in_memory_ ? request_body_.size() : head_.content_length, omit_fields_,
-                                     believed_client_});
+                                     believed_client_, upgrade_});
   uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()),
                       make_buf(request_body_.data(), request_body_.size())};
   if (!connection.send(bufs, body_in_memory_ ? 2 : 1)) return;  // on_upstream_failed has run
-  upstream_->expect_response(head_.method == "HEAD");
+  upstream_->expect_response(head_.method == "HEAD", upgrade_);
   if (framing == BodyFraming::None || body_in_memory_) upstream_->request_finished();
   if (expect_continue_ && !parser_.message_complete()) {
     expect_continue_ = false;
@@ -602,6 +607,10 @@ void ClientConnection::on_upstream_head(int status, HeaderList& headers, BodyFra
                                         std::uint64_t content_length) {
   response_status_ = status;
   upstream_ns_ += uv_hrtime() - upstream_started_ns_;
+  if (status == 101) {
+    held_headers_ = headers;  // relayed by on_upstream_upgraded, which follows at once
+    return;
+  }
   if (route_->policies.empty()) {
     send_response_head(headers, framing, content_length);
     return;
@@ -773,6 +782,10 @@ void ClientConnection::on_upstream_drained() { update_reading(); }
 
 void ClientConnection::on_write_done(int status) {
   if (phase_ == Phase::Closed) return;
+  if (tunnel_ != nullptr) {
+    tunnel_->on_write_done(TunnelSide::Client, status);
+    return;
+  }
   if (status < 0) {
     close_now();
     return;
@@ -870,6 +883,7 @@ void ClientConnection::reset_exchange() {
   upstream_attempts_ = 0;
   upstream_ns_ = 0;
   forwarding_ = false;
+  upgrade_ = false;
   answer_ = Answer::None;
   decided_by_ = {};
   response_status_ = 0;
@@ -953,6 +967,10 @@ void ClientConnection::arm_timer(Duration timeout) {
 
 void ClientConnection::on_timer(uv_timer_t* timer) {
   auto* self = static_cast<ClientConnection*>(timer->data);
+  if (self->tunnel_ != nullptr) {
+    self->on_tunnel_timer();
+    return;
+  }
   switch (self->phase_) {
     case Phase::ReadingHead:
       self->client_keep_alive_ = false;
@@ -1008,6 +1026,7 @@ void ClientConnection::on_shutdown(uv_shutdown_t* request, int status) {
 
 void ClientConnection::close_now() {
   if (phase_ == Phase::Closed) return;
+  if (tunnel_upstream_ != nullptr) end_tunnel();
   if (answer_ != Answer::None) log_exchange();
   phase_ = Phase::Closed;
   if (upstream_ != nullptr) {

@@ -26,6 +26,7 @@
 #include "proxy/runtime.h"
 #include "proxy/stream_write.h"
 #include "proxy/subrequest.h"
+#include "proxy/tunnel.h"
 #include "proxy/upstream.h"
 
 namespace arbiter {
@@ -37,7 +38,8 @@ class MetricsShard;
 class ClientConnection final : public RequestEvents,
                                public UpstreamSink,
                                public WriteListener,
-                               public SubrequestOwner {
+                               public SubrequestOwner,
+                               public TunnelObserver {
  public:
   ClientConnection(Worker& worker, bool admin);
   ClientConnection(const ClientConnection&) = delete;
@@ -70,6 +72,9 @@ class ClientConnection final : public RequestEvents,
   void on_upstream_complete() override;
   void on_upstream_drained() override;
   void on_upstream_read_end() override;
+  void on_upstream_upgraded(UpstreamConnection& connection, std::string_view early) override;
+  // TunnelObserver
+  void on_tunnel_closed() override;
   // WriteListener
   void on_write_done(int status) override;
   // SubrequestOwner
@@ -145,6 +150,10 @@ class ClientConnection final : public RequestEvents,
 
   void close_gracefully();
   void arm_timer(Duration timeout);
+  // The tunnel after a 101 (proxy/client_tunnel.cpp): its idle timeout on timer_, and its end
+  // (the upstream connection abandoned, the bytes relayed to the client counted for the log).
+  void on_tunnel_timer();
+  void end_tunnel();
   // At the end of an exchange: the access log line and the request metrics.
   void log_exchange();
   std::string_view client_address() const noexcept;
@@ -208,6 +217,11 @@ class ClientConnection final : public RequestEvents,
   std::uint64_t upstream_started_ns_ = 0;
   std::uint64_t upstream_ns_ = 0;
   bool forwarding_ = false;
+  bool upgrade_ = false;  // the request asks to switch protocols and its route tunnels them
+  // After a 101: the upgraded upstream connection (ours until abandoned) and the tunnel, which
+  // lives as long as this connection, since the streams' owners route their events to it.
+  UpstreamConnection* tunnel_upstream_ = nullptr;
+  std::unique_ptr<Tunnel> tunnel_;
 
   // the response
   Answer answer_ = Answer::None;

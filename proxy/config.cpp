@@ -857,7 +857,8 @@ class ConfigReader {
       }
     }
     reader.reject_unknown_keys(
-        {"name", "path", "methods", "upstream", "etag", "limit", "concurrency", "rate_limit_headers"});
+        {"name", "path", "methods", "upstream", "etag", "limit", "concurrency", "rate_limit_headers", "websocket",
+         "tunnel_idle_timeout"});
     std::size_t errors_before = diagnostics_.count();
     bool path_valid = false;
     if ((source.path = reader.require("path"))) {
@@ -890,6 +891,8 @@ class ConfigReader {
       concurrency->set_subject(subject(route));
       route.concurrency = read_concurrency(*concurrency);
     }
+    reader.boolean("websocket", route.websocket);
+    reader.duration("tunnel_idle_timeout", route.tunnel_idle_timeout, kPositive);
     return source;
   }
 

@@ -83,6 +83,11 @@ struct RouteConfig {
   // rate_limit_headers as send_headers; absent when the route has no limit.
   std::optional<RateLimitPolicyConfig> rate_limit;
   std::optional<ConcurrencyConfig> concurrency;  // [route.concurrency]: present = enabled
+  // "websocket": requests asking to switch protocols (Connection: upgrade + Upgrade) are
+  // forwarded as such and a 101 becomes a tunnel; false: Upgrade is removed (plain HTTP).
+  bool websocket = true;
+  // "tunnel_idle_timeout": a tunnel with no byte either way for this long is closed.
+  Duration tunnel_idle_timeout = std::chrono::hours(1);
   int line = 0;
   int column = 0;
 };

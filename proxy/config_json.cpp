@@ -63,6 +63,8 @@ Json route_json(const RouteConfig& route) {
     out["limit"] = std::move(limits);
   }
   if (route.concurrency) out["concurrency"] = concurrency_json(*route.concurrency);
+  out["websocket"] = route.websocket;
+  out["tunnel_idle_timeout"] = duration_text(route.tunnel_idle_timeout);
   return out;
 }
 

@@ -91,7 +91,7 @@ void append_token_or_quoted(std::string& out, std::string_view value) {
 
 }  // namespace
 
-void remove_hop_by_hop(HeaderList& headers) {
+void remove_hop_by_hop(HeaderList& headers, bool keep_upgrade) {
   // Views into the list's storage, which remove_if leaves in place.
   std::vector<std::string_view> listed;
   for (HeaderField field : headers) {
@@ -100,6 +100,7 @@ void remove_hop_by_hop(HeaderList& headers) {
     }
   }
   headers.remove_if([&](std::string_view name) {
+    if (keep_upgrade && iequals(name, "upgrade")) return false;
     return is_hop_by_hop(name) ||
            std::any_of(listed.begin(), listed.end(), [name](std::string_view other) { return iequals(name, other); });
   });
@@ -140,7 +141,8 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   std::string forwarded_for, forwarded_proto, forwarded_host, forwarded, via;
   std::string_view host;
   for (HeaderField field : request.headers) {
-    if (is_hop_by_hop(field.name) || is_listed(field.name, connection_listed)) continue;
+    bool kept_upgrade = request.upgrade && iequals(field.name, "upgrade");
+    if ((is_hop_by_hop(field.name) || is_listed(field.name, connection_listed)) && !kept_upgrade) continue;
     if (is_listed(field.name, request.omit_fields)) continue;
     if (is_forwarding_field(field.name)) {
       if (iequals(field.name, "x-forwarded-for") && request.peer_is_trusted_proxy) {
@@ -188,6 +190,7 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   via.append("1.1 arbiter");
   append_field(out, "Via", via);
   append_field(out, "X-Request-Id", request.request_id);
+  if (request.upgrade) append_field(out, "Connection", "upgrade");
 
   append_framing(out, request.framing, request.content_length);
   out.append("\r\n");
@@ -250,7 +253,9 @@ void write_client_response_head(std::string& out, const ClientResponse& response
   }
   if (!has_request_id && !response.request_id.empty()) append_field(out, "X-Request-Id", response.request_id);
   append_framing(out, response.framing, response.content_length);
-  if (!response.keep_alive) {
+  if (response.upgrade) {
+    out.append("Connection: upgrade\r\n");
+  } else if (!response.keep_alive) {
     out.append("Connection: close\r\n");
   } else if (response.client_is_http10) {
     out.append("Connection: keep-alive\r\n");

@@ -25,7 +25,8 @@ enum class BodyFraming : std::uint8_t {
 // section 7.6.1 (Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade).
 // Framing fields are the caller's: Content-Length is removed too and re-added from the
 // parsed length, so a value the parser did not accept can never leak through.
-void remove_hop_by_hop(HeaderList& headers);
+// keep_upgrade: the Upgrade field stays (a 101 being relayed to the client that asked for it).
+void remove_hop_by_hop(HeaderList& headers, bool keep_upgrade = false);
 
 // The client as Arbiter believes it: the peer address, unless the peer is a trusted proxy,
 // in which case the right-most X-Forwarded-For entry that is not itself trusted.
@@ -46,6 +47,9 @@ struct UpstreamRequest {
   std::span<const std::string> omit_fields = {};
   // The client as believed_client_address() found it; empty: the peer address.
   std::string_view believed_client = {};
+  // A protocol upgrade the route tunnels: the client's Upgrade field is forwarded with
+  // `Connection: upgrade` instead of being removed as hop-by-hop.
+  bool upgrade = false;
 };
 
 // Appends the head to send upstream (always HTTP/1.1, keep-alive) to `out`.
@@ -81,6 +85,8 @@ struct ClientResponse {
   bool keep_alive = true;
   bool client_is_http10 = false;
   std::string_view request_id;
+  // A 101 relayed for a tunnel: `Connection: upgrade` (headers keep the Upgrade field).
+  bool upgrade = false;
 };
 
 // Appends the head to send to the client to `out`.

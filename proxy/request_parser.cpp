@@ -183,6 +183,10 @@ void RequestParser::execute(const char* data, std::size_t length) {
 }
 
 void RequestParser::next_request() {
+  // After an upgrade request llhttp would stop at the next message (HPE_PAUSED_UPGRADE); one
+  // that was answered without a switch leaves the connection speaking HTTP/1.1, so parsing
+  // starts afresh (the input kept meanwhile stays in pending_).
+  if (llhttp_get_upgrade(&parser_) != 0) llhttp_reset(&parser_);
   head_.method = {};
   head_.target.clear();
   head_.headers.clear();
@@ -191,6 +195,7 @@ void RequestParser::next_request() {
   head_.keep_alive = true;
   head_.framing = BodyFraming::None;
   head_.content_length = 0;
+  head_.upgrade = false;
   collector_.reset();
   collector_.collect_into(head_.headers);
   head_complete_ = false;
@@ -289,6 +294,10 @@ int RequestParser::on_headers_complete(llhttp_t* parser) {
   } else {
     head.framing = BodyFraming::None;
   }
+  // HTTP/1.0 has no Upgrade (RFC 9110 section 7.8); a request with a body is served as plain
+  // HTTP, since its body would have to be relayed before the switch.
+  head.upgrade = parser->upgrade != 0 && parser->method != HTTP_CONNECT && !head.http10 &&
+                 head.framing == BodyFraming::None;
   // A head with a body pauses here, its body waiting for the upstream; one without runs on to
   // on_message_complete, which pauses.
   return head.framing == BodyFraming::None ? 0 : HPE_PAUSED;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <llhttp.h>
 
@@ -32,6 +33,10 @@ struct RequestHead {
   bool keep_alive = true;  // as the client asked (Connection, version)
   BodyFraming framing = BodyFraming::None;
   std::uint64_t content_length = 0;  // with BodyFraming::ContentLength
+  // An HTTP/1.1 request without a body asking to switch protocols (`Connection: upgrade` and
+  // `Upgrade`, as llhttp reads them); the input after its head belongs to the new protocol
+  // if the upstream answers 101 (see RequestParser::take_pending).
+  bool upgrade = false;
 };
 
 // What the owner of a RequestParser hears while it parses.
@@ -73,6 +78,9 @@ class RequestParser {
   void resume();
   bool paused() const noexcept { return paused_; }
   std::size_t pending_bytes() const noexcept { return pending_.size(); }
+  // The input kept after the current message, handed over when the connection stops speaking
+  // HTTP (a tunnel after 101); the parser is not resumed afterwards.
+  std::string take_pending() { return std::exchange(pending_, std::string()); }
   // Forgets the finished request, ready for the next one on the connection.
   void next_request();
 

@@ -26,6 +26,8 @@ void ResponseParser::next_response() {
   collector_.reset();
   collector_.collect_into(headers_);
   head_request_ = false;
+  upgrade_request_ = false;
+  upgraded_ = false;
   head_done_ = false;
   complete_ = false;
   llhttp_init(&parser_, HTTP_RESPONSE, &settings());
@@ -68,8 +70,17 @@ int ResponseParser::on_header_value_complete(llhttp_t* parser) {
 int ResponseParser::on_headers_complete(llhttp_t* parser) {
   ResponseParser& self = self_of(parser);
   int status = parser->status_code;
+  if (status == 101 && self.upgrade_request_) {
+    // The switch the client asked for: the head goes to the client with its Upgrade field,
+    // and what follows it is the new protocol (2: llhttp stops as after an upgrade).
+    self.head_done_ = true;
+    self.upgraded_ = true;
+    remove_hop_by_hop(self.headers_, true);
+    if (!self.events_.on_response_head(status, self.headers_, BodyFraming::None, 0)) return -1;
+    return 2;
+  }
   if (status >= 100 && status < 200) {
-    // Interim answers (100, 103) are not relayed; 101 would mean a protocol switch we never asked for.
+    // Interim answers (100, 103) are not relayed; this 101 is a protocol switch nobody asked for.
     return status == 101 ? -1 : 0;
   }
   self.head_done_ = true;

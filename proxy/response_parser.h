@@ -1,7 +1,8 @@
 #pragma once
 // The upstream side's response parser: llhttp with what Arbiter adds (interim 1xx answers
-// skipped, 101 refused, a 256 KiB limit on head and trailers, obs-fold refused, hop-by-hop
-// fields removed, the body framing read off the head, trailer fields handed on apart). It has no socket or timer, so the fuzzer in tests/fuzz
+// skipped, 101 refused unless the request asked for an upgrade, a 256 KiB limit on head and
+// trailers, obs-fold refused, hop-by-hop fields removed, the body framing read off the head,
+// trailer fields handed on apart). It has no socket or timer, so the fuzzer in tests/fuzz
 // drives the very code UpstreamConnection runs.
 
 #include <cstddef>
@@ -49,6 +50,9 @@ class ResponseParser {
   void next_response();
   // The answer to a HEAD request has no body, whatever its head announces.
   void set_head_request(bool head_request) noexcept { head_request_ = head_request; }
+  // The request asked to switch protocols: a 101 is its answer (reported as a head with no
+  // body, then complete() with upgraded(); the bytes after it belong to the new protocol).
+  void set_upgrade_request(bool upgrade_request) noexcept { upgrade_request_ = upgrade_request; }
 
   // HPE_OK: all of data was parsed and the response is not complete yet. HPE_PAUSED with
   // complete(): the response ended after `consumed` bytes. Anything else: a bad response.
@@ -58,6 +62,8 @@ class ResponseParser {
 
   bool head_done() const noexcept { return head_done_; }
   bool complete() const noexcept { return complete_; }
+  // After complete(): the response was a 101 to an upgrade request.
+  bool upgraded() const noexcept { return upgraded_; }
   // After complete(): whether the upstream lets the connection carry another request.
   bool keep_alive() const noexcept { return llhttp_should_keep_alive(&parser_) != 0; }
 
@@ -77,6 +83,8 @@ class ResponseParser {
   HeaderList trailers_;
   HeaderCollector collector_{headers_};
   bool head_request_ = false;
+  bool upgrade_request_ = false;
+  bool upgraded_ = false;
   bool head_done_ = false;
   bool complete_ = false;
 };

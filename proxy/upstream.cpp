@@ -128,8 +128,9 @@ bool UpstreamConnection::send(const uv_buf_t* bufs, unsigned count) {
 // response_timeout measures the upstream, not the client: while a request body streams, it
 // runs only when bytes wait for the upstream to take them (a client pausing its upload is
 // body_timeout's business), and from the end of the request on for the response itself.
-void UpstreamConnection::expect_response(bool head_request) {
+void UpstreamConnection::expect_response(bool head_request, bool upgrade) {
   parser_.set_head_request(head_request);
+  parser_.set_upgrade_request(upgrade);
   awaiting_response_ = true;
 }
 
@@ -163,7 +164,24 @@ void UpstreamConnection::resume_reading() {
 
 void UpstreamConnection::abandon() {
   sink_ = nullptr;
+  tunnel_ = nullptr;
   close();
+}
+
+TunnelEnd UpstreamConnection::tunnel_end() noexcept {
+  return TunnelEnd{reinterpret_cast<uv_stream_t*>(&tcp_), this, on_alloc, on_read, &shutdown_request_};
+}
+
+void UpstreamConnection::begin_tunnel(std::string_view early) {
+  uv_timer_stop(&timer_);  // the tunnel's idle timeout is the client connection's
+  state_ = State::Tunnel;
+  UpstreamSink* sink = sink_;
+  sink_ = nullptr;
+  if (sink == nullptr) {
+    close();
+    return;
+  }
+  sink->on_upstream_upgraded(*this, early);
 }
 
 void UpstreamConnection::fail(UpstreamFailure failure, int error) {
@@ -188,6 +206,10 @@ void UpstreamConnection::on_closed(uv_handle_t* handle) {
 }
 
 void UpstreamConnection::on_write_done(int status) {
+  if (state_ == State::Tunnel) {
+    if (tunnel_ != nullptr) tunnel_->on_write_done(TunnelSide::Upstream, status);
+    return;
+  }
   if (state_ != State::Active) return;
   if (status < 0) {
     fail(response_started_ ? UpstreamFailure::ClosedDuringResponse : UpstreamFailure::ClosedBeforeResponse, status);
@@ -218,6 +240,7 @@ void UpstreamConnection::on_timer(uv_timer_t* timer) {
       self->fail(UpstreamFailure::ResponseTimeout);
       break;
     case State::Idle:
+    case State::Tunnel:
     case State::Closing:
       break;
   }
@@ -232,6 +255,10 @@ void UpstreamConnection::on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* bu
 void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<UpstreamConnection*>(stream->data);
   if (nread == 0) return;
+  if (self->state_ == State::Tunnel) {
+    if (self->tunnel_ != nullptr) self->tunnel_->on_read(TunnelSide::Upstream, nread, buf);
+    return;
+  }
   if (self->state_ == State::Idle) {
     // A pooled connection that speaks or closes is no longer fit for reuse.
     self->close();
@@ -257,6 +284,10 @@ void UpstreamConnection::on_read(uv_stream_t* stream, ssize_t nread, const uv_bu
   std::size_t consumed = 0;
   llhttp_errno_t rc = self->parser_.execute(buf->base, static_cast<std::size_t>(nread), consumed);
   if (self->state_ != State::Active) return;  // the sink let go during a callback
+  if (rc == HPE_PAUSED && self->parser_.complete() && self->parser_.upgraded()) {
+    self->begin_tunnel(std::string_view(buf->base + consumed, static_cast<std::size_t>(nread) - consumed));
+    return;
+  }
   if (rc == HPE_PAUSED && self->parser_.complete()) {
     // Bytes after the response: the connection is out of step and must not be reused.
     self->trailing_bytes_ = consumed < static_cast<std::size_t>(nread);

@@ -15,6 +15,7 @@
 #include "proxy/forwarding.h"
 #include "proxy/response_parser.h"
 #include "proxy/stream_write.h"
+#include "proxy/tunnel.h"
 
 namespace arbiter {
 
@@ -65,6 +66,11 @@ class UpstreamSink {
   virtual void on_upstream_drained() = 0;
   // One read from the upstream has been handled (a moment to flush what was gathered).
   virtual void on_upstream_read_end() {}
+  // The upstream answered 101 to an upgrade request (after on_upstream_head with 101): the
+  // connection now carries the new protocol and is the sink's, never pooled again, until it
+  // abandon()s it; `early` (valid during the call only) is what the upstream sent after the
+  // head. The sink is detached; it calls attach_tunnel to receive the stream's events.
+  virtual void on_upstream_upgraded(UpstreamConnection&, std::string_view /*early*/) {}
 
  protected:
   ~UpstreamSink() = default;
@@ -81,8 +87,12 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
 
   // Sends bytes of the request. Returns false if the connection failed (the sink is told).
   bool send(const uv_buf_t* bufs, unsigned count);
-  // Begins waiting for the response: call once the request head has been sent.
-  void expect_response(bool head_request);
+  // Begins waiting for the response: call once the request head has been sent. upgrade: the
+  // request asks to switch protocols, so a 101 ends the exchange with on_upstream_upgraded.
+  void expect_response(bool head_request, bool upgrade = false);
+  // After on_upstream_upgraded: this stream's reads and write completions go to `tunnel`.
+  void attach_tunnel(Tunnel* tunnel) noexcept { tunnel_ = tunnel; }
+  TunnelEnd tunnel_end() noexcept;
   // The request body is complete (all of it handed to send()).
   void request_finished();
   std::size_t queued_bytes() const noexcept;
@@ -103,13 +113,14 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
 
  private:
   friend class UpstreamPool;
-  enum class State : std::uint8_t { Connecting, Idle, Active, Closing };
+  enum class State : std::uint8_t { Connecting, Idle, Active, Tunnel, Closing };
 
   void connect(const sockaddr* address);
   void attach(UpstreamSink* sink);
   void fail(UpstreamFailure failure, int error = 0);
   void close();
   void finish_response();
+  void begin_tunnel(std::string_view early);
   void start_reading();
   void arm_timer(Duration timeout);
 
@@ -126,8 +137,10 @@ class UpstreamConnection final : public WriteListener, public ResponseEvents {
   uv_tcp_t tcp_{};
   uv_timer_t timer_{};
   uv_connect_t connect_request_{};
+  uv_shutdown_t shutdown_request_{};  // a tunnel's half-close
   int handles_open_ = 0;
   int connect_error_ = 0;  // uv_tcp_connect refused at once; reported from the timer
+  Tunnel* tunnel_ = nullptr;  // in State::Tunnel, until abandon()
   ResponseParser parser_{*this};
   bool awaiting_response_ = false;
   bool response_started_ = false;  // a byte of the response arrived

@@ -45,16 +45,7 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
 class RefusingServer {
  public:
   explicit RefusingServer(bool reset) : reset_(reset) {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(listener_, 64) != 0 ||
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      throw std::runtime_error("RefusingServer: cannot listen on 127.0.0.1");
-    }
-    port_ = ntohs(address.sin_port);
+    listener_ = harness::listen_on_loopback(port_, "RefusingServer");
     thread_ = std::thread([this] { serve(); });
   }
   ~RefusingServer() {

@@ -1502,7 +1502,9 @@ TEST(ConfigJsonTest, EverySectionWithDefaultsFilledIn) {
   EXPECT_EQ(json["route"][0], (nlohmann::json{{"name", "items"},
                                               {"path", "/items/{id}"},
                                               {"methods", nullptr},
-                                              {"upstream", "legacy"}}));
+                                              {"upstream", "legacy"},
+                                              {"websocket", true},
+                                              {"tunnel_idle_timeout", "3600s"}}));
 }
 
 TEST(ConfigJsonTest, RoutesWithTheirPolicies) {
@@ -1587,6 +1589,33 @@ upstream = "b"
   EXPECT_FALSE(rest.contains("limit"));
   EXPECT_FALSE(rest.contains("rate_limit_headers"));
   EXPECT_FALSE(rest.contains("concurrency"));
+}
+
+TEST(ConfigTest, WebsocketTunnelsByDefaultWithAnHourOfIdleTimeout) {
+  Config config = parse_config(upstream_then(kRoute), "arbiter.toml");
+  EXPECT_TRUE(config.routes[0].websocket);
+  EXPECT_EQ(config.routes[0].tunnel_idle_timeout, std::chrono::hours(1));
+  config = parse_config(upstream_then(kRoute + "websocket = false\ntunnel_idle_timeout = \"90s\"\n"), "arbiter.toml");
+  EXPECT_FALSE(config.routes[0].websocket);
+  EXPECT_EQ(config.routes[0].tunnel_idle_timeout, std::chrono::seconds(90));
+  auto json = nlohmann::json::parse(config_to_json(config));
+  EXPECT_EQ(json["route"][0]["websocket"], false);
+  EXPECT_EQ(json["route"][0]["tunnel_idle_timeout"], "90s");
+}
+
+TEST(ConfigErrorsTest, WebsocketKeysArePositionedAndSuggested) {
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "websocket = \"yes\"\n")),
+            "arbiter.toml:8:13: route[0].websocket: route 'items': expected a boolean (true or false), got a string");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "websockets = false\n")),
+            "arbiter.toml:8:1: route[0].websockets: route 'items': unknown key; did you mean 'websocket'?");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "tunnel_idle_timeout = 30\n")),
+            "arbiter.toml:8:23: route[0].tunnel_idle_timeout: route 'items': expected a duration string; write a "
+            "unit, e.g. \"30s\"");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "tunnel_idle_timeout = \"0s\"\n")),
+            "arbiter.toml:8:23: route[0].tunnel_idle_timeout: route 'items': must be at least 1ms");
+  EXPECT_EQ(sole_error(upstream_then(kRoute + "tunnel_idle_timout = \"1m\"\n")),
+            "arbiter.toml:8:1: route[0].tunnel_idle_timout: route 'items': unknown key; did you mean "
+            "'tunnel_idle_timeout'?");
 }
 
 }  // namespace

@@ -47,6 +47,38 @@ TEST(UpstreamHead, KeepsEndToEndFieldsAndDropsHopByHop) {
   EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");
 }
 
+TEST(UpstreamHead, TunnelledUpgradeKeepsUpgradeAndSaysConnectionUpgrade) {
+  HeaderList headers{{"Host", "api.example"}, {"Connection", "keep-alive, Upgrade, X-Drop"}, {"X-Drop", "1"},
+                     {"Upgrade", "websocket"}, {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                     {"Sec-WebSocket-Version", "13"}};
+  std::string head;
+  write_upstream_request_head(head, UpstreamRequest{"GET", "/chat", headers, "10.0.0.7", false, "rid-1",
+                                                    "127.0.0.1:8081", BodyFraming::None, 0, {}, true});
+  EXPECT_NE(head.find("\r\nUpgrade: websocket\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nConnection: upgrade\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nSec-WebSocket-Version: 13\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("X-Drop"), std::string::npos) << head;
+  EXPECT_EQ(head.find("keep-alive"), std::string::npos) << head;
+}
+
+TEST(RemoveHopByHop, KeepUpgradeLeavesOnlyTheUpgradeField) {
+  HeaderList headers{{"Connection", "Upgrade"}, {"Upgrade", "websocket"}, {"Sec-WebSocket-Accept", "x"}};
+  remove_hop_by_hop(headers, true);
+  ASSERT_EQ(headers.size(), 2u);
+  EXPECT_EQ(headers.at(0).name, "Upgrade");
+  EXPECT_EQ(headers.at(1).name, "Sec-WebSocket-Accept");
+}
+
+TEST(ClientHead, SwitchingProtocolsSaysConnectionUpgrade) {
+  HeaderList headers{{"Upgrade", "websocket"}};
+  std::string head;
+  write_client_response_head(head, ClientResponse{101, headers, BodyFraming::None, 0, true, false, "r1", true});
+  EXPECT_EQ(head,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-Request-Id: r1\r\n"
+            "Connection: upgrade\r\n\r\n");
+}
+
 TEST(UpstreamHead, UntrustedPeerCannotForgeForwardedFields) {
   HeaderList headers{{"Host", "a"}, {"X-Forwarded-For", "1.2.3.4"}, {"X-Forwarded-Proto", "https"},
                      {"X-Forwarded-Host", "evil"}};

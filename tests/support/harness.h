@@ -258,6 +258,10 @@ class HttpClient {
 // function that returns a value.
 HttpResponse require(std::optional<HttpResponse> response, const HttpClient& client);
 
+// A listening TCP socket (backlog 64) on 127.0.0.1 at a kernel-chosen port, written to `port`;
+// the caller owns the fd. Throws std::runtime_error naming `owner` if it cannot listen.
+int listen_on_loopback(std::uint16_t& port, std::string_view owner);
+
 // "GET / HTTP/1.1\r\nHost: 127.0.0.1:PORT\r\n...": the bytes HttpClient::request sends.
 std::string format_request(std::string_view method, std::string_view target, std::uint16_t port,
                            const HeaderPairs& headers = {}, std::string_view body = {});

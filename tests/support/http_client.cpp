@@ -144,6 +144,21 @@ HttpClient::HttpClient(std::uint16_t port, Milliseconds timeout) : port_(port), 
   }
 }
 
+int listen_on_loopback(std::uint16_t& port, std::string_view owner) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(fd, 64) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    ::close(fd);
+    throw std::runtime_error(std::string(owner) + ": cannot listen on 127.0.0.1");
+  }
+  port = ntohs(address.sin_port);
+  return fd;
+}
+
 HttpClient::~HttpClient() { close(); }
 
 HttpClient::HttpClient(HttpClient&& other) noexcept
