@@ -30,6 +30,7 @@ Subrequest::Subrequest(UpstreamPool& pool, const SubrequestSpec& spec, Subreques
       peer_is_trusted_proxy_(spec.peer_is_trusted_proxy),
       request_id_(spec.request_id),
       body_limit_(spec.body_limit) {
+  pool_.hold();  // a retry acquires from it again: a retired pool must outlive this
   for (HeaderField field : spec.client_headers) {
     if (forwarded_on_fetch(field.name)) headers_.add(field.name, field.value);
   }
@@ -37,6 +38,7 @@ Subrequest::Subrequest(UpstreamPool& pool, const SubrequestSpec& spec, Subreques
 
 Subrequest::~Subrequest() {
   if (upstream_ != nullptr) upstream_->abandon();
+  pool_.let_go();
 }
 
 void Subrequest::start() { connect(SIZE_MAX); }
