@@ -85,16 +85,17 @@ wait_port() { wait_for "$2" "$3" port_open "$1"; }
 
 # Starts an Arbiter (access log off, one catch-all route to 127.0.0.1:UPSTREAM_PORT, with
 # POLICIES appended to that route) and stores its port in the variable named PORT_VARIABLE.
-#   start_arbiter NAME UPSTREAM_PORT WORKERS POLICIES PORT_VARIABLE
+#   start_arbiter NAME UPSTREAM_PORT WORKERS POLICIES PORT_VARIABLE [ACCESS_LOG]
+# ACCESS_LOG: [log] access, "off" unless given (e.g. a file in $work).
 start_arbiter() {
-  local name=$1 upstream_port=$2 workers=$3 policies=$4
+  local name=$1 upstream_port=$2 workers=$3 policies=$4 access=${6:-off}
   cat >"$work/$name.toml" <<EOT
 [server]
 listen = "127.0.0.1:0"
 workers = $workers
 
 [log]
-access = "off"
+access = "$access"
 
 [upstream.backend]
 servers = ["127.0.0.1:$upstream_port"]

@@ -433,7 +433,7 @@ void ClientConnection::on_woken() {
 
 void ClientConnection::start_fetch(const std::string& target) {
   subrequest_ = std::make_unique<Subrequest>(
-      worker_.pool(route_->config->upstream),
+      worker_.pool(*runtime_, route_->config->upstream),
       SubrequestSpec{target, head_.headers, peer_address_, peer_is_trusted_proxy_, request_id_,
                      route_->response_body_limit, believed_client_},
       *this);
@@ -529,7 +529,7 @@ void ClientConnection::connect_upstream(std::size_t avoid_server) {
   answer_ = Answer::Upstream;
   decided_by_ = "forwarded";
   upstream_started_ns_ = uv_hrtime();
-  UpstreamConnection* connection = worker_.pool(route_->config->upstream).acquire(*this, avoid_server);
+  UpstreamConnection* connection = worker_.pool(*runtime_, route_->config->upstream).acquire(*this, avoid_server);
   upstream_ = connection;
   last_server_ = connection->server_index();
   if (connection->ready()) on_upstream_connected(*connection);

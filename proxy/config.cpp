@@ -750,9 +750,12 @@ class ConfigReader {
     if (auto access = section->string("access")) {
       if (*access == "stdout" || *access == "off") {
         log.access = *access == "stdout";
+      } else if (access->find('/') != std::string::npos && access->back() != '/') {
+        log.access_path = *access;  // a file; a path without '/' is taken for a misspelt keyword
       } else {
         section->error(*section->find("access"), section->key("access"),
-                       "expected \"stdout\" or \"off\", got \"" + *access + "\"");
+                       "expected \"stdout\", \"off\" or a file path with a '/' (\"/var/log/arbiter/access.log\", "
+                       "\"./access.log\"), got \"" + *access + "\"");
       }
     }
     if (auto format = section->string("format")) {

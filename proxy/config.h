@@ -59,7 +59,8 @@ struct AdminConfig {
 };
 
 struct LogConfig {
-  bool access = true;  // "access": "stdout" (default) or "off"
+  bool access = true;  // "access": "stdout" (default) or a file path; false: "off"
+  std::string access_path;  // "access" = a path (it has a '/'): appended to that file; empty: stdout
   AccessLogFormat format = AccessLogFormat::Json;  // "format": "json" (default) or "combined"
 };
 

@@ -96,7 +96,9 @@ std::string config_to_json(const Config& config) {
                        {"forward_raw_path", server.forward_raw_path},
                        {"case_insensitive_paths", server.case_insensitive_paths}};
   out["admin"] = Json{{"listen", config.admin.listen ? Json(config.admin.listen->text()) : Json(nullptr)}};
-  out["log"] = Json{{"access", config.log.access ? "stdout" : "off"},
+  out["log"] = Json{{"access", !config.log.access              ? std::string("off")
+                              : config.log.access_path.empty() ? std::string("stdout")
+                                                               : config.log.access_path},
                     {"format", access_log_format_name(config.log.format)}};
   Json upstreams = Json::object();
   for (const UpstreamConfig& upstream : config.upstreams) {

@@ -1,9 +1,13 @@
 #include "proxy/log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace arbiter {
@@ -13,30 +17,28 @@ namespace {
 void write_all(int fd, const char* data, std::size_t length) {
   while (length > 0) {
     ssize_t n = ::write(fd, data, length);
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0) return;  // a log that cannot be written must not stop the proxy
     data += n;
     length -= static_cast<std::size_t>(n);
   }
 }
 
-// ISO 8601 with milliseconds for JSON; the combined format's own "25/Nov/2026:16:48:33 +0000".
-void append_time(std::string& out, AccessLogFormat format) {
-  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  auto now = std::chrono::system_clock::now();
-  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[64];  // room for any int the compiler cannot rule out
-  if (format == AccessLogFormat::Combined) {
-    std::snprintf(text, sizeof text, "%02d/%s/%04d:%02d:%02d:%02d +0000", utc.tm_mday, kMonths[utc.tm_mon % 12],
-                  utc.tm_year + 1900, utc.tm_hour, utc.tm_min, utc.tm_sec);
-  } else {
-    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                  utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis));
+// Integers and fixed-point numbers without printf's format parsing: these run on every line.
+void append_integer(std::string& out, std::uint64_t value) {
+  char text[24];
+  auto result = std::to_chars(text, text + sizeof text, value);
+  out.append(text, result.ptr);
+}
+
+void append_fixed(std::string& out, double value, int decimals) {
+  char text[64];
+  auto result = std::to_chars(text, text + sizeof text, value, std::chars_format::fixed, decimals);
+  if (result.ec != std::errc()) {
+    out.push_back('0');
+    return;
   }
-  out.append(text);
+  out.append(text, result.ptr);
 }
 
 // As nginx escapes variables in its log lines: the double quote, the backslash, control bytes
@@ -61,11 +63,7 @@ void append_log_escaped(std::string& out, std::string_view text, bool escape_spa
   }
 }
 
-void append_seconds(std::string& out, double milliseconds) {
-  char text[48];
-  std::snprintf(text, sizeof text, "%.3f", milliseconds / 1000);
-  out.append(text);
-}
+void append_seconds(std::string& out, double milliseconds) { append_fixed(out, milliseconds / 1000, 3); }
 
 void append_string_member(std::string& out, std::string_view name, std::string_view value) {
   out.append(",\"");
@@ -75,13 +73,18 @@ void append_string_member(std::string& out, std::string_view name, std::string_v
   out.push_back('"');
 }
 
-void append_number_member(std::string& out, std::string_view name, double value, int decimals) {
-  char text[48];
-  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+void append_integer_member(std::string& out, std::string_view name, std::uint64_t value) {
   out.append(",\"");
   out.append(name);
   out.append("\":");
-  out.append(text);
+  append_integer(out, value);
+}
+
+void append_milliseconds_member(std::string& out, std::string_view name, double value) {
+  out.append(",\"");
+  out.append(name);
+  out.append("\":");
+  append_fixed(out, value, 3);
 }
 
 }  // namespace
@@ -119,6 +122,62 @@ std::string_view access_log_format_name(AccessLogFormat format) noexcept {
   return format == AccessLogFormat::Combined ? "combined" : "json";
 }
 
+std::shared_ptr<const AccessLogFile> AccessLogFile::standard_output() {
+  static const std::shared_ptr<const AccessLogFile> kStdout(new AccessLogFile(1, std::string()));
+  return kStdout;
+}
+
+std::shared_ptr<const AccessLogFile> AccessLogFile::open(const std::string& path, std::string& error) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return nullptr;
+  }
+  return std::shared_ptr<const AccessLogFile>(new AccessLogFile(fd, path));
+}
+
+AccessLogFile::~AccessLogFile() {
+  if (!path_.empty()) ::close(fd_);
+}
+
+void AccessLogFile::write(std::string_view bytes) const { write_all(fd_, bytes.data(), bytes.size()); }
+
+AccessLog::AccessLog(bool enabled, const AccessLogTarget& target) : enabled_(enabled), target_(target) {
+  buffer_.reserve(kFlushBytes + 4096);  // a full buffer plus the line that crosses the mark
+}
+
+// ISO 8601 with milliseconds for JSON; the combined format's own "25/Nov/2026:16:48:33 +0000".
+void AccessLog::append_time(AccessLogFormat format) {
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  auto now = std::chrono::system_clock::now();
+  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::size_t which = format == AccessLogFormat::Combined ? 1 : 0;
+  if (cached_second_[which] != seconds) {
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    char text[64];  // room for any int the compiler cannot rule out
+    if (format == AccessLogFormat::Combined) {
+      std::snprintf(text, sizeof text, "%02d/%s/%04d:%02d:%02d:%02d +0000", utc.tm_mday, kMonths[utc.tm_mon % 12],
+                    utc.tm_year + 1900, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    } else {
+      std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.", utc.tm_year + 1900, utc.tm_mon + 1,
+                    utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    }
+    cached_time_[which] = text;
+    cached_second_[which] = seconds;
+  }
+  buffer_.append(cached_time_[which]);
+  if (format == AccessLogFormat::Json) {
+    auto m = static_cast<int>(millis < 0 ? 0 : millis);
+    buffer_.push_back(static_cast<char>('0' + m / 100));
+    buffer_.push_back(static_cast<char>('0' + m / 10 % 10));
+    buffer_.push_back(static_cast<char>('0' + m % 10));
+    buffer_.push_back('Z');
+  }
+}
+
 void AccessLog::record(const AccessRecord& r, AccessLogFormat format) {
   if (!enabled_) return;
   if (format == AccessLogFormat::Combined) {
@@ -126,22 +185,22 @@ void AccessLog::record(const AccessRecord& r, AccessLogFormat format) {
   } else {
     record_json(r);
   }
-  if (buffer_.size() > (64u << 10)) flush();
+  if (buffer_.size() >= kFlushBytes) flush();
 }
 
 void AccessLog::record_json(const AccessRecord& r) {
   buffer_.append("{\"time\":\"");
-  append_time(buffer_, AccessLogFormat::Json);
+  append_time(AccessLogFormat::Json);
   buffer_.push_back('"');
   append_string_member(buffer_, "request_id", r.request_id);
   append_string_member(buffer_, "client", r.client);
   append_string_member(buffer_, "method", r.method);
   append_string_member(buffer_, "path", r.target);
   append_string_member(buffer_, "route", r.route);
-  append_number_member(buffer_, "status", r.status, 0);
-  append_number_member(buffer_, "bytes", static_cast<double>(r.bytes_sent), 0);
-  if (r.upstream_ms >= 0) append_number_member(buffer_, "upstream_ms", r.upstream_ms, 3);
-  append_number_member(buffer_, "total_ms", r.total_ms, 3);
+  append_integer_member(buffer_, "status", static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
+  append_integer_member(buffer_, "bytes", r.bytes_sent);
+  if (r.upstream_ms >= 0) append_milliseconds_member(buffer_, "upstream_ms", r.upstream_ms);
+  append_milliseconds_member(buffer_, "total_ms", r.total_ms);
   append_string_member(buffer_, "decision", r.decision);
   buffer_.append("}\n");
 }
@@ -149,7 +208,7 @@ void AccessLog::record_json(const AccessRecord& r) {
 void AccessLog::record_combined(const AccessRecord& r) {
   append_log_escaped(buffer_, r.client, true);
   buffer_.append(" - - [");
-  append_time(buffer_, AccessLogFormat::Combined);
+  append_time(AccessLogFormat::Combined);
   buffer_.append("] \"");
   if (r.method.empty() || r.method == "-") {
     buffer_.push_back('-');  // nothing parsable arrived (a timeout or a malformed head), as nginx writes it
@@ -161,9 +220,9 @@ void AccessLog::record_combined(const AccessRecord& r) {
     append_log_escaped(buffer_, r.protocol, false);
   }
   buffer_.append("\" ");
-  buffer_.append(std::to_string(r.status));
+  append_integer(buffer_, static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
   buffer_.push_back(' ');
-  buffer_.append(std::to_string(r.bytes_sent));
+  append_integer(buffer_, r.bytes_sent);
   buffer_.append(" \"");
   append_log_escaped(buffer_, r.referer, false);
   buffer_.append("\" \"");
@@ -187,7 +246,7 @@ void AccessLog::record_combined(const AccessRecord& r) {
 
 void AccessLog::flush() {
   if (buffer_.empty()) return;
-  write_all(1, buffer_.data(), buffer_.size());
+  target_.get()->write(buffer_);
   buffer_.clear();
 }
 

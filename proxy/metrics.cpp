@@ -258,11 +258,18 @@ std::vector<MetricFamily> request_metric_families(const MetricsSnapshot& snapsho
                        MetricType::Counter, {}};
   reloads.add({{"result", "success"}}, static_cast<double>(process.reloads_succeeded));
   reloads.add({{"result", "failure"}}, static_cast<double>(process.reloads_failed));
+  MetricFamily retired_pools{"arbiter_retired_upstream_pools",
+                             "Upstream connection pools a reload replaced that connections still use (one per "
+                             "worker and upstream); each is freed when its last connection has closed.",
+                             MetricType::Gauge,
+                             {}};
+  retired_pools.add({}, static_cast<double>(process.retired_upstream_pools));
   std::vector<MetricFamily> families;
   families.push_back(std::move(requests));
   families.push_back(std::move(latency));
   families.push_back(std::move(connections));
   families.push_back(std::move(reloads));
+  families.push_back(std::move(retired_pools));
   return families;
 }
 
@@ -387,7 +394,8 @@ std::string render_metrics(const Runtime& runtime) {
   std::vector<MetricFamily> families =
       request_metric_families(metrics_registry().snapshot(),
                               ProcessCounts{process.reloads_succeeded.load(std::memory_order_relaxed),
-                                            process.reloads_failed.load(std::memory_order_relaxed)});
+                                            process.reloads_failed.load(std::memory_order_relaxed),
+                                            process.retired_upstream_pools.load(std::memory_order_relaxed)});
   for (MetricFamily& family : policy_metric_families(runtime)) families.push_back(std::move(family));
   return render_exposition(families);
 }

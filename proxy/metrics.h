@@ -123,6 +123,9 @@ MetricsShard& thread_metrics();
 struct ProcessMetrics {
   std::atomic<std::uint64_t> reloads_succeeded{0};
   std::atomic<std::uint64_t> reloads_failed{0};
+  // Upstream pools that reloads replaced and connections still use, across the workers (each
+  // worker has its own pool of every upstream); freed when their last connection closes.
+  std::atomic<std::uint64_t> retired_upstream_pools{0};
 };
 ProcessMetrics& process_metrics();
 
@@ -165,6 +168,7 @@ std::string render_exposition(const std::vector<MetricFamily>& families);
 struct ProcessCounts {
   std::uint64_t reloads_succeeded = 0;
   std::uint64_t reloads_failed = 0;
+  std::uint64_t retired_upstream_pools = 0;
 };
 
 // The request families (requests, latency, open connections) and the reload counter.

@@ -19,9 +19,15 @@ namespace arbiter {
 
 namespace {
 
-// Binds a non-blocking TCP socket; SO_REUSEPORT lets every worker bind the same address and
-// the kernel spread connections over them. Returns the fd, or -1 with `error` set.
-int bind_socket(const SocketAddress& address, bool reuse_port, std::uint16_t& bound_port, std::string& error) {
+constexpr int kListenBacklog = 1024;  // as the workers' uv_listen asks
+
+// Binds and listens on a non-blocking TCP socket, without SO_REUSEPORT: an address that
+// another process holds (another Arbiter, or any program, whatever its options) fails here with
+// EADDRINUSE instead of silently sharing the port. Listening at once closes the window in which a
+// second process could bind it too (SO_REUSEADDR allows that until one of them listens).
+// `bound_port` in: the configured port; out: the one bound (port 0: the kernel's choice).
+// Returns the fd, or -1 with `error` set.
+int bind_socket(const SocketAddress& address, std::uint16_t& bound_port, std::string& error) {
   std::string host = address.host == "localhost" ? std::string("127.0.0.1") : address.host;
   sockaddr_storage storage{};
   socklen_t length = 0;
@@ -39,10 +45,10 @@ int bind_socket(const SocketAddress& address, bool reuse_port, std::uint16_t& bo
     return -1;
   }
   int on = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-  if (reuse_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // connections in TIME_WAIT do not block a restart
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, kListenBacklog) != 0) {
     error = std::strerror(errno);
+    if (errno == EADDRINUSE) error += " (another process is listening on it)";
     ::close(fd);
     return -1;
   }
@@ -60,11 +66,12 @@ std::string with_port(const SocketAddress& address, std::uint16_t port) {
   return copy.text();
 }
 
-// SO_REUSEPORT gives each worker a socket of its own and lets the kernel spread connections
-// over them; systemd passes one socket per address, so with socket activation every worker
-// accepts on a dup() of that one (each is woken for a connection, one wins the accept). The
-// last worker gets `fd` itself. Returns -1 with `error` set if no descriptor is left.
-int share_inherited_socket(int fd, bool last_worker, std::string& error) {
+// One listening socket per address, bound by Arbiter or passed by systemd, and every worker
+// accepts on a dup() of it (each is woken for a connection, one wins the accept), as nginx's
+// workers share theirs. Not SO_REUSEPORT: that would let a second process of the same user join
+// the port and take part of the traffic with its own ETags and buckets. The last worker gets
+// `fd` itself. Returns -1 with `error` set if no descriptor is left.
+int share_listening_socket(int fd, bool last_worker, std::string& error) {
   if (last_worker) return fd;
   int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) error = std::strerror(errno);
@@ -87,8 +94,27 @@ bool Server::admit_connection() {
 
 void Server::release_connection() { open_connections_.fetch_sub(1); }
 
+bool Server::open_access_log(const LogConfig& config, std::string_view why) {
+  if (!config.access || config.access_path.empty()) {
+    access_log_target_.set(AccessLogFile::standard_output());
+    return true;
+  }
+  std::string error;
+  std::shared_ptr<const AccessLogFile> file = AccessLogFile::open(config.access_path, error);
+  if (file == nullptr) {
+    std::shared_ptr<const AccessLogFile> previous = access_log_target_.get();
+    log_line("cannot " + std::string(why) + " the access log " + config.access_path + ": " + error +
+             (previous->path().empty() ? std::string()
+                                       : "; still writing to the file opened before (" + previous->path() + ")"));
+    return false;
+  }
+  access_log_target_.set(std::move(file));
+  return true;
+}
+
 int Server::run() {
   const Config& config = runtime_->config();
+  if (!open_access_log(config.log, "open")) return 1;
   unsigned worker_count = std::max(1u, config.server.workers);
   for (unsigned i = 0; i < worker_count; ++i) workers_.push_back(std::make_unique<Worker>(*this));
 
@@ -98,15 +124,20 @@ int Server::run() {
   for (const SocketAddress& address : config.server.listen) {
     std::uint16_t port = address.port;
     std::optional<systemd::InheritedSocket> socket = systemd::take_inherited_socket(inherited, address);
-    for (unsigned i = 0; i < worker_count; ++i) {
-      std::string error;
-      int fd = socket ? share_inherited_socket(socket->fd, i + 1 == worker_count, error)
-                      : bind_socket(address, true, port, error);
+    std::string error;
+    int listening = socket ? socket->fd : bind_socket(address, port, error);
+    for (unsigned i = 0; i < worker_count && listening >= 0; ++i) {
+      int fd = share_listening_socket(listening, i + 1 == worker_count, error);
       if (fd < 0) {
-        log_line("cannot listen on " + address.text() + ": " + error);
-        return 1;
+        ::close(listening);
+        listening = -1;
+        break;
       }
       workers_[i]->add_listener(fd, false);
+    }
+    if (listening < 0) {
+      log_line("cannot listen on " + address.text() + ": " + error);
+      return 1;
     }
     announcements.push_back("listening on " + with_port(address, port) + from_systemd(socket));
   }
@@ -114,7 +145,7 @@ int Server::run() {
     std::uint16_t port = config.admin.listen->port;
     std::string error;
     std::optional<systemd::InheritedSocket> socket = systemd::take_inherited_socket(inherited, *config.admin.listen);
-    int fd = socket ? socket->fd : bind_socket(*config.admin.listen, false, port, error);
+    int fd = socket ? socket->fd : bind_socket(*config.admin.listen, port, error);
     if (fd < 0) {
       log_line("cannot listen on " + config.admin.listen->text() + " (admin): " + error);
       return 1;
@@ -132,10 +163,12 @@ int Server::run() {
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
   uv_signal_init(&loop_, &sighup_);
-  sigterm_.data = sigint_.data = sighup_.data = this;
+  uv_signal_init(&loop_, &sigusr1_);
+  sigterm_.data = sigint_.data = sighup_.data = sigusr1_.data = this;
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
   uv_signal_start(&sighup_, on_signal, SIGHUP);
+  uv_signal_start(&sigusr1_, on_signal, SIGUSR1);
   uv_timer_init(&loop_, &drain_timer_);
   uv_timer_init(&loop_, &check_timer_);
   drain_timer_.data = check_timer_.data = this;
@@ -160,6 +193,7 @@ int Server::run() {
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sigusr1_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_timer_), nullptr);
@@ -175,6 +209,17 @@ void Server::on_signal(uv_signal_t* signal, int signum) {
   if (signum == SIGHUP) {
     log_line("received SIGHUP: reloading " + self->runtime()->config().file);
     self->reload();
+    return;
+  }
+  if (signum == SIGUSR1) {
+    // Under the reload lock: a reload changing [log] access must not cross a reopen.
+    std::lock_guard<std::mutex> lock(self->reload_mutex_);
+    const LogConfig& log = self->runtime()->config().log;
+    if (!log.access || log.access_path.empty()) {
+      log_line("received SIGUSR1: the access log is not written to a file; nothing to reopen");
+    } else if (self->open_access_log(log, "reopen")) {
+      log_line("received SIGUSR1: reopened the access log " + log.access_path);
+    }
     return;
   }
   if (self->shutting_down_) {
@@ -238,6 +283,12 @@ ReloadOutcome Server::reload_locked() {
   for (const std::string& change : listener_changes(running->config(), next)) {
     outcome.notes.push_back(change + " needs a restart; the running listeners are kept");
     log_line("reload: " + outcome.notes.back());
+  }
+  const LogConfig& running_log = running->config().log;
+  if (next.log.access != running_log.access || next.log.access_path != running_log.access_path) {
+    if (!open_access_log(next.log, "open")) {
+      outcome.notes.push_back("log.access: cannot open " + next.log.access_path + "; the access log keeps going where it went");
+    }
   }
   auto replacement = std::make_shared<const Runtime>(std::move(next), state_);
   std::atomic_store(&runtime_, std::shared_ptr<const Runtime>(replacement));

@@ -3,6 +3,7 @@
 // shutdown and reloads. SIGTERM/SIGINT: stop accepting, let requests in flight finish within
 // drain_timeout, exit 0. SIGHUP (or POST /reload on the admin listener): re-read the
 // configuration; a valid one applies to new requests at once, an invalid one changes nothing.
+// SIGUSR1: reopen the access log file (after logrotate renamed it).
 
 #include <atomic>
 #include <memory>
@@ -12,6 +13,7 @@
 
 #include <uv.h>
 
+#include "proxy/log.h"
 #include "proxy/runtime.h"
 
 namespace arbiter {
@@ -41,6 +43,9 @@ class Server {
   // changes; on success new requests use the new Runtime at once.
   ReloadOutcome reload();
 
+  // Where the workers' access logs write; lives as long as the Server.
+  const AccessLogTarget& access_log_target() const noexcept { return access_log_target_; }
+
   // max_connections accounting across all workers.
   bool admit_connection();
   void release_connection();
@@ -50,16 +55,20 @@ class Server {
   static void on_drain_timeout(uv_timer_t* timer);
   static void on_check_workers(uv_timer_t* timer);
   void begin_shutdown();
+  // Points the access log at `config`'s [log] access: the file opened anew (a reopen), or stdout.
+  // On failure logs why (naming the path), keeps the previous destination and returns false.
+  bool open_access_log(const LogConfig& config, std::string_view why);
   ReloadOutcome reload_locked();  // reload() under reload_mutex_
 
   std::mutex reload_mutex_;
   RuntimeState state_;  // guarded by reload_mutex_ (and used by the constructor)
   std::shared_ptr<const Runtime> runtime_;  // atomic_load / atomic_store
+  AccessLogTarget access_log_target_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<unsigned> workers_running_{0};
   uv_loop_t loop_{};
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   uv_timer_t drain_timer_{};
   uv_timer_t check_timer_{};
   uv_timer_t watchdog_timer_{};  // WATCHDOG=1 at half of WatchdogSec, when systemd asks for it

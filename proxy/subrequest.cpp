@@ -31,6 +31,7 @@ Subrequest::Subrequest(UpstreamPool& pool, const SubrequestSpec& spec, Subreques
       request_id_(spec.request_id),
       body_limit_(spec.body_limit),
       believed_client_(spec.believed_client) {
+  pool_.hold();  // a retry acquires from it again: a retired pool must outlive this
   for (HeaderField field : spec.client_headers) {
     if (forwarded_on_fetch(field.name)) headers_.add(field.name, field.value);
   }
@@ -38,6 +39,7 @@ Subrequest::Subrequest(UpstreamPool& pool, const SubrequestSpec& spec, Subreques
 
 Subrequest::~Subrequest() {
   if (upstream_ != nullptr) upstream_->abandon();
+  pool_.let_go();
 }
 
 void Subrequest::start() { connect(SIZE_MAX); }

@@ -61,7 +61,11 @@ bool resolve(const SocketAddress& address, sockaddr_storage& out) {
 // ---- UpstreamConnection ----
 
 UpstreamConnection::UpstreamConnection(UpstreamPool& pool, std::size_t server_index)
-    : pool_(pool), server_index_(server_index) {}
+    : pool_(pool), server_index_(server_index) {
+  pool_.hold();
+}
+
+UpstreamConnection::~UpstreamConnection() { pool_.let_go(); }
 
 std::string_view UpstreamConnection::authority() const noexcept {
   return pool_.servers_[server_index_].authority;
@@ -381,6 +385,10 @@ UpstreamConnection* UpstreamPool::acquire(UpstreamSink& sink, std::size_t avoid_
 void UpstreamPool::retire() {
   retired_ = true;
   close_idle();
+}
+
+void UpstreamPool::let_go() noexcept {
+  if (--users_ == 0 && retired_) worker_.retired_pool_unused();
 }
 
 void UpstreamPool::release(UpstreamConnection* connection, bool reusable) {

@@ -81,7 +81,9 @@ class UpstreamPool;
 
 class UpstreamConnection final : public WriteListener, public ResponseEvents {
  public:
+  // Counts as a user of `pool` (see UpstreamPool::in_use) until destroyed.
   UpstreamConnection(UpstreamPool& pool, std::size_t server_index);
+  ~UpstreamConnection();
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
@@ -165,8 +167,17 @@ class UpstreamPool {
   const UpstreamConfig& config() const noexcept { return config_; }
   Worker& worker() noexcept { return worker_; }
   void close_idle();
-  // A reload replaced this upstream: idle connections close, busy ones close when done.
+  // A reload replaced this upstream: idle connections close, busy ones close when done. The
+  // worker frees a retired pool once it is no longer in use.
   void retire();
+  bool retired() const noexcept { return retired_; }
+  // Something still refers to this pool: a connection of it exists (busy, idle or closing), or
+  // a holder counted with hold() has not let go.
+  bool in_use() const noexcept { return users_ > 0; }
+  // For objects that keep a reference to the pool beyond one call (a Subrequest, which may
+  // acquire again for a retry): counted by in_use() until the matching let_go().
+  void hold() noexcept { ++users_; }
+  void let_go() noexcept;
 
  private:
   friend class UpstreamConnection;
@@ -185,6 +196,7 @@ class UpstreamPool {
   std::vector<Server> servers_;
   std::size_t next_server_ = 0;
   std::vector<UpstreamConnection*> idle_;
+  std::size_t users_ = 0;  // connections alive + holders; see in_use()
   bool retired_ = false;
 };
 

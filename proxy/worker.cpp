@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "proxy/client_connection.h"
+#include "proxy/metrics.h"
 #include "proxy/server.h"
 
 namespace arbiter {
@@ -17,33 +18,44 @@ Worker::Worker(Server& server)
     : server_(server),
       runtime_(server.runtime()),
       read_buffer_(kReadBufferSize, '\0'),
-      access_log_(runtime_->config().log.access),
+      access_log_(runtime_->config().log.access, server.access_log_target()),
       random_(std::random_device{}()) {
   uv_loop_init(&loop_);
   uv_async_init(&loop_, &wakeup_, on_async);
   wakeup_.data = this;
-  uv_prepare_init(&loop_, &flush_logs_);
-  flush_logs_.data = this;
-  uv_prepare_start(&flush_logs_, on_prepare);
-  // Neither keeps the loop alive: it ends when the listeners and connections are gone.
+  uv_prepare_init(&loop_, &prepare_);
+  prepare_.data = this;
+  uv_prepare_start(&prepare_, on_prepare);
+  uv_timer_init(&loop_, &flush_timer_);
+  flush_timer_.data = this;
+  uv_timer_start(
+      &flush_timer_, [](uv_timer_t* timer) { static_cast<Worker*>(timer->data)->access_log_.flush(); },
+      AccessLog::kFlushIntervalMs, AccessLog::kFlushIntervalMs);
+  // None keeps the loop alive: it ends when the listeners and connections are gone.
   uv_unref(reinterpret_cast<uv_handle_t*>(&wakeup_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_logs_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(&flush_timer_));
   for (const UpstreamConfig& upstream : runtime_->config().upstreams) {
     pools_.push_back(std::make_unique<UpstreamPool>(*this, upstream));
   }
 }
 
 Worker::~Worker() {
-  // Runs after join(): no other thread touches wakeup_ any more.
-  pools_.clear();
+  // Runs after join(): no other thread touches wakeup_ any more. The pools go after the loop
+  // has run the close callbacks of their connections, which let go of them.
+  for (auto& pool : pools_) pool->close_idle();
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&flush_logs_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);
   for (auto& listener : listeners_) {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener->tcp))) {
       uv_close(reinterpret_cast<uv_handle_t*>(&listener->tcp), nullptr);
     }
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
+  pools_.clear();
+  process_metrics().retired_upstream_pools.fetch_sub(retired_pools_.size(), std::memory_order_relaxed);
+  retired_pools_.clear();
   uv_loop_close(&loop_);
 }
 
@@ -131,20 +143,37 @@ void Worker::adopt_runtime() {
     if (old == nullptr) continue;
     old->retire();
     retired_pools_.push_back(std::move(old));
+    process_metrics().retired_upstream_pools.fetch_add(1, std::memory_order_relaxed);
   }
   pools_ = std::move(pools);
+  free_unused_pools();
 }
 
-UpstreamPool& Worker::pool(std::string_view upstream_name) {
+void Worker::free_unused_pools() {
+  retired_pool_unused_ = false;
+  std::size_t before = retired_pools_.size();
+  std::erase_if(retired_pools_, [](const auto& pool) { return !pool->in_use(); });
+  process_metrics().retired_upstream_pools.fetch_sub(before - retired_pools_.size(), std::memory_order_relaxed);
+}
+
+UpstreamPool& Worker::pool(const Runtime& runtime, std::string_view upstream_name) {
   for (auto& pool : pools_) {
     if (pool->config().name == upstream_name) return *pool;
   }
   for (auto it = retired_pools_.rbegin(); it != retired_pools_.rend(); ++it) {
     if ((*it)->config().name == upstream_name) return **it;
   }
-  // Unreachable: a Runtime's routes name only its own upstreams, and every pool that a
-  // Runtime in use had is current or retired.
-  std::abort();
+  // Freed since: a request of an older Runtime retries, or fetches, after its last connection
+  // to that upstream closed. A retired pool of its own serves it and is freed after it.
+  const auto& upstreams = runtime.config().upstreams;
+  auto config = std::find_if(upstreams.begin(), upstreams.end(),
+                             [&](const UpstreamConfig& upstream) { return upstream.name == upstream_name; });
+  // A Runtime's routes name only its own upstreams (checked when the configuration loads).
+  if (config == upstreams.end()) std::abort();
+  retired_pools_.push_back(std::make_unique<UpstreamPool>(*this, *config));
+  retired_pools_.back()->retire();
+  process_metrics().retired_upstream_pools.fetch_add(1, std::memory_order_relaxed);
+  return *retired_pools_.back();
 }
 
 void Worker::on_async(uv_async_t* async) {
@@ -179,6 +208,7 @@ void Worker::begin_drain(bool force) {
     }
   }
   for (auto& pool : pools_) pool->close_idle();
+  access_log_.flush();  // what was logged before the drain, at once (the rest when the loop ends)
   maybe_finish();
 }
 
@@ -217,7 +247,8 @@ void Worker::on_connection(uv_stream_t* stream, int status) {
 }
 
 void Worker::on_prepare(uv_prepare_t* prepare) {
-  static_cast<Worker*>(prepare->data)->access_log_.flush();
+  auto* self = static_cast<Worker*>(prepare->data);
+  if (self->retired_pool_unused_) self->free_unused_pools();
 }
 
 void Worker::next_request_id(std::string& out) {

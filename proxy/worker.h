@@ -1,6 +1,6 @@
 #pragma once
 // One event-loop thread. Workers share nothing on the data path: each has its own loop,
-// its own listening sockets (SO_REUSEPORT on the same address), its own upstream pools and
+// its own handles on the listening sockets (dups of the one socket per address), its own upstream pools and
 // read buffer. Cross-thread requests (shutdown) arrive through a uv_async_t.
 
 #include <atomic>
@@ -62,9 +62,13 @@ class Worker {
   uv_loop_t* loop() noexcept { return &loop_; }
   Server& server() noexcept { return server_; }
   const std::shared_ptr<const Runtime>& runtime() const noexcept { return runtime_; }
-  // The pool of the upstream of that name in the current Runtime (or, for a request that
-  // began before a reload removed it, the retired one).
-  UpstreamPool& pool(std::string_view upstream_name);
+  // The pool of the upstream of that name in the current Runtime; for a request that began
+  // under `runtime` before a reload removed that upstream, a retired one (made again from
+  // `runtime`'s configuration if the old one was freed meanwhile). The reference is valid until
+  // the loop next runs its prepare phase, unless a connection of the pool or a hold() keeps it.
+  UpstreamPool& pool(const Runtime& runtime, std::string_view upstream_name);
+  // Loop thread: a retired pool's last user went away; it is freed before the next poll.
+  void retired_pool_unused() noexcept { retired_pool_unused_ = true; }
   std::string& read_buffer() noexcept { return read_buffer_; }
   AccessLog& access_log() noexcept { return access_log_; }
   bool draining() const noexcept { return draining_; }
@@ -83,6 +87,7 @@ class Worker {
 
   void run();
   void adopt_runtime();
+  void free_unused_pools();
   void begin_drain(bool force);
   void maybe_finish();
   static void on_connection(uv_stream_t* server, int status);
@@ -92,13 +97,16 @@ class Worker {
   Server& server_;
   uv_loop_t loop_{};
   uv_async_t wakeup_{};
-  uv_prepare_t flush_logs_{};
+  uv_prepare_t prepare_{};      // before each poll: frees retired pools no longer in use
+  uv_timer_t flush_timer_{};    // writes the access log's buffer every AccessLog::kFlushIntervalMs
   std::thread thread_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::shared_ptr<const Runtime> runtime_;
   std::vector<std::unique_ptr<UpstreamPool>> pools_;
-  // Pools of upstreams a reload changed or removed: kept while connections may still use them.
+  // Pools of upstreams a reload changed or removed: kept while in use (UpstreamPool::in_use),
+  // freed by free_unused_pools().
   std::vector<std::unique_ptr<UpstreamPool>> retired_pools_;
+  bool retired_pool_unused_ = false;
   std::atomic<bool> runtime_changed_{false};
   std::vector<ClientConnection*> connections_;
   std::string read_buffer_;

@@ -23,6 +23,7 @@ using harness::ChildProcess;
 using harness::HttpClient;
 using harness::NotifySocket;
 using harness::require;
+using harness::TempDirectory;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -64,20 +65,6 @@ bool has_stderr_line_containing(const ChildProcess& process, std::string_view te
   return false;
 }
 
-// A fresh directory under /tmp, removed with its contents.
-class TempDirectory {
- public:
-  TempDirectory() {
-    char path[] = "/tmp/arbiter-units-XXXXXX";
-    if (::mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = path;
-  }
-  ~TempDirectory() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 std::string systemd_analyze() {
   for (const char* path : {"/usr/bin/systemd-analyze", "/bin/systemd-analyze"}) {

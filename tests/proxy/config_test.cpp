@@ -483,7 +483,21 @@ TEST(ConfigErrorsTest, BadCidr) {
 
 TEST(ConfigErrorsTest, BadAccessLogSetting) {
   EXPECT_EQ(sole_error(with_rest("[log]\naccess = \"file\"")),
-            "arbiter.toml:2:10: log.access: expected \"stdout\" or \"off\", got \"file\"");
+            "arbiter.toml:2:10: log.access: expected \"stdout\", \"off\" or a file path with a '/' "
+            "(\"/var/log/arbiter/access.log\", \"./access.log\"), got \"file\"");
+  EXPECT_EQ(sole_error(with_rest("[log]\naccess = \"/var/log/\"")),
+            "arbiter.toml:2:10: log.access: expected \"stdout\", \"off\" or a file path with a '/' "
+            "(\"/var/log/arbiter/access.log\", \"./access.log\"), got \"/var/log/\"");
+}
+
+TEST(ConfigTest, AccessLogToAFile) {
+  Config config = parse_config(with_rest("[log]\naccess = \"/var/log/arbiter/access.log\""), "arbiter.toml");
+  EXPECT_TRUE(config.log.access);
+  EXPECT_EQ(config.log.access_path, "/var/log/arbiter/access.log");
+  EXPECT_EQ(nlohmann::json::parse(config_to_json(config))["log"]["access"], "/var/log/arbiter/access.log");
+  EXPECT_EQ(parse_config(with_rest("[log]\naccess = \"./access.log\""), "arbiter.toml").log.access_path,
+            "./access.log");
+  EXPECT_EQ(parse_config(with_rest("[log]\naccess = \"stdout\""), "arbiter.toml").log.access_path, "");
 }
 
 TEST(ConfigErrorsTest, BadAccessLogFormat) {
@@ -496,7 +510,8 @@ TEST(ConfigErrorsTest, BadAccessLogFormat) {
   // Both keys are checked: a bad access value does not hide a bad format.
   EXPECT_EQ(error_texts(with_rest("[log]\naccess = \"file\"\nformat = \"xml\"")),
             (std::vector<std::string>{
-                "arbiter.toml:2:10: log.access: expected \"stdout\" or \"off\", got \"file\"",
+                "arbiter.toml:2:10: log.access: expected \"stdout\", \"off\" or a file path with a '/' "
+                "(\"/var/log/arbiter/access.log\", \"./access.log\"), got \"file\"",
                 "arbiter.toml:3:10: log.format: expected \"json\" or \"combined\", got \"xml\"",
             }));
 }

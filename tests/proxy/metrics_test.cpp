@@ -94,11 +94,16 @@ TEST(MetricsRenderTest, ExactTextForASmallRegistry) {
             "# HELP arbiter_reloads_total Configuration reloads, by result: success or failure.\n"
             "# TYPE arbiter_reloads_total counter\n"
             "arbiter_reloads_total{result=\"success\"} 0\n"
-            "arbiter_reloads_total{result=\"failure\"} 0\n");
+            "arbiter_reloads_total{result=\"failure\"} 0\n"
+            "# HELP arbiter_retired_upstream_pools Upstream connection pools a reload replaced that connections "
+            "still use (one per worker and upstream); each is freed when its last connection has closed.\n"
+            "# TYPE arbiter_retired_upstream_pools gauge\n"
+            "arbiter_retired_upstream_pools 0\n");
 }
 
 TEST(MetricsRenderTest, ReloadCountsComeFromTheProcessCounts) {
-  std::string text = render_exposition(request_metric_families(MetricsSnapshot{}, ProcessCounts{3, 1}));
+  std::string text = render_exposition(request_metric_families(MetricsSnapshot{}, ProcessCounts{3, 1, 2}));
+  EXPECT_NE(text.find("arbiter_retired_upstream_pools 2\n"), std::string::npos) << text;
   EXPECT_NE(text.find("arbiter_reloads_total{result=\"success\"} 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("arbiter_reloads_total{result=\"failure\"} 1\n"), std::string::npos) << text;
   // No requests yet: those families have no series and are left out entirely.

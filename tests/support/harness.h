@@ -3,15 +3,18 @@
 // over real loopback sockets (127.0.0.1 only). Every wait is bounded, so a broken binary
 // fails a test instead of hanging it.
 
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -46,6 +49,26 @@ class TempFile {
 };
 
 TempFile write_temp_file(std::string_view contents, std::string_view suffix = "");
+
+// A fresh directory under /tmp (mkdtemp), removed with its contents when this object goes away.
+class TempDirectory {
+ public:
+  TempDirectory() {
+    char path[] = "/tmp/arbiter-test-XXXXXX";
+    if (::mkdtemp(path) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = path;
+  }
+  ~TempDirectory() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDirectory(const TempDirectory&) = delete;
+  TempDirectory& operator=(const TempDirectory&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
 
 // ---------------------------------------------------------------------------------------
 // Processes
