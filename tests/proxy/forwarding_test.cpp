@@ -53,7 +53,7 @@ TEST(UpstreamHead, TunnelledUpgradeKeepsUpgradeAndSaysConnectionUpgrade) {
                      {"Sec-WebSocket-Version", "13"}};
   std::string head;
   write_upstream_request_head(head, UpstreamRequest{"GET", "/chat", headers, "10.0.0.7", false, "rid-1",
-                                                    "127.0.0.1:8081", BodyFraming::None, 0, {}, true});
+                                                    "127.0.0.1:8081", BodyFraming::None, 0, {}, {}, true});
   EXPECT_NE(head.find("\r\nUpgrade: websocket\r\n"), std::string::npos) << head;
   EXPECT_NE(head.find("\r\nConnection: upgrade\r\n"), std::string::npos) << head;
   EXPECT_NE(head.find("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"), std::string::npos) << head;
