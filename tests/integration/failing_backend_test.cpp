@@ -31,7 +31,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 // Polls `condition` every 10 ms until it holds or `timeout` has passed; returns its last value.
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 3s) {
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 20s) {
   const auto deadline = Clock::now() + timeout;
   while (!condition()) {
     if (Clock::now() >= deadline) return false;

@@ -525,15 +525,16 @@ TEST_F(HostileClientTest, BodyOverTheLimitSentSlowlyIs413WithoutReadingTheRest) 
     RawConnection connection(arbiter_->port());
     auto began = Clock::now();
     ASSERT_TRUE(connection.send(post_head("Content-Length: 104857600\r\n") + std::string(1024, 'b')));
-    // Keep trickling while waiting for the answer.
-    while (connection.first_status() == 0 && !connection.closed() && Clock::now() - began < 5s) {
+    // Keep trickling while waiting for the answer. At 64 bytes a pass the 100 MiB body is
+    // nowhere near complete when the deadline passes, so a 413 at all is a 413 that did not
+    // wait for the body, however slow the machine (no bound on the time it took).
+    while (connection.first_status() == 0 && !connection.closed() && Clock::now() - began < 20s) {
       connection.send(std::string(64, 'b'));
       connection.pump();
       std::this_thread::sleep_for(10ms);
     }
-    EXPECT_EQ(connection.first_status(), 413);
-    EXPECT_LT(Clock::now() - began, 2s) << "the 413 waited for the body";
-    while (!connection.closed() && Clock::now() - began < 8s) {
+    EXPECT_EQ(connection.first_status(), 413) << "the 413 waited for the body";
+    while (!connection.closed() && Clock::now() - began < 40s) {
       connection.send(std::string(64, 'b'));
       connection.pump();
       std::this_thread::sleep_for(10ms);

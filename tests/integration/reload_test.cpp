@@ -145,9 +145,16 @@ TEST_F(ReloadTest, ANewRouteServesAtOnceAndARemovedOneStops) {
 
 TEST_F(ReloadTest, ARequestInFlightFinishesUnderThePoliciesItStartedWith) {
   start(with_limit(5));
-  HttpClient slow(arbiter_->port());
-  ASSERT_TRUE(slow.send_raw(harness::format_request("GET", "/_test/delay?ms=700", arbiter_->port())));
-  std::this_thread::sleep_for(150ms);
+  clear_backend_log();
+  // Held at the backend across the reload: the reload starts once the backend has the
+  // request (not after a fixed pause), and the delay outlasts a slow reload.
+  HttpClient slow(arbiter_->port(), 30s);
+  ASSERT_TRUE(slow.send_raw(harness::format_request("GET", "/_test/delay?ms=3000", arbiter_->port())));
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (backend_log().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_FALSE(backend_log().empty()) << "the slow request never reached the backend";
   // The new configuration has no route for it at all.
   std::string without_hooks = make_config(backend_.port(), with_limit(5));
   without_hooks.replace(without_hooks.find("path = \"/_test/*\""), 17, "path = \"/_gone/*\"");
