@@ -1,10 +1,11 @@
 #include "policies/etag_policy.h"
 
 #include <algorithm>
-
-#include "policies/byte_range.h"
 #include <stdexcept>
 #include <utility>
+
+#include "policies/byte_range.h"
+#include "policies/path_normalization.h"
 
 namespace arbiter {
 
@@ -45,9 +46,11 @@ std::string_view trimmed(std::string_view text) noexcept {
   return text;
 }
 
-// The target of a 201's Location (or Content-Location) on this upstream: its path and query,
-// the scheme and authority of an absolute URI dropped, a relative path resolved against the
-// request's path. nullopt for what cannot be resolved that simply (dot segments, no path).
+// The target of a 201's Location (or Content-Location) on this upstream: its path (in the
+// normal form request paths get before routing, policies/path_normalization.h) and query, the
+// scheme and authority of an absolute URI dropped, a relative path resolved against the
+// request's path. nullopt for what cannot be resolved (no path, a path that cannot be
+// normalised).
 std::optional<std::string> location_target(std::string_view location, std::string_view request_path) {
   location = trimmed(location);
   location = location.substr(0, location.find('#'));
@@ -61,14 +64,13 @@ std::optional<std::string> location_target(std::string_view location, std::strin
     location.remove_prefix(path);
   }
   if (location.empty() || location.front() == '?') return std::nullopt;
-  std::string target;
-  if (location.front() != '/') target = std::string(request_path.substr(0, request_path.rfind('/') + 1));
-  target.append(location);
-  std::string_view path = std::string_view(target).substr(0, target.find('?'));
-  if (path.find("/./") != std::string_view::npos || path.find("/../") != std::string_view::npos ||
-      path.ends_with("/.") || path.ends_with("/..")) {
-    return std::nullopt;
-  }
+  std::string joined;
+  if (location.front() != '/') joined = std::string(request_path.substr(0, request_path.rfind('/') + 1));
+  joined.append(location);
+  std::size_t query = joined.find('?');
+  std::string target, why;
+  if (!normalize_path(std::string_view(joined).substr(0, query), target, why)) return std::nullopt;
+  if (query != std::string::npos) target.append(joined, query);
   return target;
 }
 
@@ -676,6 +678,11 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   if (!location) location = response.headers.find("Content-Location");
   std::optional<std::string> target = location ? location_target(*location, request.path) : std::nullopt;
   std::string created = target ? target->substr(0, target->find('?')) : std::string();
+  if (!request.resource_path.empty()) {  // the proxy keys resources by the lower-cased path
+    std::string lowered;
+    lower_case_path(created, lowered);
+    created = std::move(lowered);
+  }
   // The created resource is the target: tagged as any write's answer.
   if (target ? created == exchange.resource() : !location && request.method == "PUT") return std::nullopt;
   // The target (a collection) changed too; its next conditional write re-reads it.

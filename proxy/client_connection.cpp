@@ -5,7 +5,7 @@
 
 #include "proxy/config_json.h"
 #include "proxy/metrics.h"
-#include "proxy/path_normalization.h"
+#include "policies/path_normalization.h"
 #include "proxy/server.h"
 #include "proxy/subrequest.h"
 #include "proxy/worker.h"

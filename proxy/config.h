@@ -48,7 +48,7 @@ struct ServerConfig {
   std::size_t max_connections = 10000;
   std::vector<Cidr> trusted_proxies;
   // The upstream gets the request target as the client sent it, instead of its normal path
-  // (proxy/path_normalization.h) and the query as sent.
+  // (policies/path_normalization.h) and the query as sent.
   bool forward_raw_path = false;
   // Routes and resource keys see the path lower-cased (for backends that ignore case).
   bool case_insensitive_paths = false;

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "proxy/path_normalization.h"
+#include "policies/path_normalization.h"
 #include "proxy/runtime.h"
 
 namespace arbiter {
@@ -13,7 +13,7 @@ std::string explain_request(const Config& config, std::string_view method, std::
   RuntimeState state;
   Runtime runtime(config, state);
   std::string out = "request:   " + std::string(method) + " " + std::string(target) + "\n";
-  // The normalisation a server applies before routing (proxy/path_normalization.h).
+  // The normalisation a server applies before routing (policies/path_normalization.h).
   std::size_t query_at = std::min(target.find('?'), target.size());
   std::string normal_target, why;
   if (!normalize_path(target.substr(0, query_at), normal_target, why)) {

@@ -4,7 +4,7 @@
 // Path patterns: "/items/{id}" — literal segments match exactly, "{name}" matches exactly one
 // non-empty segment and captures it, a trailing "*" matches the rest of the path (zero or
 // more segments). The query string never takes part in matching. Paths are matched as
-// normalised (proxy/path_normalization.h), lower-cased first under case_insensitive_paths.
+// normalised (policies/path_normalization.h), lower-cased first under case_insensitive_paths.
 
 #include <cstdint>
 #include <optional>

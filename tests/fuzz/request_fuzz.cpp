@@ -34,7 +34,7 @@
 #include "proxy/config.h"
 #include "proxy/forwarding.h"
 #include "proxy/request_parser.h"
-#include "proxy/path_normalization.h"
+#include "policies/path_normalization.h"
 #include "proxy/router.h"
 #include "proxy/runtime.h"
 #include "tests/fuzz/fuzz_support.h"

@@ -128,23 +128,28 @@ TEST_F(RateLimitTest, ABlastAdmitsBurstPlusRateTimesElapsedAndOnlyThoseReachTheB
   EXPECT_EQ(backend_requests_for("/accounts/1"), static_cast<std::size_t>(admitted.load()));
 }
 
+// 3/h: one token every 20 minutes, so however slow the machine, none comes back during the
+// test and every field's value is exact (the seconds are rounded up).
 TEST_F(RateLimitTest, TheRefusalIsA429ProblemWithStandardFields) {
   start(ConfigOptions{.routes = limited_accounts(
-                          "[[route.limit]]\nname = \"per-client\"\nrate = \"20/s\"\nburst = 3\n")});
+                          "[[route.limit]]\nname = \"per-client\"\nrate = \"3/h\"\nburst = 3\n")});
   HttpClient client(arbiter_->port());
+  // t: until the bucket is full again while tokens remain; once none does, until the next one.
+  const std::string expected_t[] = {"1200", "2400", "1200"};
   for (int i = 0; i < 3; ++i) {
     auto admitted = client.request("GET", "/accounts/1");
     ASSERT_TRUE(admitted) << client.last_error();
     EXPECT_EQ(admitted->status, 200);
-    EXPECT_EQ(admitted->header("RateLimit").value_or(""), "\"per-client\";r=" + std::to_string(2 - i) + ";t=1");
+    EXPECT_EQ(admitted->header("RateLimit").value_or(""),
+              "\"per-client\";r=" + std::to_string(2 - i) + ";t=" + expected_t[i]);
   }
   auto refused = client.request("GET", "/accounts/1");
   ASSERT_TRUE(refused) << client.last_error();
   EXPECT_EQ(refused->status, 429);
   EXPECT_EQ(refused->header("Content-Type").value_or(""), "application/problem+json");
-  EXPECT_EQ(refused->header("Retry-After").value_or(""), "1");
-  EXPECT_EQ(refused->header("RateLimit-Policy").value_or(""), "\"per-client\";q=3;w=1");
-  EXPECT_EQ(refused->header("RateLimit").value_or(""), "\"per-client\";r=0;t=1");
+  EXPECT_EQ(refused->header("Retry-After").value_or(""), "1200");
+  EXPECT_EQ(refused->header("RateLimit-Policy").value_or(""), "\"per-client\";q=3;w=3600");
+  EXPECT_EQ(refused->header("RateLimit").value_or(""), "\"per-client\";r=0;t=1200");
   json problem = json::parse(refused->body);
   EXPECT_EQ(problem["type"], "https://iana.org/assignments/http-problem-types#quota-exceeded");
   EXPECT_EQ(problem["status"], 429);

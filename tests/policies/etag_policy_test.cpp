@@ -1263,6 +1263,29 @@ TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
   EXPECT_FALSE(anonymous.response_etag().has_value());
 }
 
+// The created resource is keyed as a request for it would be: the Location's path in the normal
+// form the proxy gives request paths before routing.
+TEST_F(EtagPolicyTest, A201sLocationIsKeyedByItsNormalisedPath) {
+  Exchange post = exchange("POST", "/accounts");
+  ASSERT_TRUE(post.request().forwards());
+  EXPECT_FALSE(post.respond(201, {{"Location", "/x/../accounts/%31%32"}, {"ETag", "\"c12\""}}, "{}").fetch_first);
+  EXPECT_EQ(post.response_etag(), "\"c12\"");
+  post.end();
+  EXPECT_EQ(known("/accounts/12"), "\"c12\"");
+
+  Exchange relative = exchange("POST", "/accounts/");
+  relative.request();
+  EXPECT_FALSE(relative.respond(201, {{"Location", "./%7e13"}, {"ETag", "\"c13\""}}, "{}").fetch_first);
+  relative.end();
+  EXPECT_EQ(known("/accounts/~13"), "\"c13\"");
+
+  // A Location that climbs above the root names nothing Arbiter can key: no validator.
+  Exchange escaping = exchange("POST", "/accounts");
+  escaping.request();
+  EXPECT_FALSE(escaping.respond(201, {{"Location", "/../../etc"}, {"ETag", "\"c14\""}}, "{}").fetch_first);
+  EXPECT_FALSE(escaping.response_etag().has_value());
+}
+
 TEST_F(EtagPolicyTest, AStreamIsLeftUntagged) {
   Exchange get = exchange("GET", "/accounts/1");
   get.request();

@@ -1,4 +1,4 @@
-#include "proxy/path_normalization.h"
+#include "policies/path_normalization.h"
 
 #include <gtest/gtest.h>
 
