@@ -66,15 +66,7 @@ class ScriptedBackend {
   using Handler = std::function<ScriptedResponse(const ScriptedRequest&)>;
 
   explicit ScriptedBackend(Handler handler) : handler_(std::move(handler)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listen_fd_, 64);
-    socklen_t length = sizeof address;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
+    listen_fd_ = harness::listen_on_loopback(port_, "ScriptedBackend");
     acceptor_ = std::thread([this] { accept_loop(); });
   }
   ~ScriptedBackend() {

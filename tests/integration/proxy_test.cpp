@@ -50,15 +50,7 @@ long peak_rss_kb(pid_t pid) {
 class ClosingBackend {
  public:
   explicit ClosingBackend(std::string answer) : answer_(std::move(answer)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listen_fd_, 16);
-    socklen_t length = sizeof address;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
+    listen_fd_ = harness::listen_on_loopback(port_, "ClosingBackend");
     thread_ = std::thread([this] { serve(); });
   }
   ~ClosingBackend() {
