@@ -98,24 +98,27 @@ void log_line(std::string_view message) {
 
 void append_json_escaped(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
+  // Runs of bytes that need no escape (nearly all of a log line) are appended whole.
+  std::size_t plain = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto u = static_cast<unsigned char>(text[i]);
+    bool quoted = u == '"' || u == '\\';
+    // Request targets are not trusted to be UTF-8: bytes >= 0x80 are escaped too, which keeps
+    // every line valid JSON.
+    bool control = u < 0x20 || u >= 0x7f;
+    if (!quoted && !control) continue;
+    out.append(text.data() + plain, i - plain);
+    plain = i + 1;
+    if (quoted) {
       out.push_back('\\');
-      out.push_back(c);
-    } else if (u < 0x20 || u == 0x7f) {
-      out.append("\\u00");
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
-    } else if (u >= 0x80) {
-      // Request targets are not trusted to be UTF-8; escaping bytes keeps every line valid JSON.
-      out.append("\\u00");
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
+      out.push_back(static_cast<char>(u));
     } else {
-      out.push_back(c);
+      out.append("\\u00");
+      out.push_back(kHex[u >> 4]);
+      out.push_back(kHex[u & 15]);
     }
   }
+  out.append(text.data() + plain, text.size() - plain);
 }
 
 std::string_view access_log_format_name(AccessLogFormat format) noexcept {
