@@ -82,13 +82,18 @@ class AdminTest : public harness::ProxyFixture {
   }
   // An exchange is counted when it ends, just after its last bytes were written, so a client
   // can have its answer a moment before the worker counts it: scrape until `requests` are.
+  // Fails the test when they are not counted by a generous deadline (it returns as soon as they are).
   std::map<std::string, double> scrape_after(double requests) {
-    auto deadline = std::chrono::steady_clock::now() + 20s;  // generous: returns as soon as they are counted
+    auto deadline = std::chrono::steady_clock::now() + 20s;
     while (true) {
       auto metrics = scrape();
       double counted = 0;
       for (const auto& [series, value] : metrics) counted += series.starts_with("arbiter_requests_total{") ? value : 0;
-      if (counted >= requests || std::chrono::steady_clock::now() > deadline) return metrics;
+      if (counted >= requests) return metrics;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << "arbiter_requests_total counts " << counted << " requests of " << requests;
+        return metrics;
+      }
       std::this_thread::sleep_for(10ms);
     }
   }
