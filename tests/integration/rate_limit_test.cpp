@@ -266,6 +266,9 @@ TEST_F(RateLimitTest, QueueTimeoutIs503WithRetryAfter) {
   EXPECT_EQ(waited.status, 503);
   EXPECT_TRUE(waited.header("Retry-After").has_value());
   EXPECT_EQ(waited.header("Content-Type").value_or(""), "application/problem+json");
+  // Refused after waiting, not at once for a full queue (max_queue = 1 leaves it room).
+  EXPECT_NE(json::parse(waited.body)["detail"].get<std::string>().find("(queue_timeout)"), std::string::npos)
+      << waited.body;
 }
 
 TEST_F(RateLimitTest, AQueuedClientThatDisconnectsGivesItsPlaceBack) {
