@@ -213,7 +213,7 @@ TEST_F(AdminTest, MetricsIsTheTextFormatWithItsContentType) {
 // promtool (format and naming lint of the exposition) comes unpacked from Debian's prometheus
 // package into build/tools, which `bash .ci/test` puts on PATH; installing the package would
 // also set up a Prometheus server.
-TEST_F(AdminTest, PromtoolAcceptsTheMetricsWhenItIsInstalled) {
+TEST_F(AdminTest, PromtoolAcceptsTheMetrics) {
   auto promtool = find_on_path("promtool");
   ASSERT_TRUE(promtool) << "promtool is not on PATH: `bash .ci/test` unpacks it into build/tools";
   start_with();
