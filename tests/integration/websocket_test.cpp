@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <functional>
 #include <regex>
 #include <thread>
 
@@ -19,19 +18,11 @@
 namespace {
 
 using harness::BlockingSocket;
+using harness::eventually;
 using harness::WebSocketBackend;
 using harness::WebSocketClient;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 struct PlainResponse {
   int status = 0;
