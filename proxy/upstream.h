@@ -170,7 +170,6 @@ class UpstreamPool {
   // A reload replaced this upstream: idle connections close, busy ones close when done. The
   // worker frees a retired pool once it is no longer in use.
   void retire();
-  bool retired() const noexcept { return retired_; }
   // Something still refers to this pool: a connection of it exists (busy, idle or closing), or
   // a holder counted with hold() has not let go.
   bool in_use() const noexcept { return users_ > 0; }
