@@ -62,12 +62,16 @@ bool is_listed(std::string_view name, const Names& names) {
   return std::any_of(std::begin(names), std::end(names), [name](std::string_view listed) { return iequals(name, listed); });
 }
 
-// The options of a message's Connection fields: views into `headers`.
+// The options of a message's Connection fields that name a field not hop-by-hop anyway: views
+// into `headers`. The usual `Connection: keep-alive` (or `upgrade`, `TE`) gives none, so the
+// vector allocates only for a message that names other fields.
 std::vector<std::string_view> connection_options(const HeaderList& headers) {
   std::vector<std::string_view> options;
   for (HeaderField field : headers) {
     if (iequals(field.name, "connection")) {
-      for_each_list_element(field.value, [&](std::string_view option) { options.push_back(option); });
+      for_each_list_element(field.value, [&](std::string_view option) {
+        if (!is_listed(option, kHopByHop)) options.push_back(option);
+      });
     }
   }
   return options;
