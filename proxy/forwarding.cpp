@@ -56,12 +56,34 @@ bool is_forwarding_field(std::string_view name) {
          iequals(name, "via") || iequals(name, "x-request-id") || iequals(name, "expect");
 }
 
-bool is_hop_by_hop(std::string_view name) {
-  return std::any_of(kHopByHop.begin(), kHopByHop.end(), [name](std::string_view hop) { return iequals(name, hop); });
+// Whether `name` is one of `names`, ignoring case (a Connection field's options, omit_fields).
+template <class Names>
+bool is_listed(std::string_view name, const Names& names) {
+  return std::any_of(std::begin(names), std::end(names), [name](std::string_view listed) { return iequals(name, listed); });
 }
 
-bool is_listed(std::string_view name, std::span<const std::string> names) {
-  return std::any_of(names.begin(), names.end(), [name](const std::string& listed) { return iequals(name, listed); });
+// The options of a message's Connection fields that name a field not hop-by-hop anyway: views
+// into `headers`. The usual `Connection: keep-alive` (or `upgrade`, `TE`) gives none, so the
+// vector allocates only for a message that names other fields.
+std::vector<std::string_view> connection_options(const HeaderList& headers) {
+  std::vector<std::string_view> options;
+  for (HeaderField field : headers) {
+    if (iequals(field.name, "connection")) {
+      for_each_list_element(field.value, [&](std::string_view option) {
+        if (!is_listed(option, kHopByHop)) options.push_back(option);
+      });
+    }
+  }
+  return options;
+}
+
+// The one test of "this field ends at this hop" (RFC 9110 section 7.6.1): a fixed hop-by-hop
+// field or one a Connection option names, except Upgrade when `keep_upgrade` (a tunnelled
+// switch of protocols, where Arbiter itself sends `Connection: upgrade`).
+bool ends_at_this_hop(std::string_view name, std::span<const std::string_view> connection_options,
+                      bool keep_upgrade) {
+  if (keep_upgrade && iequals(name, "upgrade")) return false;
+  return is_listed(name, kHopByHop) || is_listed(name, connection_options);
 }
 
 // RFC 9110 section 5.6.2.
@@ -93,17 +115,8 @@ void append_token_or_quoted(std::string& out, std::string_view value) {
 
 void remove_hop_by_hop(HeaderList& headers, bool keep_upgrade) {
   // Views into the list's storage, which remove_if leaves in place.
-  std::vector<std::string_view> listed;
-  for (HeaderField field : headers) {
-    if (iequals(field.name, "connection")) {
-      for_each_list_element(field.value, [&](std::string_view token) { listed.push_back(token); });
-    }
-  }
-  headers.remove_if([&](std::string_view name) {
-    if (keep_upgrade && iequals(name, "upgrade")) return false;
-    return is_hop_by_hop(name) ||
-           std::any_of(listed.begin(), listed.end(), [name](std::string_view other) { return iequals(name, other); });
-  });
+  std::vector<std::string_view> options = connection_options(headers);
+  headers.remove_if([&](std::string_view name) { return ends_at_this_hop(name, options, keep_upgrade); });
 }
 
 std::string believed_client_address(std::string_view peer_address, const HeaderList& request_headers,
@@ -130,38 +143,37 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
   out.append(request.target);
   out.append(" HTTP/1.1\r\n");
 
-  std::vector<std::string> connection_listed;
-  for (HeaderField field : request.headers) {
-    if (iequals(field.name, "connection")) {
-      for_each_list_element(field.value, [&](std::string_view t) { connection_listed.emplace_back(t); });
+  std::vector<std::string_view> options = connection_options(request.headers);
+  auto crosses = [&](std::string_view name) {
+    return !ends_at_this_hop(name, options, request.upgrade) && !is_listed(name, request.omit_fields);
+  };
+  // Opens the list field `name` with the values of the client's `name` fields (when `believed`),
+  // each followed by ", ", for this hop to end it with its own element. Views, no copies: the
+  // values go straight from the client's head to `out`.
+  auto open_list_field = [&](std::string_view name, bool believed) {
+    out.append(name);
+    out.append(": ");
+    if (!believed || !crosses(name)) return;
+    for (HeaderField field : request.headers) {
+      if (!iequals(field.name, name) || trim(field.value).empty()) continue;
+      out.append(trim(field.value));
+      out.append(", ");
     }
-  }
+  };
 
   bool has_host = false;
-  std::string forwarded_for, forwarded_proto, forwarded_host, forwarded, via;
-  std::string_view host;
+  std::string_view host, forwarded_proto, forwarded_host;
   for (HeaderField field : request.headers) {
-    bool kept_upgrade = request.upgrade && iequals(field.name, "upgrade");
-    if ((is_hop_by_hop(field.name) || is_listed(field.name, connection_listed)) && !kept_upgrade) continue;
-    if (is_listed(field.name, request.omit_fields)) continue;
+    if (!crosses(field.name)) continue;
     if (is_forwarding_field(field.name)) {
-      if (iequals(field.name, "x-forwarded-for") && request.peer_is_trusted_proxy) {
-        if (!forwarded_for.empty()) forwarded_for.append(", ");
-        forwarded_for.append(trim(field.value));
-      } else if (iequals(field.name, "x-forwarded-proto") && request.peer_is_trusted_proxy) {
-        forwarded_proto.assign(trim(field.value));
+      // X-Forwarded-For, Forwarded and Via are written below; X-Real-IP, X-Request-Id and Expect
+      // are the proxy's to send.
+      if (iequals(field.name, "x-forwarded-proto") && request.peer_is_trusted_proxy) {
+        forwarded_proto = trim(field.value);
       } else if (iequals(field.name, "x-forwarded-host") && request.peer_is_trusted_proxy) {
-        forwarded_host.assign(trim(field.value));
-      } else if (iequals(field.name, "forwarded") && request.peer_is_trusted_proxy) {
-        if (!trim(field.value).empty()) {
-          if (!forwarded.empty()) forwarded.append(", ");
-          forwarded.append(trim(field.value));
-        }
-      } else if (iequals(field.name, "via")) {
-        if (!via.empty()) via.append(", ");
-        via.append(trim(field.value));
+        forwarded_host = trim(field.value);
       }
-      continue;  // X-Real-IP, X-Request-Id and Expect are the proxy's to send
+      continue;
     }
     if (iequals(field.name, "host")) {
       has_host = true;
@@ -170,49 +182,48 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
     append_field(out, field.name, field.value);
   }
   if (!has_host) append_field(out, "Host", request.upstream_authority);
-  if (accepts_trailers(request.headers)) {
-    // TE is hop-by-hop: only what Arbiter itself can relay is asked of the upstream.
-    append_field(out, "TE", "trailers");
-    append_field(out, "Connection", "TE");
+  // TE is hop-by-hop: only what Arbiter itself can relay is asked of the upstream. One
+  // Connection field names this hop's options.
+  bool ask_trailers = accepts_trailers(request.headers);
+  if (ask_trailers) append_field(out, "TE", "trailers");
+  if (ask_trailers || request.upgrade) {
+    append_field(out, "Connection", ask_trailers && request.upgrade ? "TE, upgrade" : ask_trailers ? "TE" : "upgrade");
   }
 
-  if (!forwarded_for.empty()) forwarded_for.append(", ");
-  forwarded_for.append(request.peer_address);
-  append_field(out, "X-Forwarded-For", forwarded_for);
+  open_list_field("X-Forwarded-For", request.peer_is_trusted_proxy);
+  out.append(request.peer_address);
+  out.append("\r\n");
   append_field(out, "X-Forwarded-Proto", forwarded_proto.empty() ? std::string_view("http") : forwarded_proto);
-  if (forwarded_host.empty() && has_host) forwarded_host.assign(host);
+  if (forwarded_host.empty() && has_host) forwarded_host = host;
   if (!forwarded_host.empty()) append_field(out, "X-Forwarded-Host", forwarded_host);
-  if (!forwarded.empty()) forwarded.append(", ");
-  forwarded.append(forwarded_element(request.peer_address, has_host, host));
-  append_field(out, "Forwarded", forwarded);
+  open_list_field("Forwarded", request.peer_is_trusted_proxy);
+  append_forwarded_element(out, request.peer_address, has_host, host);
+  out.append("\r\n");
   append_field(out, "X-Real-IP", request.believed_client.empty() ? request.peer_address : request.believed_client);
-  if (!via.empty()) via.append(", ");
-  via.append("1.1 arbiter");
-  append_field(out, "Via", via);
+  open_list_field("Via", true);
+  out.append("1.1 arbiter\r\n");
   append_field(out, "X-Request-Id", request.request_id);
-  if (request.upgrade) append_field(out, "Connection", "upgrade");
 
   append_framing(out, request.framing, request.content_length);
   out.append("\r\n");
 }
 
-std::string forwarded_element(std::string_view for_address, bool has_host, std::string_view host) {
-  std::string element = "for=";
+void append_forwarded_element(std::string& out, std::string_view for_address, bool has_host, std::string_view host) {
+  out.append("for=");
   if (for_address.empty()) {
-    element.append("unknown");  // RFC 7239 section 6.3
+    out.append("unknown");  // RFC 7239 section 6.3
   } else if (for_address.find(':') != std::string_view::npos) {
-    element.append("\"[");
-    element.append(for_address);
-    element.append("]\"");
+    out.append("\"[");
+    out.append(for_address);
+    out.append("]\"");
   } else {
-    element.append(for_address);
+    out.append(for_address);
   }
-  element.append(";proto=http");
+  out.append(";proto=http");
   if (has_host) {
-    element.append(";host=");
-    append_token_or_quoted(element, trim(host));
+    out.append(";host=");
+    append_token_or_quoted(out, trim(host));
   }
-  return element;
 }
 
 bool accepts_trailers(const HeaderList& request_headers) {
@@ -231,7 +242,7 @@ bool accepts_trailers(const HeaderList& request_headers) {
 void write_last_chunk(std::string& out, const HeaderList& trailers, std::span<const std::string> omit_fields) {
   out.append("0\r\n");
   for (HeaderField field : trailers) {
-    if (is_hop_by_hop(field.name) || is_forwarding_field(field.name) || iequals(field.name, "host") ||
+    if (ends_at_this_hop(field.name, {}, false) || is_forwarding_field(field.name) || iequals(field.name, "host") ||
         is_listed(field.name, omit_fields)) {
       continue;
     }

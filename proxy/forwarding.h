@@ -59,13 +59,14 @@ struct UpstreamRequest {
 // trusted proxy's elements are kept and one is appended for this hop
 // (`for=PEER;proto=http;host=HOST`); from anyone else the field is replaced by that element
 // alone. X-Real-IP is always the believed client. Via gets "1.1 arbiter". TE is sent as
-// `TE: trailers` when the client's TE lists trailers, and dropped otherwise.
+// `TE: trailers` when the client's TE lists trailers, and dropped otherwise; one Connection field
+// names what this hop sends of TE and Upgrade.
 void write_upstream_request_head(std::string& out, const UpstreamRequest& request);
 
-// One element of a Forwarded field (RFC 7239 section 4) for a hop that received a request from
-// `for_address` over plain HTTP with Host `host` (none when `has_host` is false): IPv6 addresses
-// are bracketed and quoted (`for="[::1]"`), a host that is not a token is quoted.
-std::string forwarded_element(std::string_view for_address, bool has_host, std::string_view host);
+// Appends to `out` one element of a Forwarded field (RFC 7239 section 4) for a hop that received
+// a request from `for_address` over plain HTTP with Host `host` (none when `has_host` is false):
+// IPv6 addresses are bracketed and quoted (`for="[::1]"`), a host that is not a token is quoted.
+void append_forwarded_element(std::string& out, std::string_view for_address, bool has_host, std::string_view host);
 
 // Whether a TE field value lists "trailers" (RFC 9110 section 10.1.4): the client accepts
 // trailer fields.

@@ -43,9 +43,13 @@ bool is_ip_literal(std::string_view inside) {
     }
     return true;
   }
-  std::string address(inside);
+  // inet_pton wants a NUL-terminated string: a copy on the stack, as config.cpp's parse_ip makes.
+  char address[INET6_ADDRSTRLEN + 1];
+  if (inside.size() >= sizeof address || inside.find('\0') != std::string_view::npos) return false;
+  inside.copy(address, inside.size());
+  address[inside.size()] = '\0';
   in6_addr parsed{};
-  return inet_pton(AF_INET6, address.c_str(), &parsed) == 1;
+  return inet_pton(AF_INET6, address, &parsed) == 1;
 }
 
 // `host [":" port]` as Host (RFC 9110 section 7.2) and an http(s) URI's authority without
@@ -103,11 +107,9 @@ std::optional<Problem> adopt_absolute_form(RequestHead& head) {
   if (authority.empty() || authority.front() == ':' || !is_host_and_port(authority)) {
     return malformed("The absolute-form target's authority '" + std::string(authority) + "' is not a valid host.");
   }
-  std::string host(authority);
-  std::string origin_form(rest.substr(authority_end));
-  if (origin_form.empty() || origin_form.front() != '/') origin_form.insert(0, "/");
-  head.target = std::move(origin_form);
-  head.headers.set("Host", host);
+  head.headers.set("Host", authority);  // copies it: `authority` views the target, rewritten next
+  head.target.erase(0, scheme_end + 3 + authority_end);
+  if (head.target.empty() || head.target.front() != '/') head.target.insert(0, 1, '/');
   return std::nullopt;
 }
 

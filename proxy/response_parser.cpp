@@ -27,7 +27,6 @@ void ResponseParser::next_response() {
   collector_.collect_into(headers_);
   head_request_ = false;
   upgrade_request_ = false;
-  upgraded_ = false;
   head_done_ = false;
   complete_ = false;
   llhttp_init(&parser_, HTTP_RESPONSE, &settings());
@@ -74,7 +73,6 @@ int ResponseParser::on_headers_complete(llhttp_t* parser) {
     // The switch the client asked for: the head goes to the client with its Upgrade field,
     // and what follows it is the new protocol (2: llhttp stops as after an upgrade).
     self.head_done_ = true;
-    self.upgraded_ = true;
     remove_hop_by_hop(self.headers_, true);
     if (!self.events_.on_response_head(status, self.headers_, BodyFraming::None, 0)) return -1;
     return 2;

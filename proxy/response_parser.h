@@ -63,7 +63,7 @@ class ResponseParser {
   bool head_done() const noexcept { return head_done_; }
   bool complete() const noexcept { return complete_; }
   // After complete(): the response was a 101 to an upgrade request.
-  bool upgraded() const noexcept { return upgraded_; }
+  bool upgraded() const noexcept { return complete_ && upgrade_request_ && parser_.status_code == 101; }
   // After complete(): whether the upstream lets the connection carry another request.
   bool keep_alive() const noexcept { return llhttp_should_keep_alive(&parser_) != 0; }
 
@@ -84,7 +84,6 @@ class ResponseParser {
   HeaderCollector collector_{headers_};
   bool head_request_ = false;
   bool upgrade_request_ = false;
-  bool upgraded_ = false;
   bool head_done_ = false;
   bool complete_ = false;
 };

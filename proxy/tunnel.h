@@ -62,9 +62,8 @@ class Tunnel {
 
   // Milliseconds of uv_now (of the client's loop) at the last byte that crossed either way.
   std::uint64_t last_activity_ms() const noexcept { return last_activity_ms_; }
+  // Bytes relayed to the client (the access log's response bytes).
   std::uint64_t bytes_to_client() const noexcept { return sides_[0].bytes_in; }
-  std::uint64_t bytes_to_upstream() const noexcept { return sides_[1].bytes_in; }
-  bool closed() const noexcept { return closed_; }
 
  private:
   struct Side {

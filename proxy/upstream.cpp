@@ -58,6 +58,8 @@ bool resolve(const SocketAddress& address, sockaddr_storage& out) {
 
 }  // namespace
 
+void UpstreamSink::on_upstream_upgraded(UpstreamConnection& connection, std::string_view) { connection.abandon(); }
+
 // ---- UpstreamConnection ----
 
 UpstreamConnection::UpstreamConnection(UpstreamPool& pool, std::size_t server_index)

@@ -69,8 +69,10 @@ class UpstreamSink {
   // The upstream answered 101 to an upgrade request (after on_upstream_head with 101): the
   // connection now carries the new protocol and is the sink's, never pooled again, until it
   // abandon()s it; `early` (valid during the call only) is what the upstream sent after the
-  // head. The sink is detached; it calls attach_tunnel to receive the stream's events.
-  virtual void on_upstream_upgraded(UpstreamConnection&, std::string_view /*early*/) {}
+  // head. The sink is detached; it calls attach_tunnel to receive the stream's events. By
+  // default (a sink that never asks for an upgrade) the connection is abandoned at once, so it
+  // can never outlive its sink and keep its pool in use.
+  virtual void on_upstream_upgraded(UpstreamConnection& connection, std::string_view early);
 
  protected:
   ~UpstreamSink() = default;
@@ -170,7 +172,6 @@ class UpstreamPool {
   // A reload replaced this upstream: idle connections close, busy ones close when done. The
   // worker frees a retired pool once it is no longer in use.
   void retire();
-  bool retired() const noexcept { return retired_; }
   // Something still refers to this pool: a connection of it exists (busy, idle or closing), or
   // a holder counted with hold() has not let go.
   bool in_use() const noexcept { return users_ > 0; }

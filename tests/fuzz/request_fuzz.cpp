@@ -16,6 +16,7 @@
 // Besides the sanitizers, three properties are checked (a failure traps):
 // - the head Arbiter would send upstream, and the head it would send the client, parse back
 //   with llhttp as exactly one message head, with the framing Arbiter chose (no smuggling);
+//   so does the end of a chunked request body with the client's trailer fields;
 // - a policy that answers Wait gives up by its deadline (the request is never parked forever);
 // - the policy chain and the parser stop: an input can only drive a bounded amount of work.
 
@@ -221,6 +222,25 @@ void check_head_parses(std::string_view head, llhttp_type_t type, BodyFraming fr
   if (framing != BodyFraming::ContentLength && has_length) fail("the written head has a Content-Length not chosen");
 }
 
+// The end of a chunked body Arbiter wrote (write_last_chunk) must read back as exactly the end of
+// one message: a trailer field cannot smuggle a second one.
+void check_last_chunk_parses(std::string_view last_chunk) {
+  llhttp_settings_t settings;
+  llhttp_settings_init(&settings);
+  settings.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
+  llhttp_t parser;
+  llhttp_init(&parser, HTTP_REQUEST, &settings);
+  std::string message = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  message.append(last_chunk);
+  llhttp_errno_t rc = llhttp_execute(&parser, message.data(), message.size());
+  if (rc != HPE_PAUSED) {
+    std::fprintf(stderr, "last chunk:\n%.*s\nllhttp: %s\n", static_cast<int>(last_chunk.size()), last_chunk.data(),
+                 llhttp_errno_name(rc));
+    fail("a last chunk Arbiter writes does not parse");
+  }
+  if (llhttp_get_error_pos(&parser) != message.data() + message.size()) fail("a last chunk Arbiter writes ends early");
+}
+
 bool head_has_field(std::string_view head, std::string_view name) {
   for (std::size_t line = head.find("\r\n"); line != std::string_view::npos; line = head.find("\r\n", line + 2)) {
     std::string_view rest = head.substr(line + 2);
@@ -290,7 +310,17 @@ class FuzzConnection final : public RequestEvents {
     return phase_ != Phase::Closed;
   }
 
-  void on_request_complete() override {}
+  // ClientConnection::on_request_complete: a chunked body's end goes upstream with the client's
+  // trailer fields that may cross.
+  void on_request_complete() override {
+    if (!forwarding_ || head_.framing != BodyFraming::Chunked) return;
+    scratch_last_chunk_.clear();
+    write_last_chunk(scratch_last_chunk_, head_.trailers, omit_fields_);
+    check_last_chunk_parses(scratch_last_chunk_);
+    for (const std::string& omitted : omit_fields_) {
+      if (head_has_field(scratch_last_chunk_, omitted)) fail("a field a policy took out went upstream as a trailer");
+    }
+  }
 
   // ---- the exchange (ClientConnection::begin_exchange and validate_request_head)
 
@@ -340,6 +370,7 @@ class FuzzConnection final : public RequestEvents {
     peer_is_trusted_proxy_ = false;
     for (const Cidr& cidr : server().trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(kPeer);
     if (peer_is_trusted_proxy_) believed_client_ = believed_client_address(kPeer, head_.headers, server().trusted_proxies);
+    upgrade_ = head_.upgrade && route_->config->websocket;
     run_request_policies();
   }
 
@@ -426,7 +457,8 @@ class FuzzConnection final : public RequestEvents {
     scratch_head_.clear();
     write_upstream_request_head(scratch_head_, UpstreamRequest{head_.method, target_, head_.headers, kPeer,
                                                                peer_is_trusted_proxy_, request_id_, "127.0.0.1:9",
-                                                               head_.framing, head_.content_length, omit_fields_});
+                                                               head_.framing, head_.content_length, omit_fields_,
+                                                               believed_client_, upgrade_});
     check_head_parses(scratch_head_, HTTP_REQUEST, head_.framing, head_.content_length);
     for (const std::string& omitted : omit_fields_) {
       if (head_has_field(scratch_head_, omitted)) fail("a field a policy took out went upstream");
@@ -570,6 +602,7 @@ class FuzzConnection final : public RequestEvents {
     expect_continue_ = false;
     request_id_.clear();
     believed_client_.clear();
+    upgrade_ = false;
     forwarding_ = false;
     forwarded_body_.clear();
     response_status_ = 0;
@@ -595,6 +628,8 @@ class FuzzConnection final : public RequestEvents {
   bool expect_continue_ = false;
   std::string request_id_;
   std::string believed_client_;
+  bool upgrade_ = false;  // the request's upgrade goes upstream (a 101 would start a tunnel)
+  std::string scratch_last_chunk_;
   bool peer_is_trusted_proxy_ = false;
   const RouteRuntime* route_ = nullptr;
   std::string target_;  // normalised path and the query as sent; params_ point into it

@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
-#include <functional>
 #include <regex>
 #include <thread>
 
@@ -19,19 +18,11 @@
 namespace {
 
 using harness::BlockingSocket;
+using harness::eventually;
 using harness::WebSocketBackend;
 using harness::WebSocketClient;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 struct PlainResponse {
   int status = 0;
@@ -94,6 +85,12 @@ class WebSocketTest : public ::testing::Test {
   WebSocketBackend backend_;
   std::unique_ptr<harness::ArbiterProcess> arbiter_;
 };
+
+// The backend and the client check Sec-WebSocket-Accept with the same harness function: pin it
+// to RFC 6455 section 1.3's example so that a wrong SHA-1 cannot agree with itself.
+TEST(WebSocketHarness, AcceptKeyIsTheRfc6455Example) {
+  EXPECT_EQ(harness::websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
 
 TEST_F(WebSocketTest, HandshakeIsRelayedAndMessagesFlowBothWays) {
   start();
@@ -231,6 +228,7 @@ TEST_F(WebSocketTest, WebsocketFalseServesTheRequestAsPlainHttp) {
   // The backend saw neither Upgrade nor Connection: upgrade.
   EXPECT_NE(body.find("\"upgrade\":null"), std::string::npos) << body;
   EXPECT_EQ(body.find("pgrade\""), body.find("pgrade\":null")) << body;
+  EXPECT_NE(body.find("\"connection\":null"), std::string::npos) << body;
   EXPECT_EQ(backend_.handshakes(), 0);
   // The connection goes on speaking HTTP.
   ASSERT_TRUE(client.socket().write_all(plain_get("/ws/plain?again", port())));

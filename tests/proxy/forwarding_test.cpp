@@ -130,6 +130,12 @@ TEST(UpstreamHead, ForwardedForAnIpv6PeerIsBracketedAndQuoted) {
   EXPECT_NE(head.find("X-Real-IP: ::1\r\n"), std::string::npos) << head;
 }
 
+std::string forwarded_element(std::string_view for_address, bool has_host, std::string_view host) {
+  std::string out;
+  append_forwarded_element(out, for_address, has_host, host);
+  return out;
+}
+
 TEST(ForwardedElement, QuotesWhatIsNotAToken) {
   EXPECT_EQ(forwarded_element("192.0.2.60", true, "example.com"), "for=192.0.2.60;proto=http;host=example.com");
   EXPECT_EQ(forwarded_element("2001:db8:cafe::17", true, "[::1]:80"),
@@ -146,6 +152,27 @@ TEST(UpstreamHead, TeTrailersIsAskedOfTheUpstreamOnlyWhenTheClientTakesTrailers)
   std::string without = upstream_head(HeaderList{{"Host", "a"}, {"TE", "gzip"}});
   EXPECT_EQ(without.find("TE:"), std::string::npos) << without;
   EXPECT_EQ(without.find("Connection"), std::string::npos) << without;
+}
+
+TEST(UpstreamHead, TrailersAndUpgradeShareOneConnectionField) {
+  HeaderList headers{{"Host", "a"}, {"Connection", "Upgrade, TE"}, {"Upgrade", "websocket"}, {"TE", "trailers"}};
+  std::string head;
+  write_upstream_request_head(head, UpstreamRequest{"GET", "/chat", headers, "10.0.0.7", false, "rid-1",
+                                                    "127.0.0.1:8081", BodyFraming::None, 0, {}, {}, true});
+  EXPECT_NE(head.find("\r\nConnection: TE, upgrade\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Connection"), head.rfind("Connection")) << head;
+  EXPECT_NE(head.find("\r\nTE: trailers\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("\r\nUpgrade: websocket\r\n"), std::string::npos) << head;
+}
+
+TEST(UpstreamHead, ForwardingFieldsNamedByConnectionAreNotBelieved) {
+  HeaderList headers{{"Host", "a"}, {"Connection", "X-Forwarded-For, Forwarded"}, {"X-Forwarded-For", "1.2.3.4"},
+                     {"Forwarded", "for=1.2.3.4"}, {"Via", "1.0 edge"}};
+  std::string head = upstream_head(headers, /*trusted_peer=*/true);
+  EXPECT_NE(head.find("X-Forwarded-For: 10.0.0.7\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Forwarded: for=10.0.0.7;proto=http;host=a\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Via: 1.0 edge, 1.1 arbiter\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("1.2.3.4"), std::string::npos) << head;
 }
 
 TEST(AcceptsTrailers, ReadsTheTeList) {

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -25,6 +26,16 @@ namespace harness {
 
 using namespace std::chrono_literals;
 using Milliseconds = std::chrono::milliseconds;
+
+// Polls `condition` every 10 ms until it holds or `timeout` has passed; returns its last value.
+inline bool eventually(const std::function<bool()>& condition, Milliseconds timeout = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
 
 // ---------------------------------------------------------------------------------------
 // Files

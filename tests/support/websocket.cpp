@@ -79,8 +79,8 @@ int connect_loopback(std::uint16_t port) {
   return fd;
 }
 
-}  // namespace
-
+// FIPS 180-4 SHA-1 (20 raw bytes), for the handshake only: no library the project links offers
+// one (OpenSSL is not a dependency, and a test helper is no reason to add it).
 std::string sha1(std::string_view data) {
   std::uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
   std::string message(data);
@@ -119,6 +119,7 @@ std::string sha1(std::string_view data) {
   return digest;
 }
 
+// RFC 4648 base64 (with padding).
 std::string base64(std::string_view data) {
   static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -133,6 +134,8 @@ std::string base64(std::string_view data) {
   }
   return out;
 }
+
+}  // namespace
 
 std::string websocket_accept(std::string_view key) {
   return base64(sha1(std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"));

@@ -18,9 +18,6 @@ namespace harness {
 
 // RFC 6455 section 4.2.2: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
 std::string websocket_accept(std::string_view key);
-// FIPS 180-4 SHA-1 (20 raw bytes) and RFC 4648 base64, for the handshake.
-std::string sha1(std::string_view data);
-std::string base64(std::string_view data);
 
 struct WebSocketFrame {
   int opcode = 0;  // 1 text, 2 binary, 8 close
