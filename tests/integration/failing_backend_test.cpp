@@ -29,16 +29,7 @@ using harness::HttpResponse;
 using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// Polls `condition` every 10 ms until it holds or `timeout` has passed; returns its last value.
-bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 20s) {
-  const auto deadline = Clock::now() + timeout;
-  while (!condition()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
+using harness::eventually;
 
 // A TCP listener on a loopback port that accepts every connection and drops it at once, before
 // reading anything: with a reset (SO_LINGER 0) or with a FIN.

@@ -15,6 +15,7 @@ namespace {
 using harness::ConfigOptions;
 using harness::HttpClient;
 using harness::HttpResponse;
+using harness::eventually;
 using nlohmann::json;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -64,16 +65,6 @@ class RateLimitTest : public harness::ProxyFixture {
     EXPECT_TRUE(eventually([&] { return backend_received("/_test/delay?ms=60000"); }))
         << "the holder never reached the backend";
     return holder;
-  }
-
-  // Polls `condition` until it holds or a generous deadline (slow, loaded, sanitized CI) passes.
-  static bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = Clock::now() + timeout;
-    while (!condition()) {
-      if (Clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
   }
 };
 
