@@ -143,14 +143,10 @@ struct alignas(64) MemoryVersionStore::Shard {
 MemoryVersionStore::MemoryVersionStore(std::size_t max_entries, std::size_t shard_count,
                                        std::shared_ptr<MemoryWriteQueues> write_queues)
     : max_entries_(std::max<std::size_t>(1, max_entries)),
+      shard_count_(shard_count_for(max_entries_, shard_count, kEntriesPerShard, kMaxShards)),
+      shards_(std::make_unique<Shard[]>(shard_count_)),
       write_queues_(write_queues ? std::move(write_queues) : std::make_shared<MemoryWriteQueues>()) {
-  if (shard_count == 0) shard_count = std::clamp<std::size_t>(max_entries_ / kEntriesPerShard, 1, kMaxShards);
-  shard_count_ = std::min(shard_count, max_entries_);  // every shard can hold at least one entry
-  shards_ = std::make_unique<Shard[]>(shard_count_);
-  // The shares add up to max_entries exactly.
-  for (std::size_t i = 0; i < shard_count_; ++i) {
-    shards_[i].capacity = max_entries_ / shard_count_ + (i < max_entries_ % shard_count_ ? 1 : 0);
-  }
+  for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].capacity = shard_share(max_entries_, shard_count_, i);
 }
 
 MemoryVersionStore::~MemoryVersionStore() = default;
