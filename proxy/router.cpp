@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "policies/path_normalization.h"
+
 namespace arbiter {
 
 namespace {
@@ -69,9 +71,7 @@ PathPattern::PathPattern(std::string_view pattern, bool lower_case_literals) : t
                                        "\": '{', '}' and '*' may only stand for a whole segment, as {name} or *");
       }
       segments_.push_back({Kind::Literal, std::string(piece)});
-      if (lower_case_literals) {
-        for (char& c : segments_.back().text) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-      }
+      if (lower_case_literals) lower_case_path(piece, segments_.back().text);
     }
     if (last) break;
     rest.remove_prefix(slash + 1);

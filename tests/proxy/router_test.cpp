@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "policies/path_normalization.h"
+
 namespace arbiter {
 namespace {
 
@@ -392,6 +394,18 @@ TEST(RouterTest, CaseInsensitiveRouterMatchesLowerCasedPathsAndKeepsParamNames) 
   EXPECT_EQ(m.params[0].value, "abc");
   Router sensitive({route("counters", "/Counters/{Id}")});
   EXPECT_EQ(sensitive.match("GET", "/counters/abc", m), Router::Outcome::NotFound);
+}
+
+// Under case_insensitive_paths a request path is lower-cased by lower_case_path, which keeps the
+// (uppercase) hex of its percent-encodings; a pattern's literals must be lowered the same way.
+TEST(RouterTest, CaseInsensitiveRouterKeepsTheHexOfEncodingsInLiterals) {
+  Router router({route("files", "/Files/A%2FB/{Name}")}, true);
+  std::string lowered;
+  lower_case_path("/FILES/a%2Fb/X", lowered);
+  RouteMatch m;
+  ASSERT_EQ(router.match("GET", lowered, m), Router::Outcome::Matched) << lowered;
+  ASSERT_EQ(m.params.size(), 1u);
+  EXPECT_EQ(m.params[0].value, "x");
 }
 
 TEST(RouterTest, EmptyRouterFindsNothing) {
