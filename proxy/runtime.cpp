@@ -60,7 +60,12 @@ void RuntimeState::size_resource_state(const std::vector<RouteConfig>& routes) {
   for (const RouteConfig& route : routes) {
     if (route.etag) capacity = std::max(capacity, route.etag->max_entries);
   }
-  if (capacity == 0) return;  // no ETag route: a table kept from before costs nothing new
+  if (capacity == 0) {
+    // No ETag route: the table goes (Runtimes still using it keep it until their last request
+    // ends); the write queues stay, as always.
+    versions_.reset();
+    return;
+  }
   // A new capacity needs a new table (the versions are then learned again from the backend);
   // the write queues carry over, so turns held under the old table still serialize.
   if (versions_ == nullptr || versions_->max_entries() != capacity) {

@@ -69,7 +69,7 @@ class RuntimeState {
   };
   std::shared_ptr<MemoryBucketStore> buckets_;  // one for every route: limit ids are "route/limit"
   std::shared_ptr<MemoryWriteQueues> write_queues_;
-  std::shared_ptr<MemoryVersionStore> versions_;  // null until a route has an ETag policy
+  std::shared_ptr<MemoryVersionStore> versions_;  // null while no route has an ETag policy
   std::shared_ptr<ConflictLog> conflicts_;
   std::map<std::string, RouteState, std::less<>> routes_;
 };

@@ -165,5 +165,18 @@ TEST(RuntimeStateTest, AReloadAppliesAChangedMaxKeys) {
   EXPECT_EQ(c_again.request().kind(), Decision::Kind::Forward);
 }
 
+// A configuration without ETag routes releases the shared table (as a route that lost its
+// etag section used to release its own); ETag routes that come back start a new one.
+TEST(RuntimeStateTest, AReloadWithoutEtagRoutesReleasesTheEtagTable) {
+  RuntimeState state;
+  auto tagged = std::make_unique<Runtime>(config_of(etag_routes("", "")), state);
+  ASSERT_FALSE(read_through(etag_of(*tagged, 0), "/accounts/1").empty());
+  ASSERT_EQ(dynamic_cast<const EtagPolicy&>(etag_of(*tagged, 0)).store().size(), 1u);
+  tagged.reset();
+  Runtime untagged(config_of(concurrency_route(1)), state);
+  Runtime tagged_again(config_of(etag_routes("", "")), state);
+  EXPECT_EQ(dynamic_cast<const EtagPolicy&>(etag_of(tagged_again, 0)).store().size(), 0u);
+}
+
 }  // namespace
 }  // namespace arbiter
