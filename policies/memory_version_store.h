@@ -65,7 +65,6 @@ class MemoryVersionStore final : public VersionStore {
 
   std::size_t max_entries() const noexcept { return max_entries_; }
   std::size_t shard_count() const noexcept { return shard_count_; }
-  const std::shared_ptr<MemoryWriteQueues>& write_queues() const noexcept { return write_queues_; }
   // Resources that have a write queue (someone holds or waits for their turn).
   std::size_t queued_resources() const;
 
