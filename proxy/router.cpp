@@ -70,8 +70,20 @@ PathPattern::PathPattern(std::string_view pattern, bool lower_case_literals) : t
         throw bad_pattern(pattern, "segment \"" + std::string(piece) +
                                        "\": '{', '}' and '*' may only stand for a whole segment, as {name} or *");
       }
-      segments_.push_back({Kind::Literal, std::string(piece)});
-      if (lower_case_literals) lower_case_path(piece, segments_.back().text);
+      // Requests are matched in normal form (policies/path_normalization.h), so a literal is
+      // too: "%7e" means "~", "%2f" means "%2F". An empty or dot segment never survives
+      // normalisation (bar a trailing '/'), so a pattern with one could never match.
+      std::string normal, why;
+      if (!normalize_path("/" + std::string(piece), normal, why)) {
+        throw bad_pattern(pattern, "segment \"" + std::string(piece) + "\": " + why);
+      }
+      if (normal == "/" && !(piece.empty() && last)) {
+        throw bad_pattern(pattern, "segment \"" + std::string(piece) +
+                                       "\" could never match: request paths are normalised first ('//' merged, "
+                                       "'.' and '..' removed)");
+      }
+      segments_.push_back({Kind::Literal, normal.substr(1)});
+      if (lower_case_literals) lower_case_path(normal.substr(1), segments_.back().text);
     }
     if (last) break;
     rest.remove_prefix(slash + 1);

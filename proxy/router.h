@@ -20,8 +20,10 @@ namespace arbiter {
 class PathPattern {
  public:
   // Throws std::invalid_argument with a readable message for a malformed pattern
-  // (no leading '/', '*' not last, empty or duplicate {name}, ...). lower_case_literals: the
-  // literal segments match lower-cased paths (case_insensitive_paths); {name}s keep their case.
+  // (no leading '/', '*' not last, empty or duplicate {name}, an empty or dot segment other
+  // than a trailing '/', which no normalised path has, ...). Literal segments are taken in
+  // normal form ("/%7eu/a%2fb" is "/~u/a%2Fb"). lower_case_literals: the literal segments
+  // match lower-cased paths (case_insensitive_paths); {name}s keep their case.
   explicit PathPattern(std::string_view pattern, bool lower_case_literals = false);
 
   // On a match, appends the captures to params (views into `path` and into this pattern).

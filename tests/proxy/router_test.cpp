@@ -357,11 +357,12 @@ std::optional<std::size_t> reference_shadowed_by(const std::vector<RouteConfig>&
 }
 
 // shadowing() (the trie --check runs) names the same route as the pairwise definition for every
-// route, over a table mixing literals, {params}, '*', empty segments and method lists.
+// route, over a table mixing literals (one spelled with an encoding), {params}, '*', a trailing
+// empty segment and method lists.
 TEST(RouterTest, ShadowingAgreesWithThePairwiseDefinitionForEveryRoute) {
   const std::vector<std::string> paths = {"/",         "/*",       "/a",        "/a/*",      "/a/{x}",
                                           "/a/b",      "/a/{x}/c", "/{x}",      "/{x}/b",    "/{x}/*",
-                                          "/a/",       "/a//b",    "/{x}/{y}",  "/a/b/*",    "/b/{x}"};
+                                          "/a/",       "/a/%62",   "/{x}/{y}",  "/a/b/*",    "/b/{x}"};
   const std::vector<std::vector<std::string>> methods = {{}, {"GET"}, {"PUT"}, {"GET", "PUT"}, {"HEAD"}};
   std::vector<RouteConfig> routes;
   // A fixed pseudo-random order (linear congruential), so every pair of kinds meets both ways.
@@ -394,6 +395,27 @@ TEST(RouterTest, CaseInsensitiveRouterMatchesLowerCasedPathsAndKeepsParamNames) 
   EXPECT_EQ(m.params[0].value, "abc");
   Router sensitive({route("counters", "/Counters/{Id}")});
   EXPECT_EQ(sensitive.match("GET", "/counters/abc", m), Router::Outcome::NotFound);
+}
+
+// Requests are routed in normal form (policies/path_normalization.h); patterns are read in it.
+TEST(PathPatternTest, LiteralsAreTakenInNormalForm) {
+  EXPECT_TRUE(matches("/%7euser/{x}", "/~user/1"));
+  EXPECT_TRUE(matches("/a%2fb", "/a%2Fb"));
+  EXPECT_TRUE(matches("/caf\xc3\xa9/%41", "/caf%C3%A9/A"));
+  EXPECT_TRUE(matches("/a/", "/a/"));  // a trailing '/' survives normalisation
+  EXPECT_TRUE(matches("/", "/"));
+}
+
+TEST(PathPatternTest, SegmentsNoNormalisedPathHasAreRefused) {
+  for (const char* pattern : {"/a//b", "//a", "/a/./b", "/a/../b", "/a/%2E", "/a/%2e%2e/*", "/a%zz", "/a%00"}) {
+    EXPECT_THROW(PathPattern{pattern}, std::invalid_argument) << pattern;
+  }
+  try {
+    PathPattern pattern("/a//b");
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("could never match"), std::string::npos) << e.what();
+  }
 }
 
 // Under case_insensitive_paths a request path is lower-cased by lower_case_path, which keeps the
