@@ -132,6 +132,35 @@ TEST_F(ReloadTest, AChangedConcurrencyMaxKeysApplies) {
   EXPECT_NE(refusal_detail("c").find("for 2 other clients already (max_keys)"), std::string::npos);
 }
 
+// Issue #12 item 17: a write holding its resource's turn keeps it across a reload that replaces
+// the ETag table (a larger max_entries), so a write under the new configuration cannot pass it.
+// max_queue = 0 turns "the turn is taken" into an immediate 503 instead of a wait.
+std::string hanging_etag_route(int max_entries) {
+  return "\n[[route]]\nname = \"hang\"\npath = \"/_test/hang\"\nupstream = \"legacy\"\n"
+         "[route.etag]\nverify = \"cache\"\nmax_queue = 0\nmax_entries = " +
+         std::to_string(max_entries) + "\n";
+}
+
+TEST_F(ReloadTest, AWriteHoldingItsTurnKeepsItAcrossAReloadThatReplacesTheEtagTable) {
+  start(ConfigOptions{.leading_routes = hanging_etag_route(100)});
+  clear_backend_log();
+  auto arrived = [&] {
+    std::size_t count = 0;
+    for (const auto& entry : backend_log()) count += entry["target"] == "/_test/hang";
+    return count;
+  };
+  // Held at the backend (which never answers /_test/hang) until this client goes.
+  HttpClient holder(arbiter_->port());
+  ASSERT_TRUE(holder.send_raw("PUT /_test/hang HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+  for (int attempt = 0; attempt < 1000 && arrived() == 0; ++attempt) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(arrived(), 1u) << "the first write never reached the backend";
+  reload_with(make_config(backend_.port(), ConfigOptions{.leading_routes = hanging_etag_route(2000000)}),
+              "arbiter: reloaded ");
+  HttpResponse busy = send("PUT", "/_test/hang", "{}");
+  EXPECT_EQ(busy.status, 503) << busy.body;
+  EXPECT_EQ(arrived(), 1u) << "a write under the new configuration passed the turn held under the old one";
+}
+
 TEST_F(ReloadTest, ANewRouteServesAtOnceAndARemovedOneStops) {
   start(with_limit(5));
   EXPECT_EQ(send("GET", "/things/1").status, 404);
