@@ -147,8 +147,6 @@ SlotTable::Claim MemorySlotTable::acquire(std::string_view key, std::size_t max_
   return claim;
 }
 
-std::size_t MemorySlotTable::size() const {
-  return sum_over_shards(shards_.get(), shard_count_, [](const Shard& shard) { return shard.entries.size(); });
-}
+std::size_t MemorySlotTable::size() const { return keys_.load(std::memory_order_relaxed); }
 
 }  // namespace arbiter

@@ -6,9 +6,10 @@
 // The gauges are atomics, read without a lock.
 //
 // Bounds: an entry exists only while its key has a slot held or a request waiting, so it is
-// removed when the last of them ends, and the table tracks at most max_keys keys (counted across
-// the shards; set_max_keys changes the bound in place). A new key beyond that is refused (Refusal::TooManyKeys) rather than let through
-// uncounted: the bound then holds both the memory and the backend's load.
+// removed when the last of them ends, and the table tracks at most max_keys keys (one count
+// across the shards; set_max_keys changes the bound in place). A new key beyond that is refused
+// (Refusal::TooManyKeys) rather than let through uncounted: the bound then holds both the
+// memory and the backend's load.
 //
 // Reloads: a new policy given the same table finds the slots held and the requests queued
 // through the old one. A key's cap is the max_in_flight of the latest acquire() for it (the
@@ -45,6 +46,7 @@ class MemorySlotTable final : public SlotTable {
                 std::shared_ptr<Waker> waker) override;
   std::size_t in_flight() const override { return in_flight_.load(std::memory_order_relaxed); }
   std::size_t waiting() const override { return waiting_.load(std::memory_order_relaxed); }
+  // Keys tracked; read without a lock (a new key being refused counts for a moment).
   std::size_t size() const override;
 
   std::size_t max_keys() const noexcept { return max_keys_.load(std::memory_order_relaxed); }
@@ -62,7 +64,7 @@ class MemorySlotTable final : public SlotTable {
 
   std::atomic<std::size_t> max_keys_;
   std::size_t shard_count_;
-  std::atomic<std::size_t> keys_{0};  // entries across the shards
+  std::atomic<std::size_t> keys_{0};  // the shards' entries added up, counted before each is made
   std::uint64_t seed_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::size_t> in_flight_{0};

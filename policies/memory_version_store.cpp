@@ -143,14 +143,11 @@ struct alignas(64) MemoryVersionStore::Shard {
 MemoryVersionStore::MemoryVersionStore(std::size_t max_entries, std::size_t shard_count,
                                        std::shared_ptr<MemoryWriteQueues> write_queues)
     : max_entries_(std::max<std::size_t>(1, max_entries)),
+      shard_count_(shard_count_for(max_entries_, shard_count, kEntriesPerShard, kMaxShards)),
+      seed_(random_hash_seed()),
+      shards_(std::make_unique<Shard[]>(shard_count_)),
       write_queues_(write_queues ? std::move(write_queues) : std::make_shared<MemoryWriteQueues>()) {
-  if (shard_count == 0) shard_count = std::clamp<std::size_t>(max_entries_ / kEntriesPerShard, 1, kMaxShards);
-  shard_count_ = std::min(shard_count, max_entries_);  // every shard can hold at least one entry
-  shards_ = std::make_unique<Shard[]>(shard_count_);
-  // The shares add up to max_entries exactly.
-  for (std::size_t i = 0; i < shard_count_; ++i) {
-    shards_[i].capacity = max_entries_ / shard_count_ + (i < max_entries_ % shard_count_ ? 1 : 0);
-  }
+  for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].capacity = shard_share(max_entries_, shard_count_, i);
 }
 
 MemoryVersionStore::~MemoryVersionStore() = default;
@@ -160,7 +157,7 @@ MemoryVersionStore::Shard& MemoryVersionStore::shard_for(std::uint64_t key_high)
 }
 
 std::optional<std::string> MemoryVersionStore::get(std::string_view resource) {
-  ResourceHash key = resource_hash(resource);
+  ResourceHash key = resource_hash(resource, seed_);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableNode* node = shard.find(key);
@@ -170,7 +167,7 @@ std::optional<std::string> MemoryVersionStore::get(std::string_view resource) {
 }
 
 std::uint64_t MemoryVersionStore::sequence(std::string_view resource) {
-  ResourceHash key = resource_hash(resource);
+  ResourceHash key = resource_hash(resource, seed_);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableNode* node = shard.find(key);
@@ -178,7 +175,7 @@ std::uint64_t MemoryVersionStore::sequence(std::string_view resource) {
 }
 
 void MemoryVersionStore::put(std::string_view resource, std::string_view etag) {
-  ResourceHash key = resource_hash(resource);
+  ResourceHash key = resource_hash(resource, seed_);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableEntry& entry = shard.find_or_insert(key)->second;
@@ -187,7 +184,7 @@ void MemoryVersionStore::put(std::string_view resource, std::string_view etag) {
 }
 
 bool MemoryVersionStore::learn(std::string_view resource, std::string_view etag, std::uint64_t seen_sequence) {
-  ResourceHash key = resource_hash(resource);
+  ResourceHash key = resource_hash(resource, seed_);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableNode* node = shard.find(key);
@@ -204,7 +201,7 @@ bool MemoryVersionStore::learn(std::string_view resource, std::string_view etag,
 }
 
 void MemoryVersionStore::forget(std::string_view resource) {
-  ResourceHash key = resource_hash(resource);
+  ResourceHash key = resource_hash(resource, seed_);
   Shard& shard = shard_for(key.high);
   std::lock_guard lock(shard.mutex);
   TableEntry& entry = shard.find_or_insert(key)->second;

@@ -9,12 +9,12 @@
 // different resources rarely wait for one another.
 //
 // Memory: the table is bounded by max_entries, each shard a least-recently-used list of its
-// share. An entry is keyed by the 128-bit XXH3 of the resource string (not the string), and a
-// tag in Arbiter's minted form ('"' + 32 lowercase hex + '"') or of up to 16 characters is kept
-// inline, so an entry costs one allocation: 91 bytes measured with a million entries on x86-64
-// glibc 2.36, bucket array included (approximate_bytes_per_entry() computes it; the memory
-// figure in bench/ is the measured one). Two resources whose keys collide in 128 bits would
-// share an entry; that is left to chance.
+// share. An entry is keyed by the seeded 128-bit XXH3 of the resource string (not the string;
+// policies/resource_hash.h), and a tag in Arbiter's minted form ('"' + 32 lowercase hex + '"')
+// or of up to 16 characters is kept inline, so an entry costs one allocation: 91 bytes
+// measured with a million entries on x86-64 glibc 2.36, bucket array included
+// (approximate_bytes_per_entry() computes it; the memory figure in bench/ is the measured one).
+// Two resources whose keys collide in 128 bits would share an entry; that is left to chance.
 //
 // Lifetime: the write queues must outlive every WriteTurn they handed out (the store keeps them
 // by shared_ptr, and the ETag policy keeps the store for as long as any exchange of it runs).
@@ -65,7 +65,6 @@ class MemoryVersionStore final : public VersionStore {
 
   std::size_t max_entries() const noexcept { return max_entries_; }
   std::size_t shard_count() const noexcept { return shard_count_; }
-  const std::shared_ptr<MemoryWriteQueues>& write_queues() const noexcept { return write_queues_; }
   // Resources that have a write queue (someone holds or waits for their turn).
   std::size_t queued_resources() const;
 
@@ -85,6 +84,7 @@ class MemoryVersionStore final : public VersionStore {
 
   std::size_t max_entries_;
   std::size_t shard_count_;
+  std::uint64_t seed_;  // of resource_hash
   std::unique_ptr<Shard[]> shards_;
   std::shared_ptr<MemoryWriteQueues> write_queues_;
   // One counter for every shard, so that no two entries ever carry the same sequence.

@@ -64,13 +64,13 @@ class MemoryWriteQueues::Turn final : public WriteTurn {
   WriteQueue::iterator place_;  // valid while this turn lives: only it erases its waiter
 };
 
-MemoryWriteQueues::MemoryWriteQueues() : shards_(std::make_unique<Shard[]>(kShards)) {}
+MemoryWriteQueues::MemoryWriteQueues() : seed_(random_hash_seed()), shards_(std::make_unique<Shard[]>(kShards)) {}
 
 MemoryWriteQueues::~MemoryWriteQueues() = default;
 
 std::unique_ptr<WriteTurn> MemoryWriteQueues::queue_write(std::string_view resource, std::shared_ptr<Waker> waker,
                                                           std::size_t max_queue) {
-  ResourceHash key = resource_hash(resource);
+  ResourceHash key = resource_hash(resource, seed_);
   Shard& shard = shards_[key.high % kShards];
   std::lock_guard lock(shard.mutex);
   WriteQueue& writers = shard.queues[key];

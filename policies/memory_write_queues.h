@@ -12,6 +12,7 @@
 // Lifetime: must outlive every WriteTurn it handed out (holders keep it by shared_ptr).
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string_view>
 
@@ -38,6 +39,7 @@ class MemoryWriteQueues {
  private:
   struct Shard;
   class Turn;
+  std::uint64_t seed_;  // of resource_hash
   std::unique_ptr<Shard[]> shards_;
 };
 

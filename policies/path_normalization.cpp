@@ -1,5 +1,7 @@
 #include "policies/path_normalization.h"
 
+#include <algorithm>
+
 namespace arbiter {
 
 namespace {
@@ -114,6 +116,16 @@ void lower_case_path(std::string_view path, std::string& out) {
       out[i] = static_cast<char>(out[i] - 'A' + 'a');
     }
   }
+}
+
+bool normalize_target(std::string_view target, bool case_insensitive_paths, NormalTarget& out, std::string& why) {
+  std::size_t query_at = std::min(target.find('?'), target.size());
+  if (!normalize_path(target.substr(0, query_at), out.target, why)) return false;
+  out.path_length = out.target.size();
+  out.target.append(target.substr(query_at));
+  out.routed_path.clear();
+  if (case_insensitive_paths) lower_case_path(out.path(), out.routed_path);
+  return true;
 }
 
 }  // namespace arbiter

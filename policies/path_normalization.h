@@ -25,4 +25,26 @@ bool normalize_path(std::string_view path, std::string& out, std::string& why);
 // letters lower-cased, the hex digits of percent-encodings left uppercase. `path` is normal.
 void lower_case_path(std::string_view path, std::string& out);
 
+// A request target with its path in normal form, as the proxy routes it: the normal path
+// followed by the query as sent, and the path lower-cased when paths are case-insensitive.
+// Kept per connection and refilled per request, its strings keep their capacity.
+struct NormalTarget {
+  std::string target;         // the normal path, then the query as sent ('?' included)
+  std::size_t path_length = 0;
+  std::string routed_path;    // lower_case_path(path()) under case_insensitive_paths, else empty
+
+  std::string_view path() const noexcept { return std::string_view(target).substr(0, path_length); }
+  // After '?', without it; empty when there is none.
+  std::string_view query() const noexcept {
+    std::string_view rest = std::string_view(target).substr(path_length);
+    return rest.empty() ? rest : rest.substr(1);
+  }
+  // What routes and resource keys see: routed_path, or the path itself.
+  std::string_view routed() const noexcept { return routed_path.empty() ? path() : std::string_view(routed_path); }
+};
+
+// Fills `out` from a request target in origin form ("/path?query"); or returns false with `why`
+// set as normalize_path does (`out` is then unspecified).
+bool normalize_target(std::string_view target, bool case_insensitive_paths, NormalTarget& out, std::string& why);
+
 }  // namespace arbiter

@@ -1,6 +1,8 @@
 #pragma once
-// How the in-memory resource stores key a resource: the 128-bit XXH3 of its key string.
-// Internal to policies/memory_*.cpp.
+// How the in-memory resource stores key a resource: the 128-bit XXH3 of its key string, seeded
+// at random per table (sharding.h's random_hash_seed()), as the bucket and slot tables seed
+// theirs: a resource key is a path that clients choose, and with a known hash they could
+// choose paths that all fall into one bucket of a table. Internal to policies/memory_*.cpp.
 
 #include <cstddef>
 #include <cstdint>
@@ -16,8 +18,8 @@ struct ResourceHash {
   bool operator==(const ResourceHash&) const = default;
 };
 
-inline ResourceHash resource_hash(std::string_view resource) noexcept {
-  XXH128_hash_t hash = XXH3_128bits(resource.data(), resource.size());
+inline ResourceHash resource_hash(std::string_view resource, std::uint64_t seed) noexcept {
+  XXH128_hash_t hash = XXH3_128bits_withSeed(resource.data(), resource.size(), seed);
   return {hash.low64, hash.high64};
 }
 

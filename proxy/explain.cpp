@@ -1,7 +1,5 @@
 #include "proxy/explain.h"
 
-#include <algorithm>
-
 #include "policies/path_normalization.h"
 #include "proxy/runtime.h"
 
@@ -13,24 +11,17 @@ std::string explain_request(const Config& config, std::string_view method, std::
   RuntimeState state;
   Runtime runtime(config, state);
   std::string out = "request:   " + std::string(method) + " " + std::string(target) + "\n";
-  // The normalisation a server applies before routing (policies/path_normalization.h).
-  std::size_t query_at = std::min(target.find('?'), target.size());
-  std::string normal_target, why;
-  if (!normalize_path(target.substr(0, query_at), normal_target, why)) {
+  // The normalisation a server applies before routing.
+  NormalTarget normal;
+  std::string why;
+  if (!normalize_target(target, config.server.case_insensitive_paths, normal, why)) {
     return out + "path:      cannot be normalised: 400 problem+json (urn:arbiter:problem:malformed-path): " + why + "\n";
   }
-  std::size_t path_length = normal_target.size();
-  normal_target.append(target.substr(query_at));
-  std::string_view path = std::string_view(normal_target).substr(0, path_length);
-  std::string_view query = std::string_view(normal_target).substr(path_length);
-  if (!query.empty()) query.remove_prefix(1);
-  std::string routed_path;
-  if (config.server.case_insensitive_paths) lower_case_path(path, routed_path);
-  if (normal_target != target) out += "normalised: " + normal_target + "\n";
-  if (!routed_path.empty()) out += "routed as: " + routed_path + " (case_insensitive_paths)\n";
+  if (normal.target != target) out += "normalised: " + normal.target + "\n";
+  if (!normal.routed_path.empty()) out += "routed as: " + normal.routed_path + " (case_insensitive_paths)\n";
   RouteMatch match;
   std::string allowed;
-  switch (runtime.router().match(method, routed_path.empty() ? path : std::string_view(routed_path), match, &allowed)) {
+  switch (runtime.router().match(method, normal.routed(), match, &allowed)) {
     case Router::Outcome::NotFound:
       return out + "route:     none matches: 404 problem+json (urn:arbiter:problem:route-not-found)\n";
     case Router::Outcome::MethodNotAllowed:
@@ -53,9 +44,9 @@ std::string explain_request(const Config& config, std::string_view method, std::
     out += ")\n";
   }
   if (route.policies.empty()) return out + "policies:  none: forwarded as it is\n";
-  RequestView view{method,         normal_target,         path,    query,      headers,
-                   "<client address>", rc.name,           match.params, "<request id>", MonotonicClock::now(),
-                   nullptr,        routed_path};
+  RequestView view{method,  normal.target, normal.path(), normal.query(), headers,
+                   "<client address>", rc.name, match.params, "<request id>", MonotonicClock::now(),
+                   nullptr, normal.routed_path};
   out += "policies, in the order they run:\n";
   for (std::size_t i = 0; i < route.policies.size(); ++i) {
     out += "  " + std::to_string(i + 1) + ". " + std::string(route.policies[i]->kind()) + ": " +

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "policies/path_normalization.h"
+
 namespace arbiter {
 
 namespace {
@@ -24,6 +26,13 @@ bool takes_method(const std::vector<std::string>& methods, std::string_view meth
     if (m == method || (method == "HEAD" && m == "GET")) return true;
   }
   return false;
+}
+
+// An empty list is every method, which only an earlier route taking every method covers.
+bool takes_every_method(const std::vector<std::string>& earlier, const std::vector<std::string>& later) {
+  return later.empty() ? earlier.empty()
+                       : std::all_of(later.begin(), later.end(),
+                                     [&](const std::string& m) { return takes_method(earlier, m); });
 }
 
 }  // namespace
@@ -61,10 +70,20 @@ PathPattern::PathPattern(std::string_view pattern, bool lower_case_literals) : t
         throw bad_pattern(pattern, "segment \"" + std::string(piece) +
                                        "\": '{', '}' and '*' may only stand for a whole segment, as {name} or *");
       }
-      segments_.push_back({Kind::Literal, std::string(piece)});
-      if (lower_case_literals) {
-        for (char& c : segments_.back().text) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+      // Requests are matched in normal form (policies/path_normalization.h), so a literal is
+      // too: "%7e" means "~", "%2f" means "%2F". An empty or dot segment never survives
+      // normalisation (bar a trailing '/'), so a pattern with one could never match.
+      std::string normal, why;
+      if (!normalize_path("/" + std::string(piece), normal, why)) {
+        throw bad_pattern(pattern, "segment \"" + std::string(piece) + "\": " + why);
       }
+      if (normal == "/" && !(piece.empty() && last)) {
+        throw bad_pattern(pattern, "segment \"" + std::string(piece) +
+                                       "\" could never match: request paths are normalised first ('//' merged, "
+                                       "'.' and '..' removed)");
+      }
+      segments_.push_back({Kind::Literal, normal.substr(1)});
+      if (lower_case_literals) lower_case_path(normal.substr(1), segments_.back().text);
     }
     if (last) break;
     rest.remove_prefix(slash + 1);
@@ -171,23 +190,6 @@ Router::Outcome Router::match(std::string_view method, std::string_view path, Ro
   return Outcome::MethodNotAllowed;
 }
 
-// An empty list is every method, which only an earlier route taking every method covers.
-bool Router::takes_every_method_of(const Entry& earlier, const Entry& later) {
-  return later.methods.empty() ? earlier.methods.empty()
-                               : std::all_of(later.methods.begin(), later.methods.end(),
-                                             [&](const std::string& m) { return takes_method(earlier.methods, m); });
-}
-
-std::optional<std::size_t> Router::shadowed_by(std::size_t i) const {
-  if (i >= entries_.size()) return std::nullopt;
-  const Entry& later = entries_[i];
-  for (std::size_t j = 0; j < i; ++j) {
-    const Entry& earlier = entries_[j];
-    if (earlier.pattern.covers(later.pattern) && takes_every_method_of(earlier, later)) return j;
-  }
-  return std::nullopt;
-}
-
 // The earlier routes' patterns form a trie by segment; a route is checked against the nodes
 // whose patterns can cover it (the literal child with its segment's text, the {param} child,
 // and every '*' on the way: at most a few per level) instead of against every earlier route.
@@ -209,7 +211,7 @@ std::vector<std::optional<std::size_t>> Router::shadowing() const {
     auto consider = [&](const std::vector<std::size_t>& routes) {
       for (std::size_t j : routes) {
         if (best && j >= *best) return;
-        if (takes_every_method_of(entries_[j], later)) {
+        if (takes_every_method(entries_[j].methods, later.methods)) {
           best = j;
           return;
         }

@@ -20,8 +20,10 @@ namespace arbiter {
 class PathPattern {
  public:
   // Throws std::invalid_argument with a readable message for a malformed pattern
-  // (no leading '/', '*' not last, empty or duplicate {name}, ...). lower_case_literals: the
-  // literal segments match lower-cased paths (case_insensitive_paths); {name}s keep their case.
+  // (no leading '/', '*' not last, empty or duplicate {name}, an empty or dot segment other
+  // than a trailing '/', which no normalised path has, ...). Literal segments are taken in
+  // normal form ("/%7eu/a%2fb" is "/~u/a%2Fb"). lower_case_literals: the literal segments
+  // match lower-cased paths (case_insensitive_paths); {name}s keep their case.
   explicit PathPattern(std::string_view pattern, bool lower_case_literals = false);
 
   // On a match, appends the captures to params (views into `path` and into this pattern).
@@ -58,11 +60,9 @@ class Router {
   Outcome match(std::string_view method, std::string_view path, RouteMatch& match,
                 std::string* allowed = nullptr) const;
 
-  // Index of the earlier route that makes route i unreachable (its path covers route i's and
-  // it takes every method route i takes), or nullopt.
-  std::optional<std::size_t> shadowed_by(std::size_t i) const;
-  // shadowed_by(i) for every route at once, in about linear time (a trie of the patterns'
-  // segments instead of comparing every pair): what `arbiter --check` runs.
+  // For every route i: the index of the earliest route before it that makes it unreachable
+  // (whose pattern covers() route i's and which takes every method route i takes), or nullopt.
+  // About linear time (a trie of the patterns' segments instead of comparing every pair).
   std::vector<std::optional<std::size_t>> shadowing() const;
 
  private:
@@ -70,7 +70,6 @@ class Router {
     PathPattern pattern;
     std::vector<std::string> methods;  // empty = any
   };
-  static bool takes_every_method_of(const Entry& earlier, const Entry& later);
   std::vector<Entry> entries_;
 };
 

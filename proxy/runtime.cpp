@@ -33,8 +33,7 @@ std::shared_ptr<Policy> RuntimeState::rate_limit_policy(const RouteConfig& route
 
 std::shared_ptr<Policy> RuntimeState::concurrency_policy(const RouteConfig& route) {
   RouteState& state = routes_[route.name];
-  auto* current = dynamic_cast<ConcurrencyPolicy*>(state.concurrency.get());
-  if (current == nullptr || !(current->config() == *route.concurrency)) {
+  if (state.concurrency == nullptr || !(state.concurrency->config() == *route.concurrency)) {
     // The slots held and the queue carry over: requests in flight under the old limits count
     // against the new ones.
     // A changed max_keys applies to the same table (its 503s name the new number).
@@ -50,8 +49,7 @@ std::shared_ptr<Policy> RuntimeState::concurrency_policy(const RouteConfig& rout
 
 std::shared_ptr<Policy> RuntimeState::etag_policy(const RouteConfig& route) {
   RouteState& state = routes_[route.name];
-  auto* current = dynamic_cast<EtagPolicy*>(state.etag.get());
-  if (current == nullptr || !(current->config() == *route.etag) || &current->store() != versions_.get()) {
+  if (state.etag == nullptr || !(state.etag->config() == *route.etag) || &state.etag->store() != versions_.get()) {
     state.etag = std::make_shared<EtagPolicy>(route.name, *route.etag, versions_, conflicts_);
   }
   return state.etag;
@@ -62,10 +60,15 @@ void RuntimeState::size_resource_state(const std::vector<RouteConfig>& routes) {
   for (const RouteConfig& route : routes) {
     if (route.etag) capacity = std::max(capacity, route.etag->max_entries);
   }
-  if (capacity == 0) return;  // no ETag route: a table kept from before costs nothing new
+  if (capacity == 0) {
+    // No ETag route: the table goes (Runtimes still using it keep it until their last request
+    // ends); the write queues stay, as always.
+    versions_.reset();
+    return;
+  }
   // A new capacity needs a new table (the versions are then learned again from the backend);
   // the write queues carry over, so turns held under the old table still serialize.
-  if (versions_ == nullptr || versions_->max_entries() != std::max<std::size_t>(1, capacity)) {
+  if (versions_ == nullptr || versions_->max_entries() != capacity) {
     versions_ = std::make_shared<MemoryVersionStore>(capacity, 0, write_queues_);
   }
 }

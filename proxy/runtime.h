@@ -18,7 +18,9 @@
 
 namespace arbiter {
 
+class ConcurrencyPolicy;
 class ConflictLog;
+class EtagPolicy;
 class MemoryBucketStore;
 class MemoryWriteQueues;
 class MemoryVersionStore;
@@ -58,14 +60,16 @@ class RuntimeState {
 
  private:
   struct RouteState {
-    std::shared_ptr<Policy> rate_limit, concurrency, etag;
+    std::shared_ptr<RateLimitPolicy> rate_limit;
+    std::shared_ptr<ConcurrencyPolicy> concurrency;
+    std::shared_ptr<EtagPolicy> etag;
     // As configured (the policy fills in derived limit names), to tell an edit from no edit.
     std::optional<RateLimitPolicyConfig> rate_limit_config;
     std::shared_ptr<MemorySlotTable> slots;
   };
   std::shared_ptr<MemoryBucketStore> buckets_;  // one for every route: limit ids are "route/limit"
   std::shared_ptr<MemoryWriteQueues> write_queues_;
-  std::shared_ptr<MemoryVersionStore> versions_;  // null until a route has an ETag policy
+  std::shared_ptr<MemoryVersionStore> versions_;  // null while no route has an ETag policy
   std::shared_ptr<ConflictLog> conflicts_;
   std::map<std::string, RouteState, std::less<>> routes_;
 };

@@ -40,6 +40,24 @@ class ReloadTest : public harness::ProxyFixture {
     auto line = arbiter_->process().wait_for_line(std::regex(expected_log), 5s, before);
     ASSERT_TRUE(line) << arbiter_->process().output_summary();
   }
+
+  // Sends `request` (to /_test/hang) on a client of its own, kept open for the rest of the test,
+  // and waits until the backend has one /_test/hang request per such client since the test's
+  // clear_backend_log() (progress, not a clock: bounded polling of the backend's log).
+  void hold(const std::string& request) {
+    holders_.push_back(std::make_unique<HttpClient>(arbiter_->port()));
+    ASSERT_TRUE(holders_.back()->send_raw(request));
+    for (int attempt = 0; attempt < 1000 && hangs_arrived() < holders_.size(); ++attempt) {
+      std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(hangs_arrived(), holders_.size()) << request << " never reached the backend";
+  }
+  std::size_t hangs_arrived() {
+    std::size_t count = 0;
+    for (const auto& entry : backend_log()) count += entry["target"] == "/_test/hang";
+    return count;
+  }
+  std::vector<std::unique_ptr<HttpClient>> holders_;
 };
 
 TEST_F(ReloadTest, SpentTokensStaySpentAcrossAReload) {
@@ -94,29 +112,31 @@ TEST_F(ReloadTest, AdminReloadAnswersTheErrorsAsProblemJson) {
   EXPECT_EQ(json::parse(applied->body)["status"], "reloaded");
 }
 
+// A route for /_test/hang, which the backend never answers: a request there holds whatever its
+// policies gave it (a slot, a write turn) until its client goes. `policy` is the route's table.
+std::string hanging_route(const std::string& policy) {
+  return "\n[[route]]\nname = \"hang\"\npath = \"/_test/hang\"\nupstream = \"legacy\"\n" + policy;
+}
+
 // Issue #12 item 18: a reload applies a changed concurrency max_keys to the slot table (and
-// the 503 names the new bound). A request to /_test/hang holds its slot until its client goes.
+// the 503 names the new bound).
 std::string hanging_route_with_max_keys(int max_keys) {
-  return "\n[[route]]\nname = \"hang\"\npath = \"/_test/hang\"\nupstream = \"legacy\"\n"
-         "[route.concurrency]\nmax_in_flight = 1\nmax_queue = 0\nkey = \"header:X-Key\"\nmax_keys = " +
-         std::to_string(max_keys) + "\n";
+  return hanging_route("[route.concurrency]\nmax_in_flight = 1\nmax_queue = 0\nkey = \"header:X-Key\"\nmax_keys = " +
+                       std::to_string(max_keys) + "\n");
+}
+
+// Issue #12 item 17: a write holding its resource's turn keeps it across a reload that replaces
+// the ETag table (a larger max_entries). max_queue = 0 turns "the turn is taken" into an
+// immediate 503 instead of a wait.
+std::string hanging_etag_route(int max_entries) {
+  return hanging_route("[route.etag]\nverify = \"cache\"\nmax_queue = 0\nmax_entries = " +
+                       std::to_string(max_entries) + "\n");
 }
 
 TEST_F(ReloadTest, AChangedConcurrencyMaxKeysApplies) {
   start(ConfigOptions{.leading_routes = hanging_route_with_max_keys(1)});
-  std::vector<std::unique_ptr<HttpClient>> holders;
-  // Sends a request that holds a slot for `key`, and waits until the backend has it (progress,
-  // not a clock: bounded polling of the backend's log).
-  auto hold = [&](const std::string& key) {
-    holders.push_back(std::make_unique<HttpClient>(arbiter_->port()));
-    ASSERT_TRUE(holders.back()->send_raw("GET /_test/hang HTTP/1.1\r\nHost: t\r\nX-Key: " + key + "\r\n\r\n"));
-    for (int attempt = 0; attempt < 1000; ++attempt) {
-      std::size_t arrived = 0;
-      for (const auto& entry : backend_log()) arrived += entry["target"] == "/_test/hang";
-      if (arrived == holders.size()) return;
-      std::this_thread::sleep_for(10ms);
-    }
-    FAIL() << "the request for key " << key << " never reached the backend";
+  auto hold_key = [&](const std::string& key) {
+    hold("GET /_test/hang HTTP/1.1\r\nHost: t\r\nX-Key: " + key + "\r\n\r\n");
   };
   auto refusal_detail = [&](const std::string& key) {
     HttpResponse refused = send("GET", "/_test/hang", {}, {{"X-Key", key}});
@@ -124,12 +144,23 @@ TEST_F(ReloadTest, AChangedConcurrencyMaxKeysApplies) {
     return json::parse(refused.body)["detail"].get<std::string>();
   };
   clear_backend_log();
-  hold("a");
+  hold_key("a");
   EXPECT_NE(refusal_detail("b").find("for 1 other clients already (max_keys)"), std::string::npos);
   reload_with(make_config(backend_.port(), ConfigOptions{.leading_routes = hanging_route_with_max_keys(2)}),
               "arbiter: reloaded ");
-  hold("b");  // room for a second key now, beside the slot held since before the reload
+  hold_key("b");  // room for a second key now, beside the slot held since before the reload
   EXPECT_NE(refusal_detail("c").find("for 2 other clients already (max_keys)"), std::string::npos);
+}
+
+TEST_F(ReloadTest, AWriteHoldingItsTurnKeepsItAcrossAReloadThatReplacesTheEtagTable) {
+  start(ConfigOptions{.leading_routes = hanging_etag_route(100)});
+  clear_backend_log();
+  hold("PUT /_test/hang HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}");
+  reload_with(make_config(backend_.port(), ConfigOptions{.leading_routes = hanging_etag_route(2000000)}),
+              "arbiter: reloaded ");
+  HttpResponse busy = send("PUT", "/_test/hang", "{}");
+  EXPECT_EQ(busy.status, 503) << busy.body;
+  EXPECT_EQ(hangs_arrived(), 1u) << "a write under the new configuration passed the turn held under the old one";
 }
 
 TEST_F(ReloadTest, ANewRouteServesAtOnceAndARemovedOneStops) {

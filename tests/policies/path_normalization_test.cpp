@@ -75,5 +75,24 @@ TEST(PathNormalizationTest, LowerCasingKeepsTheHexOfEncodings) {
   EXPECT_EQ(out, "/counters/ab%2Fcd%C3%A9");
 }
 
+TEST(PathNormalizationTest, NormalizeTargetKeepsTheQueryAsSentAndLowersOnlyWhenAsked) {
+  NormalTarget normal;
+  std::string why;
+  ASSERT_TRUE(normalize_target("/x/../%41ccounts/%37?Q=%2f&p=/../x", false, normal, why)) << why;
+  EXPECT_EQ(normal.target, "/Accounts/7?Q=%2f&p=/../x");
+  EXPECT_EQ(normal.path(), "/Accounts/7");
+  EXPECT_EQ(normal.query(), "Q=%2f&p=/../x");
+  EXPECT_EQ(normal.routed(), "/Accounts/7");
+  EXPECT_TRUE(normal.routed_path.empty());
+  ASSERT_TRUE(normalize_target("/A%2fB?", true, normal, why)) << why;  // reused: nothing left over
+  EXPECT_EQ(normal.target, "/A%2FB?");
+  EXPECT_EQ(normal.query(), "");
+  EXPECT_EQ(normal.routed(), "/a%2Fb");
+  ASSERT_TRUE(normalize_target("/b", false, normal, why)) << why;
+  EXPECT_EQ(normal.routed(), "/b");  // the last request's lower-cased path is not kept
+  EXPECT_FALSE(normalize_target("/../a?b", false, normal, why));
+  EXPECT_NE(why.find("above the root"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace arbiter

@@ -125,7 +125,10 @@ TEST(RuntimeStateTest, TheConflictLogSurvivesAReloadThatReplacesThePolicies) {
   Exchange stale(etag_of(*before, 1), "PATCH", "/accounts/1", HeaderList{{"If-Match", "\"stale\""}});
   ASSERT_EQ(stale.request().kind(), Decision::Kind::Reply);
   stale.end();
-  Runtime after(config_of(etag_routes("max_entries = 7", "conflict_status = 412")), state);
+  // A larger max_entries than the default replaces the shared table too (item 21's reload).
+  Runtime after(config_of(etag_routes("max_entries = 2000000", "conflict_status = 412")), state);
+  ASSERT_NE(&dynamic_cast<const EtagPolicy&>(etag_of(*before, 0)).store(),
+            &dynamic_cast<const EtagPolicy&>(etag_of(after, 0)).store());
   before.reset();
   const auto& policy = dynamic_cast<const EtagPolicy&>(etag_of(after, 0));
   std::vector<ConflictRecord> conflicts = policy.recent_conflicts();
@@ -163,6 +166,19 @@ TEST(RuntimeStateTest, AReloadAppliesAChangedMaxKeys) {
   a.end();  // the slot held under the old Runtime counted against the new bound until now
   Exchange c_again(*after.route(0).policies[0], "GET", "/slow", HeaderList{{"X-Key", "c"}});
   EXPECT_EQ(c_again.request().kind(), Decision::Kind::Forward);
+}
+
+// A configuration without ETag routes releases the shared table (as a route that lost its
+// etag section used to release its own); ETag routes that come back start a new one.
+TEST(RuntimeStateTest, AReloadWithoutEtagRoutesReleasesTheEtagTable) {
+  RuntimeState state;
+  auto tagged = std::make_unique<Runtime>(config_of(etag_routes("", "")), state);
+  ASSERT_FALSE(read_through(etag_of(*tagged, 0), "/accounts/1").empty());
+  ASSERT_EQ(dynamic_cast<const EtagPolicy&>(etag_of(*tagged, 0)).store().size(), 1u);
+  tagged.reset();
+  Runtime untagged(config_of(concurrency_route(1)), state);
+  Runtime tagged_again(config_of(etag_routes("", "")), state);
+  EXPECT_EQ(dynamic_cast<const EtagPolicy&>(etag_of(tagged_again, 0)).store().size(), 0u);
 }
 
 }  // namespace
