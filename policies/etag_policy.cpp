@@ -223,7 +223,7 @@ std::string EtagPolicy::resource_key(const RequestView& request) const {
 }
 
 EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std::string* body) const {
-  Version version;
+  Version version{std::nullopt, std::nullopt, &headers, body};
   if (config_.source == EtagPolicyConfig::Source::Auto) {
     if (auto backend_etag = headers.find(kEtag)) {
       if (auto tag = parse_entity_tag(*backend_etag); tag && !tag->weak) version.etag = std::string(tag->opaque_tag);
@@ -231,33 +231,38 @@ EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std:
   }
   if (body != nullptr && body->size() <= config_.max_body_bytes) {
     version.raw = mint_etag(*body);
-    // The same content under another coding is the same version: its identity is the hash of
-    // the content decoded (without a coding, the hash of the bytes themselves).
-    auto coding = headers.find("Content-Encoding");
-    if (!coding || trimmed(*coding).empty() || iequals(trimmed(*coding), "identity")) {
-      version.names.identity = *version.raw;
-    } else if (auto identity = content_identity(*body, *coding, config_.max_body_bytes)) {
-      version.names.identity = std::move(*identity);
-    }
     if (!version.etag && config_.source == EtagPolicyConfig::Source::JsonPointer) {
       // A body that is not JSON, or has no value there, is still versioned: by its hash.
       version.etag = etag_from_json_pointer(*body, config_.json_pointer);
     }
     if (!version.etag) version.etag = version.raw;
   }
-  // The backend's tag and the hash of the bytes both name this version, so a client holding
-  // either (a backend tag that turned from weak to strong) is current.
-  for (const auto* tag : {&version.etag, &version.raw}) {
-    if (*tag && **tag != version.names.identity &&
-        std::find(version.names.tags.begin(), version.names.tags.end(), **tag) == version.names.tags.end()) {
-      version.names.tags.push_back(**tag);
-    }
-  }
   return version;
 }
 
-VersionTags EtagPolicy::joined_with_known(std::string_view resource, const VersionTags& seen) {
-  auto known = store_->get(resource);
+VersionTags EtagPolicy::names_of(const Version& version) const {
+  VersionTags names;
+  if (version.raw) {  // the body was hashed: it is there and within max_body_bytes
+    // The same content under another coding is the same version: its identity is the hash of
+    // the content decoded (without a coding, the hash of the bytes themselves).
+    auto coding = version.headers->find("Content-Encoding");
+    if (!coding || trimmed(*coding).empty() || iequals(trimmed(*coding), "identity")) {
+      names.identity = *version.raw;
+    } else if (auto identity = content_identity(*version.body, *coding, config_.max_body_bytes)) {
+      names.identity = std::move(*identity);
+    }
+  }
+  // The backend's tag and the hash of the bytes both name this version, so a client holding
+  // either (a backend tag that turned from weak to strong) is current.
+  for (const auto* tag : {&version.etag, &version.raw}) {
+    if (*tag && **tag != names.identity && std::find(names.tags.begin(), names.tags.end(), **tag) == names.tags.end()) {
+      names.tags.push_back(**tag);
+    }
+  }
+  return names;
+}
+
+VersionTags EtagPolicy::joined_with_known(const std::optional<std::string>& known, VersionTags seen) {
   if (!known) return seen;
   VersionTags joined = decode_version_tags(*known);
   if (!joined.same_version(seen)) return seen;
@@ -333,7 +338,7 @@ Decision EtagPolicy::on_read_if_match(const RequestView& request, const FetchedR
   // (RFC 9110 section 13.2.1).
   if (!fetched.reached || !is_success(fetched.status)) return Decision::forward_without(exchange.strip);
   Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
-  CurrentVersion current = current_version(true, version.etag, version.names);
+  CurrentVersion current = current_version(true, version.etag, names_of(version));
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   PreconditionOutcome outcome = evaluate_if_match(if_match, current);
   if (outcome == PreconditionOutcome::Passes) return Decision::forward_without(exchange.strip);
@@ -427,7 +432,7 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
     Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
     // The re-read is of the writer's variant; the table may know the version's other
     // representations (another client's gzip read), which If-Match may name as well.
-    if (version.etag) names = joined_with_known(exchange->resource(), version.names);
+    if (version.etag) names = joined_with_known(store_->get(exchange->resource()), names_of(version));
     current = current_version(true, version.etag, names);
   } else if (!(fetched.reached && is_gone(fetched.status))) {
     counters_.verify_failures.fetch_add(1, std::memory_order_relaxed);
@@ -572,8 +577,16 @@ void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Ex
   response.headers.set(kEtag, etag);
   counters_.reads_tagged.fetch_add(1, std::memory_order_relaxed);
   if (exchange.remember) {
-    store_->learn(exchange.resource(), encode_version_tags(joined_with_known(exchange.resource(), version.names)),
-                  exchange.seen_sequence);
+    // Bytes the table already names (the steady state of a resource read again and again)
+    // teach it nothing: only a new representation or version pays for its names (the content
+    // identity may mean decoding gzip) and for a new entry.
+    std::optional<std::string> known = store_->get(exchange.resource());
+    bool known_bytes = known && stored_version_names(*known, etag) &&
+                       (!version.raw || stored_version_names(*known, *version.raw));
+    if (!known_bytes) {
+      store_->learn(exchange.resource(), encode_version_tags(joined_with_known(known, names_of(version))),
+                    exchange.seen_sequence);
+    }
   }
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
   bool evaluable = if_none_match.form == Precondition::Form::Any || if_none_match.form == Precondition::Form::Tags;
@@ -719,7 +732,7 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
   if (!exchange->created.empty()) {  // a 201, tagged by the resource it created
     if (etag) {
       response.headers.set(kEtag, *etag);
-      store_->learn(exchange->created, encode_version_tags(version.names), exchange->created_sequence);
+      store_->learn(exchange->created, encode_version_tags(names_of(version)), exchange->created_sequence);
     }
     return;
   }
@@ -733,7 +746,7 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
     settle_unknown(*exchange);
     return;
   }
-  store_->put(exchange->resource(), encode_version_tags(version.names));
+  store_->put(exchange->resource(), encode_version_tags(names_of(version)));
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
 }

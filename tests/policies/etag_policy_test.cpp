@@ -1050,6 +1050,17 @@ TEST(VersionTagsCodec, OneNameIsStoredAsThatTagAndMoreRoundTrip) {
   EXPECT_TRUE(decoded.names("\"c\""));
   EXPECT_FALSE(decoded.names("\"d\""));
   EXPECT_EQ(decode_version_tags("\"plain\"").primary(), "\"plain\"");
+
+  // The allocation-free lookup answers as the decoded form does.
+  for (const VersionTags& version : {single, several}) {
+    std::string stored = encode_version_tags(version);
+    for (const std::string& tag : {mint_etag(kBody1), std::string("\"b\""), std::string("\"c\""),
+                                   std::string("\"d\""), std::string("\"\"")}) {
+      EXPECT_EQ(stored_version_names(stored, tag), version.names(tag)) << stored << " " << tag;
+    }
+  }
+  EXPECT_FALSE(stored_version_names("#", ""));
+  EXPECT_FALSE(stored_version_names("#\"a\" \"b\"", "\"a\" \"b\""));
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchStripsIfModifiedSinceAndABackendsOwn304CarriesTheCurrentEtag) {
