@@ -40,6 +40,18 @@ Decision malformed_precondition(std::string_view field, const Precondition& prec
                                            precondition.text));
 }
 
+// 412 for a precondition on a representation too large to version (its tag unknown);
+// `consequence` finishes the sentence with what the client can do instead.
+Decision unverifiable(const std::string& resource, std::size_t max_body_bytes, std::string_view consequence) {
+  auto problem = Problem::make("version-unverifiable", 412, "Version cannot be verified",
+                               "The representation of " + single_quoted(resource) +
+                                   " is larger than this route's max_body_bytes (" + std::to_string(max_body_bytes) +
+                                   " bytes), so Arbiter cannot compute its version" + std::string(consequence));
+  problem.extensions.emplace_back("resource", resource);
+  problem.extensions.emplace_back("max_body_bytes", max_body_bytes);
+  return Decision::reply(std::move(problem));
+}
+
 std::string_view trimmed(std::string_view text) noexcept {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
@@ -342,36 +354,25 @@ Decision EtagPolicy::on_read_if_match(const RequestView& request, const FetchedR
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   PreconditionOutcome outcome = evaluate_if_match(if_match, current);
   if (outcome == PreconditionOutcome::Passes) return Decision::forward_without(exchange.strip);
-  HeaderList headers;
-  Problem problem;
-  if (outcome == PreconditionOutcome::Fails) {
-    problem = Problem::make("precondition-failed", 412, "Precondition failed",
-                            "If-Match names a version of " + single_quoted(exchange.resource()) +
-                                " that is not the current one; GET it without If-Match for the current version.");
-    problem.extensions.emplace_back("your_etag", if_match.text);
-    problem.extensions.emplace_back("current_etag", *current.etag);
-    headers.set(kEtag, *current.etag);
-  } else {
-    problem = Problem::make("version-unverifiable", 412, "Version cannot be verified",
-                            "The representation of " + single_quoted(exchange.resource()) +
-                                " is larger than this route's max_body_bytes (" +
-                                std::to_string(config_.max_body_bytes) +
-                                " bytes), so Arbiter cannot compute its version to evaluate If-Match; read it "
-                                "without If-Match.");
-    problem.extensions.emplace_back("max_body_bytes", config_.max_body_bytes);
+  if (outcome == PreconditionOutcome::Unverifiable) {
+    return unverifiable(exchange.resource(), config_.max_body_bytes,
+                        " to evaluate If-Match; read it without If-Match.");
   }
+  auto problem = Problem::make("precondition-failed", 412, "Precondition failed",
+                               "If-Match names a version of " + single_quoted(exchange.resource()) +
+                                   " that is not the current one; GET it without If-Match for the current version.");
+  problem.extensions.emplace_back("your_etag", if_match.text);
+  problem.extensions.emplace_back("current_etag", *current.etag);
   problem.extensions.emplace_back("resource", exchange.resource());
-  return Decision::reply(std::move(problem), std::move(headers));
+  return Decision::reply(std::move(problem), HeaderList{{kEtag, *current.etag}});
 }
 
 Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
-  for (std::string_view field : {kIfMatch, kIfNoneMatch}) {
-    Precondition precondition = parse_precondition(request.headers, field);
-    if (precondition.form == Precondition::Form::Malformed) return malformed_precondition(field, precondition);
-  }
-  std::string resource = resource_key(request);
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
+  if (if_none_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfNoneMatch, if_none_match);
+  std::string resource = resource_key(request);
   if (config_.require_if_match && !if_match.present() && if_none_match.form != Precondition::Form::Any) {
     counters_.precondition_required.fetch_add(1, std::memory_order_relaxed);
     auto problem = Problem::make(
@@ -465,16 +466,9 @@ Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& e
     return conflict(request, exchange, kIfNoneMatch, if_none_match, current);
   }
   if (match == PreconditionOutcome::Unverifiable || none_match == PreconditionOutcome::Unverifiable) {
-    auto problem = Problem::make(
-        "version-unverifiable", 412, "Version cannot be verified",
-        "The representation of " + single_quoted(exchange.resource()) +
-            " is larger than this route's max_body_bytes (" +
-            std::to_string(config_.max_body_bytes) +
-            " bytes), so Arbiter cannot compute its version and refuses conditional writes to it. If-Match: * and "
-            "unconditional writes are still accepted; raising max_body_bytes lets Arbiter version it.");
-    problem.extensions.emplace_back("resource", exchange.resource());
-    problem.extensions.emplace_back("max_body_bytes", config_.max_body_bytes);
-    return Decision::reply(std::move(problem));
+    return unverifiable(exchange.resource(), config_.max_body_bytes,
+                        " and refuses conditional writes to it. If-Match: * and unconditional writes are still "
+                        "accepted; raising max_body_bytes lets Arbiter version it.");
   }
   return forward_write(exchange, true);
 }

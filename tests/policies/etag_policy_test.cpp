@@ -1117,6 +1117,17 @@ TEST_F(EtagPolicyTest, ReadIfMatchIsEvaluatedAgainstArbitersTagsAndNeverForwarde
   Exchange any = exchange("GET", "/accounts/1", {{"If-Match", "*"}});
   EXPECT_TRUE(any.request().forwards());
 
+  // A representation too large to hash has no version to compare with.
+  Exchange large = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  large.request();
+  Decision unverifiable = large.fetched(fetched_too_large());
+  EXPECT_EQ(unverifiable.status(), 412);
+  EXPECT_FALSE(unverifiable.headers().contains("ETag"));
+  nlohmann::json unverifiable_body = problem_body(unverifiable);
+  EXPECT_EQ(unverifiable_body["type"], "urn:arbiter:problem:version-unverifiable");
+  EXPECT_EQ(unverifiable_body["max_body_bytes"], EtagPolicyConfig{}.max_body_bytes);
+  EXPECT_EQ(unverifiable_body["resource"], "/accounts/1");
+
   Exchange malformed = exchange("GET", "/accounts/1", {{"If-Match", "junk"}});
   EXPECT_EQ(malformed.request().status(), 400);
 }
