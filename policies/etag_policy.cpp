@@ -52,19 +52,13 @@ Decision unverifiable(const std::string& resource, std::size_t max_body_bytes, s
   return Decision::reply(std::move(problem));
 }
 
-std::string_view trimmed(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
 // The target of a 201's Location (or Content-Location) on this upstream: its path (in the
 // normal form request paths get before routing, policies/path_normalization.h) and query, the
 // scheme and authority of an absolute URI dropped, a relative path resolved against the
 // request's path. nullopt for what cannot be resolved (no path, a path that cannot be
 // normalised).
 std::optional<std::string> location_target(std::string_view location, std::string_view request_path) {
-  location = trimmed(location);
+  location = without_ows(location);
   location = location.substr(0, location.find('#'));
   std::size_t scheme_end = location.find("://");
   if (scheme_end != std::string_view::npos && location.find_first_of("/?") > scheme_end) {
@@ -258,7 +252,7 @@ VersionTags EtagPolicy::names_of(const Version& version) const {
     // The same content under another coding is the same version: its identity is the hash of
     // the content decoded (without a coding, the hash of the bytes themselves).
     auto coding = version.headers->find("Content-Encoding");
-    if (!coding || trimmed(*coding).empty() || iequals(trimmed(*coding), "identity")) {
+    if (!coding || without_ows(*coding).empty() || iequals(without_ows(*coding), "identity")) {
       names.identity = *version.raw;
     } else if (auto identity = content_identity(*version.body, *coding, config_.max_body_bytes)) {
       names.identity = std::move(*identity);
@@ -603,7 +597,7 @@ void EtagPolicy::serve_range(const RequestView& request, ResponseView& response,
   if (auto if_range = request.headers.find(kIfRange)) {
     // RFC 9110 section 13.1.5: an entity-tag matches strongly the representation's tag; a date
     // matches only the exact Last-Modified. Otherwise the whole representation is sent.
-    std::string_view validator = trimmed(*if_range);
+    std::string_view validator = without_ows(*if_range);
     bool matches = false;
     if (validator.starts_with('"') || validator.starts_with("W/")) {
       auto tag = parse_entity_tag(validator);
@@ -613,7 +607,7 @@ void EtagPolicy::serve_range(const RequestView& request, ResponseView& response,
       }
     } else {
       auto last_modified = response.headers.find("Last-Modified");
-      matches = last_modified && trimmed(*last_modified) == validator;
+      matches = last_modified && without_ows(*last_modified) == validator;
     }
     if (!matches) return;
   }
