@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "policies/headers.h"
+
 namespace arbiter {
 
 namespace {
@@ -12,23 +14,13 @@ bool parse_position(std::string_view text, std::uint64_t& out) noexcept {
   return error == std::errc() && end == text.data() + text.size();
 }
 
-std::string_view trim(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
 }  // namespace
 
 RangeSelection select_byte_range(std::string_view range_field, std::uint64_t length, ByteRange& out) noexcept {
-  range_field = trim(range_field);
+  range_field = without_ows(range_field);
   constexpr std::string_view kUnit = "bytes=";
-  if (range_field.size() < kUnit.size()) return RangeSelection::Ignore;
-  for (std::size_t i = 0; i < kUnit.size(); ++i) {
-    char c = range_field[i];
-    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c) != kUnit[i]) return RangeSelection::Ignore;
-  }
-  std::string_view spec = trim(range_field.substr(kUnit.size()));
+  if (!iequals(range_field.substr(0, kUnit.size()), kUnit)) return RangeSelection::Ignore;
+  std::string_view spec = without_ows(range_field.substr(kUnit.size()));
   if (spec.find(',') != std::string_view::npos) return RangeSelection::Ignore;
   std::size_t dash = spec.find('-');
   if (dash == std::string_view::npos) return RangeSelection::Ignore;

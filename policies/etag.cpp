@@ -293,6 +293,18 @@ VersionTags decode_version_tags(std::string_view stored) {
   return version;
 }
 
+bool stored_version_names(std::string_view stored, std::string_view etag) noexcept {
+  if (etag.empty()) return false;
+  if (stored.empty() || stored.front() != '#') return stored == etag;
+  stored.remove_prefix(1);
+  while (true) {
+    std::size_t space = stored.find(' ');
+    if (stored.substr(0, space) == etag) return true;
+    if (space == std::string_view::npos) return false;
+    stored.remove_prefix(space + 1);
+  }
+}
+
 bool is_valid_json_pointer(std::string_view pointer) noexcept {
   if (pointer.empty()) return true;
   if (pointer.front() != '/') return false;

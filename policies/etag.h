@@ -116,6 +116,9 @@ struct VersionTags {
 // (spaces cannot occur in an entity-tag).
 std::string encode_version_tags(const VersionTags& version);
 VersionTags decode_version_tags(std::string_view stored);
+// decode_version_tags(stored).names(etag), without decoding (nothing allocated): what a read
+// asks of the table for every response.
+bool stored_version_names(std::string_view stored, std::string_view etag) noexcept;
 
 // RFC 6901 syntax: "" or "/"-separated tokens where '~' is only followed by '0' or '1'.
 bool is_valid_json_pointer(std::string_view pointer) noexcept;

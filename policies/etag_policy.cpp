@@ -40,10 +40,16 @@ Decision malformed_precondition(std::string_view field, const Precondition& prec
                                            precondition.text));
 }
 
-std::string_view trimmed(std::string_view text) noexcept {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
+// 412 for a precondition on a representation too large to version (its tag unknown);
+// `consequence` finishes the sentence with what the client can do instead.
+Decision unverifiable(const std::string& resource, std::size_t max_body_bytes, std::string_view consequence) {
+  auto problem = Problem::make("version-unverifiable", 412, "Version cannot be verified",
+                               "The representation of " + single_quoted(resource) +
+                                   " is larger than this route's max_body_bytes (" + std::to_string(max_body_bytes) +
+                                   " bytes), so Arbiter cannot compute its version" + std::string(consequence));
+  problem.extensions.emplace_back("resource", resource);
+  problem.extensions.emplace_back("max_body_bytes", max_body_bytes);
+  return Decision::reply(std::move(problem));
 }
 
 // The target of a 201's Location (or Content-Location) on this upstream: its path (in the
@@ -52,7 +58,7 @@ std::string_view trimmed(std::string_view text) noexcept {
 // request's path. nullopt for what cannot be resolved (no path, a path that cannot be
 // normalised).
 std::optional<std::string> location_target(std::string_view location, std::string_view request_path) {
-  location = trimmed(location);
+  location = without_ows(location);
   location = location.substr(0, location.find('#'));
   std::size_t scheme_end = location.find("://");
   if (scheme_end != std::string_view::npos && location.find_first_of("/?") > scheme_end) {
@@ -223,7 +229,7 @@ std::string EtagPolicy::resource_key(const RequestView& request) const {
 }
 
 EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std::string* body) const {
-  Version version;
+  Version version{std::nullopt, std::nullopt, &headers, body};
   if (config_.source == EtagPolicyConfig::Source::Auto) {
     if (auto backend_etag = headers.find(kEtag)) {
       if (auto tag = parse_entity_tag(*backend_etag); tag && !tag->weak) version.etag = std::string(tag->opaque_tag);
@@ -231,33 +237,38 @@ EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std:
   }
   if (body != nullptr && body->size() <= config_.max_body_bytes) {
     version.raw = mint_etag(*body);
-    // The same content under another coding is the same version: its identity is the hash of
-    // the content decoded (without a coding, the hash of the bytes themselves).
-    auto coding = headers.find("Content-Encoding");
-    if (!coding || trimmed(*coding).empty() || iequals(trimmed(*coding), "identity")) {
-      version.names.identity = *version.raw;
-    } else if (auto identity = content_identity(*body, *coding, config_.max_body_bytes)) {
-      version.names.identity = std::move(*identity);
-    }
     if (!version.etag && config_.source == EtagPolicyConfig::Source::JsonPointer) {
       // A body that is not JSON, or has no value there, is still versioned: by its hash.
       version.etag = etag_from_json_pointer(*body, config_.json_pointer);
     }
     if (!version.etag) version.etag = version.raw;
   }
-  // The backend's tag and the hash of the bytes both name this version, so a client holding
-  // either (a backend tag that turned from weak to strong) is current.
-  for (const auto* tag : {&version.etag, &version.raw}) {
-    if (*tag && **tag != version.names.identity &&
-        std::find(version.names.tags.begin(), version.names.tags.end(), **tag) == version.names.tags.end()) {
-      version.names.tags.push_back(**tag);
-    }
-  }
   return version;
 }
 
-VersionTags EtagPolicy::joined_with_known(std::string_view resource, const VersionTags& seen) {
-  auto known = store_->get(resource);
+VersionTags EtagPolicy::names_of(const Version& version) const {
+  VersionTags names;
+  if (version.raw) {  // the body was hashed: it is there and within max_body_bytes
+    // The same content under another coding is the same version: its identity is the hash of
+    // the content decoded (without a coding, the hash of the bytes themselves).
+    auto coding = version.headers->find("Content-Encoding");
+    if (!coding || without_ows(*coding).empty() || iequals(without_ows(*coding), "identity")) {
+      names.identity = *version.raw;
+    } else if (auto identity = content_identity(*version.body, *coding, config_.max_body_bytes)) {
+      names.identity = std::move(*identity);
+    }
+  }
+  // The backend's tag and the hash of the bytes both name this version, so a client holding
+  // either (a backend tag that turned from weak to strong) is current.
+  for (const auto* tag : {&version.etag, &version.raw}) {
+    if (*tag && **tag != names.identity && std::find(names.tags.begin(), names.tags.end(), **tag) == names.tags.end()) {
+      names.tags.push_back(**tag);
+    }
+  }
+  return names;
+}
+
+VersionTags EtagPolicy::joined_with_known(const std::optional<std::string>& known, VersionTags seen) {
   if (!known) return seen;
   VersionTags joined = decode_version_tags(*known);
   if (!joined.same_version(seen)) return seen;
@@ -333,40 +344,29 @@ Decision EtagPolicy::on_read_if_match(const RequestView& request, const FetchedR
   // (RFC 9110 section 13.2.1).
   if (!fetched.reached || !is_success(fetched.status)) return Decision::forward_without(exchange.strip);
   Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
-  CurrentVersion current = current_version(true, version.etag, version.names);
+  CurrentVersion current = current_version(true, version.etag, names_of(version));
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   PreconditionOutcome outcome = evaluate_if_match(if_match, current);
   if (outcome == PreconditionOutcome::Passes) return Decision::forward_without(exchange.strip);
-  HeaderList headers;
-  Problem problem;
-  if (outcome == PreconditionOutcome::Fails) {
-    problem = Problem::make("precondition-failed", 412, "Precondition failed",
-                            "If-Match names a version of " + single_quoted(exchange.resource()) +
-                                " that is not the current one; GET it without If-Match for the current version.");
-    problem.extensions.emplace_back("your_etag", if_match.text);
-    problem.extensions.emplace_back("current_etag", *current.etag);
-    headers.set(kEtag, *current.etag);
-  } else {
-    problem = Problem::make("version-unverifiable", 412, "Version cannot be verified",
-                            "The representation of " + single_quoted(exchange.resource()) +
-                                " is larger than this route's max_body_bytes (" +
-                                std::to_string(config_.max_body_bytes) +
-                                " bytes), so Arbiter cannot compute its version to evaluate If-Match; read it "
-                                "without If-Match.");
-    problem.extensions.emplace_back("max_body_bytes", config_.max_body_bytes);
+  if (outcome == PreconditionOutcome::Unverifiable) {
+    return unverifiable(exchange.resource(), config_.max_body_bytes,
+                        " to evaluate If-Match; read it without If-Match.");
   }
+  auto problem = Problem::make("precondition-failed", 412, "Precondition failed",
+                               "If-Match names a version of " + single_quoted(exchange.resource()) +
+                                   " that is not the current one; GET it without If-Match for the current version.");
+  problem.extensions.emplace_back("your_etag", if_match.text);
+  problem.extensions.emplace_back("current_etag", *current.etag);
   problem.extensions.emplace_back("resource", exchange.resource());
-  return Decision::reply(std::move(problem), std::move(headers));
+  return Decision::reply(std::move(problem), HeaderList{{kEtag, *current.etag}});
 }
 
 Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
-  for (std::string_view field : {kIfMatch, kIfNoneMatch}) {
-    Precondition precondition = parse_precondition(request.headers, field);
-    if (precondition.form == Precondition::Form::Malformed) return malformed_precondition(field, precondition);
-  }
-  std::string resource = resource_key(request);
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
+  if (if_none_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfNoneMatch, if_none_match);
+  std::string resource = resource_key(request);
   if (config_.require_if_match && !if_match.present() && if_none_match.form != Precondition::Form::Any) {
     counters_.precondition_required.fetch_add(1, std::memory_order_relaxed);
     auto problem = Problem::make(
@@ -427,7 +427,7 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
     Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
     // The re-read is of the writer's variant; the table may know the version's other
     // representations (another client's gzip read), which If-Match may name as well.
-    if (version.etag) names = joined_with_known(exchange->resource(), version.names);
+    if (version.etag) names = joined_with_known(store_->get(exchange->resource()), names_of(version));
     current = current_version(true, version.etag, names);
   } else if (!(fetched.reached && is_gone(fetched.status))) {
     counters_.verify_failures.fetch_add(1, std::memory_order_relaxed);
@@ -460,16 +460,9 @@ Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& e
     return conflict(request, exchange, kIfNoneMatch, if_none_match, current);
   }
   if (match == PreconditionOutcome::Unverifiable || none_match == PreconditionOutcome::Unverifiable) {
-    auto problem = Problem::make(
-        "version-unverifiable", 412, "Version cannot be verified",
-        "The representation of " + single_quoted(exchange.resource()) +
-            " is larger than this route's max_body_bytes (" +
-            std::to_string(config_.max_body_bytes) +
-            " bytes), so Arbiter cannot compute its version and refuses conditional writes to it. If-Match: * and "
-            "unconditional writes are still accepted; raising max_body_bytes lets Arbiter version it.");
-    problem.extensions.emplace_back("resource", exchange.resource());
-    problem.extensions.emplace_back("max_body_bytes", config_.max_body_bytes);
-    return Decision::reply(std::move(problem));
+    return unverifiable(exchange.resource(), config_.max_body_bytes,
+                        " and refuses conditional writes to it. If-Match: * and unconditional writes are still "
+                        "accepted; raising max_body_bytes lets Arbiter version it.");
   }
   return forward_write(exchange, true);
 }
@@ -572,8 +565,16 @@ void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Ex
   response.headers.set(kEtag, etag);
   counters_.reads_tagged.fetch_add(1, std::memory_order_relaxed);
   if (exchange.remember) {
-    store_->learn(exchange.resource(), encode_version_tags(joined_with_known(exchange.resource(), version.names)),
-                  exchange.seen_sequence);
+    // Bytes the table already names (the steady state of a resource read again and again)
+    // teach it nothing: only a new representation or version pays for its names (the content
+    // identity may mean decoding gzip) and for a new entry.
+    std::optional<std::string> known = store_->get(exchange.resource());
+    bool known_bytes = known && stored_version_names(*known, etag) &&
+                       (!version.raw || stored_version_names(*known, *version.raw));
+    if (!known_bytes) {
+      store_->learn(exchange.resource(), encode_version_tags(joined_with_known(known, names_of(version))),
+                    exchange.seen_sequence);
+    }
   }
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
   bool evaluable = if_none_match.form == Precondition::Form::Any || if_none_match.form == Precondition::Form::Tags;
@@ -596,7 +597,7 @@ void EtagPolicy::serve_range(const RequestView& request, ResponseView& response,
   if (auto if_range = request.headers.find(kIfRange)) {
     // RFC 9110 section 13.1.5: an entity-tag matches strongly the representation's tag; a date
     // matches only the exact Last-Modified. Otherwise the whole representation is sent.
-    std::string_view validator = trimmed(*if_range);
+    std::string_view validator = without_ows(*if_range);
     bool matches = false;
     if (validator.starts_with('"') || validator.starts_with("W/")) {
       auto tag = parse_entity_tag(validator);
@@ -606,7 +607,7 @@ void EtagPolicy::serve_range(const RequestView& request, ResponseView& response,
       }
     } else {
       auto last_modified = response.headers.find("Last-Modified");
-      matches = last_modified && trimmed(*last_modified) == validator;
+      matches = last_modified && without_ows(*last_modified) == validator;
     }
     if (!matches) return;
   }
@@ -719,7 +720,7 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
   if (!exchange->created.empty()) {  // a 201, tagged by the resource it created
     if (etag) {
       response.headers.set(kEtag, *etag);
-      store_->learn(exchange->created, encode_version_tags(version.names), exchange->created_sequence);
+      store_->learn(exchange->created, encode_version_tags(names_of(version)), exchange->created_sequence);
     }
     return;
   }
@@ -733,7 +734,7 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
     settle_unknown(*exchange);
     return;
   }
-  store_->put(exchange->resource(), encode_version_tags(version.names));
+  store_->put(exchange->resource(), encode_version_tags(names_of(version)));
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
 }

@@ -138,13 +138,18 @@ class EtagPolicy final : public Policy {
   struct Version {
     std::optional<std::string> etag;  // the tag handed out; nullopt: the body was too large to hash
     std::optional<std::string> raw;   // minted from the bytes as sent (no body: nullopt)
-    VersionTags names;                // every tag naming this version, etag first
+    // The representation it was computed from, for names_of(); views valid while it is.
+    const HeaderList* headers = nullptr;
+    const std::string* body = nullptr;
   };
 
   Version version_of(const HeaderList& headers, const std::string* body) const;
-  // What the table knows of the resource's version joined with what was just seen, when both
-  // are of one version; else what was just seen.
-  VersionTags joined_with_known(std::string_view resource, const VersionTags& seen);
+  // Every tag naming the version, etag first, and its content identity: that may decode the
+  // body (gzip), so it is computed only where the table has to learn or compare it.
+  VersionTags names_of(const Version& version) const;
+  // What the table knows of the resource's version (`known`, as stored) joined with what was
+  // just seen, when both are of one version; else what was just seen.
+  static VersionTags joined_with_known(const std::optional<std::string>& known, VersionTags seen);
   // The current version as a precondition sees it: `shown` first, then every other name.
   static CurrentVersion current_version(bool exists, const std::optional<std::string>& shown,
                                         const VersionTags& names);

@@ -73,9 +73,7 @@ void HeaderList::append_value(std::string_view piece) {
 bool is_stream_response(const HeaderList& headers) noexcept {
   auto content_type = headers.find("Content-Type");
   if (!content_type) return false;
-  std::string_view media_type = content_type->substr(0, content_type->find(';'));
-  while (!media_type.empty() && (media_type.back() == ' ' || media_type.back() == '\t')) media_type.remove_suffix(1);
-  while (!media_type.empty() && (media_type.front() == ' ' || media_type.front() == '\t')) media_type.remove_prefix(1);
+  std::string_view media_type = without_ows(content_type->substr(0, content_type->find(';')));
   return iequals(media_type, "text/event-stream") || iequals(media_type, "multipart/x-mixed-replace");
 }
 

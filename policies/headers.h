@@ -21,6 +21,14 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+// `text` without leading and trailing optional whitespace (OWS: spaces and tabs, RFC 9110
+// section 5.6.3); a view into `text`.
+inline std::string_view without_ows(std::string_view text) noexcept {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
 struct HeaderField {
   std::string_view name;
   std::string_view value;
@@ -102,9 +110,7 @@ void for_each_list_element(std::string_view value, Fn&& fn) {
   while (start <= value.size()) {
     std::size_t comma = value.find(',', start);
     if (comma == std::string_view::npos) comma = value.size();
-    std::string_view element = value.substr(start, comma - start);
-    while (!element.empty() && (element.front() == ' ' || element.front() == '\t')) element.remove_prefix(1);
-    while (!element.empty() && (element.back() == ' ' || element.back() == '\t')) element.remove_suffix(1);
+    std::string_view element = without_ows(value.substr(start, comma - start));
     if (!element.empty()) fn(element);
     start = comma + 1;
   }
