@@ -71,7 +71,7 @@ void Worker::add_listener(int fd, bool admin) {
 
 void Worker::start() {
   for (auto& listener : listeners_) {
-    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 1024, on_connection);
+    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), kListenBacklog, on_connection);
     if (rc != 0) log_line(std::string("worker cannot listen: ") + uv_strerror(rc));
   }
   thread_ = std::thread([this] { run(); });

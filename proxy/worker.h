@@ -41,6 +41,9 @@ class ExchangeWaker final : public Waker, public std::enable_shared_from_this<Ex
 
 class Worker {
  public:
+  // The listen(2) backlog of every listening socket (the Server's bind and the workers' listen).
+  static constexpr int kListenBacklog = 1024;
+
   explicit Worker(Server& server);
   ~Worker();
   Worker(const Worker&) = delete;
