@@ -55,7 +55,6 @@ class AccessLogFile {
   AccessLogFile(const AccessLogFile&) = delete;
   AccessLogFile& operator=(const AccessLogFile&) = delete;
 
-  int fd() const noexcept { return fd_; }
   const std::string& path() const noexcept { return path_; }  // empty: stdout
   void write(std::string_view bytes) const;  // whole, retrying short writes; errors are dropped
 
