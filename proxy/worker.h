@@ -90,6 +90,9 @@ class Worker {
 
   void run();
   void adopt_runtime();
+  // Retires `pool` and keeps it until free_unused_pools() finds it unused; counted in
+  // ProcessMetrics::retired_upstream_pools until then.
+  UpstreamPool& keep_retired(std::unique_ptr<UpstreamPool> pool);
   void free_unused_pools();
   void begin_drain(bool force);
   void maybe_finish();
