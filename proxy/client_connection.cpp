@@ -129,9 +129,8 @@ bool ClientConnection::takes_input() const { return phase_ != Phase::Closed && p
 void ClientConnection::on_parse_paused() {
   if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
     begin_exchange();
-  } else if (reading_body_ && parser_.message_complete()) {
-    reading_body_ = false;
-    body_in_memory_ = true;
+  } else if (body_.first == BodyFirst::Reading && parser_.message_complete()) {
+    body_.first = BodyFirst::InMemory;
     run_request_policies();
   } else if (parser_.message_complete() && response_complete_) {
     finish_exchange();
@@ -168,7 +167,7 @@ void ClientConnection::update_reading() {
 }
 
 bool ClientConnection::streaming_request_body() const noexcept {
-  return phase_ == Phase::Exchange && ((forwarding_ && upstream_ != nullptr) || reading_body_) &&
+  return phase_ == Phase::Exchange && ((forwarding_ && upstream_ != nullptr) || body_.first == BodyFirst::Reading) &&
          !parser_.message_complete() && !response_complete_ && !waiting_;
 }
 
@@ -176,14 +175,14 @@ void ClientConnection::arm_body_timer() {
   Duration timeout = runtime_->config().server.body_timeout;
   std::uint64_t now = uv_hrtime();
   Duration left = std::chrono::ceil<Duration>(
-      std::chrono::nanoseconds(body_deadline_ns_ > now ? body_deadline_ns_ - now : 0));
-  body_timer_is_deadline_ = left <= timeout;
+      std::chrono::nanoseconds(body_.deadline_ns > now ? body_.deadline_ns - now : 0));
+  body_.timer_is_deadline = left <= timeout;
   arm_timer(std::min(timeout, left));
 }
 
 void ClientConnection::start_body_clock() {
-  if (body_deadline_ns_ == 0) {
-    body_deadline_ns_ =
+  if (body_.deadline_ns == 0) {
+    body_.deadline_ns =
         uv_hrtime() + static_cast<std::uint64_t>(
                           std::chrono::nanoseconds(runtime_->config().server.body_deadline).count());
   }
@@ -226,8 +225,8 @@ void ClientConnection::on_request_begin() {
 }
 
 bool ClientConnection::on_request_body(std::string_view piece) {
-  if (reading_body_) {
-    if (request_body_.size() + piece.size() > request_body_limit_) {
+  if (body_.first == BodyFirst::Reading) {
+    if (request_body_.size() + piece.size() > body_.limit) {
       refuse_request(body_too_large(request_body_.size() + piece.size(), false));
       return false;
     }
@@ -241,7 +240,7 @@ bool ClientConnection::on_request_body(std::string_view piece) {
 }
 
 void ClientConnection::on_request_complete() {
-  if (reading_body_) uv_timer_stop(&timer_);  // the chain runs at the pause that follows
+  if (body_.first == BodyFirst::Reading) uv_timer_stop(&timer_);  // the chain runs at the pause that follows
   if (forwarding_ && upstream_ != nullptr) {
     uv_timer_stop(&timer_);  // the body is all here
     if (head_.framing == BodyFraming::Chunked) {
@@ -303,7 +302,6 @@ void ClientConnection::begin_exchange() {
   }
   route_ = &runtime_->route(match.route_index);
   params_.swap(match.params);
-  upgrade_ = head_.upgrade && route_->config->websocket;
   policy_states_.resize(route_->policies.size());
   peer_is_trusted_proxy_ = false;
   for (const Cidr& cidr : config.server.trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(peer_address_);
@@ -325,14 +323,14 @@ bool ClientConnection::read_body_first() {
     }
   }
   if (limit == 0) return false;
-  request_body_limit_ = limit;
-  body_limit_policy_ = wanted_by;
+  body_.limit = limit;
+  body_.limit_policy = wanted_by;
   if (head_.framing == BodyFraming::ContentLength && head_.content_length > limit) {
     client_keep_alive_ = false;
     reply_problem(body_too_large(head_.content_length, true), {}, "proxy");
     return true;
   }
-  reading_body_ = true;
+  body_.first = BodyFirst::Reading;
   // Not reserved from Content-Length: memory grows only with bytes that actually arrive.
   request_body_.clear();
   if (expect_continue_) {
@@ -346,14 +344,14 @@ bool ClientConnection::read_body_first() {
 }
 
 Problem ClientConnection::body_too_large(std::uint64_t size, bool declared) const {
-  std::string limit = std::to_string(request_body_limit_);
+  std::string limit = std::to_string(body_.limit);
   Problem problem = Problem::make(
       "content-too-large", 413, "Content too large",
       std::string(declared ? "Content-Length " : "The request body reached ") + std::to_string(size) +
           " bytes, over the " + limit + " bytes that route '" + route_->config->name +
-          "' reads whole before a write takes its turn ([route." + std::string(body_limit_policy_) +
+          "' reads whole before a write takes its turn ([route." + std::string(body_.limit_policy) +
           "] max_body_bytes); nothing was forwarded. Send at most " + limit + " bytes.");
-  problem.extensions.emplace_back("max_body_bytes", request_body_limit_);
+  problem.extensions.emplace_back("max_body_bytes", body_.limit);
   return problem;
 }
 
@@ -539,20 +537,21 @@ void ClientConnection::on_upstream_connected(UpstreamConnection& connection) {
   upstream_ = &connection;
   head_scratch_.clear();
   // A body read first goes with the head, framed by its length whatever the client's framing.
-  BodyFraming framing = body_in_memory_ ? BodyFraming::ContentLength : head_.framing;
+  bool body_in_memory = body_.first == BodyFirst::InMemory;
+  BodyFraming framing = body_in_memory ? BodyFraming::ContentLength : head_.framing;
   write_upstream_request_head(
       head_scratch_, UpstreamRequest{head_.method,
                                      runtime_->config().server.forward_raw_path ? head_.target : target_,
                                      head_.headers, peer_address_,
                                      peer_is_trusted_proxy_,
                                      request_id_, connection.authority(), framing,
-                                     body_in_memory_ ? request_body_.size() : head_.content_length, omit_fields_,
-                                     believed_client_, upgrade_});
+                                     body_in_memory ? request_body_.size() : head_.content_length, omit_fields_,
+                                     believed_client_, upgrade()});
   uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()),
                       make_buf(request_body_.data(), request_body_.size())};
-  if (!connection.send(bufs, body_in_memory_ ? 2 : 1)) return;  // on_upstream_failed has run
-  upstream_->expect_response(head_.method == "HEAD", upgrade_);
-  if (framing == BodyFraming::None || body_in_memory_) upstream_->request_finished();
+  if (!connection.send(bufs, body_in_memory ? 2 : 1)) return;  // on_upstream_failed has run
+  upstream_->expect_response(head_.method == "HEAD", upgrade());
+  if (framing == BodyFraming::None || body_in_memory) upstream_->request_finished();
   if (expect_continue_ && !parser_.message_complete()) {
     expect_continue_ = false;
     uv_buf_t interim = make_buf(kContinue.data(), kContinue.size());
@@ -869,12 +868,7 @@ void ClientConnection::reset_exchange() {
   expect_continue_ = false;
   request_id_.clear();
   believed_client_.clear();
-  reading_body_ = false;
-  body_in_memory_ = false;
-  request_body_limit_ = 0;
-  body_limit_policy_ = {};
-  body_deadline_ns_ = 0;
-  body_timer_is_deadline_ = false;
+  body_ = {};
   if (request_body_.capacity() > kLowWater) {
     std::string().swap(request_body_);  // an idle connection keeps no large buffer
   } else {
@@ -883,7 +877,6 @@ void ClientConnection::reset_exchange() {
   upstream_attempts_ = 0;
   upstream_ns_ = 0;
   forwarding_ = false;
-  upgrade_ = false;
   answer_ = Answer::None;
   decided_by_ = {};
   response_status_ = 0;
@@ -992,7 +985,7 @@ void ClientConnection::on_timer(uv_timer_t* timer) {
         self->close_now();  // the body being dropped after a local answer stopped coming
       } else if (self->streaming_request_body()) {
         self->refuse_request(
-            self->body_timer_is_deadline_
+            self->body_.timer_is_deadline
                 ? Problem::make("request-timeout", 408, "Request timeout",
                                 "The request body did not arrive whole within body_deadline (" +
                                     duration_text(self->runtime_->config().server.body_deadline) + ").")

@@ -116,10 +116,12 @@ class ClientConnection final : public RequestEvents,
   // reading it into request_body_ (the chain runs once it is in) or refuses it with 413; true
   // in both cases, false when nobody wants it.
   bool read_body_first();
-  // 413 for a body of `size` bytes over request_body_limit_ (`declared`: its Content-Length).
+  // 413 for a body of `size` bytes over body_.limit (`declared`: its Content-Length).
   Problem body_too_large(std::uint64_t size, bool declared) const;
   // Sets target_, path_length_ and routed_path_; false when it answered 400 instead.
   bool normalize_target();
+  // The request asks to switch protocols and its route tunnels them (once routed).
+  bool upgrade() const noexcept { return head_.upgrade && route_->config->websocket; }
   void run_request_policies();  // from policy_index_ on
   // Acts on a request-phase decision; true when the chain goes on to the next policy.
   bool apply_request_decision(const Decision& decision);
@@ -201,14 +203,21 @@ class ClientConnection final : public RequestEvents,
   bool waiting_ = false;                   // parked by a policy (timer_ holds its deadline)
   std::vector<std::string> omit_fields_;   // request fields the policies took out
   std::unique_ptr<Subrequest> subrequest_;  // a policy's fetch in progress (or done)
-  // The body read whole before the policies run (read_body_first), then sent from here.
-  bool reading_body_ = false;          // on its way into request_body_
-  bool body_in_memory_ = false;        // all of it is in request_body_
-  std::size_t request_body_limit_ = 0;
-  std::string_view body_limit_policy_;  // the kind() of the policy that set it
-  std::string request_body_;
-  std::uint64_t body_deadline_ns_ = 0;  // uv_hrtime() by which the body must be in; 0: not begun
-  bool body_timer_is_deadline_ = false; // timer_ was armed for body_deadline, not body_timeout
+  // The request body's state for this exchange; reset whole by reset_exchange.
+  enum class BodyFirst : std::uint8_t {
+    No,        // streamed to the upstream as it arrives (or there is none)
+    Reading,   // read whole before the policies run (read_body_first): on its way into request_body_
+    InMemory,  // all of it is in request_body_, sent upstream from there
+  };
+  struct RequestBody {
+    BodyFirst first = BodyFirst::No;
+    std::size_t limit = 0;             // read whole: at most this many bytes (else 413)
+    std::string_view limit_policy;     // the kind() of the policy that set `limit`
+    std::uint64_t deadline_ns = 0;     // uv_hrtime() by which the body must be in; 0: not begun
+    bool timer_is_deadline = false;    // timer_ was armed for body_deadline, not body_timeout
+  };
+  RequestBody body_;
+  std::string request_body_;  // BodyFirst::Reading/InMemory; its capacity outlives the exchange
 
   // upstream
   UpstreamConnection* upstream_ = nullptr;
@@ -217,7 +226,6 @@ class ClientConnection final : public RequestEvents,
   std::uint64_t upstream_started_ns_ = 0;
   std::uint64_t upstream_ns_ = 0;
   bool forwarding_ = false;
-  bool upgrade_ = false;  // the request asks to switch protocols and its route tunnels them
   // After a 101: the upgraded upstream connection (ours until abandoned) and the tunnel, which
   // lives as long as this connection, since the streams' owners route their events to it.
   UpstreamConnection* tunnel_upstream_ = nullptr;

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -24,67 +25,91 @@ void write_all(int fd, const char* data, std::size_t length) {
   }
 }
 
-// Integers and fixed-point numbers without printf's format parsing: these run on every line.
-void append_integer(std::string& out, std::uint64_t value) {
-  char text[24];
-  auto result = std::to_chars(text, text + sizeof text, value);
-  out.append(text, result.ptr);
+// A line is formatted straight into the buffer through a char pointer: the caller has made room
+// for the most the line can take (kMax* below), so nothing checks or grows a string per field.
+
+// Which bytes the log escapes: kAlways in every field (as nginx escapes variables: the double
+// quote, the backslash, control bytes and bytes >= 0x7f, so that a client cannot end a quoted
+// field or a line, and every JSON line stays valid whatever bytes a request target holds);
+// kBare also in the combined format's key=value fields, so that each stays one word.
+constexpr std::uint8_t kAlways = 1;
+constexpr std::uint8_t kBare = 2;
+struct EscapeTable {
+  std::uint8_t bits[256] = {};
+  constexpr EscapeTable() {
+    for (int u = 0; u < 256; ++u) {
+      if (u == '"' || u == '\\' || u < 0x20 || u >= 0x7f) bits[u] = kAlways | kBare;
+    }
+    bits[static_cast<unsigned char>(' ')] = kBare;
+  }
+};
+constexpr EscapeTable kEscape;
+
+constexpr std::size_t kMaxJsonEscaped = 6;  // bytes a byte can become: \u00XX
+constexpr std::size_t kMaxLogEscaped = 4;   // \xHH
+constexpr std::size_t kMaxNumber = 64;      // an integer, or a number of put_thousandths
+// The rest of a line: names, punctuation, the time, "-" for empty fields and four numbers of
+// at most kMaxNumber bytes (under 350 bytes in either format).
+constexpr std::size_t kMaxFixed = 512;
+
+char* put(char* out, std::string_view text) {
+  std::memcpy(out, text.data(), text.size());
+  return out + text.size();
 }
 
-void append_fixed(std::string& out, double value, int decimals) {
-  char text[64];
-  auto result = std::to_chars(text, text + sizeof text, value, std::chars_format::fixed, decimals);
-  if (result.ec != std::errc()) {
-    out.push_back('0');
-    return;
-  }
-  out.append(text, result.ptr);
-}
-
-// As nginx escapes variables in its log lines: the double quote, the backslash, control bytes
-// and bytes >= 0x7f as \xHH, so that a client cannot end a quoted field or a line. Spaces too
-// when the value is not quoted (key=value fields), so that every field stays one word. An
-// empty value is "-".
-void append_log_escaped(std::string& out, std::string_view text, bool escape_space) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  if (text.empty()) {
-    out.push_back('-');
-    return;
-  }
-  for (char c : text) {
-    auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\' || u < 0x20 || u >= 0x7f || (escape_space && c == ' ')) {
-      out.append("\\x");
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
+// `text` escaped as `mask` says, runs of bytes that need no escape copied whole; at most
+// kMaxJsonEscaped (json) or kMaxLogEscaped bytes a byte.
+char* put_escaped(char* out, std::string_view text, std::uint8_t mask, bool json) {
+  const char* run = text.data();
+  const char* end = run + text.size();
+  for (const char* c = run; c != end; ++c) {
+    auto u = static_cast<unsigned char>(*c);
+    if ((kEscape.bits[u] & mask) == 0) continue;
+    out = put(out, std::string_view(run, static_cast<std::size_t>(c - run)));
+    run = c + 1;
+    if (json && (u == '"' || u == '\\')) {
+      *out++ = '\\';
+      *out++ = *c;
     } else {
-      out.push_back(c);
+      static constexpr char kLowerHex[] = "0123456789abcdef";
+      static constexpr char kUpperHex[] = "0123456789ABCDEF";
+      const char* hex = json ? kLowerHex : kUpperHex;
+      out = put(out, json ? std::string_view("\\u00") : std::string_view("\\x"));
+      *out++ = hex[u >> 4];
+      *out++ = hex[u & 15];
     }
   }
+  return put(out, std::string_view(run, static_cast<std::size_t>(end - run)));
 }
 
-void append_seconds(std::string& out, double milliseconds) { append_fixed(out, milliseconds / 1000, 3); }
-
-void append_string_member(std::string& out, std::string_view name, std::string_view value) {
-  out.append(",\"");
-  out.append(name);
-  out.append("\":\"");
-  append_json_escaped(out, value);
-  out.push_back('"');
+// As nginx writes a variable: escaped, and "-" for an empty value.
+char* put_log_escaped(char* out, std::string_view text, bool escape_space) {
+  if (text.empty()) {
+    *out++ = '-';
+    return out;
+  }
+  return put_escaped(out, text, escape_space ? kAlways | kBare : kAlways, false);
 }
 
-void append_integer_member(std::string& out, std::string_view name, std::uint64_t value) {
-  out.append(",\"");
-  out.append(name);
-  out.append("\":");
-  append_integer(out, value);
-}
+char* put_integer(char* out, std::uint64_t value) { return std::to_chars(out, out + kMaxNumber, value).ptr; }
 
-void append_milliseconds_member(std::string& out, std::string_view name, double value) {
-  out.append(",\"");
-  out.append(name);
-  out.append("\":");
-  append_fixed(out, value, 3);
+// `value` to the nearest thousandth, with three decimals ("%.3f"); "0" for what does not fit
+// kMaxNumber.
+char* put_thousandths(char* out, double value) {
+  if (value >= 0 && value < 1e12) {  // thousandths well within a double's exact integers
+    auto thousandths = static_cast<std::uint64_t>(std::llround(value * 1000));
+    out = put_integer(out, thousandths / 1000);
+    auto fraction = static_cast<unsigned>(thousandths % 1000);
+    out[0] = '.';
+    out[1] = static_cast<char>('0' + fraction / 100);
+    out[2] = static_cast<char>('0' + fraction / 10 % 10);
+    out[3] = static_cast<char>('0' + fraction % 10);
+    return out + 4;
+  }
+  auto result = std::to_chars(out, out + kMaxNumber, value, std::chars_format::fixed, 3);
+  if (result.ec == std::errc()) return result.ptr;
+  *out++ = '0';
+  return out;
 }
 
 }  // namespace
@@ -97,28 +122,10 @@ void log_line(std::string_view message) {
 }
 
 void append_json_escaped(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  // Runs of bytes that need no escape (nearly all of a log line) are appended whole.
-  std::size_t plain = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    auto u = static_cast<unsigned char>(text[i]);
-    bool quoted = u == '"' || u == '\\';
-    // Request targets are not trusted to be UTF-8: bytes >= 0x80 are escaped too, which keeps
-    // every line valid JSON.
-    bool control = u < 0x20 || u >= 0x7f;
-    if (!quoted && !control) continue;
-    out.append(text.data() + plain, i - plain);
-    plain = i + 1;
-    if (quoted) {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(u));
-    } else {
-      out.append("\\u00");
-      out.push_back(kHex[u >> 4]);
-      out.push_back(kHex[u & 15]);
-    }
-  }
-  out.append(text.data() + plain, text.size() - plain);
+  std::size_t size = out.size();
+  out.resize(size + kMaxJsonEscaped * text.size());
+  char* end = put_escaped(out.data() + size, text, kAlways, true);
+  out.resize(static_cast<std::size_t>(end - out.data()));
 }
 
 std::string_view access_log_format_name(AccessLogFormat format) noexcept {
@@ -146,11 +153,16 @@ AccessLogFile::~AccessLogFile() {
 void AccessLogFile::write(std::string_view bytes) const { write_all(fd_, bytes.data(), bytes.size()); }
 
 AccessLog::AccessLog(bool enabled, const AccessLogTarget& target) : enabled_(enabled), target_(target) {
-  buffer_.reserve(kFlushBytes + 4096);  // a full buffer plus the line that crosses the mark
+  buffer_.resize(kBufferBytes);
+}
+
+char* AccessLog::room(std::size_t line_bytes) {
+  if (buffer_.size() - used_ < line_bytes) buffer_.resize(used_ + line_bytes);
+  return buffer_.data() + used_;
 }
 
 // ISO 8601 with milliseconds for JSON; the combined format's own "25/Nov/2026:16:48:33 +0000".
-void AccessLog::append_time(AccessLogFormat format) {
+char* AccessLog::put_time(char* out, AccessLogFormat format) {
   static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   auto now = std::chrono::system_clock::now();
@@ -171,86 +183,108 @@ void AccessLog::append_time(AccessLogFormat format) {
     cached_time_[which] = text;
     cached_second_[which] = seconds;
   }
-  buffer_.append(cached_time_[which]);
+  out = put(out, cached_time_[which]);
   if (format == AccessLogFormat::Json) {
     auto m = static_cast<int>(millis < 0 ? 0 : millis);
-    buffer_.push_back(static_cast<char>('0' + m / 100));
-    buffer_.push_back(static_cast<char>('0' + m / 10 % 10));
-    buffer_.push_back(static_cast<char>('0' + m % 10));
-    buffer_.push_back('Z');
+    out[0] = static_cast<char>('0' + m / 100);
+    out[1] = static_cast<char>('0' + m / 10 % 10);
+    out[2] = static_cast<char>('0' + m % 10);
+    out[3] = 'Z';
+    out += 4;
   }
+  return out;
 }
 
 void AccessLog::record(const AccessRecord& r, AccessLogFormat format) {
   if (!enabled_) return;
+  std::size_t text_bytes = r.request_id.size() + r.client.size() + r.method.size() + r.target.size() +
+                           r.route.size() + r.decision.size();
+  char* out;
   if (format == AccessLogFormat::Combined) {
-    record_combined(r);
+    text_bytes += r.protocol.size() + r.referer.size() + r.user_agent.size();
+    out = record_combined(room(kMaxFixed + kMaxLogEscaped * text_bytes), r);
   } else {
-    record_json(r);
+    out = record_json(room(kMaxFixed + kMaxJsonEscaped * text_bytes), r);
   }
-  if (buffer_.size() >= kFlushBytes) flush();
+  used_ = static_cast<std::size_t>(out - buffer_.data());
+  if (used_ >= kFlushBytes) flush();
 }
 
-void AccessLog::record_json(const AccessRecord& r) {
-  buffer_.append("{\"time\":\"");
-  append_time(AccessLogFormat::Json);
-  buffer_.push_back('"');
-  append_string_member(buffer_, "request_id", r.request_id);
-  append_string_member(buffer_, "client", r.client);
-  append_string_member(buffer_, "method", r.method);
-  append_string_member(buffer_, "path", r.target);
-  append_string_member(buffer_, "route", r.route);
-  append_integer_member(buffer_, "status", static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
-  append_integer_member(buffer_, "bytes", r.bytes_sent);
-  if (r.upstream_ms >= 0) append_milliseconds_member(buffer_, "upstream_ms", r.upstream_ms);
-  append_milliseconds_member(buffer_, "total_ms", r.total_ms);
-  append_string_member(buffer_, "decision", r.decision);
-  buffer_.append("}\n");
-}
-
-void AccessLog::record_combined(const AccessRecord& r) {
-  append_log_escaped(buffer_, r.client, true);
-  buffer_.append(" - - [");
-  append_time(AccessLogFormat::Combined);
-  buffer_.append("] \"");
-  if (r.method.empty() || r.method == "-") {
-    buffer_.push_back('-');  // nothing parsable arrived (a timeout or a malformed head), as nginx writes it
-  } else {
-    append_log_escaped(buffer_, r.method, false);
-    buffer_.push_back(' ');
-    append_log_escaped(buffer_, r.target, false);
-    buffer_.push_back(' ');
-    append_log_escaped(buffer_, r.protocol, false);
-  }
-  buffer_.append("\" ");
-  append_integer(buffer_, static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
-  buffer_.push_back(' ');
-  append_integer(buffer_, r.bytes_sent);
-  buffer_.append(" \"");
-  append_log_escaped(buffer_, r.referer, false);
-  buffer_.append("\" \"");
-  append_log_escaped(buffer_, r.user_agent, false);
-  buffer_.append("\" rt=");
-  append_seconds(buffer_, r.total_ms);
-  buffer_.append(" uht=");
+char* AccessLog::record_json(char* out, const AccessRecord& r) {
+  // Each string member: its name and the quotes around its value, then the escaped value.
+  auto string_member = [&out](std::string_view name_and_quotes, std::string_view value) {
+    out = put(out, name_and_quotes);
+    out = put_escaped(out, value, kAlways, true);
+  };
+  out = put(out, "{\"time\":\"");
+  out = put_time(out, AccessLogFormat::Json);
+  string_member("\",\"request_id\":\"", r.request_id);
+  string_member("\",\"client\":\"", r.client);
+  string_member("\",\"method\":\"", r.method);
+  string_member("\",\"path\":\"", r.target);
+  string_member("\",\"route\":\"", r.route);
+  out = put(out, "\",\"status\":");
+  out = put_integer(out, static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
+  out = put(out, ",\"bytes\":");
+  out = put_integer(out, r.bytes_sent);
   if (r.upstream_ms >= 0) {
-    append_seconds(buffer_, r.upstream_ms);
-  } else {
-    buffer_.push_back('-');
+    out = put(out, ",\"upstream_ms\":");
+    out = put_thousandths(out, r.upstream_ms);
   }
-  buffer_.append(" route=");
-  append_log_escaped(buffer_, r.route, true);
-  buffer_.append(" decision=");
-  append_log_escaped(buffer_, r.decision, true);
-  buffer_.append(" request_id=");
-  append_log_escaped(buffer_, r.request_id, true);
-  buffer_.push_back('\n');
+  out = put(out, ",\"total_ms\":");
+  out = put_thousandths(out, r.total_ms);
+  string_member(",\"decision\":\"", r.decision);
+  return put(out, "\"}\n");
+}
+
+char* AccessLog::record_combined(char* out, const AccessRecord& r) {
+  out = put_log_escaped(out, r.client, true);
+  out = put(out, " - - [");
+  out = put_time(out, AccessLogFormat::Combined);
+  out = put(out, "] \"");
+  if (r.method.empty() || r.method == "-") {
+    *out++ = '-';  // nothing parsable arrived (a timeout or a malformed head), as nginx writes it
+  } else {
+    out = put_log_escaped(out, r.method, false);
+    *out++ = ' ';
+    out = put_log_escaped(out, r.target, false);
+    *out++ = ' ';
+    out = put_log_escaped(out, r.protocol, false);
+  }
+  out = put(out, "\" ");
+  out = put_integer(out, static_cast<std::uint64_t>(r.status < 0 ? 0 : r.status));
+  *out++ = ' ';
+  out = put_integer(out, r.bytes_sent);
+  out = put(out, " \"");
+  out = put_log_escaped(out, r.referer, false);
+  out = put(out, "\" \"");
+  out = put_log_escaped(out, r.user_agent, false);
+  out = put(out, "\" rt=");
+  out = put_thousandths(out, r.total_ms / 1000);
+  out = put(out, " uht=");
+  if (r.upstream_ms >= 0) {
+    out = put_thousandths(out, r.upstream_ms / 1000);
+  } else {
+    *out++ = '-';
+  }
+  out = put(out, " route=");
+  out = put_log_escaped(out, r.route, true);
+  out = put(out, " decision=");
+  out = put_log_escaped(out, r.decision, true);
+  out = put(out, " request_id=");
+  out = put_log_escaped(out, r.request_id, true);
+  *out++ = '\n';
+  return out;
 }
 
 void AccessLog::flush() {
-  if (buffer_.empty()) return;
-  target_.get()->write(buffer_);
-  buffer_.clear();
+  if (used_ == 0) return;
+  target_.get()->write(std::string_view(buffer_.data(), used_));
+  used_ = 0;
+  if (buffer_.size() > kBufferBytes) {  // grown for a long line: back to its usual size
+    buffer_.resize(kBufferBytes);
+    buffer_.shrink_to_fit();
+  }
 }
 
 }  // namespace arbiter

@@ -55,7 +55,6 @@ class AccessLogFile {
   AccessLogFile(const AccessLogFile&) = delete;
   AccessLogFile& operator=(const AccessLogFile&) = delete;
 
-  int fd() const noexcept { return fd_; }
   const std::string& path() const noexcept { return path_; }  // empty: stdout
   void write(std::string_view bytes) const;  // whole, retrying short writes; errors are dropped
 
@@ -85,6 +84,9 @@ class AccessLogTarget {
 class AccessLog {
  public:
   static constexpr std::size_t kFlushBytes = 64u << 10;
+  // The buffer's usual size: kFlushBytes and room for the line that crosses the mark. A longer
+  // line grows it until the next flush.
+  static constexpr std::size_t kBufferBytes = kFlushBytes + 4096;
   static constexpr std::uint64_t kFlushIntervalMs = 1000;
 
   // `target` outlives this log.
@@ -97,15 +99,22 @@ class AccessLog {
   void set_enabled(bool enabled) noexcept { enabled_ = enabled; }
 
  private:
-  void record_json(const AccessRecord& record);
-  void record_combined(const AccessRecord& record);
+  // Where to write a line of at most `line_bytes` bytes: the end of the buffer's lines, with
+  // that much room after it.
+  char* room(std::size_t line_bytes);
+  // Each writes one line at `out`, into room() made for it, and returns its end.
+  char* record_json(char* out, const AccessRecord& record);
+  char* record_combined(char* out, const AccessRecord& record);
   // The current time as the format writes it; the text up to the seconds is formatted once a
   // second, not once a line.
-  void append_time(AccessLogFormat format);
+  char* put_time(char* out, AccessLogFormat format);
 
   bool enabled_;
   const AccessLogTarget& target_;
+  // Lines are formatted in place: buffer_ keeps its size (kBufferBytes, or more after a long
+  // line) and its first used_ bytes are the lines not yet written.
   std::string buffer_;
+  std::size_t used_ = 0;
   std::time_t cached_second_[2] = {-1, -1};  // by format
   std::string cached_time_[2];               // JSON: "2026-11-25T16:48:33."; combined: the whole time
 };

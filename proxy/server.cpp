@@ -19,8 +19,6 @@ namespace arbiter {
 
 namespace {
 
-constexpr int kListenBacklog = 1024;  // as the workers' uv_listen asks
-
 // Binds and listens on a non-blocking TCP socket, without SO_REUSEPORT: an address that
 // another process holds (another Arbiter, or any program, whatever its options) fails here with
 // EADDRINUSE instead of silently sharing the port. Listening at once closes the window in which a
@@ -46,7 +44,7 @@ int bind_socket(const SocketAddress& address, std::uint16_t& bound_port, std::st
   }
   int on = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);  // connections in TIME_WAIT do not block a restart
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, kListenBacklog) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, Worker::kListenBacklog) != 0) {
     error = std::strerror(errno);
     if (errno == EADDRINUSE) error += " (another process is listening on it)";
     ::close(fd);

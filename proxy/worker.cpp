@@ -71,7 +71,7 @@ void Worker::add_listener(int fd, bool admin) {
 
 void Worker::start() {
   for (auto& listener : listeners_) {
-    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), 1024, on_connection);
+    int rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener->tcp), kListenBacklog, on_connection);
     if (rc != 0) log_line(std::string("worker cannot listen: ") + uv_strerror(rc));
   }
   thread_ = std::thread([this] { run(); });
@@ -140,10 +140,7 @@ void Worker::adopt_runtime() {
     }
   }
   for (auto& old : pools_) {
-    if (old == nullptr) continue;
-    old->retire();
-    retired_pools_.push_back(std::move(old));
-    process_metrics().retired_upstream_pools.fetch_add(1, std::memory_order_relaxed);
+    if (old != nullptr) keep_retired(std::move(old));
   }
   pools_ = std::move(pools);
   free_unused_pools();
@@ -170,8 +167,12 @@ UpstreamPool& Worker::pool(const Runtime& runtime, std::string_view upstream_nam
                              [&](const UpstreamConfig& upstream) { return upstream.name == upstream_name; });
   // A Runtime's routes name only its own upstreams (checked when the configuration loads).
   if (config == upstreams.end()) std::abort();
-  retired_pools_.push_back(std::make_unique<UpstreamPool>(*this, *config));
-  retired_pools_.back()->retire();
+  return keep_retired(std::make_unique<UpstreamPool>(*this, *config));
+}
+
+UpstreamPool& Worker::keep_retired(std::unique_ptr<UpstreamPool> pool) {
+  pool->retire();
+  retired_pools_.push_back(std::move(pool));
   process_metrics().retired_upstream_pools.fetch_add(1, std::memory_order_relaxed);
   return *retired_pools_.back();
 }

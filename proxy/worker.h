@@ -41,6 +41,9 @@ class ExchangeWaker final : public Waker, public std::enable_shared_from_this<Ex
 
 class Worker {
  public:
+  // The listen(2) backlog of every listening socket (the Server's bind and the workers' listen).
+  static constexpr int kListenBacklog = 1024;
+
   explicit Worker(Server& server);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -87,6 +90,9 @@ class Worker {
 
   void run();
   void adopt_runtime();
+  // Retires `pool` and keeps it until free_unused_pools() finds it unused; counted in
+  // ProcessMetrics::retired_upstream_pools until then.
+  UpstreamPool& keep_retired(std::unique_ptr<UpstreamPool> pool);
   void free_unused_pools();
   void begin_drain(bool force);
   void maybe_finish();

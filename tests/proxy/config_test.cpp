@@ -322,9 +322,10 @@ TEST(ConfigErrorsTest, PathKeysArePositionedAndSuggested) {
             "arbiter.toml:2:1: server.forward_raw_paths: unknown key; did you mean 'forward_raw_path'?");
   EXPECT_EQ(sole_error(with_rest("[server]\ncase_insensitive_path = true")),
             "arbiter.toml:2:1: server.case_insensitive_path: unknown key; did you mean 'case_insensitive_paths'?");
-  EXPECT_NE(sole_error(with_rest("[server]\ncase_insensitive_paths = \"yes\"")).find(
-                "arbiter.toml:2:26: server.case_insensitive_paths: "),
-            std::string::npos);
+  EXPECT_EQ(sole_error(with_rest("[server]\ncase_insensitive_paths = \"yes\"")),
+            "arbiter.toml:2:26: server.case_insensitive_paths: expected a boolean (true or false), got a string");
+  EXPECT_EQ(sole_error(with_rest("[server]\nforward_raw_path = 1")),
+            "arbiter.toml:2:20: server.forward_raw_path: expected a boolean (true or false), got an integer");
 }
 
 // Under case_insensitive_paths, routes that differ only in case are one route: the later is

@@ -4,6 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+#include <regex>
+#include <sstream>
+
 namespace arbiter {
 namespace {
 
@@ -44,6 +48,91 @@ TEST(JsonEscape, EveryByteRoundTripsThroughAJsonParser) {
     }
   }
   EXPECT_EQ(parsed, expected);
+}
+
+// The lines AccessLog writes, read back from a file target; `time` is what stood where the
+// time goes (it changes every run), replaced by "TIME".
+std::vector<std::string> logged_lines(const std::vector<AccessRecord>& records, AccessLogFormat format,
+                                      const std::regex& time) {
+  const std::string path = testing::TempDir() + "arbiter_log_test.log";
+  std::remove(path.c_str());
+  std::string error;
+  AccessLogTarget target;
+  target.set(AccessLogFile::open(path, error));
+  EXPECT_EQ(error, "");
+  AccessLog log(true, target);
+  for (const AccessRecord& record : records) log.record(record, format);
+  log.flush();
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(std::regex_replace(line, time, "TIME"));
+  std::remove(path.c_str());
+  return lines;
+}
+
+AccessRecord forwarded_record() {
+  AccessRecord r;
+  r.request_id = "9f3c2a7b-000123";
+  r.client = "127.0.0.1";
+  r.method = "GET";
+  r.target = "/items/1?q=\"x y\"";
+  r.protocol = "HTTP/1.1";
+  r.referer = "";
+  r.user_agent = "curl/7.88 \x01";
+  r.route = "items";
+  r.status = 200;
+  r.bytes_sent = 18446744073709551615u;
+  r.upstream_ms = 0.184;
+  r.total_ms = 1234.5678;
+  r.decision = "forwarded";
+  return r;
+}
+
+AccessRecord local_record() {  // answered without the upstream; nothing parsable arrived
+  AccessRecord r;
+  r.client = "::1";
+  r.method = "-";
+  r.status = 408;
+  r.total_ms = 0.0004;
+  r.decision = "proxy";
+  return r;
+}
+
+TEST(AccessLogTest, JsonLinesHaveEveryMemberInOrder) {
+  const std::regex time(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  std::vector<std::string> lines = logged_lines({forwarded_record(), local_record()}, AccessLogFormat::Json, time);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0],
+            R"({"time":"TIME","request_id":"9f3c2a7b-000123","client":"127.0.0.1","method":"GET",)"
+            R"("path":"/items/1?q=\"x y\"","route":"items","status":200,"bytes":18446744073709551615,)"
+            R"("upstream_ms":0.184,"total_ms":1234.568,"decision":"forwarded"})");
+  EXPECT_EQ(lines[1],
+            R"({"time":"TIME","request_id":"","client":"::1","method":"-","path":"","route":"",)"
+            R"("status":408,"bytes":0,"total_ms":0.000,"decision":"proxy"})");
+  for (const std::string& line : lines) EXPECT_TRUE(nlohmann::json::accept(line)) << line;
+}
+
+TEST(AccessLogTest, CombinedLinesAreNginxsWithArbitersFieldsAfter) {
+  const std::regex time(R"(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000)");
+  std::vector<std::string> lines =
+      logged_lines({forwarded_record(), local_record()}, AccessLogFormat::Combined, time);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0],
+            R"(127.0.0.1 - - [TIME] "GET /items/1?q=\x22x y\x22 HTTP/1.1" 200 18446744073709551615 "-" )"
+            R"("curl/7.88 \x01" rt=1.235 uht=0.000 route=items decision=forwarded request_id=9f3c2a7b-000123)");
+  EXPECT_EQ(lines[1], R"(::1 - - [TIME] "-" 408 0 "-" "-" rt=0.000 uht=- route=- decision=proxy request_id=-)");
+}
+
+// A line longer than the buffer's spare room (a long target) is written whole.
+TEST(AccessLogTest, ALineLongerThanTheBufferIsWrittenWhole) {
+  AccessRecord r = forwarded_record();
+  std::string target = "/" + std::string(3 * AccessLog::kFlushBytes, 'a') + "\x7f";
+  r.target = target;
+  const std::regex time(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)");
+  std::vector<std::string> lines = logged_lines({forwarded_record(), r, forwarded_record()}, AccessLogFormat::Json, time);
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(nlohmann::json::parse(lines[1])["path"], target);
+  EXPECT_EQ(lines[0], lines[2]);
 }
 
 }  // namespace
