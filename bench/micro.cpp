@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "policies/etag.h"
-#include "policies/memory_bucket_store.h"
-#include "policies/memory_version_store.h"
-#include "policies/token_bucket.h"
-#include "proxy/config.h"
-#include "proxy/router.h"
+#include "policies/etag/etag.h"
+#include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_version_store.h"
+#include "policies/rate_limit/token_bucket.h"
+#include "proxy/config/config.h"
+#include "proxy/exchange/router.h"
 
 namespace {
 

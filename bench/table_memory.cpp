@@ -13,10 +13,10 @@
 #include <functional>
 #include <string>
 
-#include "policies/etag.h"
-#include "policies/memory_bucket_store.h"
-#include "policies/memory_version_store.h"
-#include "policies/token_bucket.h"
+#include "policies/etag/etag.h"
+#include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_version_store.h"
+#include "policies/rate_limit/token_bucket.h"
 
 namespace {
 

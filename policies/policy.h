@@ -22,8 +22,8 @@
 #include <string_view>
 #include <vector>
 
-#include "policies/headers.h"
-#include "policies/problem.h"
+#include "proxy/http/headers.h"
+#include "proxy/http/problem.h"
 
 namespace arbiter {
 
@@ -47,7 +47,7 @@ class Waker {
 struct RequestView {
   std::string_view method;      // as sent, e.g. "GET"
   std::string_view target;      // request-target: the normalised path, and the query as sent
-  std::string_view path;        // target without the query (normalised: see policies/path_normalization.h)
+  std::string_view path;        // target without the query (normalised: see proxy/http/path_normalization.h)
   std::string_view query;       // after '?', without it; empty when none
   const HeaderList& headers;    // as received, before any rewriting
   std::string_view client_address;  // the client, X-Forwarded-For believed only from trusted proxies

@@ -9,11 +9,11 @@
 #include <string_view>
 #include <vector>
 
-#include "proxy/config.h"
-#include "proxy/explain.h"
-#include "proxy/log.h"
-#include "proxy/runtime.h"
-#include "proxy/server.h"
+#include "proxy/config/config.h"
+#include "proxy/control/explain.h"
+#include "proxy/observe/log.h"
+#include "proxy/exchange/runtime.h"
+#include "proxy/net/server.h"
 
 namespace {
 

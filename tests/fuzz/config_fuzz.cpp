@@ -16,10 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "proxy/config.h"
-#include "proxy/config_json.h"
-#include "proxy/explain.h"
-#include "proxy/runtime.h"
+#include "proxy/config/config.h"
+#include "proxy/control/config_json.h"
+#include "proxy/control/explain.h"
+#include "proxy/exchange/runtime.h"
 
 namespace {
 

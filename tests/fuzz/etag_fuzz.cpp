@@ -1,4 +1,4 @@
-// libFuzzer harness: the entity-tag parsers of policies/etag.h (If-Match, If-None-Match, ETag,
+// libFuzzer harness: the entity-tag parsers of policies/etag/etag.h (If-Match, If-None-Match, ETag,
 // minted tags, JSON pointers) and the ETag policy's request phase over them.
 //
 // The input is lines; the first two characters of a line say what it is:
@@ -21,9 +21,9 @@
 #include <string_view>
 #include <vector>
 
-#include "policies/etag.h"
-#include "policies/etag_policy.h"
-#include "policies/memory_version_store.h"
+#include "policies/etag/etag.h"
+#include "policies/etag/etag_policy.h"
+#include "policies/store/memory_version_store.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace arbiter {

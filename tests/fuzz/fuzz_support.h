@@ -11,7 +11,7 @@
 #include <xxhash.h>
 
 #include "policies/policy.h"
-#include "proxy/config.h"
+#include "proxy/config/config.h"
 
 namespace arbiter::fuzz {
 

@@ -2,11 +2,11 @@
 // policies decide, with no socket, timer or thread.
 //
 // The input is what one client connection delivers (see for_each_read for how it is cut into
-// reads). FuzzConnection drives the proxy's own RequestParser (proxy/request_parser.h: llhttp
+// reads). FuzzConnection drives the proxy's own RequestParser (proxy/http/request_parser.h: llhttp
 // with max_header_bytes, max_body_bytes, obs-fold, and the input kept across pauses) and
 // check_request_head, routes with the Router
 // of a Runtime built from a fixed configuration, and runs the route's policy chain with a fake
-// clock. The steps around them are ClientConnection's (proxy/client_connection.cpp), which owns
+// clock. The steps around them are ClientConnection's (proxy/net/client_connection.cpp), which owns
 // a uv_tcp_t; they are followed here under the same names (on_parse_paused, begin_exchange,
 // run_request_policies, reply, finish_exchange): keep the two in step.
 // What the real flow does with a socket is replaced: the upstream is FakeBackend, which answers
@@ -32,12 +32,12 @@
 #include <llhttp.h>
 
 #include "policies/policy.h"
-#include "proxy/config.h"
-#include "proxy/forwarding.h"
-#include "proxy/request_parser.h"
-#include "policies/path_normalization.h"
-#include "proxy/router.h"
-#include "proxy/runtime.h"
+#include "proxy/config/config.h"
+#include "proxy/http/forwarding.h"
+#include "proxy/http/request_parser.h"
+#include "proxy/http/path_normalization.h"
+#include "proxy/exchange/router.h"
+#include "proxy/exchange/runtime.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace arbiter {

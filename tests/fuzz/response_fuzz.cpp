@@ -3,10 +3,10 @@
 //
 // The input is what the backend sends on one connection after one request (cut into reads by
 // for_each_read), then EOF. FuzzUpstream drives the proxy's own ResponseParser
-// (proxy/response_parser.h: interim 1xx answers skipped, 101 refused, the 256 KiB head limit,
+// (proxy/http/response_parser.h: interim 1xx answers skipped, 101 refused, the 256 KiB head limit,
 // obs-fold refused, remove_hop_by_hop, framing, a HEAD answer read without a body, EOF) the way
 // UpstreamConnection::on_read does; FuzzExchange follows the response half of
-// proxy/client_connection.cpp (on_upstream_head, the route's response policies over a held or
+// proxy/net/client_connection.cpp (on_upstream_head, the route's response policies over a held or
 // withheld body, send_response_head/_body with the framing re-chosen for the client, 502 or a
 // close on failure). Those two are private to classes that own libuv handles, so their steps are
 // followed here under the same names: keep them in step.
@@ -30,11 +30,11 @@
 #include <xxhash.h>
 
 #include "policies/policy.h"
-#include "proxy/config.h"
-#include "proxy/forwarding.h"
-#include "proxy/response_parser.h"
-#include "proxy/router.h"
-#include "proxy/runtime.h"
+#include "proxy/config/config.h"
+#include "proxy/http/forwarding.h"
+#include "proxy/http/response_parser.h"
+#include "proxy/exchange/router.h"
+#include "proxy/exchange/runtime.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace arbiter {

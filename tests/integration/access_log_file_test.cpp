@@ -154,6 +154,25 @@ TEST_F(AccessLogFileTest, AFailedReopenKeepsTheOldFile) {
   EXPECT_EQ(send("GET", "/items/1").status, 200) << "still serving";
 }
 
+// A reload naming a file that cannot be opened keeps the running target, and the path in force
+// stays the running one: a later SIGUSR1 reopens that file, not the one that failed.
+TEST_F(AccessLogFileTest, AReloadThatCannotOpenItsFileKeepsReopeningTheOldOne) {
+  std::string path = dir_ + "/access.log";
+  std::string unopenable = dir_ + "/no-such-directory/access.log";
+  start_logging_to(path);
+  ConfigOptions options;
+  options.workers = 2;
+  options.routes = "\n[log]\naccess = \"" + unopenable + "\"\n";
+  arbiter_->config_file().replace(make_config(backend_.port(), options));
+  signal_and_wait(SIGHUP, "arbiter: reloaded .*");
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);
+  signal_and_wait(SIGUSR1, "arbiter: received SIGUSR1: reopened the access log " + path);
+  ASSERT_EQ(get("after-failed-reload"), 200);
+  std::string text = wait_for_text(path, request_id_field("after-failed-reload"));
+  EXPECT_NE(text.find(request_id_field("after-failed-reload")), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(unopenable));
+}
+
 // What logrotate does with `postrotate kill -USR1` (.ci/deps installs logrotate).
 TEST_F(AccessLogFileTest, LogrotateWithPostrotateUsrOne) {
   const char* logrotate = nullptr;

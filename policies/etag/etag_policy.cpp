@@ -1,0 +1,793 @@
+#include "policies/etag/etag_policy.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+#include "policies/etag/byte_range.h"
+#include "proxy/http/path_normalization.h"
+
+namespace arbiter {
+
+namespace {
+
+constexpr std::string_view kIfMatch = "If-Match";
+constexpr std::string_view kIfNoneMatch = "If-None-Match";
+constexpr std::string_view kEtag = "ETag";
+constexpr std::string_view kIfModifiedSince = "If-Modified-Since";
+constexpr std::string_view kIfUnmodifiedSince = "If-Unmodified-Since";
+constexpr std::string_view kRange = "Range";
+constexpr std::string_view kIfRange = "If-Range";
+
+bool is_read(std::string_view method) noexcept { return method == "GET" || method == "HEAD"; }
+
+bool is_write(std::string_view method) noexcept {
+  return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
+}
+
+bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
+bool is_gone(int status) noexcept { return status == 404 || status == 410; }
+
+std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+// Answers a write could not be taken now, but may be in a moment.
+Decision unavailable(Problem problem) { return Decision::reply(std::move(problem), HeaderList{{"Retry-After", "1"}}); }
+
+Decision malformed_precondition(std::string_view field, const Precondition& precondition) {
+  return Decision::reply(Problem::make("malformed-precondition", 400, "Malformed precondition",
+                                       std::string(field) +
+                                           " must be * or a list of entity-tags such as \"abc\" or W/\"abc\"; got: " +
+                                           precondition.text));
+}
+
+// 412 for a precondition on a representation too large to version (its tag unknown);
+// `consequence` finishes the sentence with what the client can do instead.
+Decision unverifiable(const std::string& resource, std::size_t max_body_bytes, std::string_view consequence) {
+  auto problem = Problem::make("version-unverifiable", 412, "Version cannot be verified",
+                               "The representation of " + single_quoted(resource) +
+                                   " is larger than this route's max_body_bytes (" + std::to_string(max_body_bytes) +
+                                   " bytes), so Arbiter cannot compute its version" + std::string(consequence));
+  problem.extensions.emplace_back("resource", resource);
+  problem.extensions.emplace_back("max_body_bytes", max_body_bytes);
+  return Decision::reply(std::move(problem));
+}
+
+// The target of a 201's Location (or Content-Location) on this upstream: its path (in the
+// normal form request paths get before routing, proxy/http/path_normalization.h) and query, the
+// scheme and authority of an absolute URI dropped, a relative path resolved against the
+// request's path. nullopt for what cannot be resolved (no path, a path that cannot be
+// normalised).
+std::optional<std::string> location_target(std::string_view location, std::string_view request_path) {
+  location = without_ows(location);
+  location = location.substr(0, location.find('#'));
+  std::size_t scheme_end = location.find("://");
+  if (scheme_end != std::string_view::npos && location.find_first_of("/?") > scheme_end) {
+    location.remove_prefix(scheme_end + 1);  // leaves "//authority/path"
+  }
+  if (location.starts_with("//")) {
+    std::size_t path = location.find('/', 2);
+    if (path == std::string_view::npos) return std::nullopt;
+    location.remove_prefix(path);
+  }
+  if (location.empty() || location.front() == '?') return std::nullopt;
+  std::string joined;
+  if (location.front() != '/') joined = std::string(request_path.substr(0, request_path.rfind('/') + 1));
+  joined.append(location);
+  std::size_t query = joined.find('?');
+  std::string target, why;
+  if (!normalize_path(std::string_view(joined).substr(0, query), target, why)) return std::nullopt;
+  if (query != std::string::npos) target.append(joined, query);
+  return target;
+}
+
+// Turns a held response into Arbiter's problem answer (the upstream's representation fields
+// go: they described the body that is replaced).
+void replace_with_problem(ResponseView& response, const Problem& problem, std::string_view request_id) {
+  response.status = problem.status;
+  for (std::string_view field : {"Content-Type", "Content-Encoding", "Content-Language", "Content-Location",
+                                 "Content-Range", "Last-Modified", "ETag", "Cache-Control"}) {
+    response.headers.remove(field);
+  }
+  response.headers.set("Content-Type", kProblemContentType);
+  response.headers.set("Cache-Control", "no-store");
+  if (response.body) *response.body = problem.to_json(request_id);
+}
+
+}  // namespace
+
+std::string_view verify_name(EtagPolicyConfig::Verify verify) noexcept {
+  return verify == EtagPolicyConfig::Verify::Cache ? "cache" : "upstream";
+}
+
+std::string source_name(const EtagPolicyConfig& config) {
+  switch (config.source) {
+    case EtagPolicyConfig::Source::Auto: return "auto";
+    case EtagPolicyConfig::Source::Hash: return "hash";
+    case EtagPolicyConfig::Source::JsonPointer: return "json:" + config.json_pointer;
+  }
+  return "auto";
+}
+
+std::optional<std::vector<std::string_view>> template_param_names(std::string_view pattern) {
+  std::vector<std::string_view> names;
+  std::size_t i = 0;
+  while (i < pattern.size()) {
+    if (pattern[i] == '}') return std::nullopt;
+    if (pattern[i] != '{') {
+      ++i;
+      continue;
+    }
+    std::size_t close = pattern.find_first_of("{}", i + 1);
+    if (close == std::string_view::npos || pattern[close] != '}' || close == i + 1) return std::nullopt;
+    names.push_back(pattern.substr(i + 1, close - i - 1));
+    i = close + 1;
+  }
+  return names;
+}
+
+// What one request carries from hook to hook: for a read, the store's sequence when it began;
+// for a write, its place in the resource's write queue and how far it got. Destroyed at the
+// end of the exchange, which releases the turn.
+class EtagPolicy::Exchange final : public ExchangeState {
+ public:
+  enum class Role : std::uint8_t { Read, Write };
+  enum class Stage : std::uint8_t {
+    Reading,     // a read, forwarded
+    CheckingIfMatch,  // a read with If-Match, reading the current version first
+    Queued,      // a write waiting for its turn
+    Verifying,   // holding the turn, re-reading the current version
+    Forwarded,   // the write went upstream; its outcome is not known yet
+    Refreshing,  // the write succeeded; re-reading its new version
+    Settled,     // the store holds what is known (or the write never went upstream)
+  };
+
+  Exchange(EtagPolicy& policy, Role role, std::string resource)
+      : stage(role == Role::Read ? Stage::Reading : Stage::Settled),
+        policy_(policy),
+        role_(role),
+        resource_(std::move(resource)) {}
+
+  // Whichever way the exchange ended, a write that went upstream and was not settled left the
+  // resource in an unknown state: a lost response may still have changed it.
+  ~Exchange() override {
+    if (stage == Stage::Forwarded || stage == Stage::Refreshing) policy_.settle_unknown(*this);
+  }
+
+  Role role() const noexcept { return role_; }
+  const std::string& resource() const noexcept { return resource_; }
+
+  Stage stage;
+  std::uint64_t seen_sequence = 0;  // reads: store sequence() when the read began
+  bool remember = true;             // reads: may the store learn the tag (see on_read_request)
+  std::vector<std::string> strip;   // reads: the request fields answered here, not forwarded
+  std::string created;              // a 201's created resource, when it is being read
+  std::uint64_t created_sequence = 0;
+  MonotonicTime queue_deadline{};
+  std::unique_ptr<WriteTurn> turn;  // writes: released with the exchange, or on a queue timeout
+
+ private:
+  EtagPolicy& policy_;
+  Role role_;
+  std::string resource_;
+};
+
+EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
+                       std::shared_ptr<ConflictLog> conflicts)
+    : route_name_(std::move(route_name)),
+      config_(std::move(config)),
+      store_(std::move(store)),
+      conflicts_(conflicts ? std::move(conflicts) : std::make_shared<ConflictLog>()) {
+  if (config_.conflict_status != 409 && config_.conflict_status != 412) {
+    throw std::invalid_argument("etag: conflict_status must be 409 or 412");
+  }
+  if (config_.source == EtagPolicyConfig::Source::JsonPointer && !is_valid_json_pointer(config_.json_pointer)) {
+    throw std::invalid_argument("etag: invalid JSON pointer " + single_quoted(config_.json_pointer));
+  }
+  if (!template_param_names(config_.resource)) {
+    throw std::invalid_argument("etag: malformed resource template " + single_quoted(config_.resource));
+  }
+  if (!store_) throw std::invalid_argument("etag: no version store");
+}
+
+EtagCounters EtagPolicy::counters() const noexcept {
+  auto read = [](const std::atomic<std::uint64_t>& counter) { return counter.load(std::memory_order_relaxed); };
+  EtagCounters snapshot;
+  snapshot.reads_tagged = read(counters_.reads_tagged);
+  snapshot.not_modified = read(counters_.not_modified);
+  snapshot.conflicts = read(counters_.conflicts);
+  snapshot.precondition_required = read(counters_.precondition_required);
+  snapshot.writes_forwarded = read(counters_.writes_forwarded);
+  snapshot.queue_full = read(counters_.queue_full);
+  snapshot.queue_timeouts = read(counters_.queue_timeouts);
+  snapshot.verify_failures = read(counters_.verify_failures);
+  snapshot.etag_unknown_after_write = read(counters_.etag_unknown_after_write);
+  return snapshot;
+}
+
+std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const { return conflicts_->recent(); }
+
+std::string EtagPolicy::resource_key(const RequestView& request) const {
+  // The path and the {param}s are normalised already (one spelling per resource).
+  if (config_.resource.empty()) return std::string(request.resource_path.empty() ? request.path : request.resource_path);
+  std::string key;
+  std::string_view pattern = config_.resource;
+  std::size_t i = 0;
+  while (i < pattern.size()) {
+    std::size_t open = pattern.find('{', i);
+    if (open == std::string_view::npos) break;
+    std::size_t close = pattern.find('}', open);  // balanced: checked by the constructor
+    key.append(pattern.substr(i, open - i));
+    std::string_view name = pattern.substr(open + 1, close - open - 1);
+    auto param = std::find_if(request.params.begin(), request.params.end(),
+                              [&](const PathParam& p) { return p.name == name; });
+    // The loader refuses names the route's path does not capture; keep the text if one slips by.
+    key.append(param != request.params.end() ? param->value : pattern.substr(open, close - open + 1));
+    i = close + 1;
+  }
+  key.append(pattern.substr(std::min(i, pattern.size())));
+  return key;
+}
+
+EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std::string* body) const {
+  Version version{std::nullopt, std::nullopt, &headers, body};
+  if (config_.source == EtagPolicyConfig::Source::Auto) {
+    if (auto backend_etag = headers.find(kEtag)) {
+      if (auto tag = parse_entity_tag(*backend_etag); tag && !tag->weak) version.etag = std::string(tag->opaque_tag);
+    }
+  }
+  if (body != nullptr && body->size() <= config_.max_body_bytes) {
+    version.raw = mint_etag(*body);
+    if (!version.etag && config_.source == EtagPolicyConfig::Source::JsonPointer) {
+      // A body that is not JSON, or has no value there, is still versioned: by its hash.
+      version.etag = etag_from_json_pointer(*body, config_.json_pointer);
+    }
+    if (!version.etag) version.etag = version.raw;
+  }
+  return version;
+}
+
+VersionTags EtagPolicy::names_of(const Version& version) const {
+  VersionTags names;
+  if (version.raw) {  // the body was hashed: it is there and within max_body_bytes
+    // The same content under another coding is the same version: its identity is the hash of
+    // the content decoded (without a coding, the hash of the bytes themselves).
+    auto coding = version.headers->find("Content-Encoding");
+    if (!coding || without_ows(*coding).empty() || iequals(without_ows(*coding), "identity")) {
+      names.identity = *version.raw;
+    } else if (auto identity = content_identity(*version.body, *coding, config_.max_body_bytes)) {
+      names.identity = std::move(*identity);
+    }
+  }
+  // The backend's tag and the hash of the bytes both name this version, so a client holding
+  // either (a backend tag that turned from weak to strong) is current.
+  for (const auto* tag : {&version.etag, &version.raw}) {
+    if (*tag && **tag != names.identity && std::find(names.tags.begin(), names.tags.end(), **tag) == names.tags.end()) {
+      names.tags.push_back(**tag);
+    }
+  }
+  return names;
+}
+
+VersionTags EtagPolicy::joined_with_known(const std::optional<std::string>& known, VersionTags seen) {
+  if (!known) return seen;
+  VersionTags joined = decode_version_tags(*known);
+  if (!joined.same_version(seen)) return seen;
+  joined.merge(seen);
+  return joined;
+}
+
+CurrentVersion EtagPolicy::current_version(bool exists, const std::optional<std::string>& shown,
+                                           const VersionTags& names) {
+  CurrentVersion current{exists, shown, {}};
+  if (!exists) return current;
+  for (std::string& tag : names.all()) {
+    if (!shown || tag != *shown) current.also.push_back(std::move(tag));
+  }
+  if (!current.etag && !current.also.empty()) current.etag = names.primary();
+  return current;
+}
+
+// ---- Request phase ----
+
+Decision EtagPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  if (auto* exchange = static_cast<Exchange*>(state.get()); exchange && exchange->stage == Exchange::Stage::Queued) {
+    if (exchange->turn->granted()) return with_the_turn(request, *exchange);
+    if (request.now < exchange->queue_deadline) return Decision::wait_until(exchange->queue_deadline);
+    exchange->turn.reset();  // leaves the queue
+    exchange->stage = Exchange::Stage::Settled;
+    counters_.queue_timeouts.fetch_add(1, std::memory_order_relaxed);
+    auto problem = Problem::make("write-queue-timeout", 503, "Write waited too long",
+                                 "Other writes to " + single_quoted(exchange->resource()) + " kept it waiting for " +
+                                     std::to_string(config_.queue_timeout.count()) +
+                                     " ms; nothing was written. Retry shortly.");
+    problem.extensions.emplace_back("resource", exchange->resource());
+    return unavailable(std::move(problem));
+  }
+  if (is_read(request.method)) return on_read_request(request, state);
+  if (is_write(request.method)) return on_write_request(request, state);
+  return Decision::forward();
+}
+
+Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
+  auto exchange = std::make_unique<Exchange>(*this, Exchange::Role::Read, resource_key(request));
+  exchange->seen_sequence = store_->sequence(exchange->resource());
+  // A read with a query may be a different representation (a projection, another format)
+  // than the one a write re-reads: it is tagged, but the store does not learn its tag.
+  exchange->remember = request.query.empty();
+  // The backend would judge tags it never made: Arbiter answers If-None-Match, If-Match and
+  // If-Range itself, and the date conditions they override go too (RFC 9110 section 13.2.2:
+  // If-Modified-Since is ignored beside If-None-Match, If-Unmodified-Since beside If-Match).
+  // A Range is served by Arbiter from the whole representation, so that a 206 carries the
+  // same validator as the 200.
+  std::vector<std::string>& strip = exchange->strip;
+  if (request.headers.contains(kIfNoneMatch)) strip.insert(strip.end(), {std::string(kIfNoneMatch), std::string(kIfModifiedSince)});
+  if (if_match.present()) strip.insert(strip.end(), {std::string(kIfMatch), std::string(kIfUnmodifiedSince)});
+  if (request.headers.contains(kRange) || request.headers.contains(kIfRange)) {
+    strip.insert(strip.end(), {std::string(kRange), std::string(kIfRange)});
+  }
+  Exchange& placed = *exchange;
+  state = std::move(exchange);
+  if (if_match.form == Precondition::Form::Tags) {
+    // Which version is current is known only from a read of it: read first, then decide.
+    placed.stage = Exchange::Stage::CheckingIfMatch;
+    return Decision::fetch(std::string(request.target));
+  }
+  return strip.empty() ? Decision::forward() : Decision::forward_without(strip);
+}
+
+Decision EtagPolicy::on_read_if_match(const RequestView& request, const FetchedResponse& fetched,
+                                      Exchange& exchange) {
+  exchange.stage = Exchange::Stage::Reading;
+  // A read that would not be a 2xx answers for itself: preconditions do not apply to it
+  // (RFC 9110 section 13.2.1).
+  if (!fetched.reached || !is_success(fetched.status)) return Decision::forward_without(exchange.strip);
+  Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+  CurrentVersion current = current_version(true, version.etag, names_of(version));
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  PreconditionOutcome outcome = evaluate_if_match(if_match, current);
+  if (outcome == PreconditionOutcome::Passes) return Decision::forward_without(exchange.strip);
+  if (outcome == PreconditionOutcome::Unverifiable) {
+    return unverifiable(exchange.resource(), config_.max_body_bytes,
+                        " to evaluate If-Match; read it without If-Match.");
+  }
+  auto problem = Problem::make("precondition-failed", 412, "Precondition failed",
+                               "If-Match names a version of " + single_quoted(exchange.resource()) +
+                                   " that is not the current one; GET it without If-Match for the current version.");
+  problem.extensions.emplace_back("your_etag", if_match.text);
+  problem.extensions.emplace_back("current_etag", *current.etag);
+  problem.extensions.emplace_back("resource", exchange.resource());
+  return Decision::reply(std::move(problem), HeaderList{{kEtag, *current.etag}});
+}
+
+Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
+  Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
+  if (if_none_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfNoneMatch, if_none_match);
+  std::string resource = resource_key(request);
+  if (config_.require_if_match && !if_match.present() && if_none_match.form != Precondition::Form::Any) {
+    counters_.precondition_required.fetch_add(1, std::memory_order_relaxed);
+    auto problem = Problem::make(
+        "precondition-required", 428, "Precondition required",
+        "Writes to " + single_quoted(resource) +
+            " must say which version they change, so that a stale copy cannot overwrite a newer one: GET it, "
+            "then resubmit the write with that response's ETag in If-Match (or with If-None-Match: * to create it).");
+    problem.extensions.emplace_back("resource", resource);
+    return Decision::reply(std::move(problem));
+  }
+
+  auto exchange = std::make_unique<Exchange>(*this, Exchange::Role::Write, std::move(resource));
+  exchange->turn = store_->queue_write(exchange->resource(), request.waker, config_.max_queue);
+  if (!exchange->turn) {
+    counters_.queue_full.fetch_add(1, std::memory_order_relaxed);
+    std::string waiting = config_.max_queue == 0
+                              ? "Another write to " + single_quoted(exchange->resource()) +
+                                    " is in progress and this route lets no other wait for it"
+                              : std::to_string(config_.max_queue) + " writes to " +
+                                    single_quoted(exchange->resource()) + " are already waiting their turn";
+    auto problem = Problem::make("write-queue-full", 503, "Too many writes waiting",
+                                 waiting + "; nothing was written. Retry shortly.");
+    problem.extensions.emplace_back("resource", exchange->resource());
+    return unavailable(std::move(problem));
+  }
+  Exchange& placed = *exchange;
+  state = std::move(exchange);
+  if (!placed.turn->granted()) {
+    placed.stage = Exchange::Stage::Queued;
+    placed.queue_deadline = request.now + config_.queue_timeout;
+    return Decision::wait_until(placed.queue_deadline);
+  }
+  return with_the_turn(request, placed);
+}
+
+Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchange) {
+  bool conditional = request.headers.contains(kIfMatch) || request.headers.contains(kIfNoneMatch);
+  if (!conditional) return forward_write(exchange, false);
+  if (config_.verify == EtagPolicyConfig::Verify::Cache) {
+    if (auto known = store_->get(exchange.resource())) {
+      VersionTags names = decode_version_tags(*known);
+      return check_preconditions(request, exchange, current_version(true, names.primary(), names));
+    }
+  }
+  exchange.stage = Exchange::Stage::Verifying;
+  return Decision::fetch(std::string(request.path));
+}
+
+Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedResponse& fetched,
+                                std::unique_ptr<ExchangeState>& state) {
+  auto* exchange = static_cast<Exchange*>(state.get());
+  if (exchange && exchange->stage == Exchange::Stage::CheckingIfMatch) return on_read_if_match(request, fetched, *exchange);
+  if (!exchange || exchange->stage != Exchange::Stage::Verifying) return Decision::forward();
+  exchange->stage = Exchange::Stage::Settled;  // until forwarded: a refusal changes nothing
+  CurrentVersion current;
+  VersionTags names;
+  if (fetched.reached && is_success(fetched.status)) {
+    Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+    // The re-read is of the writer's variant; the table may know the version's other
+    // representations (another client's gzip read), which If-Match may name as well.
+    if (version.etag) names = joined_with_known(store_->get(exchange->resource()), names_of(version));
+    current = current_version(true, version.etag, names);
+  } else if (!(fetched.reached && is_gone(fetched.status))) {
+    counters_.verify_failures.fetch_add(1, std::memory_order_relaxed);
+    std::string why = fetched.reached ? "it answered " + std::to_string(fetched.status) + " to GET " +
+                                            std::string(request.path)
+                                      : "no answer to GET " + std::string(request.path);
+    auto problem = Problem::make("version-unavailable", 503, "Current version unknown",
+                                 "Could not read the current version of " + single_quoted(exchange->resource()) +
+                                     " from the backend (" + why + "), so the write was not forwarded. Retry shortly.");
+    problem.extensions.emplace_back("resource", exchange->resource());
+    return unavailable(std::move(problem));
+  }
+  // Holding the turn, what was just read is the current state: put, not learn.
+  if (current.etag) {
+    store_->put(exchange->resource(), encode_version_tags(names));
+  } else {
+    store_->forget(exchange->resource());  // gone, or too large to version
+  }
+  return check_preconditions(request, *exchange, current);
+}
+
+Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& exchange,
+                                         const CurrentVersion& current) {
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
+  PreconditionOutcome match = evaluate_if_match(if_match, current);
+  PreconditionOutcome none_match = evaluate_if_none_match(if_none_match, current);
+  if (match == PreconditionOutcome::Fails) return conflict(request, exchange, kIfMatch, if_match, current);
+  if (none_match == PreconditionOutcome::Fails) {
+    return conflict(request, exchange, kIfNoneMatch, if_none_match, current);
+  }
+  if (match == PreconditionOutcome::Unverifiable || none_match == PreconditionOutcome::Unverifiable) {
+    return unverifiable(exchange.resource(), config_.max_body_bytes,
+                        " and refuses conditional writes to it. If-Match: * and unconditional writes are still "
+                        "accepted; raising max_body_bytes lets Arbiter version it.");
+  }
+  return forward_write(exchange, true);
+}
+
+Decision EtagPolicy::forward_write(Exchange& exchange, bool strip_preconditions) {
+  exchange.stage = Exchange::Stage::Forwarded;
+  counters_.writes_forwarded.fetch_add(1, std::memory_order_relaxed);
+  if (!strip_preconditions) return Decision::forward();
+  return Decision::forward_without({std::string(kIfMatch), std::string(kIfNoneMatch)});
+}
+
+Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
+                              const Precondition& failed, const CurrentVersion& current) {
+  bool by_if_match = failed_field == kIfMatch;
+  std::string detail;
+  if (!by_if_match && failed.form == Precondition::Form::Any) {
+    detail = "The resource already exists; If-None-Match: * only creates it. GET it and send its ETag in If-Match "
+             "to change it.";
+  } else if (!by_if_match) {
+    detail = "The resource's current version is one your If-None-Match excludes; GET it and send its ETag in "
+             "If-Match to change it.";
+  } else if (current.exists) {
+    detail = "The resource changed since your version; GET it again and reapply your change.";
+  } else {
+    detail = "The resource does not exist (any more); GET it to see, and create it without If-Match.";
+  }
+  auto problem = Problem::make("edit-conflict", config_.conflict_status, "Edit conflict", std::move(detail));
+  problem.extensions.emplace_back("resource", exchange.resource());
+  problem.extensions.emplace_back("your_etag", by_if_match ? nlohmann::json(failed.text) : nlohmann::json(nullptr));
+  if (!by_if_match) problem.extensions.emplace_back("your_if_none_match", failed.text);
+  problem.extensions.emplace_back("current_etag",
+                                  current.etag ? nlohmann::json(*current.etag) : nlohmann::json(nullptr));
+  HeaderList headers;
+  if (current.etag) headers.set(kEtag, *current.etag);
+
+  counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
+  conflicts_->record(ConflictRecord{request.now,
+                                    route_name_,
+                                    exchange.resource(),
+                                    std::string(request.method),
+                                    std::string(failed_field),
+                                    failed.text,
+                                    current.exists ? current.etag : std::nullopt,
+                                    std::string(request.request_id)});
+  return Decision::reply(std::move(problem), std::move(headers));
+}
+
+// ---- Response phase ----
+
+ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& response, ExchangeState* state) {
+  auto* exchange = static_cast<Exchange*>(state);
+  if (!exchange) return ResponseStep::proceed();
+  if (exchange->role() == Exchange::Role::Write) {
+    if (exchange->stage != Exchange::Stage::Forwarded) return ResponseStep::proceed();
+    return on_write_response(request, response, *exchange);
+  }
+  // A stream is relayed as it arrives (the proxy does not hold it) and has no single version.
+  if (is_stream_response(response.headers)) {
+    response.headers.remove(kEtag);
+    return ResponseStep::proceed();
+  }
+  if (response.status == 304) {
+    // The backend's own 304 (to If-Modified-Since): it carries the current ETag too
+    // (RFC 9110 section 15.4.5), learned by a read of the representation when the backend's
+    // own tag is not one Arbiter hands out.
+    Version version = version_of(response.headers, nullptr);
+    if (version.etag) {
+      response.headers.set(kEtag, *version.etag);
+      return ResponseStep::proceed();
+    }
+    response.headers.remove(kEtag);
+    return ResponseStep::fetch(std::string(request.target));
+  }
+  // 206 carries a part of the representation; its hash would not be the whole one's.
+  if (!is_success(response.status) || response.status == 206) return ResponseStep::proceed();
+  if (response.body == nullptr && !response.body_withheld) {
+    Version version = version_of(response.headers, nullptr);
+    if (version.etag) {
+      tag_read(request, response, *exchange, version);
+      return ResponseStep::proceed();
+    }
+    // HEAD has no body to hash: GET it. A bodiless GET answer is an empty representation.
+    if (request.method == "HEAD") return ResponseStep::fetch(std::string(request.path));
+    static const std::string kEmpty;
+    tag_read(request, response, *exchange, version_of(response.headers, &kEmpty));
+    return ResponseStep::proceed();
+  }
+  tag_read(request, response, *exchange, version_of(response.headers, response.body));
+  return ResponseStep::proceed();
+}
+
+void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Exchange& exchange,
+                          const Version& version) {
+  if (!version.etag) {
+    // Too large to version: no tag at all rather than one If-Match would never accept.
+    response.headers.remove(kEtag);
+    return;
+  }
+  const std::string& etag = *version.etag;
+  response.headers.set(kEtag, etag);
+  counters_.reads_tagged.fetch_add(1, std::memory_order_relaxed);
+  if (exchange.remember) {
+    // Bytes the table already names (the steady state of a resource read again and again)
+    // teach it nothing: only a new representation or version pays for its names (the content
+    // identity may mean decoding gzip) and for a new entry.
+    std::optional<std::string> known = store_->get(exchange.resource());
+    bool known_bytes = known && stored_version_names(*known, etag) &&
+                       (!version.raw || stored_version_names(*known, *version.raw));
+    if (!known_bytes) {
+      store_->learn(exchange.resource(), encode_version_tags(joined_with_known(known, names_of(version))),
+                    exchange.seen_sequence);
+    }
+  }
+  Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
+  bool evaluable = if_none_match.form == Precondition::Form::Any || if_none_match.form == Precondition::Form::Tags;
+  // The tags of these bytes: the one handed out, and the hash Arbiter gave them before a
+  // backend's tag turned strong.
+  CurrentVersion these_bytes{true, etag, {}};
+  if (version.raw) these_bytes.also.push_back(*version.raw);
+  if (evaluable && evaluate_if_none_match(if_none_match, these_bytes) == PreconditionOutcome::Fails) {
+    response.status = 304;
+    if (response.body) response.body->clear();
+    counters_.not_modified.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  serve_range(request, response, version);
+}
+
+void EtagPolicy::serve_range(const RequestView& request, ResponseView& response, const Version& version) {
+  auto range = request.headers.find(kRange);
+  if (!range || request.method != "GET" || response.status != 200 || response.body == nullptr) return;
+  if (auto if_range = request.headers.find(kIfRange)) {
+    // RFC 9110 section 13.1.5: an entity-tag matches strongly the representation's tag; a date
+    // matches only the exact Last-Modified. Otherwise the whole representation is sent.
+    std::string_view validator = without_ows(*if_range);
+    bool matches = false;
+    if (validator.starts_with('"') || validator.starts_with("W/")) {
+      auto tag = parse_entity_tag(validator);
+      for (const auto* own : {&version.etag, &version.raw}) {
+        auto own_tag = *own ? parse_entity_tag(**own) : std::nullopt;
+        matches = matches || (tag && own_tag && strong_match(*tag, *own_tag));
+      }
+    } else {
+      auto last_modified = response.headers.find("Last-Modified");
+      matches = last_modified && without_ows(*last_modified) == validator;
+    }
+    if (!matches) return;
+  }
+  std::string& body = *response.body;
+  ByteRange selected;
+  switch (select_byte_range(*range, body.size(), selected)) {
+    case RangeSelection::Ignore:
+      return;
+    case RangeSelection::Satisfiable: {
+      std::uint64_t length = body.size();
+      body = body.substr(selected.first, selected.last - selected.first + 1);
+      response.status = 206;
+      response.headers.set("Content-Range", content_range(selected, length));
+      return;
+    }
+    case RangeSelection::Unsatisfiable: {
+      std::uint64_t length = body.size();
+      auto problem = Problem::make("range-not-satisfiable", 416, "Range not satisfiable",
+                                   "The representation has " + std::to_string(length) + " bytes; Range " +
+                                       std::string(*range) + " selects none of them.");
+      problem.extensions.emplace_back("length", length);
+      replace_with_problem(response, problem, request.request_id);
+      response.headers.set("Content-Range", "bytes */" + std::to_string(length));
+      return;
+    }
+  }
+}
+
+ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseView& response,
+                                           Exchange& exchange) {
+  int status = response.status;
+  if (status >= 400 && status <= 499) {
+    exchange.stage = Exchange::Stage::Settled;  // refused by the backend: the old tag still holds
+    return ResponseStep::proceed();
+  }
+  if (!is_success(status)) {
+    settle_unknown(exchange);  // a 5xx may have written half, a 3xx or 1xx says nothing
+    return ResponseStep::proceed();
+  }
+  if (request.method == "DELETE") {
+    store_->forget(exchange.resource());
+    exchange.stage = Exchange::Stage::Settled;
+    return ResponseStep::proceed();
+  }
+  if (status == 201) {
+    if (auto step = on_created(request, response, exchange)) return std::move(*step);
+  }
+  Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
+  if (version.etag) {
+    store_->put(exchange.resource(), *version.etag);
+    exchange.stage = Exchange::Stage::Settled;
+    return ResponseStep::proceed();
+  }
+  // A weak or untrusted backend tag would only mislead a client's next If-Match.
+  response.headers.remove(kEtag);
+  if (response.body == nullptr && response.body_withheld) {
+    settle_unknown(exchange);  // the response streams on; no re-read can happen before it
+    return ResponseStep::proceed();
+  }
+  exchange.stage = Exchange::Stage::Refreshing;
+  return ResponseStep::fetch(std::string(request.path));
+}
+
+std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, ResponseView& response,
+                                                   Exchange& exchange) {
+  // RFC 9110 section 15.3.2: validators on a 201 are those of the created resource, named by
+  // Location (else Content-Location; a PUT without either created its target).
+  auto location = response.headers.find("Location");
+  if (!location) location = response.headers.find("Content-Location");
+  std::optional<std::string> target = location ? location_target(*location, request.path) : std::nullopt;
+  std::string created = target ? target->substr(0, target->find('?')) : std::string();
+  if (!request.resource_path.empty()) {  // the proxy keys resources by the lower-cased path
+    std::string lowered;
+    lower_case_path(created, lowered);
+    created = std::move(lowered);
+  }
+  // The created resource is the target: tagged as any write's answer.
+  if (target ? created == exchange.resource() : !location && request.method == "PUT") return std::nullopt;
+  // The target (a collection) changed too; its next conditional write re-reads it.
+  store_->forget(exchange.resource());
+  exchange.stage = Exchange::Stage::Settled;
+  if (!target) {
+    response.headers.remove(kEtag);
+    return ResponseStep::proceed();
+  }
+  Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
+  if (version.etag) {
+    store_->learn(created, *version.etag, store_->sequence(created));
+    return ResponseStep::proceed();
+  }
+  response.headers.remove(kEtag);
+  if (response.body == nullptr && response.body_withheld) return ResponseStep::proceed();
+  exchange.created = std::move(created);
+  exchange.created_sequence = store_->sequence(exchange.created);
+  return ResponseStep::fetch(std::move(*target));
+}
+
+void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& response,
+                                     const FetchedResponse& fetched, ExchangeState* state) {
+  auto* exchange = static_cast<Exchange*>(state);
+  if (!exchange) return;
+  bool read_ok = fetched.reached && is_success(fetched.status);
+  Version version;
+  if (read_ok) version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+  const std::optional<std::string>& etag = version.etag;
+  if (exchange->role() == Exchange::Role::Read) {  // a HEAD or a backend's 304, tagged from the GET
+    tag_read(request, response, *exchange, version);
+    return;
+  }
+  if (!exchange->created.empty()) {  // a 201, tagged by the resource it created
+    if (etag) {
+      response.headers.set(kEtag, *etag);
+      store_->learn(exchange->created, encode_version_tags(names_of(version)), exchange->created_sequence);
+    }
+    return;
+  }
+  if (exchange->stage != Exchange::Stage::Refreshing) return;
+  if (fetched.reached && is_gone(fetched.status)) {
+    store_->forget(exchange->resource());
+    exchange->stage = Exchange::Stage::Settled;
+    return;
+  }
+  if (!etag) {
+    settle_unknown(*exchange);
+    return;
+  }
+  store_->put(exchange->resource(), encode_version_tags(names_of(version)));
+  response.headers.set(kEtag, *etag);
+  exchange->stage = Exchange::Stage::Settled;
+}
+
+void EtagPolicy::settle_unknown(Exchange& exchange) {
+  store_->forget(exchange.resource());
+  counters_.etag_unknown_after_write.fetch_add(1, std::memory_order_relaxed);
+  exchange.stage = Exchange::Stage::Settled;
+}
+
+}  // namespace arbiter
+
+namespace arbiter {
+
+std::size_t EtagPolicy::request_body_limit(const RequestView& request) const noexcept {
+  return is_write(request.method) ? config_.max_body_bytes : 0;
+}
+
+std::string EtagPolicy::explain(const RequestView& request) const {
+  std::string resource = resource_key(request);
+  std::string conflict = std::to_string(config_.conflict_status);
+  if (is_read(request.method)) {
+    std::string text = "read of resource '" + resource + "': a 2xx answer leaves with a strong ETag (source " +
+                       source_name(config_) + ", bodies up to " + std::to_string(config_.max_body_bytes) +
+                       " bytes are hashed)";
+    if (request.headers.contains(kIfNoneMatch)) text += "; If-None-Match matching it gets 304";
+    if (request.headers.contains(kIfMatch)) text += "; If-Match is checked against a GET of it first (412 on a mismatch)";
+    if (request.headers.contains(kRange)) text += "; Range is served by Arbiter from the whole representation";
+    return text;
+  }
+  if (!is_write(request.method)) return "not a read or a write: passed through";
+  std::string text = "write to resource '" + resource + "', serialized with every other write to it (at most " +
+                     std::to_string(config_.max_queue) + " waiting, " +
+                     std::to_string(config_.queue_timeout.count()) + " ms each; past that 503)";
+  bool if_match = request.headers.contains(kIfMatch);
+  bool if_none_match = request.headers.contains(kIfNoneMatch);
+  if (!if_match && !if_none_match) {
+    return text + (config_.require_if_match ? "; no If-Match: answered 428, nothing forwarded"
+                                            : "; no If-Match: forwarded unconditionally, then the ETag is refreshed");
+  }
+  std::string verify = config_.verify == EtagPolicyConfig::Verify::Upstream
+                           ? "re-reading GET " + std::string(request.path) + " first"
+                           : "from the ETag table (re-read only when unknown)";
+  if (if_match) {
+    text += "; If-Match " + std::string(*request.headers.find(kIfMatch)) +
+            " is compared strongly with the current version, learned " + verify + "; a mismatch answers " +
+            conflict + " and forwards nothing";
+  }
+  if (if_none_match) {
+    text += "; If-None-Match " + std::string(*request.headers.find(kIfNoneMatch)) +
+            " refuses the write (" + conflict + ") when it matches the current version";
+  }
+  return text + "; a forwarded write goes without If-Match/If-None-Match, and its answer carries the new ETag";
+}
+
+}  // namespace arbiter

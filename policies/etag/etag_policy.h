@@ -1,0 +1,180 @@
+#pragma once
+// Optimistic concurrency for backends that have none: strong ETags on reads, and writes
+// with a stale If-Match refused before they reach the backend.
+//
+// Reads (GET, HEAD) are forwarded; a 2xx (not 206) leaves with a strong ETag: the backend's
+// own when strong and source = "auto", else minted from the body (or from the value at a JSON
+// pointer; a body without a value there is hashed whole), replacing a weak backend tag. The
+// store learns it, unless a write changed the resource since the read began (a read with a
+// query is tagged but not learned: it may be another representation). If-None-Match matching
+// it (weak comparison, or "*") turns the answer into a 304; Arbiter answers If-None-Match
+// itself, so the backend does not see it. A HEAD is tagged from a GET of its path.
+// If-Match on a read is judged by Arbiter against a GET of the target (412 on a mismatch),
+// Range/If-Range are served by Arbiter from the whole 200 (so a 206 has the 200's tag), and
+// If-Modified-Since / If-Unmodified-Since go only when no tag condition overrides them; a
+// backend's own 304 gets the current tag. A stream (text/event-stream) is never tagged.
+//
+// Versions: the store keeps every tag naming the resource's current version (VersionTags:
+// each representation's tag, the backend's beside the hash of the same bytes, and the content
+// identity with gzip removed), so If-Match passes for any representation of that version and
+// for no other version. A 201 is tagged by the resource its Location names.
+//
+// Writes (PUT, PATCH, DELETE, POST) take the resource's turn in the store's write queue, so
+// that one write at a time, across every worker, goes from the check to the new ETag. Holding
+// the turn, a conditional write learns the current version (re-read from the backend, or from
+// the store with verify = "cache"), compares, and is refused with conflict_status before
+// anything is forwarded, or forwarded without If-Match / If-None-Match, which the backend
+// would judge against tags it never made. Its response then sets the new ETag: the backend's
+// strong one, else a re-read. A 4xx keeps the old tag; a 5xx, a lost response or a failed
+// re-read makes it unknown, so the next conditional write re-reads the resource.
+//
+// Large representations: a body over max_body_bytes is passed through unhashed and untagged.
+// Such a resource has no version Arbiter can check, so a conditional write to it is refused
+// with 412 (problem type urn:arbiter:problem:version-unverifiable) naming the limit; only
+// If-Match: * (which needs existence, not a version) and unconditional writes go through.
+//
+// Threading: one EtagPolicy serves every worker; its counters and the conflict log are
+// thread-safe and the rest is immutable. A request's state (its write turn) lives in its
+// ExchangeState and refers to the policy, so the policy must outlive every exchange that
+// used it (proxy/exchange/runtime.h keeps it so).
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policies/store/conflict_log.h"
+#include "policies/etag/etag.h"
+#include "policies/policy.h"
+#include "policies/store/version_store.h"
+
+namespace arbiter {
+
+struct EtagPolicyConfig {
+  int conflict_status = 409;          // or 412
+  bool require_if_match = false;      // a write without If-Match gets 428
+  enum class Verify : std::uint8_t { Upstream, Cache };
+  Verify verify = Verify::Upstream;   // re-read the resource before each conditional write
+  enum class Source : std::uint8_t { Auto, Hash, JsonPointer };
+  Source source = Source::Auto;
+  std::string json_pointer;           // Source::JsonPointer: e.g. "/version"
+  std::string resource;               // key template with {param}s; empty = the request path
+  std::size_t max_entries = 1000000;  // of the ETag table
+  std::size_t max_body_bytes = 1u << 20;  // larger representations are not hashed
+  std::size_t max_queue = 64;         // writers waiting per resource; 0: a busy resource answers 503
+  std::chrono::milliseconds queue_timeout{5000};
+
+  bool operator==(const EtagPolicyConfig&) const = default;
+};
+
+// "upstream", "cache"; "auto", "hash", "json:/pointer": as the configuration writes them.
+std::string_view verify_name(EtagPolicyConfig::Verify verify) noexcept;
+std::string source_name(const EtagPolicyConfig& config);
+
+// The {name}s of a resource template or route path, in order; nullopt when a brace is
+// unbalanced or a name is empty.
+std::optional<std::vector<std::string_view>> template_param_names(std::string_view pattern);
+
+// What the policy has done since it was made; a snapshot of its counters.
+struct EtagCounters {
+  std::uint64_t reads_tagged = 0;             // 2xx reads sent with an ETag
+  std::uint64_t not_modified = 0;             // 304s made for If-None-Match
+  std::uint64_t conflicts = 0;                // writes refused with conflict_status
+  std::uint64_t precondition_required = 0;    // 428s
+  std::uint64_t writes_forwarded = 0;
+  std::uint64_t queue_full = 0;               // 503: max_queue writers already waited
+  std::uint64_t queue_timeouts = 0;           // 503: waited queue_timeout for the turn
+  std::uint64_t verify_failures = 0;          // 503: the current version could not be read
+  std::uint64_t etag_unknown_after_write = 0; // a write's outcome or new tag could not be learned
+};
+
+class EtagPolicy final : public Policy {
+ public:
+  // Throws std::invalid_argument for a config the loader would have refused (a bad JSON
+  // pointer, a conflict_status other than 409/412).
+  // conflicts: the log shared with the other routes, which outlives this policy (null: a log of
+  // its own).
+  EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
+             std::shared_ptr<ConflictLog> conflicts = nullptr);
+
+  std::string_view kind() const noexcept override { return "etag"; }
+  std::string explain(const RequestView& request) const override;
+  // The key that reads and writes of one resource share (config.resource, or the path).
+  std::string resource_key(const RequestView& request) const;
+  Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
+  Decision on_fetched(const RequestView& request, const FetchedResponse& fetched,
+                      std::unique_ptr<ExchangeState>& state) override;
+  ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) override;
+  void on_response_fetched(const RequestView& request, ResponseView& response, const FetchedResponse& fetched,
+                           ExchangeState* state) override;
+  std::size_t response_body_limit() const noexcept override { return config_.max_body_bytes; }
+  // Writes: max_body_bytes, so that the body is in before the write asks for its turn.
+  std::size_t request_body_limit(const RequestView& request) const noexcept override;
+
+  EtagCounters counters() const noexcept;
+  // The last kConflictLogCapacity conflicts of the log this policy writes to (every route
+  // sharing it), oldest first.
+  std::vector<ConflictRecord> recent_conflicts() const;
+  const std::shared_ptr<ConflictLog>& conflict_log() const noexcept { return conflicts_; }
+  const EtagPolicyConfig& config() const noexcept { return config_; }
+  const VersionStore& store() const noexcept { return *store_; }
+  const std::string& route_name() const noexcept { return route_name_; }
+
+  static constexpr std::size_t kConflictLogCapacity = ConflictLog::kDefaultCapacity;
+
+ private:
+  class Exchange;
+
+  struct AtomicCounters {
+    std::atomic<std::uint64_t> reads_tagged{0}, not_modified{0}, conflicts{0}, precondition_required{0},
+        writes_forwarded{0}, queue_full{0}, queue_timeouts{0}, verify_failures{0}, etag_unknown_after_write{0};
+  };
+  // The outcome of computing a representation's ETag.
+  struct Version {
+    std::optional<std::string> etag;  // the tag handed out; nullopt: the body was too large to hash
+    std::optional<std::string> raw;   // minted from the bytes as sent (no body: nullopt)
+    // The representation it was computed from, for names_of(); views valid while it is.
+    const HeaderList* headers = nullptr;
+    const std::string* body = nullptr;
+  };
+
+  Version version_of(const HeaderList& headers, const std::string* body) const;
+  // Every tag naming the version, etag first, and its content identity: that may decode the
+  // body (gzip), so it is computed only where the table has to learn or compare it.
+  VersionTags names_of(const Version& version) const;
+  // What the table knows of the resource's version (`known`, as stored) joined with what was
+  // just seen, when both are of one version; else what was just seen.
+  static VersionTags joined_with_known(const std::optional<std::string>& known, VersionTags seen);
+  // The current version as a precondition sees it: `shown` first, then every other name.
+  static CurrentVersion current_version(bool exists, const std::optional<std::string>& shown,
+                                        const VersionTags& names);
+
+  Decision on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision with_the_turn(const RequestView& request, Exchange& exchange);
+  Decision check_preconditions(const RequestView& request, Exchange& exchange, const CurrentVersion& current);
+  Decision forward_write(Exchange& exchange, bool strip_preconditions);
+  Decision conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
+                    const Precondition& failed, const CurrentVersion& current);
+
+  Decision on_read_if_match(const RequestView& request, const FetchedResponse& fetched, Exchange& exchange);
+  void tag_read(const RequestView& request, ResponseView& response, Exchange& exchange, const Version& version);
+  void serve_range(const RequestView& request, ResponseView& response, const Version& version);
+  // A 201 whose created resource is not the target; nullopt: it is, tag it as any write.
+  std::optional<ResponseStep> on_created(const RequestView& request, ResponseView& response, Exchange& exchange);
+  ResponseStep on_write_response(const RequestView& request, ResponseView& response, Exchange& exchange);
+  void settle_unknown(Exchange& exchange);
+
+  std::string route_name_;
+  EtagPolicyConfig config_;
+  std::shared_ptr<VersionStore> store_;
+  mutable AtomicCounters counters_;
+  std::shared_ptr<ConflictLog> conflicts_;
+};
+
+}  // namespace arbiter

@@ -1,0 +1,234 @@
+#include "policies/rate_limit/rate_limit_policy.h"
+
+#include <algorithm>
+#include <charconv>
+#include <stdexcept>
+#include <utility>
+
+namespace arbiter {
+
+namespace {
+
+constexpr std::string_view kRetryAfter = "Retry-After";
+constexpr std::string_view kRateLimit = "RateLimit";
+constexpr std::string_view kRateLimitPolicy = "RateLimit-Policy";
+
+std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+// A structured-field string (RFC 9651 section 3.3.3): quoted, with '"' and '\' escaped.
+std::string sf_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+// "'a'", "'a' and 'b'", "'a', 'b' and 'c'".
+std::string names_in_prose(const std::vector<std::string_view>& names) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) out += i + 1 == names.size() ? " and " : ", ";
+    out += single_quoted(names[i]);
+  }
+  return out;
+}
+
+// Methods are case-sensitive (RFC 9110 section 9.1); the loader upper-cases the configured ones.
+bool applies(const RateLimitConfig& limit, std::string_view method) noexcept {
+  return limit.methods.empty() || std::find(limit.methods.begin(), limit.methods.end(), method) != limit.methods.end();
+}
+
+}  // namespace
+
+std::string default_limit_name(std::string_view route_name, std::size_t index) {
+  return std::string(route_name) + "-limit-" + std::to_string(index);
+}
+
+std::uint64_t default_burst(std::uint64_t count, std::chrono::seconds per) noexcept {
+  if (per.count() <= 0) return std::max<std::uint64_t>(1, count);
+  auto seconds = static_cast<std::uint64_t>(per.count());
+  return std::max<std::uint64_t>(1, count / seconds + (count % seconds != 0 ? 1 : 0));
+}
+
+std::string rate_text(std::uint64_t count, std::chrono::seconds per) {
+  std::string out = std::to_string(count) + "/";
+  switch (per.count()) {
+    case 1: return out + "s";
+    case 60: return out + "m";
+    case 3600: return out + "h";
+    default: return out + std::to_string(per.count()) + "s";
+  }
+}
+
+bool is_valid_limit_name(std::string_view name) noexcept {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c <= 0x7E; });
+}
+
+// The outcomes of an admitted request, for the RateLimit fields of its response.
+class RateLimitPolicy::Exchange final : public ExchangeState {
+ public:
+  explicit Exchange(std::vector<Outcome> outcomes) : outcomes(std::move(outcomes)) {}
+  std::vector<Outcome> outcomes;
+};
+
+RateLimitPolicy::RateLimitPolicy(std::string route_name, RateLimitPolicyConfig config,
+                                 std::shared_ptr<BucketStore> store)
+    : route_name_(std::move(route_name)), config_(std::move(config)), store_(std::move(store)) {
+  if (!store_) throw std::invalid_argument("rate_limit: no bucket store");
+  if (config_.limits.empty()) throw std::invalid_argument("rate_limit: no limits");
+  for (std::size_t i = 0; i < config_.limits.size(); ++i) {
+    RateLimitConfig& limit = config_.limits[i];
+    if (limit.name.empty()) limit.name = default_limit_name(route_name_, i);
+    if (!is_valid_limit_name(limit.name)) {
+      throw std::invalid_argument("rate_limit: limit name " + single_quoted(limit.name) +
+                                  " is not printable ASCII");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (config_.limits[j].name == limit.name) {
+        throw std::invalid_argument("rate_limit: two limits named " + single_quoted(limit.name));
+      }
+    }
+    if (limit.key_kind == KeyKind::Header && limit.header.empty()) {
+      throw std::invalid_argument("rate_limit: limit " + single_quoted(limit.name) + " is keyed by no header");
+    }
+    auto shape = BucketShape::make(limit.count, limit.per, limit.burst, limit.max_keys);
+    if (!shape) {
+      throw std::invalid_argument("rate_limit: limit " + single_quoted(limit.name) + " has rate " +
+                                  rate_text(limit.count, limit.per) + " and burst " + std::to_string(limit.burst) +
+                                  ", which no bucket can hold");
+    }
+    auto& added = limits_.emplace_back(std::make_unique<Limit>(route_name_ + "/" + limit.name, *shape));
+    added->quoted_name = sf_string(limit.name);
+    added->policy_member = added->quoted_name + ";q=" + std::to_string(limit.burst) +
+                           ";w=" + std::to_string(std::max<std::uint64_t>(1, seconds_rounded_up(shape->ns_to_fill())));
+  }
+}
+
+std::vector<RateLimitCounters> RateLimitPolicy::counters() const {
+  std::vector<RateLimitCounters> snapshot;
+  for (std::size_t i = 0; i < limits_.size(); ++i) {
+    snapshot.push_back({config_.limits[i].name, limits_[i]->admitted.load(std::memory_order_relaxed),
+                        limits_[i]->limited.load(std::memory_order_relaxed),
+                        limits_[i]->overflow.load(std::memory_order_relaxed)});
+  }
+  return snapshot;
+}
+
+Decision RateLimitPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  std::uint64_t now_ns = monotonic_ns(request.now);
+  std::vector<Outcome> outcomes;
+  bool refused = false;
+  for (std::size_t i = 0; i < limits_.size(); ++i) {
+    const RateLimitConfig& config = config_.limits[i];
+    if (!applies(config, request.method)) continue;
+    // Every limit that applies is asked, even after one refused, so that the answer names
+    // every limit the client is over.
+    std::string key = request_key(request, config.key_kind, config.header);
+    TakeResult taken = store_->take(limits_[i]->id, key, limits_[i]->shape, now_ns);
+    if (taken.overflow) limits_[i]->overflow.fetch_add(1, std::memory_order_relaxed);
+    refused = refused || !taken.admitted;
+    outcomes.push_back({i, taken});
+  }
+  if (outcomes.empty()) return Decision::forward();
+  if (refused) {
+    for (Outcome& outcome : outcomes) {
+      Limit& limit = *limits_[outcome.limit];
+      if (outcome.taken.admitted) {
+        // The key again rather than kept: refusals are the rare path, admissions the hot one.
+        const RateLimitConfig& config = config_.limits[outcome.limit];
+        std::string key = request_key(request, config.key_kind, config.header);
+        outcome.taken.status = store_->refund(limit.id, key, limit.shape, now_ns);
+      } else {
+        limit.limited.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    return refuse(outcomes);
+  }
+  for (const Outcome& outcome : outcomes) limits_[outcome.limit]->admitted.fetch_add(1, std::memory_order_relaxed);
+  if (config_.send_headers) state = std::make_unique<Exchange>(std::move(outcomes));
+  return Decision::forward();
+}
+
+Decision RateLimitPolicy::refuse(const std::vector<Outcome>& outcomes) const {
+  std::vector<std::string_view> violated;
+  std::uint64_t retry_after = 1;
+  for (const Outcome& outcome : outcomes) {
+    if (outcome.taken.admitted) continue;
+    const RateLimitConfig& config = config_.limits[outcome.limit];
+    violated.push_back(config.name);
+    retry_after = std::max(retry_after, retry_after_seconds(outcome.taken.status));
+  }
+  std::string detail = (violated.size() == 1 ? "Rate limit " : "Rate limits ");
+  detail += names_in_prose(violated) + " of route " + single_quoted(route_name_) + " exceeded (";
+  bool first = true;
+  for (const Outcome& outcome : outcomes) {
+    if (outcome.taken.admitted) continue;
+    const RateLimitConfig& config = config_.limits[outcome.limit];
+    if (!first) detail += "; ";
+    first = false;
+    detail += config.name + ": " + rate_text(config.count, config.per) + ", burst " + std::to_string(config.burst);
+  }
+  detail += "); nothing was forwarded. Retry in " + std::to_string(retry_after) +
+            (retry_after == 1 ? " second." : " seconds.");
+
+  Problem problem;
+  problem.status = 429;
+  problem.type = std::string(kQuotaExceededType);
+  problem.title = "Too many requests";
+  problem.detail = std::move(detail);
+  problem.extensions.emplace_back("violated-policies", nlohmann::json(violated));
+  HeaderList headers;
+  headers.set(kRetryAfter, std::to_string(retry_after));
+  add_fields(headers, outcomes);
+  return Decision::reply(std::move(problem), std::move(headers));
+}
+
+void RateLimitPolicy::add_fields(HeaderList& headers, const std::vector<Outcome>& outcomes) const {
+  std::string policy_field, limit_field;
+  for (const Outcome& outcome : outcomes) {
+    const Limit& limit = *limits_[outcome.limit];
+    const BucketStatus& status = outcome.taken.status;
+    std::uint64_t reset_ns = status.remaining == 0 ? status.ns_until_next : status.ns_until_full;
+    if (!policy_field.empty()) {
+      policy_field += ", ";
+      limit_field += ", ";
+    }
+    policy_field += limit.policy_member;
+    // Appended piece by piece: this runs on every admitted response.
+    char digits[24];
+    limit_field += limit.quoted_name;
+    limit_field += ";r=";
+    limit_field.append(digits, std::to_chars(digits, digits + sizeof digits, status.remaining).ptr);
+    limit_field += ";t=";
+    limit_field.append(digits, std::to_chars(digits, digits + sizeof digits, seconds_rounded_up(reset_ns)).ptr);
+  }
+  headers.set(kRateLimitPolicy, policy_field);
+  headers.set(kRateLimit, limit_field);
+}
+
+ResponseStep RateLimitPolicy::on_response(const RequestView& request, ResponseView& response, ExchangeState* state) {
+  (void)request;
+  if (auto* exchange = static_cast<Exchange*>(state)) add_fields(response.headers, exchange->outcomes);
+  return ResponseStep::proceed();
+}
+
+std::string RateLimitPolicy::explain(const RequestView& request) const {
+  std::string text;
+  for (const RateLimitConfig& limit : config_.limits) {
+    if (!text.empty()) text += "; ";
+    text += "limit '" + limit.name + "' (" + rate_text(limit.count, limit.per) + ", burst " +
+            std::to_string(limit.burst) + ", per " + key_name(limit.key_kind, limit.header) + ")";
+    if (!applies(limit, request.method)) {
+      text += " does not apply to " + std::string(request.method);
+      continue;
+    }
+    text += ": spends a token from bucket '" + request_key(request, limit.key_kind, limit.header) +
+            "'; an empty bucket answers 429 with Retry-After";
+  }
+  return text.empty() ? std::string("no limits") : text;
+}
+
+}  // namespace arbiter

@@ -1,0 +1,143 @@
+#pragma once
+// The configuration file: parsed and validated once into an immutable Config.
+// Every error names the file, line, column and key, so a bad edit is refused with a pointer
+// to the line that needs fixing.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proxy/http/address.h"
+#include "policies/concurrency/concurrency_policy.h"
+#include "policies/etag/etag_policy.h"
+#include "policies/rate_limit/rate_limit_policy.h"
+#include "proxy/observe/log.h"
+
+namespace arbiter {
+
+using Duration = std::chrono::milliseconds;
+
+struct SocketAddress {
+  std::string host;    // numeric IPv4 or IPv6 (without brackets) or "localhost"
+  std::uint16_t port = 0;  // 0 only for listen addresses: the kernel picks one
+  std::string text() const;  // "127.0.0.1:8080", "[::1]:8080"
+};
+
+
+struct ServerConfig {
+  std::vector<SocketAddress> listen;          // "listen": a string or an array of strings
+  unsigned workers = 0;                        // 0 = one per core (resolved by the loader)
+  Duration header_timeout = std::chrono::seconds(10);
+  Duration body_timeout = std::chrono::seconds(60);  // longest pause inside a request body
+  Duration body_deadline = std::chrono::minutes(5);  // longest time to receive a whole request body
+  Duration idle_timeout = std::chrono::seconds(60);
+  Duration drain_timeout = std::chrono::seconds(10);  // graceful shutdown bound
+  std::size_t max_header_bytes = 65536;
+  std::uint64_t max_body_bytes = 16ull << 20;
+  std::size_t max_connections = 10000;
+  std::vector<Cidr> trusted_proxies;
+  // The upstream gets the request target as the client sent it, instead of its normal path
+  // (proxy/http/path_normalization.h) and the query as sent.
+  bool forward_raw_path = false;
+  // Routes and resource keys see the path lower-cased (for backends that ignore case).
+  bool case_insensitive_paths = false;
+};
+
+struct AdminConfig {
+  std::optional<SocketAddress> listen;  // absent: no admin listener
+};
+
+struct LogConfig {
+  bool access = true;  // "access": "stdout" (default) or a file path; false: "off"
+  std::string access_path;  // "access" = a path (it has a '/'): appended to that file; empty: stdout
+  AccessLogFormat format = AccessLogFormat::Json;  // "format": "json" (default) or "combined"
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::vector<SocketAddress> servers;
+  Duration connect_timeout = std::chrono::seconds(2);
+  Duration response_timeout = std::chrono::seconds(30);
+  Duration fail_timeout = std::chrono::seconds(10);  // how long a failed server is skipped
+  unsigned keepalive = 64;
+  int line = 0;  // where [upstream.NAME] is, for messages
+};
+
+struct RouteConfig {
+  std::string name;
+  std::string path;                  // pattern, see proxy/exchange/router.h
+  std::vector<std::string> methods;  // upper-case; empty = any method
+  std::string upstream;              // a key of Config::upstreams
+  std::optional<EtagPolicyConfig> etag;  // [route.etag]: present = enabled
+  // [[route.limit]] tables, names filled in (default_limit_name), with the route's
+  // rate_limit_headers as send_headers; absent when the route has no limit.
+  std::optional<RateLimitPolicyConfig> rate_limit;
+  std::optional<ConcurrencyConfig> concurrency;  // [route.concurrency]: present = enabled
+  // "websocket": requests asking to switch protocols (Connection: upgrade + Upgrade) are
+  // forwarded as such and a 101 becomes a tunnel; false: Upgrade is removed (plain HTTP).
+  bool websocket = true;
+  // "tunnel_idle_timeout": a tunnel with no byte either way for this long is closed.
+  Duration tunnel_idle_timeout = std::chrono::hours(1);
+  int line = 0;
+  int column = 0;
+};
+
+struct Config {
+  std::string file;  // the path it was loaded from
+  ServerConfig server;
+  AdminConfig admin;
+  LogConfig log;
+  std::vector<UpstreamConfig> upstreams;  // in file order
+  std::vector<RouteConfig> routes;         // in file order: first match wins
+
+  const UpstreamConfig* find_upstream(std::string_view name) const;
+};
+
+struct ConfigDiagnostic {
+  std::string file;
+  int line = 0;     // 1-based; 0 when the problem has no position (e.g. file not found)
+  int column = 0;
+  std::string key;  // dotted path, e.g. "route[2].path", "upstream.legacy.connect_timeout"
+  std::string message;
+  // "FILE:LINE:COL: key: message"
+  std::string text() const;
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<ConfigDiagnostic> diagnostics);
+  const std::vector<ConfigDiagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+ private:
+  std::vector<ConfigDiagnostic> diagnostics_;
+};
+
+// Parses and validates; throws ConfigError listing every problem found (not just the first).
+Config load_config_file(const std::string& path);
+Config parse_config(std::string_view toml_text, const std::string& file_name);
+
+// "250ms", "2s", "1m", "1h" (also "1.5s"); nullopt if malformed or negative.
+std::optional<Duration> parse_duration(std::string_view text);
+// "16MiB", "512KiB", "1GiB", "100KB", "100" (bytes); nullopt if malformed or overflowing.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+// "127.0.0.1:8080", "[::1]:8080", "localhost:80"; nullopt if malformed.
+std::optional<SocketAddress> parse_socket_address(std::string_view text);
+
+struct Rate {
+  std::uint64_t count = 0;
+  std::chrono::seconds per{1};
+  bool operator==(const Rate&) const = default;
+};
+// "20/s", "100/m", "1000/h" (count 0 included, for the caller to refuse with its own words);
+// nullopt if malformed or the count overflows.
+std::optional<Rate> parse_rate(std::string_view text);
+
+// The table `arbiter --check` prints: one row per route with name, path, methods,
+// upstream (and its servers) and policies.
+std::string format_route_table(const Config& config);
+
+}  // namespace arbiter

@@ -1,0 +1,120 @@
+#include "proxy/control/config_json.h"
+
+#include <nlohmann/json.hpp>
+
+#include "policies/request_key.h"
+
+namespace arbiter {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json addresses(const std::vector<SocketAddress>& list) {
+  Json out = Json::array();
+  for (const SocketAddress& address : list) out.push_back(address.text());
+  return out;
+}
+
+Json methods(const std::vector<std::string>& list) {
+  if (list.empty()) return nullptr;  // every method, as leaving the key out of the file means
+  return list;
+}
+
+Json etag_json(const EtagPolicyConfig& etag) {
+  return Json{{"conflict_status", etag.conflict_status},
+              {"require_if_match", etag.require_if_match},
+              {"verify", verify_name(etag.verify)},
+              {"source", source_name(etag)},
+              {"resource", etag.resource.empty() ? Json(nullptr) : Json(etag.resource)},
+              {"max_entries", etag.max_entries},
+              {"max_body_bytes", etag.max_body_bytes},
+              {"max_queue", etag.max_queue},
+              {"queue_timeout", duration_text(etag.queue_timeout)}};
+}
+
+Json limit_json(const RateLimitConfig& limit) {
+  return Json{{"name", limit.name},
+              {"rate", rate_text(limit.count, limit.per)},
+              {"burst", limit.burst},
+              {"key", key_name(limit.key_kind, limit.header)},
+              {"methods", methods(limit.methods)},
+              {"max_keys", limit.max_keys}};
+}
+
+Json concurrency_json(const ConcurrencyConfig& concurrency) {
+  return Json{{"max_in_flight", concurrency.max_in_flight},
+              {"max_queue", concurrency.max_queue},
+              {"queue_timeout", duration_text(concurrency.queue_timeout)},
+              {"key", key_name(concurrency.key, concurrency.header)},
+              {"max_keys", concurrency.max_keys}};
+}
+
+Json route_json(const RouteConfig& route) {
+  Json out{{"name", route.name},
+           {"path", route.path},
+           {"methods", methods(route.methods)},
+           {"upstream", route.upstream}};
+  if (route.etag) out["etag"] = etag_json(*route.etag);
+  if (route.rate_limit) {
+    out["rate_limit_headers"] = route.rate_limit->send_headers;
+    Json limits = Json::array();
+    for (const RateLimitConfig& limit : route.rate_limit->limits) limits.push_back(limit_json(limit));
+    out["limit"] = std::move(limits);
+  }
+  if (route.concurrency) out["concurrency"] = concurrency_json(*route.concurrency);
+  out["websocket"] = route.websocket;
+  out["tunnel_idle_timeout"] = duration_text(route.tunnel_idle_timeout);
+  return out;
+}
+
+}  // namespace
+
+std::string duration_text(Duration duration) {
+  auto milliseconds = duration.count();
+  if (milliseconds % 1000 == 0) return std::to_string(milliseconds / 1000) + "s";
+  return std::to_string(milliseconds) + "ms";
+}
+
+std::string config_to_json(const Config& config) {
+  const ServerConfig& server = config.server;
+  Json trusted = Json::array();
+  for (const Cidr& cidr : server.trusted_proxies) trusted.push_back(cidr.text);
+  Json out;
+  out["file"] = config.file;
+  out["server"] = Json{{"listen", addresses(server.listen)},
+                       {"workers", server.workers},
+                       {"header_timeout", duration_text(server.header_timeout)},
+                       {"body_timeout", duration_text(server.body_timeout)},
+                       {"body_deadline", duration_text(server.body_deadline)},
+                       {"idle_timeout", duration_text(server.idle_timeout)},
+                       {"drain_timeout", duration_text(server.drain_timeout)},
+                       {"max_header_bytes", server.max_header_bytes},
+                       {"max_body_bytes", server.max_body_bytes},
+                       {"max_connections", server.max_connections},
+                       {"trusted_proxies", std::move(trusted)},
+                       {"forward_raw_path", server.forward_raw_path},
+                       {"case_insensitive_paths", server.case_insensitive_paths}};
+  out["admin"] = Json{{"listen", config.admin.listen ? Json(config.admin.listen->text()) : Json(nullptr)}};
+  out["log"] = Json{{"access", !config.log.access              ? std::string("off")
+                              : config.log.access_path.empty() ? std::string("stdout")
+                                                               : config.log.access_path},
+                    {"format", access_log_format_name(config.log.format)}};
+  Json upstreams = Json::object();
+  for (const UpstreamConfig& upstream : config.upstreams) {
+    upstreams[upstream.name] = Json{{"servers", addresses(upstream.servers)},
+                                    {"connect_timeout", duration_text(upstream.connect_timeout)},
+                                    {"response_timeout", duration_text(upstream.response_timeout)},
+                                    {"fail_timeout", duration_text(upstream.fail_timeout)},
+                                    {"keepalive", upstream.keepalive}};
+  }
+  out["upstream"] = std::move(upstreams);
+  Json routes = Json::array();
+  for (const RouteConfig& route : config.routes) routes.push_back(route_json(route));
+  out["route"] = std::move(routes);
+  // Route names and paths come from the file and are taken as they are; invalid UTF-8 in them
+  // is replaced rather than failing the whole answer.
+  return out.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace arbiter
