@@ -85,10 +85,11 @@ wait_port() { wait_for "$2" "$3" port_open "$1"; }
 
 # Starts an Arbiter (access log off, one catch-all route to 127.0.0.1:UPSTREAM_PORT, with
 # POLICIES appended to that route) and stores its port in the variable named PORT_VARIABLE.
-#   start_arbiter NAME UPSTREAM_PORT WORKERS POLICIES PORT_VARIABLE [ACCESS_LOG]
-# ACCESS_LOG: [log] access, "off" unless given (e.g. a file in $work).
+#   start_arbiter NAME UPSTREAM_PORT WORKERS POLICIES PORT_VARIABLE [ACCESS_LOG [BINARY]]
+# ACCESS_LOG: [log] access, "off" unless given (e.g. a file in $work). BINARY: build-bench/arbiter
+# unless given (bench/compare's BENCH_BASELINE build).
 start_arbiter() {
-  local name=$1 upstream_port=$2 workers=$3 policies=$4 access=${6:-off}
+  local name=$1 upstream_port=$2 workers=$3 policies=$4 access=${6:-off} binary=${7:-build-bench/arbiter}
   cat >"$work/$name.toml" <<EOT
 [server]
 listen = "127.0.0.1:0"
@@ -106,7 +107,7 @@ path = "/*"
 upstream = "backend"
 $policies
 EOT
-  build-bench/arbiter -c "$work/$name.toml" >"$work/$name.out" 2>&1 &
+  "$binary" -c "$work/$name.toml" >"$work/$name.out" 2>&1 &
   pids+=($!)  # here, not in a $(...) subshell, so that cleanup knows it
   local port
   port=$(listening_port "$work/$name.out" '^arbiter: listening on ' "${pids[-1]}")
