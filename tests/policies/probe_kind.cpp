@@ -82,4 +82,10 @@ const PolicyKind& probe_kind() {
   return kind;
 }
 
+PolicyRegistry with_probe() {
+  PolicyRegistry registry = product_policy_registry();
+  registry.add(probe_kind());
+  return registry;
+}
+
 }  // namespace arbiter::testing

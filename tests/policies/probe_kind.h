@@ -12,6 +12,7 @@
 #include <string>
 
 #include "policies/policy_kind.h"
+#include "policies/policy_registry.h"
 
 namespace arbiter::testing {
 
@@ -43,5 +44,7 @@ class ProbePolicy final : public Policy {
 inline constexpr int kProbeChainPosition = 150;
 
 const PolicyKind& probe_kind();
+// The product's kinds and the probe: product_policy_registry() with the one registration line.
+PolicyRegistry with_probe();
 
 }  // namespace arbiter::testing
