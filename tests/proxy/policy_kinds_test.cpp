@@ -112,7 +112,8 @@ TEST(PolicyKindsTest, ATestKindRunsInItsChainPositionAndKeepsItsPolicyAcrossAnUn
 
 TEST(PolicyKindsTest, ATestKindsCountersAppearInTheMetrics) {
   RuntimeState state;
-  Runtime runtime(parse_config(probe_config("greeting = \"hi\"\nmax_hits = 1"), "probe.toml", testing::with_probe()), state);
+  Runtime runtime(
+      parse_config(probe_config("greeting = \"hi\"\nmax_hits = 1"), "probe.toml", testing::with_probe()), state);
   EXPECT_TRUE(run_request_phase(runtime.route(0)).forwards());
   Decision refused = run_request_phase(runtime.route(0));
   ASSERT_FALSE(refused.forwards());
@@ -133,7 +134,8 @@ TEST(PolicyKindsTest, ATestKindsCountersAppearInTheMetrics) {
 }
 
 TEST(PolicyKindsTest, ATestKindExplainsItself) {
-  Config config = parse_config(probe_config("greeting = \"hi\"\npause = \"1.5s\""), "probe.toml", testing::with_probe());
+  Config config =
+      parse_config(probe_config("greeting = \"hi\"\npause = \"1.5s\""), "probe.toml", testing::with_probe());
   std::string out = explain_request(config, "PUT", "/items/1", HeaderList{});
   EXPECT_NE(out.find("  2. probe: says hi to PUT requests, 2 of them, pausing 1500ms\n"), std::string::npos) << out;
 }
