@@ -39,7 +39,8 @@ class RuntimeState {
   std::vector<std::vector<std::shared_ptr<Policy>>> policies_for(const Config& config);
 
  private:
-  std::map<std::string, std::unique_ptr<PolicyKindState>, std::less<>> kinds_;  // by kind name
+  // By kind: the very object, so that a state only ever meets configs its own kind read.
+  std::map<const PolicyKind*, std::unique_ptr<PolicyKindState>> kinds_;
 };
 
 class Runtime {
