@@ -338,11 +338,18 @@ class FileReader {
     return source;
   }
 
-  // The keys a [[route]] may have: its own and those its policy kinds read.
+  // The keys a [[route]] may have, in the order an unknown key's message lists them: its own,
+  // then each policy kind's first key (its table) in registration order, then the kinds'
+  // other keys (rate_limit_headers), then its own keys about tunnels.
   std::vector<std::string_view> route_keys() const {
     std::vector<std::string_view> keys = {"name", "path", "methods", "upstream"};
     for (const PolicyKind* kind : kinds_.kinds()) {
-      for (std::string_view key : kind->route_keys()) keys.push_back(key);
+      std::vector<std::string_view> own = kind->route_keys();
+      if (!own.empty()) keys.push_back(own.front());
+    }
+    for (const PolicyKind* kind : kinds_.kinds()) {
+      std::vector<std::string_view> own = kind->route_keys();
+      for (std::size_t i = 1; i < own.size(); ++i) keys.push_back(own[i]);
     }
     keys.push_back("websocket");
     keys.push_back("tunnel_idle_timeout");
