@@ -27,6 +27,8 @@
 
 namespace arbiter {
 
+class MetricsWriter;  // policies/metrics_writer.h
+
 using MonotonicClock = std::chrono::steady_clock;
 using MonotonicTime = MonotonicClock::time_point;
 
@@ -222,6 +224,11 @@ class Policy {
     (void)request;
     return 0;
   }
+
+  // Its counters and gauges for /metrics, as samples of the families its kind declared
+  // (PolicyKind::declare_metrics), labelled with `route` among others. Called by a scrape, on
+  // any thread, while workers use the policy.
+  virtual void write_metrics(std::string_view route, MetricsWriter& out) const { (void)route, (void)out; }
 };
 
 }  // namespace arbiter

@@ -72,6 +72,8 @@ class ConcurrencyPolicy final : public Policy {
   Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
 
   ConcurrencyCounters counters() const noexcept;
+  // Defined in policies/concurrency/concurrency_kind.cpp, beside the families it fills.
+  void write_metrics(std::string_view route, MetricsWriter& out) const override;
   std::size_t in_flight() const { return table_->in_flight(); }
   std::size_t waiting() const { return table_->waiting(); }
   const ConcurrencyConfig& config() const noexcept { return config_; }

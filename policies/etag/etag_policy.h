@@ -117,6 +117,8 @@ class EtagPolicy final : public Policy {
   std::size_t request_body_limit(const RequestView& request) const noexcept override;
 
   EtagCounters counters() const noexcept;
+  // Defined in policies/etag/etag_kind.cpp, beside the families it fills.
+  void write_metrics(std::string_view route, MetricsWriter& out) const override;
   // The last kConflictLogCapacity conflicts of the log this policy writes to (every route
   // sharing it), oldest first.
   std::vector<ConflictRecord> recent_conflicts() const;

@@ -101,6 +101,8 @@ class RateLimitPolicy final : public Policy {
 
   // One entry a limit, in configuration order.
   std::vector<RateLimitCounters> counters() const;
+  // Defined in policies/rate_limit/rate_limit_kind.cpp, beside the families it fills.
+  void write_metrics(std::string_view route, MetricsWriter& out) const override;
   // The config with every default filled in (names).
   const RateLimitPolicyConfig& config() const noexcept { return config_; }
   const BucketStore& store() const noexcept { return *store_; }

@@ -11,15 +11,13 @@
 #include <string_view>
 #include <vector>
 
+#include "policies/config_reader.h"
+#include "policies/policy_kind.h"
+#include "policies/policy_registry.h"
 #include "proxy/http/address.h"
-#include "policies/concurrency/concurrency_policy.h"
-#include "policies/etag/etag_policy.h"
-#include "policies/rate_limit/rate_limit_policy.h"
 #include "proxy/observe/log.h"
 
 namespace arbiter {
-
-using Duration = std::chrono::milliseconds;
 
 struct SocketAddress {
   std::string host;    // numeric IPv4 or IPv6 (without brackets) or "localhost"
@@ -72,11 +70,9 @@ struct RouteConfig {
   std::string path;                  // pattern, see proxy/exchange/router.h
   std::vector<std::string> methods;  // upper-case; empty = any method
   std::string upstream;              // a key of Config::upstreams
-  std::optional<EtagPolicyConfig> etag;  // [route.etag]: present = enabled
-  // [[route.limit]] tables, names filled in (default_limit_name), with the route's
-  // rate_limit_headers as send_headers; absent when the route has no limit.
-  std::optional<RateLimitPolicyConfig> rate_limit;
-  std::optional<ConcurrencyConfig> concurrency;  // [route.concurrency]: present = enabled
+  // One entry a policy kind the route uses ([route.etag], [[route.limit]], ...), in the order
+  // of Config::policy_kinds; settings_of<Settings>(policies) finds one by its settings type.
+  PolicyConfigs policies;
   // "websocket": requests asking to switch protocols (Connection: upgrade + Upgrade) are
   // forwarded as such and a 101 becomes a tunnel; false: Upgrade is removed (plain HTTP).
   bool websocket = true;
@@ -93,48 +89,21 @@ struct Config {
   LogConfig log;
   std::vector<UpstreamConfig> upstreams;  // in file order
   std::vector<RouteConfig> routes;         // in file order: first match wins
+  // The kinds it was read with (those its routes' policies belong to among them), in
+  // registration order: the order of their /config JSON and /metrics families.
+  PolicyRegistry policy_kinds;
 
   const UpstreamConfig* find_upstream(std::string_view name) const;
 };
 
-struct ConfigDiagnostic {
-  std::string file;
-  int line = 0;     // 1-based; 0 when the problem has no position (e.g. file not found)
-  int column = 0;
-  std::string key;  // dotted path, e.g. "route[2].path", "upstream.legacy.connect_timeout"
-  std::string message;
-  // "FILE:LINE:COL: key: message"
-  std::string text() const;
-};
-
-class ConfigError : public std::runtime_error {
- public:
-  explicit ConfigError(std::vector<ConfigDiagnostic> diagnostics);
-  const std::vector<ConfigDiagnostic>& diagnostics() const noexcept { return diagnostics_; }
-
- private:
-  std::vector<ConfigDiagnostic> diagnostics_;
-};
-
 // Parses and validates; throws ConfigError listing every problem found (not just the first).
-Config load_config_file(const std::string& path);
-Config parse_config(std::string_view toml_text, const std::string& file_name);
+// A [[route]] may use the policy kinds of `kinds` (each reads its own keys of the route).
+Config load_config_file(const std::string& path, const PolicyRegistry& kinds = product_policy_registry());
+Config parse_config(std::string_view toml_text, const std::string& file_name,
+                    const PolicyRegistry& kinds = product_policy_registry());
 
-// "250ms", "2s", "1m", "1h" (also "1.5s"); nullopt if malformed or negative.
-std::optional<Duration> parse_duration(std::string_view text);
-// "16MiB", "512KiB", "1GiB", "100KB", "100" (bytes); nullopt if malformed or overflowing.
-std::optional<std::uint64_t> parse_size(std::string_view text);
 // "127.0.0.1:8080", "[::1]:8080", "localhost:80"; nullopt if malformed.
 std::optional<SocketAddress> parse_socket_address(std::string_view text);
-
-struct Rate {
-  std::uint64_t count = 0;
-  std::chrono::seconds per{1};
-  bool operator==(const Rate&) const = default;
-};
-// "20/s", "100/m", "1000/h" (count 0 included, for the caller to refuse with its own words);
-// nullopt if malformed or the count overflows.
-std::optional<Rate> parse_rate(std::string_view text);
 
 // The table `arbiter --check` prints: one row per route with name, path, methods,
 // upstream (and its servers) and policies.

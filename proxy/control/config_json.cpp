@@ -2,7 +2,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "policies/request_key.h"
 
 namespace arbiter {
 
@@ -21,60 +20,19 @@ Json methods(const std::vector<std::string>& list) {
   return list;
 }
 
-Json etag_json(const EtagPolicyConfig& etag) {
-  return Json{{"conflict_status", etag.conflict_status},
-              {"require_if_match", etag.require_if_match},
-              {"verify", verify_name(etag.verify)},
-              {"source", source_name(etag)},
-              {"resource", etag.resource.empty() ? Json(nullptr) : Json(etag.resource)},
-              {"max_entries", etag.max_entries},
-              {"max_body_bytes", etag.max_body_bytes},
-              {"max_queue", etag.max_queue},
-              {"queue_timeout", duration_text(etag.queue_timeout)}};
-}
-
-Json limit_json(const RateLimitConfig& limit) {
-  return Json{{"name", limit.name},
-              {"rate", rate_text(limit.count, limit.per)},
-              {"burst", limit.burst},
-              {"key", key_name(limit.key_kind, limit.header)},
-              {"methods", methods(limit.methods)},
-              {"max_keys", limit.max_keys}};
-}
-
-Json concurrency_json(const ConcurrencyConfig& concurrency) {
-  return Json{{"max_in_flight", concurrency.max_in_flight},
-              {"max_queue", concurrency.max_queue},
-              {"queue_timeout", duration_text(concurrency.queue_timeout)},
-              {"key", key_name(concurrency.key, concurrency.header)},
-              {"max_keys", concurrency.max_keys}};
-}
-
 Json route_json(const RouteConfig& route) {
   Json out{{"name", route.name},
            {"path", route.path},
            {"methods", methods(route.methods)},
            {"upstream", route.upstream}};
-  if (route.etag) out["etag"] = etag_json(*route.etag);
-  if (route.rate_limit) {
-    out["rate_limit_headers"] = route.rate_limit->send_headers;
-    Json limits = Json::array();
-    for (const RateLimitConfig& limit : route.rate_limit->limits) limits.push_back(limit_json(limit));
-    out["limit"] = std::move(limits);
-  }
-  if (route.concurrency) out["concurrency"] = concurrency_json(*route.concurrency);
+  // Each policy kind writes its own keys ("etag", "limit", ...), in registration order.
+  for (const auto& policy : route.policies) policy->write_json(out);
   out["websocket"] = route.websocket;
   out["tunnel_idle_timeout"] = duration_text(route.tunnel_idle_timeout);
   return out;
 }
 
 }  // namespace
-
-std::string duration_text(Duration duration) {
-  auto milliseconds = duration.count();
-  if (milliseconds % 1000 == 0) return std::to_string(milliseconds / 1000) + "s";
-  return std::to_string(milliseconds) + "ms";
-}
 
 std::string config_to_json(const Config& config) {
   const ServerConfig& server = config.server;

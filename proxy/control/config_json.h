@@ -4,8 +4,9 @@
 // threads started), so an operator can see what a file edit and a reload actually changed.
 //
 // The shape follows the TOML file, key for key: "server", "admin", "log", "upstream" (an
-// object by name, in file order) and "route" (an array, in file order) with each route's
-// "etag", "limit" and "concurrency" tables when it has them; "file" names the file it was
+// object by name, in file order) and "route" (an array, in file order) with the keys of each
+// policy kind the route uses ("etag", "rate_limit_headers" and "limit", "concurrency": each
+// kind writes its own, PolicyConfig::write_json); "file" names the file it was
 // loaded from. Values are written as the file would write them, so any of them can be pasted
 // back: durations as strings ("10s", "250ms"), sizes as whole bytes, rates as "20/s", keys as
 // "ip" / "header:NAME" / "global". "methods": null means every method; "resource": null the
@@ -19,8 +20,5 @@ namespace arbiter {
 
 // Compact JSON (one line), keys in the order above.
 std::string config_to_json(const Config& config);
-
-// "10s" when a whole number of seconds, else "250ms": what parse_duration reads back.
-std::string duration_text(Duration duration);
 
 }  // namespace arbiter

@@ -12,19 +12,11 @@
 #include <vector>
 
 #include "policies/policy.h"
-#include "policies/rate_limit/rate_limit_policy.h"
+#include "policies/policy_kind.h"
 #include "proxy/config/config.h"
 #include "proxy/exchange/router.h"
 
 namespace arbiter {
-
-class ConcurrencyPolicy;
-class ConflictLog;
-class EtagPolicy;
-class MemoryBucketStore;
-class MemoryWriteQueues;
-class MemoryVersionStore;
-class MemorySlotTable;
 
 struct RouteRuntime {
   const RouteConfig* config = nullptr;
@@ -33,45 +25,22 @@ struct RouteRuntime {
   std::size_t response_body_limit = 0;
 };
 
-// What outlives one Runtime: the policies' shared state, found again by route name when a
-// reload builds the next Runtime, so a route keeps its token buckets and in-flight slots across
-// reloads, and a policy whose configuration did not change is the very same object (its
-// counters go on). Resource state is keyed by resource, not by route: every route's ETag policy
-// shares one ETag table and one set of write queues, keyed by the resource key, so routes that
-// resolve to the same key (GET/PUT on one route, PATCH on another) see one version and take
-// turns in one queue. The write queues and the conflict log are never replaced; the ETag table
-// (a lossy cache) holds the largest max_entries of the routes and is replaced when that changes.
-// Used by one thread at a time (the reload lock).
+// What outlives one Runtime: each policy kind's state (policies/policy_kind.h), made the first
+// time a configuration uses the kind and kept for the life of the process, so that a reload
+// finds the policies' shared state again (token buckets, in-flight slots, the ETag table, write
+// queues and conflict log) and a route whose policy configuration did not change keeps the
+// very same policy object (its counters go on). Used by one thread at a time (the reload lock).
 class RuntimeState {
  public:
   RuntimeState();
   ~RuntimeState();
 
-  std::shared_ptr<Policy> rate_limit_policy(const RouteConfig& route);
-  std::shared_ptr<Policy> concurrency_policy(const RouteConfig& route);
-  // Call size_resource_state(routes) first, for the routes of the Runtime being built.
-  std::shared_ptr<Policy> etag_policy(const RouteConfig& route);
-  // Sizes the shared ETag table for these routes: the largest etag.max_entries among them.
-  void size_resource_state(const std::vector<RouteConfig>& routes);
-  const std::shared_ptr<ConflictLog>& conflict_log() const noexcept { return conflicts_; }
-  // Forgets the state of routes the latest configuration no longer has (Runtimes still in use
-  // keep theirs alive until their last request ends).
-  void keep_only(const std::vector<RouteConfig>& routes);
+  // The policies of a Runtime being built: one list per route of `config`, in chain order.
+  std::vector<std::vector<std::shared_ptr<Policy>>> policies_for(const Config& config);
 
  private:
-  struct RouteState {
-    std::shared_ptr<RateLimitPolicy> rate_limit;
-    std::shared_ptr<ConcurrencyPolicy> concurrency;
-    std::shared_ptr<EtagPolicy> etag;
-    // As configured (the policy fills in derived limit names), to tell an edit from no edit.
-    std::optional<RateLimitPolicyConfig> rate_limit_config;
-    std::shared_ptr<MemorySlotTable> slots;
-  };
-  std::shared_ptr<MemoryBucketStore> buckets_;  // one for every route: limit ids are "route/limit"
-  std::shared_ptr<MemoryWriteQueues> write_queues_;
-  std::shared_ptr<MemoryVersionStore> versions_;  // null while no route has an ETag policy
-  std::shared_ptr<ConflictLog> conflicts_;
-  std::map<std::string, RouteState, std::less<>> routes_;
+  // By kind: the very object, so that a state only ever meets configs its own kind read.
+  std::map<const PolicyKind*, std::unique_ptr<PolicyKindState>> kinds_;
 };
 
 class Runtime {

@@ -6,10 +6,8 @@
 #include <limits>
 #include <optional>
 
-#include "policies/concurrency/concurrency_policy.h"
-#include "policies/etag/etag_policy.h"
-#include "policies/store/memory_bucket_store.h"
-#include "policies/rate_limit/rate_limit_policy.h"
+#include "policies/metrics_writer.h"
+#include "policies/policy_kind.h"
 #include "proxy/exchange/runtime.h"
 
 namespace arbiter {
@@ -275,118 +273,45 @@ std::vector<MetricFamily> request_metric_families(const MetricsSnapshot& snapsho
 
 namespace {
 
-std::optional<std::size_t> etag_table_size(const EtagPolicy& policy) { return policy.store().size(); }
+// The families the policy kinds declare, in declaration order, and the samples their policies
+// add to them.
+class FamilyWriter final : public MetricsWriter {
+ public:
+  void declare(std::string_view name, std::string_view help, Type type) override {
+    if (find(name) != nullptr) return;
+    families_.push_back(MetricFamily{std::string(name), std::string(help),
+                                     type == Type::Gauge ? MetricType::Gauge : MetricType::Counter, {}});
+  }
+  void sample(std::string_view family, std::initializer_list<MetricLabelView> labels, double value) override {
+    MetricFamily* target = find(family);
+    if (target == nullptr) return;
+    std::vector<MetricLabel> copied;
+    copied.reserve(labels.size());
+    for (const MetricLabelView& label : labels) copied.push_back({std::string(label.name), std::string(label.value)});
+    target->add(std::move(copied), value);
+  }
+  std::vector<MetricFamily> take() { return std::move(families_); }
 
-// One store holds every route's buckets, so only a per-limit count is meaningful.
-std::optional<std::size_t> limit_bucket_count(const RateLimitPolicy& policy, std::size_t limit) {
-  const auto* memory = dynamic_cast<const MemoryBucketStore*>(&policy.store());
-  if (memory == nullptr) return std::nullopt;
-  return memory->size(policy.limit_id(limit));
-}
+ private:
+  MetricFamily* find(std::string_view name) {
+    for (MetricFamily& family : families_) {
+      if (family.name == name) return &family;
+    }
+    return nullptr;
+  }
+  std::vector<MetricFamily> families_;
+};
 
 }  // namespace
 
 std::vector<MetricFamily> policy_metric_families(const Runtime& runtime) {
-  MetricFamily etag_decisions{
-      "arbiter_etag_decisions_total",
-      "ETag policy decisions by route: read_tagged (a 2xx read sent with an ETag, 304s included), not_modified "
-      "(304 for If-None-Match), conflict (a stale write refused with conflict_status, 409 or 412), "
-      "precondition_required (428), write_forwarded, queue_full and queue_timeout (503: the resource's write "
-      "queue), verify_failure (503: the current version could not be read), unknown_after_write (the new ETag "
-      "of a write could not be learned).",
-      MetricType::Counter,
-      {}};
-  MetricFamily etag_hit_ratio{
-      "arbiter_etag_hit_ratio",
-      "Share of tagged reads whose If-None-Match already named the current ETag, so that Arbiter answered 304 "
-      "without a body: not_modified / read_tagged since start (NaN before the first tagged read).",
-      MetricType::Gauge,
-      {}};
-  MetricFamily etag_entries{"arbiter_etag_entries",
-                            "Resources in the route's ETag table (tombstones of forgotten tags included).",
-                            MetricType::Gauge,
-                            {}};
-  MetricFamily limit_decisions{"arbiter_rate_limit_decisions_total",
-                               "Rate-limit decisions by route and limit: admitted (every limit of the route let the "
-                               "request through) or limited (this limit refused it with 429).",
-                               MetricType::Counter,
-                               {}};
-  MetricFamily limit_buckets{"arbiter_rate_limit_buckets", "Token buckets held for the limit (one a key).",
-                             MetricType::Gauge, {}};
-  MetricFamily limit_overflow{"arbiter_rate_limit_overflow_total",
-                              "Requests of a new key decided by the limit's shared overflow bucket, because its "
-                              "max_keys buckets all still held spent tokens (admitted or limited).",
-                              MetricType::Counter,
-                              {}};
-  MetricFamily concurrency_decisions{
-      "arbiter_concurrency_decisions_total",
-      "In-flight limit decisions by route: admitted (given a slot, at once or after waiting), queued (had to "
-      "wait), timed_out (waited queue_timeout: 503), rejected (queue full or too many keys: 503).",
-      MetricType::Counter,
-      {}};
-  MetricFamily in_flight{"arbiter_in_flight", "Requests of the route holding an in-flight slot.", MetricType::Gauge,
-                         {}};
-  MetricFamily queued{"arbiter_queued", "Requests of the route waiting for an in-flight slot.", MetricType::Gauge,
-                      {}};
-
+  FamilyWriter writer;
+  for (const PolicyKind* kind : runtime.config().policy_kinds.kinds()) kind->declare_metrics(writer);
   for (std::size_t r = 0; r < runtime.route_count(); ++r) {
     const RouteRuntime& route = runtime.route(r);
-    const std::string& name = route.config->name;
-    for (const auto& policy : route.policies) {
-      if (const auto* etag = dynamic_cast<const EtagPolicy*>(policy.get())) {
-        EtagCounters c = etag->counters();
-        const std::pair<std::string_view, std::uint64_t> decisions[] = {
-            {"read_tagged", c.reads_tagged},
-            {"not_modified", c.not_modified},
-            {"conflict", c.conflicts},
-            {"precondition_required", c.precondition_required},
-            {"write_forwarded", c.writes_forwarded},
-            {"queue_full", c.queue_full},
-            {"queue_timeout", c.queue_timeouts},
-            {"verify_failure", c.verify_failures},
-            {"unknown_after_write", c.etag_unknown_after_write},
-        };
-        for (const auto& [decision, count] : decisions) {
-          etag_decisions.add({{"route", name}, {"decision", std::string(decision)}}, static_cast<double>(count));
-        }
-        etag_hit_ratio.add({{"route", name}},
-                           c.reads_tagged == 0 ? std::numeric_limits<double>::quiet_NaN()
-                                               : static_cast<double>(c.not_modified) /
-                                                     static_cast<double>(c.reads_tagged));
-        if (auto size = etag_table_size(*etag)) etag_entries.add({{"route", name}}, static_cast<double>(*size));
-      } else if (const auto* limit = dynamic_cast<const RateLimitPolicy*>(policy.get())) {
-        std::vector<RateLimitCounters> counters = limit->counters();
-        for (std::size_t i = 0; i < counters.size(); ++i) {
-          limit_decisions.add({{"route", name}, {"limit", counters[i].name}, {"decision", "admitted"}},
-                              static_cast<double>(counters[i].admitted));
-          limit_decisions.add({{"route", name}, {"limit", counters[i].name}, {"decision", "limited"}},
-                              static_cast<double>(counters[i].limited));
-          limit_overflow.add({{"route", name}, {"limit", counters[i].name}},
-                             static_cast<double>(counters[i].overflow));
-          if (auto buckets = limit_bucket_count(*limit, i)) {
-            limit_buckets.add({{"route", name}, {"limit", counters[i].name}}, static_cast<double>(*buckets));
-          }
-        }
-      } else if (const auto* concurrency = dynamic_cast<const ConcurrencyPolicy*>(policy.get())) {
-        ConcurrencyCounters c = concurrency->counters();
-        const std::pair<std::string_view, std::uint64_t> decisions[] = {
-            {"admitted", c.admitted}, {"queued", c.queued}, {"timed_out", c.timed_out}, {"rejected", c.rejected}};
-        for (const auto& [decision, count] : decisions) {
-          concurrency_decisions.add({{"route", name}, {"decision", std::string(decision)}},
-                                    static_cast<double>(count));
-        }
-        in_flight.add({{"route", name}}, static_cast<double>(c.in_flight));
-        queued.add({{"route", name}}, static_cast<double>(c.waiting));
-      }
-    }
+    for (const auto& policy : route.policies) policy->write_metrics(route.config->name, writer);
   }
-  std::vector<MetricFamily> families;
-  for (MetricFamily* family : {&etag_decisions, &etag_hit_ratio, &etag_entries, &limit_decisions, &limit_buckets,
-                               &limit_overflow,
-                               &concurrency_decisions, &in_flight, &queued}) {
-    families.push_back(std::move(*family));
-  }
-  return families;
+  return writer.take();
 }
 
 std::string render_metrics(const Runtime& runtime) {

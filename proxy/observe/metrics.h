@@ -173,7 +173,8 @@ struct ProcessCounts {
 
 // The request families (requests, latency, open connections) and the reload counter.
 std::vector<MetricFamily> request_metric_families(const MetricsSnapshot& snapshot, const ProcessCounts& process);
-// The families of the policies on the runtime's routes (ETag, rate limit, concurrency).
+// The families the runtime's policy kinds declare (PolicyKind::declare_metrics), with the samples
+// of the policies on its routes (Policy::write_metrics).
 std::vector<MetricFamily> policy_metric_families(const Runtime& runtime);
 
 // The whole GET /metrics body: the process registry, process_metrics() and the runtime's

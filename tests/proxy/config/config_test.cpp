@@ -11,6 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "policies/concurrency/concurrency_policy.h"
+#include "policies/etag/etag_policy.h"
+#include "policies/rate_limit/rate_limit_policy.h"
 #include "proxy/control/config_json.h"
 
 namespace arbiter {
@@ -58,6 +61,15 @@ std::string sole_error(const std::string& toml) {
     return {};
   }
   return diagnostics[0].text();
+}
+
+// A route's settings of one policy kind; nullptr when the route does not use it.
+const EtagPolicyConfig* etag_of(const RouteConfig& route) { return settings_of<EtagPolicyConfig>(route.policies); }
+const RateLimitPolicyConfig* rate_limit_of(const RouteConfig& route) {
+  return settings_of<RateLimitPolicyConfig>(route.policies);
+}
+const ConcurrencyConfig* concurrency_of(const RouteConfig& route) {
+  return settings_of<ConcurrencyConfig>(route.policies);
 }
 
 unsigned expected_default_workers() { return std::max(1u, std::thread::hardware_concurrency()); }
@@ -928,13 +940,13 @@ std::string with_etag(const std::string& keys, const std::string& path = "/items
 
 TEST(EtagConfigTest, AbsentTableMeansNoPolicy) {
   Config config = parse_config(kUpstream + kRoute, "arbiter.toml");
-  EXPECT_FALSE(config.routes.at(0).etag.has_value());
+  EXPECT_EQ(etag_of(config.routes.at(0)), nullptr);
 }
 
 TEST(EtagConfigTest, EmptyTableEnablesItWithEveryDefault) {
   Config config = parse_config(with_etag(""), "arbiter.toml");
-  ASSERT_TRUE(config.routes.at(0).etag.has_value());
-  const EtagPolicyConfig& etag = *config.routes.at(0).etag;
+  ASSERT_NE(etag_of(config.routes.at(0)), nullptr);
+  const EtagPolicyConfig& etag = *etag_of(config.routes.at(0));
   EXPECT_EQ(etag.conflict_status, 409);
   EXPECT_FALSE(etag.require_if_match);
   EXPECT_EQ(etag.verify, EtagPolicyConfig::Verify::Upstream);
@@ -958,7 +970,7 @@ max_body_bytes = "64KiB"
 max_queue = 0
 queue_timeout = "750ms")"),
                                "arbiter.toml");
-  EXPECT_EQ(config.routes.at(0).etag, (EtagPolicyConfig{.conflict_status = 412,
+  EXPECT_EQ(*etag_of(config.routes.at(0)), (EtagPolicyConfig{.conflict_status = 412,
                                                          .require_if_match = true,
                                                          .verify = EtagPolicyConfig::Verify::Cache,
                                                          .source = EtagPolicyConfig::Source::JsonPointer,
@@ -971,19 +983,19 @@ queue_timeout = "750ms")"),
 }
 
 TEST(EtagConfigTest, SourceHashAndAuto) {
-  EXPECT_EQ(parse_config(with_etag("source = \"hash\""), "a.toml").routes[0].etag->source,
+  EXPECT_EQ(etag_of(parse_config(with_etag("source = \"hash\""), "a.toml").routes[0])->source,
             EtagPolicyConfig::Source::Hash);
-  EXPECT_EQ(parse_config(with_etag("source = \"auto\""), "a.toml").routes[0].etag->source,
+  EXPECT_EQ(etag_of(parse_config(with_etag("source = \"auto\""), "a.toml").routes[0])->source,
             EtagPolicyConfig::Source::Auto);
-  EXPECT_EQ(parse_config(with_etag("source = \"json:/a~1b\""), "a.toml").routes[0].etag->json_pointer, "/a~1b");
+  EXPECT_EQ(etag_of(parse_config(with_etag("source = \"json:/a~1b\""), "a.toml").routes[0])->json_pointer, "/a~1b");
 }
 
 TEST(EtagConfigTest, OnlyTheRouteThatHasTheTable) {
   Config config = parse_config(upstream_then(kRoute + "[route.etag]\n\n[[route]]\nname = \"other\"\npath = "
                                                       "\"/other\"\nupstream = \"legacy\"\n"),
                                "arbiter.toml");
-  EXPECT_TRUE(config.routes.at(0).etag.has_value());
-  EXPECT_FALSE(config.routes.at(1).etag.has_value());
+  EXPECT_NE(etag_of(config.routes.at(0)), nullptr);
+  EXPECT_EQ(etag_of(config.routes.at(1)), nullptr);
 }
 
 TEST(EtagConfigErrorsTest, EtagThatIsNotATable) {
@@ -1074,9 +1086,9 @@ TEST(EtagConfigErrorsTest, ResourceMayOnlyUseTheRoutesParams) {
             "arbiter.toml:9:12: route[0].etag.resource: route 'items': unknown parameter {id}: the route's path "
             "'/items' captures none");
   // A template without params, or with the route's own, is fine.
-  EXPECT_EQ(parse_config(with_etag("resource = \"/singleton\"", "/items"), "a.toml").routes[0].etag->resource,
+  EXPECT_EQ(etag_of(parse_config(with_etag("resource = \"/singleton\"", "/items"), "a.toml").routes[0])->resource,
             "/singleton");
-  EXPECT_EQ(parse_config(with_etag("resource = \"/i/{id}\""), "a.toml").routes[0].etag->resource, "/i/{id}");
+  EXPECT_EQ(etag_of(parse_config(with_etag("resource = \"/i/{id}\""), "a.toml").routes[0])->resource, "/i/{id}");
 }
 
 TEST(EtagConfigErrorsTest, ResourceIsNotCheckedAgainstAnInvalidPath) {
@@ -1123,14 +1135,14 @@ std::string with_limit(const std::string& keys, const std::string& route_keys = 
 
 TEST(RateLimitConfigTest, NoLimitTableMeansNoPolicy) {
   Config config = parse_config(kUpstream + kRoute, "arbiter.toml");
-  EXPECT_FALSE(config.routes.at(0).rate_limit.has_value());
-  EXPECT_FALSE(config.routes.at(0).concurrency.has_value());
+  EXPECT_EQ(rate_limit_of(config.routes.at(0)), nullptr);
+  EXPECT_EQ(concurrency_of(config.routes.at(0)), nullptr);
 }
 
 TEST(RateLimitConfigTest, ARateAloneTakesEveryDefault) {
   Config config = parse_config(with_limit("rate = \"20/s\""), "arbiter.toml");
-  ASSERT_TRUE(config.routes.at(0).rate_limit.has_value());
-  const RateLimitPolicyConfig& policy = *config.routes[0].rate_limit;
+  ASSERT_NE(rate_limit_of(config.routes.at(0)), nullptr);
+  const RateLimitPolicyConfig& policy = *rate_limit_of(config.routes[0]);
   EXPECT_TRUE(policy.send_headers);
   ASSERT_EQ(policy.limits.size(), 1u);
   const RateLimitConfig& limit = policy.limits[0];
@@ -1161,12 +1173,12 @@ max_keys = 5000)"),
   expected.header = "X-Api-Key";
   expected.methods = {"POST", "PUT"};
   expected.max_keys = 5000;
-  EXPECT_EQ(config.routes.at(0).rate_limit, (RateLimitPolicyConfig{{expected}, true}));
+  EXPECT_EQ(*rate_limit_of(config.routes.at(0)), (RateLimitPolicyConfig{{expected}, true}));
 }
 
 TEST(RateLimitConfigTest, DefaultBurstIsOneSecondOfRateAtLeastOne) {
   auto burst_of = [](const std::string& rate) {
-    return parse_config(with_limit("rate = \"" + rate + "\""), "a.toml").routes[0].rate_limit->limits[0].burst;
+    return rate_limit_of(parse_config(with_limit("rate = \"" + rate + "\""), "a.toml").routes[0])->limits[0].burst;
   };
   EXPECT_EQ(burst_of("30/s"), 30u);
   EXPECT_EQ(burst_of("100/m"), 2u);
@@ -1180,7 +1192,7 @@ TEST(RateLimitConfigTest, KeysAndSeveralLimits) {
                                           "key = \"ip\"",
                                           "rate_limit_headers = false\n"),
                                "arbiter.toml");
-  const RateLimitPolicyConfig& policy = *config.routes.at(0).rate_limit;
+  const RateLimitPolicyConfig& policy = *rate_limit_of(config.routes.at(0));
   EXPECT_FALSE(policy.send_headers);
   ASSERT_EQ(policy.limits.size(), 3u);
   EXPECT_EQ(policy.limits[0].name, "per-client");
@@ -1193,13 +1205,13 @@ TEST(RateLimitConfigTest, KeysAndSeveralLimits) {
 
 TEST(RateLimitConfigTest, RateLimitHeadersWithoutLimitsIsHarmless) {
   Config config = parse_config(upstream_then(kRoute + "rate_limit_headers = false\n"), "arbiter.toml");
-  EXPECT_FALSE(config.routes.at(0).rate_limit.has_value());
+  EXPECT_EQ(rate_limit_of(config.routes.at(0)), nullptr);
 }
 
 TEST(RateLimitConfigTest, MethodsWithinTheRoutes) {
   Config config = parse_config(with_limit("rate = \"1/s\"\nmethods = [\"put\"]", "methods = [\"GET\", \"PUT\"]\n"),
                                "arbiter.toml");
-  EXPECT_EQ(config.routes.at(0).rate_limit->limits[0].methods, std::vector<std::string>{"PUT"});
+  EXPECT_EQ(rate_limit_of(config.routes.at(0))->limits[0].methods, std::vector<std::string>{"PUT"});
 }
 
 TEST(ParseRateTest, AcceptsAndRejects) {
@@ -1352,15 +1364,15 @@ std::string with_concurrency(const std::string& keys) {
 
 TEST(ConcurrencyConfigTest, MaxInFlightAloneTakesEveryDefault) {
   Config config = parse_config(with_concurrency("max_in_flight = 64"), "arbiter.toml");
-  ASSERT_TRUE(config.routes.at(0).concurrency.has_value());
-  const ConcurrencyConfig& concurrency = *config.routes[0].concurrency;
+  ASSERT_NE(concurrency_of(config.routes.at(0)), nullptr);
+  const ConcurrencyConfig& concurrency = *concurrency_of(config.routes[0]);
   EXPECT_EQ(concurrency.max_in_flight, 64u);
   EXPECT_EQ(concurrency.max_queue, 128u);
   EXPECT_EQ(concurrency.queue_timeout, 2s);
   EXPECT_EQ(concurrency.key, KeyKind::Global);
   EXPECT_EQ(concurrency.header, "");
   EXPECT_EQ(concurrency.max_keys, 100000u);
-  EXPECT_FALSE(config.routes[0].rate_limit.has_value());
+  EXPECT_EQ(rate_limit_of(config.routes[0]), nullptr);
 }
 
 TEST(ConcurrencyConfigTest, ReadsEveryKey) {
@@ -1374,8 +1386,8 @@ TEST(ConcurrencyConfigTest, ReadsEveryKey) {
   expected.key = KeyKind::Header;
   expected.header = "X-Api-Key";
   expected.max_keys = 10;
-  EXPECT_EQ(config.routes.at(0).concurrency, expected);
-  EXPECT_EQ(parse_config(with_concurrency("max_in_flight = 1\nkey = \"ip\""), "a.toml").routes[0].concurrency->key,
+  EXPECT_EQ(*concurrency_of(config.routes.at(0)), expected);
+  EXPECT_EQ(concurrency_of(parse_config(with_concurrency("max_in_flight = 1\nkey = \"ip\""), "a.toml").routes[0])->key,
             KeyKind::ClientAddress);
 }
 
