@@ -137,6 +137,18 @@ TEST_F(ControlTest, RouteInsideThePrefixIsRefusedAtLoadWithItsPosition) {
   EXPECT_EQ(send("GET", "/_arbiter/").status, 200);
 }
 
+TEST_F(ControlTest, ExplainSaysThePrefixIsAnsweredBeforeRouting) {
+  auto file = harness::write_temp_file(harness::make_config(backend_.port(), ConfigOptions{.routes = kCatchAllRoute}),
+                                       ".toml");
+  auto inside = harness::run_arbiter({"explain", "-c", file.path(), "GET", "/x/../_arbiter/feed"});
+  EXPECT_EQ(inside.exit_code, std::optional<int>(0)) << inside.stderr_text;
+  EXPECT_NE(inside.stdout_text.find("route:     none: the path lies under [server] control_prefix /_arbiter"),
+            std::string::npos)
+      << inside.stdout_text;
+  auto outside = harness::run_arbiter({"explain", "-c", file.path(), "GET", "/_arbiterx"});
+  EXPECT_NE(outside.stdout_text.find("route:     everything-else"), std::string::npos) << outside.stdout_text;
+}
+
 TEST_F(ControlTest, AdminEndpointsAreNotUnderThePrefix) {
   start();
   HttpClient admin(*arbiter_->admin_port());
