@@ -94,7 +94,9 @@ class LocalStream {
 
 // How a handler answers; valid during LocalHandler::handle only. A handler answers exactly once:
 // reply, reply_problem or start_stream (later calls are ignored). A handler that returns without
-// answering gets a 500 problem sent for it.
+// answering gets a 500 problem sent for it. Answering may end the exchange and let the
+// connection read its next request at once, so a handler reads nothing of its LocalRequest after
+// it has answered (nor after LocalStream::finish).
 class LocalResponder {
  public:
   // A complete response. `fields` carry Content-Type; Arbiter adds Cache-Control: no-store,
