@@ -20,7 +20,9 @@ template <typename Answer>
 class AdminHandler final : public LocalHandler {
  public:
   AdminHandler(AdminServices& services, Answer answer) : services_(services), answer_(std::move(answer)) {}
-  void handle(const LocalRequest& request, LocalResponder& responder) override { answer_(services_, request, responder); }
+  void handle(const LocalRequest& request, LocalResponder& responder) override {
+    answer_(services_, request, responder);
+  }
 
  private:
   AdminServices& services_;

@@ -25,7 +25,9 @@ void HandlerRegistry::add(std::string path, PathMatch match, std::vector<std::st
   for (const Entry& entry : entries_) {
     if (entry.path != path || entry.match != match) continue;
     for (const std::string& method : methods) {
-      if (takes(entry, method)) throw std::invalid_argument("local handler " + method + " " + path + " is registered twice");
+      if (takes(entry, method)) {
+        throw std::invalid_argument("local handler " + method + " " + path + " is registered twice");
+      }
     }
   }
   entries_.push_back(Entry{std::move(path), match, std::move(methods), std::move(summary), std::move(handler)});
@@ -73,9 +75,10 @@ void HandlerRegistry::dispatch(const LocalRequest& request, LocalResponder& resp
       return;
     case Outcome::NotFound: {
       std::size_t count = entries_.size();
-      std::string there = count == 0 ? "there are none" : (count == 1 ? "there is " : "there are ") + listing(request.mount);
-      responder.reply_problem(Problem::make("not-found", 404, "Not found",
-                                            "No " + name_ + " endpoint " + std::string(request.path) + "; " + there + "."));
+      std::string there =
+          count == 0 ? "there are none" : (count == 1 ? "there is " : "there are ") + listing(request.mount);
+      responder.reply_problem(Problem::make(
+          "not-found", 404, "Not found", "No " + name_ + " endpoint " + std::string(request.path) + "; " + there + "."));
       return;
     }
   }

@@ -272,8 +272,8 @@ void ClientConnection::begin_exchange() {
   if (admin_) {
     std::string_view target(head_.target);
     std::size_t query = std::min(target.find('?'), target.size());
-    answer_locally(worker_.admin_handlers(), {}, target.substr(0, query), target.substr(std::min(query + 1, target.size())),
-                   "admin");
+    std::string_view after = target.substr(std::min(query + 1, target.size()));
+    answer_locally(worker_.admin_handlers(), {}, target.substr(0, query), after, "admin");
     return;
   }
   const Config& config = runtime_->config();

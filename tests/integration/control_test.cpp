@@ -125,10 +125,9 @@ TEST_F(ControlTest, RouteInsideThePrefixIsRefusedAtLoadWithItsPosition) {
 
   // A reload to such a file is refused the same way, and the running configuration kept.
   start(ConfigOptions{.routes = kCatchAllRoute});
-  arbiter_->config_file().replace(
-      harness::make_config(backend_.port(), ConfigOptions{.server = "control_prefix = \"/ops\"\n",
-                                                          .routes = "\n[[route]]\nname = \"ops\"\npath = \"/ops/x/{id}\""
-                                                                    "\nupstream = \"legacy\"\n"}));
+  std::string ops_route = "\n[[route]]\nname = \"ops\"\npath = \"/ops/x/{id}\"\nupstream = \"legacy\"\n";
+  arbiter_->config_file().replace(harness::make_config(
+      backend_.port(), ConfigOptions{.server = "control_prefix = \"/ops\"\n", .routes = ops_route}));
   HttpClient admin(*arbiter_->admin_port());
   HttpResponse refused = harness::require(admin.request("POST", "/reload"), admin);
   EXPECT_EQ(refused.status, 422);
@@ -270,6 +269,29 @@ TEST_F(StreamTest, ASlowReaderHoldsAtMostTheBoundAndTheHandlerHearsWhenThereIsRo
   std::string tail = chunk("data: again\n\n") + "0\r\n\r\n";
   ASSERT_TRUE(socket->read_exact(tail.size(), got, 5s));
   EXPECT_EQ(got, tail);
+}
+
+TEST_F(StreamTest, AbortClosesTheConnectionWithoutTheLastChunkAndTheHandlerIsNotCalledBack) {
+  auto socket = open_stream();
+  EXPECT_EQ(control("POST", "emit?data=1")["written"], 1);
+  EXPECT_EQ(control("POST", "abort")["aborted"], 1);
+  std::string expected = chunk("data: 1\n\n"), got;
+  ASSERT_TRUE(socket->read_exact(expected.size(), got, 5s));
+  EXPECT_EQ(got, expected);
+  EXPECT_FALSE(socket->read_exact(1, got, 5s)) << "after the abort: " << got;  // no last chunk: the end
+  EXPECT_TRUE(socket->closed_by_peer(5s));
+  json state = control("GET", "state");
+  EXPECT_EQ(state["alive"], 0);
+  EXPECT_EQ(state["closed_told"], 0);
+}
+
+TEST_F(StreamTest, AHandlerThatDoesNotAnswerGetsA500ProblemSentForIt) {
+  HttpClient client(arbiter_->port());
+  HttpResponse response = harness::require(client.request("GET", "/_arbiter/test/silent"), client);
+  EXPECT_EQ(response.status, 500);
+  EXPECT_EQ(response.header("Content-Type").value_or(""), kProblemType);
+  EXPECT_EQ(json::parse(response.body)["detail"], "The control endpoint /_arbiter/test/silent gave no answer.");
+  EXPECT_EQ(harness::require(client.request("GET", "/_arbiter/"), client).status, 200);  // the connection goes on
 }
 
 TEST_F(StreamTest, HeadGetsTheHeadOnlyAndNoStreamIsHeld) {

@@ -79,12 +79,15 @@ class StreamHub {
   }
 
   void finish(const LocalRequest&, LocalResponder& responder) {
-    std::size_t finished = subscribers_.size();
-    std::vector<std::unique_ptr<Subscriber>> ending = std::move(subscribers_);
-    subscribers_.clear();
-    for (const auto& subscriber : ending) subscriber->stream->finish();
-    reply_json(responder, {{"finished", finished}});
+    reply_json(responder, {{"finished", end_all(&LocalStream::finish)}});
   }
+
+  void abort(const LocalRequest&, LocalResponder& responder) {
+    reply_json(responder, {{"aborted", end_all(&LocalStream::abort)}});
+  }
+
+  // Answers nothing: Arbiter must answer for it.
+  void silent(const LocalRequest&, LocalResponder&) {}
 
   void state(const LocalRequest&, LocalResponder& responder) {
     reply_json(responder, {{"open", subscribers_.size()},
@@ -96,6 +99,13 @@ class StreamHub {
  private:
   static void reply_json(LocalResponder& responder, const nlohmann::json& body) {
     responder.reply(200, HeaderList{{"Content-Type", "application/json"}}, body.dump());
+  }
+  // Ends every open stream with `end` (finish or abort); returns how many there were.
+  std::size_t end_all(void (LocalStream::*end)()) {
+    std::vector<std::unique_ptr<Subscriber>> ending = std::move(subscribers_);
+    subscribers_.clear();
+    for (const auto& subscriber : ending) ((*subscriber->stream).*end)();
+    return ending.size();
   }
   void drop(Subscriber* subscriber) {
     auto it = std::find_if(subscribers_.begin(), subscribers_.end(),
@@ -114,7 +124,9 @@ class HubHandler final : public LocalHandler {
  public:
   using Member = void (StreamHub::*)(const LocalRequest&, LocalResponder&);
   HubHandler(std::shared_ptr<StreamHub> hub, Member member) : hub_(std::move(hub)), member_(member) {}
-  void handle(const LocalRequest& request, LocalResponder& responder) override { ((*hub_).*member_)(request, responder); }
+  void handle(const LocalRequest& request, LocalResponder& responder) override {
+    ((*hub_).*member_)(request, responder);
+  }
 
  private:
   std::shared_ptr<StreamHub> hub_;
@@ -132,6 +144,8 @@ void add_test_handlers(HandlerRegistry&, HandlerRegistry& control) {
   add("/test/stream", "GET", "test: an event stream", &StreamHub::open);
   add("/test/emit", "POST", "test: write to every stream", &StreamHub::emit);
   add("/test/finish", "POST", "test: finish every stream", &StreamHub::finish);
+  add("/test/abort", "POST", "test: abort every stream", &StreamHub::abort);
+  add("/test/silent", "GET", "test: a handler that does not answer", &StreamHub::silent);
   add("/test/state", "GET", "test: the hub's counts", &StreamHub::state);
 }
 

@@ -10,6 +10,8 @@
 //                        Answers {"streams","written","full","closed","max_buffered"}: counts of
 //                        write results and the most bytes a stream had waiting after a write
 //   POST P/test/finish   finishes every open stream: {"finished"}
+//   POST P/test/abort    aborts every open stream: {"aborted"}
+//   GET  P/test/silent   returns without answering
 //   GET  P/test/state    {"open","alive","closed_told","writable_told"}: streams the hub holds,
 //                        its per-stream objects alive, and the listener calls it received
 // With one worker, every request of a test meets the same hub.
