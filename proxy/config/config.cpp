@@ -16,6 +16,7 @@
 
 #include "proxy/exchange/router.h"
 #include "proxy/http/address.h"
+#include "proxy/http/path_normalization.h"
 
 namespace arbiter {
 
@@ -162,7 +163,8 @@ class FileReader {
       section->reject_unknown_keys({"listen", "workers", "header_timeout", "body_timeout", "idle_timeout", "drain_timeout",
                                     "body_deadline",
                                     "max_header_bytes", "max_body_bytes", "max_connections",
-                                    "trusted_proxies", "forward_raw_path", "case_insensitive_paths"});
+                                    "trusted_proxies", "forward_raw_path", "case_insensitive_paths",
+                                    "control_prefix"});
       if (section->find("listen")) {
         server.listen = read_addresses(*section, "listen", true, PortZero::Allowed);
       }
@@ -177,6 +179,7 @@ class FileReader {
       section->integer("max_connections", server.max_connections, 1, kMaxConnectionsLimit);
       section->boolean("forward_raw_path", server.forward_raw_path);
       section->boolean("case_insensitive_paths", server.case_insensitive_paths);
+      read_control_prefix(*section, server);
       section->strings("trusted_proxies", "CIDRs", false, "",
                        [&](const toml::node& at, std::string key, std::string_view text) {
                          if (auto cidr = parse_cidr(text)) {
@@ -190,6 +193,38 @@ class FileReader {
                        });
     }
     if (server.workers == 0) server.workers = std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  // "control_prefix": a literal path checked and normalised as a route pattern's literal
+  // segments are, kept without a trailing '/'.
+  void read_control_prefix(const TableReader& section, ServerConfig& server) {
+    auto text = section.string("control_prefix");
+    if (!text) return;
+    control_prefix_node_ = section.find("control_prefix");
+    const toml::node& at = *control_prefix_node_;
+    std::string key = section.key("control_prefix");
+    if (!text->starts_with('/')) {
+      section.error(at, key, "must start with '/', e.g. \"/_arbiter\"");
+      return;
+    }
+    if (text->find_first_of("{}*") != std::string::npos) {
+      section.error(at, key, "a literal path: '{', '}' and '*' cannot appear");
+      return;
+    }
+    std::string normal, why;
+    try {
+      PathPattern pattern(*text);
+    } catch (const std::invalid_argument& e) {
+      section.error(at, key, e.what());
+      return;
+    }
+    normalize_path(*text, normal, why);
+    if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+    if (normal == "/") {
+      section.error(at, key, "cannot be \"/\": Arbiter would answer every path itself; give a path such as \"/_arbiter\"");
+      return;
+    }
+    server.control_prefix = std::move(normal);
   }
 
   void read_log(const TableReader& top, LogConfig& log) {
@@ -293,6 +328,31 @@ class FileReader {
     check_route_names(config.routes, sources);
     check_route_upstreams(config, sources);
     check_reachability(config.routes, sources, config.server.case_insensitive_paths);
+    check_control_prefix(config, sources);
+  }
+
+  // A route whose every path lies in the control namespace ([server] control_prefix, and below
+  // it) could never be reached: Arbiter answers those paths before routing. A route that only
+  // overlaps it (a catch-all "/*", "/{tenant}/*") is fine: it keeps every other path.
+  void check_control_prefix(const Config& config, const std::vector<RouteSource>& sources) {
+    bool lower = config.server.case_insensitive_paths;
+    const std::string& prefix = config.server.control_prefix;
+    PathPattern itself(prefix, lower);
+    PathPattern below(prefix + "/*", lower);
+    std::string where = control_prefix_node_ != nullptr
+                            ? "(line " + std::to_string(control_prefix_node_->source().begin.line) + ")"
+                            : "(the default)";
+    for (std::size_t i = 0; i < config.routes.size(); ++i) {
+      if (!sources[i].path_and_methods_valid) continue;
+      const RouteConfig& route = config.routes[i];
+      PathPattern pattern(route.path, lower);
+      if (!itself.covers(pattern) && !below.covers(pattern)) continue;
+      diagnostics_.add(*sources[i].path, route_key(sources[i].index, "path"),
+                       subject(route) + "path " + single_quoted(route.path) + " lies inside [server] control_prefix " +
+                           single_quoted(prefix) + " " + where +
+                           ", whose paths Arbiter answers itself before routing; move the route, or set another "
+                           "control_prefix");
+    }
   }
 
   RouteSource read_route(TableReader& reader, RouteConfig& route) {
@@ -424,6 +484,7 @@ class FileReader {
 
   ConfigDiagnostics& diagnostics_;
   const PolicyRegistry& kinds_;
+  const toml::node* control_prefix_node_ = nullptr;  // [server] control_prefix, when the file sets it
 };
 
 }  // namespace

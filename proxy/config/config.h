@@ -43,6 +43,9 @@ struct ServerConfig {
   bool forward_raw_path = false;
   // Routes and resource keys see the path lower-cased (for backends that ignore case).
   bool case_insensitive_paths = false;
+  // Arbiter's own endpoints on the client listeners (proxy/control/control_endpoints.h): the
+  // normal form of a literal path, without a trailing '/', never "/".
+  std::string control_prefix = "/_arbiter";
 };
 
 struct AdminConfig {

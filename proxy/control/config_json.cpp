@@ -52,7 +52,8 @@ std::string config_to_json(const Config& config) {
                        {"max_connections", server.max_connections},
                        {"trusted_proxies", std::move(trusted)},
                        {"forward_raw_path", server.forward_raw_path},
-                       {"case_insensitive_paths", server.case_insensitive_paths}};
+                       {"case_insensitive_paths", server.case_insensitive_paths},
+                       {"control_prefix", server.control_prefix}};
   out["admin"] = Json{{"listen", config.admin.listen ? Json(config.admin.listen->text()) : Json(nullptr)}};
   out["log"] = Json{{"access", !config.log.access              ? std::string("off")
                               : config.log.access_path.empty() ? std::string("stdout")

@@ -4,6 +4,8 @@
 #include <cstdio>
 
 #include "proxy/control/config_json.h"
+#include "proxy/control/control_endpoints.h"
+#include "proxy/net/client_local.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/http/path_normalization.h"
 #include "proxy/net/server.h"
@@ -91,6 +93,7 @@ void ClientConnection::refuse_overloaded() {
 
 void ClientConnection::close_when_idle() {
   if (phase_ == Phase::Idle) close_now();
+  if (auto stream = local_stream_) stream->on_drain();  // a held-open response ends now
 }
 
 // ---------------------------------------------------------------- input
@@ -267,7 +270,10 @@ void ClientConnection::begin_exchange() {
   }
   if (!validate_request_head()) return;
   if (admin_) {
-    answer_admin();
+    std::string_view target(head_.target);
+    std::size_t query = std::min(target.find('?'), target.size());
+    std::string_view after = target.substr(std::min(query + 1, target.size()));
+    answer_locally(worker_.admin_handlers(), {}, target.substr(0, query), after, "admin");
     return;
   }
   const Config& config = runtime_->config();
@@ -281,6 +287,12 @@ void ClientConnection::begin_exchange() {
   }
   if (!normalize_target()) return;
   std::string_view path = std::string_view(target_).substr(0, path_length_);
+  if (in_control_namespace(path, config.server.control_prefix, config.server.case_insensitive_paths)) {
+    std::string_view query = std::string_view(target_).substr(path_length_);
+    answer_locally(worker_.control_handlers(), config.server.control_prefix, path, query.substr(query.empty() ? 0 : 1),
+                   "control");
+    return;
+  }
   RouteMatch match;
   match.params.swap(params_);  // reuses the capacity of the last request's captures
   std::string allowed;
@@ -458,67 +470,6 @@ void ClientConnection::on_fetched(FetchedResponse fetched) {
   response_status_ = response.status;
   --response_policy_index_;
   run_response_policies(true);
-}
-
-void ClientConnection::answer_admin() {
-  std::string_view path = std::string_view(head_.target).substr(0, head_.target.find('?'));
-  if (path == "/reload") {
-    answer_reload();
-    return;
-  }
-  if (head_.method != "GET" && head_.method != "HEAD") {
-    reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "The admin endpoints take GET."),
-                  HeaderList{{"Allow", "GET, HEAD"}}, "admin");
-  } else if (path == "/metrics") {
-    // The server's current Runtime: the policies a reload just put in place, not this worker's
-    // copy, which it adopts on its next loop iteration.
-    reply(200, kMetricsContentType, {}, render_metrics(*worker_.server().runtime()), "admin");
-  } else if (path == "/config") {
-    reply(200, "application/json", {}, config_to_json(worker_.server().runtime()->config()), "admin");
-  } else if (path == "/healthz") {
-    reply(200, "application/json", {}, R"({"status":"ok"})", "admin");
-  } else if (path == "/readyz") {
-    if (worker_.draining()) {
-      reply(503, "application/json", {}, R"({"status":"draining"})", "admin");
-    } else {
-      reply(200, "application/json", {}, R"({"status":"ready"})", "admin");
-    }
-  } else {
-    reply_problem(Problem::make("not-found", 404, "Not found",
-                                "No admin endpoint " + std::string(path) +
-                                    "; there are /healthz, /readyz, /metrics, /config and POST /reload."),
-                  {}, "admin");
-  }
-}
-
-void ClientConnection::answer_reload() {
-  if (head_.method != "POST") {
-    reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "Reload with POST /reload."),
-                  HeaderList{{"Allow", "POST"}}, "admin");
-    return;
-  }
-  // Parsing a configuration file takes this worker's loop for a moment; reloads are rare.
-  ReloadOutcome outcome = worker_.server().reload();
-  if (!outcome.applied) {
-    Problem problem = Problem::make("invalid-configuration", 422, "Configuration refused",
-                                    "The new configuration has errors; Arbiter keeps serving with the previous one.");
-    nlohmann::json errors = nlohmann::json::array();
-    for (const ConfigDiagnostic& diagnostic : outcome.errors) {
-      errors.push_back({{"file", diagnostic.file},
-                        {"line", diagnostic.line},
-                        {"column", diagnostic.column},
-                        {"key", diagnostic.key},
-                        {"message", diagnostic.message},
-                        {"text", diagnostic.text()}});
-    }
-    problem.extensions.emplace_back("errors", std::move(errors));
-    reply_problem(problem, {}, "admin");
-    return;
-  }
-  nlohmann::json body = {{"status", "reloaded"},
-                         {"file", worker_.server().runtime()->config().file},
-                         {"restart_needed_for", outcome.notes}};
-  reply(200, "application/json", {}, body.dump(), "admin");
 }
 
 void ClientConnection::connect_upstream(std::size_t avoid_server) {
@@ -790,6 +741,7 @@ void ClientConnection::on_write_done(int status) {
     return;
   }
   if (upstream_ != nullptr && tcp_.write_queue_size < kLowWater) upstream_->resume_reading();
+  if (auto stream = local_stream_) stream->on_write_done();
 }
 
 // ---------------------------------------------------------------- answers made here
@@ -822,14 +774,7 @@ void ClientConnection::reply(int status, std::string_view content_type, const He
   response_bytes_ = head_.method == "HEAD" ? 0 : body.size();
   uv_buf_t bufs[2] = {make_buf(head_scratch_.data(), head_scratch_.size()), make_buf(body.data(), response_bytes_)};
   send_to_client(bufs, 2);
-  response_complete_ = true;
-  if (response_keep_alive_ && !parser_.message_complete()) {
-    // The parser reads the rest of the request (dropping any body), then finish_exchange runs.
-    arm_timer(worker_.runtime()->config().server.idle_timeout);
-    resume_parser();
-  } else {
-    finish_exchange();
-  }
+  end_local_answer();
 }
 
 void ClientConnection::send_to_client(const uv_buf_t* bufs, unsigned count) {
@@ -1032,6 +977,7 @@ void ClientConnection::close_now() {
   policy_states_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);
+  if (auto stream = std::move(local_stream_)) stream->on_connection_closed();  // the handler stops writing
 }
 
 void ClientConnection::on_closed(uv_handle_t* handle) {

@@ -34,6 +34,9 @@ namespace arbiter {
 class Worker;
 class ExchangeWaker;
 class MetricsShard;
+class HandlerRegistry;
+class ConnectionResponder;
+class ConnectionStream;
 
 class ClientConnection final : public RequestEvents,
                                public UpstreamSink,
@@ -126,8 +129,16 @@ class ClientConnection final : public RequestEvents,
   // Acts on a request-phase decision; true when the chain goes on to the next policy.
   bool apply_request_decision(const Decision& decision);
   void start_fetch(const std::string& target);
-  void answer_admin();
-  void answer_reload();  // POST /reload on the admin listener
+  // Local handlers (proxy/net/client_local.cpp): the request is answered by `registry`'s handler
+  // for `path` (under `mount`: [server] control_prefix, or "" on the admin listener), which may
+  // reply at once or hold the response open (a ConnectionStream in local_stream_).
+  void answer_locally(const HandlerRegistry& registry, std::string_view mount, std::string_view path,
+                      std::string_view query, std::string_view decided_by);
+  // The local answer is complete: read the rest of the request (dropping any body) and go on
+  // to the next, or close.
+  void end_local_answer();
+  friend class ConnectionResponder;
+  friend class ConnectionStream;
   void connect_upstream(std::size_t avoid_server);
   void forward_request_body(const char* data, std::size_t length);
   void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length);
@@ -230,6 +241,8 @@ class ClientConnection final : public RequestEvents,
   // lives as long as this connection, since the streams' owners route their events to it.
   UpstreamConnection* tunnel_upstream_ = nullptr;
   std::unique_ptr<Tunnel> tunnel_;
+  // A local handler's held-open response (shared with the handler); null when there is none.
+  std::shared_ptr<ConnectionStream> local_stream_;
 
   // the response
   Answer answer_ = Answer::None;

@@ -13,18 +13,14 @@
 
 #include <uv.h>
 
+#include "proxy/control/admin_endpoints.h"
+#include "proxy/control/handler_registry.h"
 #include "proxy/observe/log.h"
 #include "proxy/exchange/runtime.h"
 
 namespace arbiter {
 
 class Worker;
-
-struct ReloadOutcome {
-  bool applied = false;
-  std::vector<ConfigDiagnostic> errors;  // why it was refused
-  std::vector<std::string> notes;        // what was applied only partly (listener changes)
-};
 
 class Server {
  public:
@@ -36,6 +32,11 @@ class Server {
 
   // Blocks until shut down. Returns the process exit code.
   int run();
+
+  // Before run(): `setup` adds handlers to every worker's registries as the worker is built (a
+  // test binary registers test-only handlers so; the product's are in proxy/control/).
+  void add_handlers(HandlerSetup setup) { handler_setups_.push_back(std::move(setup)); }
+  const std::vector<HandlerSetup>& handler_setups() const noexcept { return handler_setups_; }
 
   std::shared_ptr<const Runtime> runtime() const { return std::atomic_load(&runtime_); }
 
@@ -65,6 +66,7 @@ class Server {
   std::shared_ptr<const Runtime> runtime_;  // atomic_load / atomic_store
   AccessLogTarget access_log_target_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<HandlerSetup> handler_setups_;
   std::atomic<std::size_t> open_connections_{0};
   std::atomic<unsigned> workers_running_{0};
   uv_loop_t loop_{};

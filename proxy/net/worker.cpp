@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstdio>
 
+#include "proxy/control/control_endpoints.h"
 #include "proxy/net/client_connection.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/net/server.h"
@@ -38,7 +39,14 @@ Worker::Worker(Server& server)
   for (const UpstreamConfig& upstream : runtime_->config().upstreams) {
     pools_.push_back(std::make_unique<UpstreamPool>(*this, upstream));
   }
+  add_admin_endpoints(admin_handlers_, *this);
+  add_control_endpoints(control_handlers_);
+  for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);
 }
+
+std::shared_ptr<const Runtime> Worker::current_runtime() const { return server_.runtime(); }
+
+ReloadOutcome Worker::reload_configuration() { return server_.reload(); }
 
 Worker::~Worker() {
   // Runs after join(): no other thread touches wakeup_ any more. The pools go after the loop

@@ -14,6 +14,8 @@
 
 #include <uv.h>
 
+#include "proxy/control/admin_endpoints.h"
+#include "proxy/control/handler_registry.h"
 #include "proxy/observe/log.h"
 #include "proxy/exchange/runtime.h"
 #include "proxy/net/upstream.h"
@@ -39,7 +41,7 @@ class ExchangeWaker final : public Waker, public std::enable_shared_from_this<Ex
   std::atomic<bool> queued_{false};
 };
 
-class Worker {
+class Worker final : private AdminServices {
  public:
   // The listen(2) backlog of every listening socket (the Server's bind and the workers' listen).
   static constexpr int kListenBacklog = 1024;
@@ -78,6 +80,10 @@ class Worker {
   // 32 hex digits of a fresh random 128-bit id, written into `out`.
   void next_request_id(std::string& out);
   void connection_closed(ClientConnection* connection);
+  // The local handlers of the admin listener (at the root) and of [server] control_prefix on
+  // the client listeners; built with the worker, used on its loop only.
+  const HandlerRegistry& admin_handlers() const noexcept { return admin_handlers_; }
+  const HandlerRegistry& control_handlers() const noexcept { return control_handlers_; }
   // Any thread.
   void post_wake(std::shared_ptr<ExchangeWaker> waker);
 
@@ -87,6 +93,11 @@ class Worker {
     Worker* worker = nullptr;
     bool admin = false;
   };
+
+  // AdminServices, for the admin endpoints (on this worker's loop)
+  std::shared_ptr<const Runtime> current_runtime() const override;
+  bool shutting_down() const override { return draining_; }
+  ReloadOutcome reload_configuration() override;
 
   void run();
   void adopt_runtime();
@@ -123,6 +134,8 @@ class Worker {
   std::vector<std::shared_ptr<ExchangeWaker>> woken_;  // guarded by wake_mutex_
   bool draining_ = false;
   bool finished_ = false;
+  HandlerRegistry admin_handlers_{"admin"};
+  HandlerRegistry control_handlers_{"control"};
 };
 
 }  // namespace arbiter

@@ -69,7 +69,8 @@ const char* stream_name(Stream stream) { return stream == Stream::Stdout ? "stdo
 
 ChildProcess::ChildProcess(std::string executable, std::vector<std::string> arguments, ChildEnvironment environment)
     : executable_(std::move(executable)),
-      stops_gracefully_(executable_ == arbiter_binary() || executable_ == legacy_api_binary()) {
+      stops_gracefully_(executable_ == arbiter_binary() || executable_ == arbiter_test_handlers_binary() ||
+                        executable_ == legacy_api_binary()) {
   // Everything the child needs is prepared before fork: between fork and exec only
   // async-signal-safe calls are allowed, because other threads may hold malloc's locks.
   std::vector<char*> argv;

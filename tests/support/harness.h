@@ -191,6 +191,8 @@ RunResult run_process(const std::string& executable, const std::vector<std::stri
 RunResult run_arbiter(const std::vector<std::string>& arguments, Milliseconds timeout = 10s);
 
 std::string arbiter_binary();
+// arbiter with test-only local handlers (tests/support/control_server/), same command line.
+std::string arbiter_test_handlers_binary();
 std::string legacy_api_binary();
 std::string source_dir();
 
@@ -212,8 +214,10 @@ class LegacyApi {
 // Throws std::runtime_error, with the process output, if that does not happen in time.
 class ArbiterProcess {
  public:
+  // `binary`: arbiter_binary() when empty (or arbiter_test_handlers_binary()).
   explicit ArbiterProcess(std::string_view config_toml, std::vector<std::string> extra_arguments = {},
-                          Milliseconds startup_timeout = 10s, ChildEnvironment environment = {});
+                          Milliseconds startup_timeout = 10s, ChildEnvironment environment = {},
+                          std::string binary = {});
   std::uint16_t port() const { return port_; }
   std::optional<std::uint16_t> admin_port() const { return admin_port_; }
   ChildProcess& process() { return *process_; }

@@ -29,6 +29,7 @@ bool configures_admin_listener(std::string_view config_toml) {
 }  // namespace
 
 std::string arbiter_binary() { return ARBITER_BINARY; }
+std::string arbiter_test_handlers_binary() { return ARBITER_TEST_HANDLERS_BINARY; }
 std::string legacy_api_binary() { return LEGACY_API_BINARY; }
 std::string source_dir() { return ARBITER_SOURCE_DIR; }
 
@@ -45,11 +46,13 @@ LegacyApi::LegacyApi(Milliseconds startup_timeout)
 }
 
 ArbiterProcess::ArbiterProcess(std::string_view config_toml, std::vector<std::string> extra_arguments,
-                               Milliseconds startup_timeout, ChildEnvironment environment)
+                               Milliseconds startup_timeout, ChildEnvironment environment,
+                               std::string binary)
     : config_file_(config_toml, ".toml") {
   std::vector<std::string> arguments{"-c", config_file_.path()};
   arguments.insert(arguments.end(), extra_arguments.begin(), extra_arguments.end());
-  process_ = std::make_unique<ChildProcess>(arbiter_binary(), std::move(arguments), std::move(environment));
+  process_ = std::make_unique<ChildProcess>(binary.empty() ? arbiter_binary() : std::move(binary), std::move(arguments),
+                                            std::move(environment));
 
   static const std::regex listening(R"(arbiter: listening on 127\.0\.0\.1:(\d+))");
   static const std::regex admin_listening(R"(arbiter: admin listening on 127\.0\.0\.1:(\d+))");

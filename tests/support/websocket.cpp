@@ -66,18 +66,6 @@ std::string json_string_or_null(const std::optional<std::string>& value) {
   return out + "\"";
 }
 
-int connect_loopback(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    ::close(fd);
-    throw std::runtime_error("WebSocketClient: cannot connect to 127.0.0.1:" + std::to_string(port));
-  }
-  return fd;
-}
 
 // FIPS 180-4 SHA-1 (20 raw bytes), for the handshake only: no library the project links offers
 // one (OpenSSL is not a dependency, and a test helper is no reason to add it).
@@ -273,6 +261,19 @@ bool BlockingSocket::closed_by_peer(Milliseconds timeout) {
     if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return true;
   }
   return false;
+}
+
+int connect_loopback(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port));
+  }
+  return fd;
 }
 
 // ---- WebSocketClient

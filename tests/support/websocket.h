@@ -26,6 +26,9 @@ struct WebSocketFrame {
 // One final frame; masked as a client must send it (RFC 6455 section 5.3), or not as a server.
 std::string encode_frame(int opcode, std::string_view payload, bool masked);
 
+// A connected TCP socket to 127.0.0.1:port (the caller owns it); throws std::runtime_error.
+int connect_loopback(std::uint16_t port);
+
 // A blocking socket with a read buffer; every read waits at most until its deadline.
 class BlockingSocket {
  public:
