@@ -13,9 +13,12 @@
 #include <vector>
 
 #include "policies/etag/etag.h"
-#include "policies/store/memory_bucket_store.h"
-#include "policies/store/memory_version_store.h"
+#include "policies/rate_limit/rate_limit_policy.h"
 #include "policies/rate_limit/token_bucket.h"
+#include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_slot_table.h"
+#include "policies/store/memory_version_store.h"
+#include "policies/store/memory_write_queues.h"
 #include "proxy/config/config.h"
 #include "proxy/exchange/router.h"
 
@@ -82,6 +85,50 @@ void BM_BucketStoreTake100kKeys(benchmark::State& state) {
   state.counters["buckets"] = static_cast<double>(store.size());
 }
 BENCHMARK(BM_BucketStoreTake100kKeys);
+
+// A route's rate-limit policy deciding a request: the key, the store's take, the counters.
+void BM_RateLimitPolicyOnRequest(benchmark::State& state) {
+  arbiter::RateLimitConfig limit;
+  limit.name = "per-client";
+  limit.count = 100'000'000;
+  limit.burst = arbiter::BucketShape::max_burst(100'000'000, std::chrono::seconds(1));
+  arbiter::RateLimitPolicy policy("route", arbiter::RateLimitPolicyConfig{{limit}, true},
+                                  std::make_shared<arbiter::MemoryBucketStore>());
+  arbiter::HeaderList headers;
+  arbiter::MonotonicTime now = arbiter::MonotonicClock::now();
+  arbiter::RequestView request{"GET", "/items/1", "/items/1", "", headers, "10.0.0.1", "route", {}, "id", now, nullptr};
+  for (auto _ : state) {
+    request.now += std::chrono::nanoseconds(10);
+    std::unique_ptr<arbiter::ExchangeState> exchange;
+    auto decision = policy.on_request(request, exchange);
+    benchmark::DoNotOptimize(decision);
+  }
+}
+BENCHMARK(BM_RateLimitPolicyOnRequest);
+
+// ---- in-flight slots and write turns ------------------------------------------------------
+
+// A slot taken and given back on a key nobody else holds: the concurrency policy's whole cost.
+void BM_SlotTableAcquireRelease(benchmark::State& state) {
+  arbiter::MemorySlotTable table(1000);
+  const std::string key = "10.0.0.1";
+  for (auto _ : state) {
+    auto claim = table.acquire(key, 1, 0, nullptr);
+    benchmark::DoNotOptimize(claim);
+  }
+}
+BENCHMARK(BM_SlotTableAcquireRelease);
+
+// A write's turn on a resource nobody else writes: taken at once and given back.
+void BM_WriteTurnAcquireRelease(benchmark::State& state) {
+  arbiter::MemoryWriteQueues turns;
+  const std::string resource = "/accounts/1";
+  for (auto _ : state) {
+    auto turn = turns.queue_write(resource, nullptr, 64);
+    benchmark::DoNotOptimize(turn);
+  }
+}
+BENCHMARK(BM_WriteTurnAcquireRelease);
 
 // ---- ETag table ---------------------------------------------------------------------------
 
