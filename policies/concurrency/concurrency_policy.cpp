@@ -17,13 +17,26 @@ constexpr std::string_view kRetryLater = "; nothing was forwarded. Retry in 1 se
 
 }  // namespace
 
-// A request's claim on a slot, held or waiting; released with the exchange.
+// A request's claim on a slot, held or waiting; released with the exchange. While the table has
+// not answered the acquire, the call in progress: cancelled with the exchange, which gives up
+// whatever the table would have granted.
 class ConcurrencyPolicy::Exchange final : public ExchangeState {
  public:
-  explicit Exchange(std::unique_ptr<SlotTicket> ticket) : ticket(std::move(ticket)) {}
-  std::unique_ptr<SlotTicket> ticket;
+  void on_claimed(StoreResult<SlotTable::Claim>&& result) {
+    failed = !result.ok();
+    claim = std::move(result.value);
+    call_done = true;
+    if (call && waker) waker->wake();  // completed later: on_request() runs again
+  }
+
+  SlotTable::Claim claim;
   bool waiting = false;  // in the queue, until granted or timed out
   MonotonicTime deadline{};
+  // While the acquire has not completed: its handle and whom to wake.
+  StoreCall call;
+  bool call_done = false;
+  bool failed = false;
+  std::shared_ptr<Waker> waker;
 };
 
 ConcurrencyPolicy::ConcurrencyPolicy(std::string route_name, ConcurrencyConfig config,
@@ -68,8 +81,17 @@ Decision ConcurrencyPolicy::too_busy(std::string detail) const {
 
 Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   if (auto* exchange = static_cast<Exchange*>(state.get())) {
+    if (exchange->call) {  // resumed while the table's answer was outstanding
+      if (!exchange->call_done) {
+        if (request.now < exchange->deadline) return Decision::wait_until(exchange->deadline);
+        exchange->failed = true;  // the table took too long: the call is cancelled below
+      }
+      exchange->call.reset();
+      exchange->waker.reset();
+      return claimed(request, state, *exchange);
+    }
     if (!exchange->waiting) return Decision::forward();  // holds its slot already
-    if (exchange->ticket->granted()) {
+    if (exchange->claim.ticket->granted()) {
       exchange->waiting = false;
       counters_.admitted.fetch_add(1, std::memory_order_relaxed);
       return Decision::forward();
@@ -81,11 +103,31 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
                     slots() + " (max_in_flight) stayed taken by requests at the backend" + std::string(kRetryLater));
   }
 
-  SlotTable::Claim claim = table_->acquire(request_key(request, config_.key, config_.header), config_.max_in_flight,
-                                           config_.max_queue, request.waker);
-  if (!claim.ticket) {
+  auto* exchange = new Exchange;
+  state.reset(exchange);
+  if (StoreCall call = table_->acquire(request_key(request, config_.key, config_.header), config_.max_in_flight,
+                                       config_.max_queue, request.waker,
+                                       Completion<SlotTable::Claim>::to<&Exchange::on_claimed>(*exchange))) {
+    exchange->call = std::move(call);
+    exchange->waker = request.waker;
+    exchange->deadline = request.now + kStoreCallTimeout;
+    return Decision::wait_until(exchange->deadline);
+  }
+  return claimed(request, state, *exchange);
+}
+
+// What the table answered: a slot, a place in the queue, a refusal or a failure.
+Decision ConcurrencyPolicy::claimed(const RequestView& request, std::unique_ptr<ExchangeState>& state,
+                                    Exchange& exchange) {
+  if (exchange.failed) {
+    state.reset();
+    return store_unavailable("the in-flight slot table");
+  }
+  if (!exchange.claim.ticket) {
+    SlotTable::Refusal refusal = exchange.claim.refusal;
+    state.reset();
     counters_.rejected.fetch_add(1, std::memory_order_relaxed);
-    if (claim.refusal == SlotTable::Refusal::TooManyKeys) {
+    if (refusal == SlotTable::Refusal::TooManyKeys) {
       return too_busy("Route " + single_quoted(route_name_) + " is tracking requests at the backend for " +
                       std::to_string(config_.max_keys) + " other clients already (max_keys)" +
                       std::string(kRetryLater));
@@ -99,18 +141,14 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
                     " taken by requests at the backend and " + waiting +
                     std::string(kRetryLater));
   }
-  auto exchange = std::make_unique<Exchange>(std::move(claim.ticket));
-  if (exchange->ticket->granted()) {
+  if (exchange.claim.ticket->granted()) {
     counters_.admitted.fetch_add(1, std::memory_order_relaxed);
-    state = std::move(exchange);
     return Decision::forward();
   }
   counters_.queued.fetch_add(1, std::memory_order_relaxed);
-  exchange->waiting = true;
-  exchange->deadline = request.now + config_.queue_timeout;
-  MonotonicTime deadline = exchange->deadline;
-  state = std::move(exchange);
-  return Decision::wait_until(deadline);
+  exchange.waiting = true;
+  exchange.deadline = request.now + config_.queue_timeout;
+  return Decision::wait_until(exchange.deadline);
 }
 
 }  // namespace arbiter

@@ -775,6 +775,7 @@ class ConfigReader {
     }
     check_route_names(config.routes, sources);
     check_route_upstreams(config, sources);
+    lease_write_turns(config);
     check_reachability(config.routes, sources, config.server.case_insensitive_paths);
   }
 
@@ -1040,6 +1041,17 @@ class ConfigReader {
       diagnostics_.add(*sources[i].name, route_key(sources[i].index, "name"),
                        "duplicate route name " + single_quoted(routes[i].name) + "; " + route_key(sources[j].index) +
                            " at line " + std::to_string(routes[j].line) + " already has it");
+    }
+  }
+
+  // An ETag route's write turns are leased for its upstream's timeouts (write_turn_lease()).
+  static void lease_write_turns(Config& config) {
+    for (RouteConfig& route : config.routes) {
+      const UpstreamConfig* upstream = config.find_upstream(route.upstream);
+      if (!route.etag || upstream == nullptr) continue;
+      route.etag->turn_lease =
+          write_turn_lease(std::chrono::duration_cast<std::chrono::milliseconds>(upstream->connect_timeout),
+                           std::chrono::duration_cast<std::chrono::milliseconds>(upstream->response_timeout));
     }
   }
 

@@ -50,7 +50,7 @@ std::shared_ptr<Policy> RuntimeState::concurrency_policy(const RouteConfig& rout
 std::shared_ptr<Policy> RuntimeState::etag_policy(const RouteConfig& route) {
   RouteState& state = routes_[route.name];
   if (state.etag == nullptr || !(state.etag->config() == *route.etag) || &state.etag->store() != versions_.get()) {
-    state.etag = std::make_shared<EtagPolicy>(route.name, *route.etag, versions_, conflicts_);
+    state.etag = std::make_shared<EtagPolicy>(route.name, *route.etag, versions_, write_queues_, conflicts_);
   }
   return state.etag;
 }
@@ -69,7 +69,7 @@ void RuntimeState::size_resource_state(const std::vector<RouteConfig>& routes) {
   // A new capacity needs a new table (the versions are then learned again from the backend);
   // the write queues carry over, so turns held under the old table still serialize.
   if (versions_ == nullptr || versions_->max_entries() != capacity) {
-    versions_ = std::make_shared<MemoryVersionStore>(capacity, 0, write_queues_);
+    versions_ = std::make_shared<MemoryVersionStore>(capacity);
   }
 }
 
