@@ -64,15 +64,9 @@ class MemoryBucketStore final : public BucketStore {
 
   // Complete at once, with the results of the synchronous calls below.
   StoreCall take(std::string_view limit_id, std::string_view key, const BucketShape& shape, std::uint64_t now_ns,
-                 Completion<TakeResult> done) override {
-    done(take(limit_id, key, shape, now_ns));
-    return nullptr;
-  }
+                 Completion<TakeResult> done) override;
   StoreCall refund(std::string_view limit_id, std::string_view key, const BucketShape& shape, std::uint64_t now_ns,
-                   Completion<BucketStatus> done) override {
-    done(refund(limit_id, key, shape, now_ns));
-    return nullptr;
-  }
+                   Completion<BucketStatus> done) override;
 
   // The same calls, answered directly (for tests, benchmarks and stores built on this one).
   TakeResult take(std::string_view limit_id, std::string_view key, const BucketShape& shape, std::uint64_t now_ns);
