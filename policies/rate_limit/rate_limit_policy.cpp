@@ -72,7 +72,7 @@ bool is_valid_limit_name(std::string_view name) noexcept {
 // at once. The completions land here, so the call is cancelled if the exchange ends first.
 class RateLimitPolicy::Exchange final : public ExchangeState {
  public:
-  explicit Exchange(std::uint64_t now_ns) : now_ns(now_ns) {}
+  Exchange(std::uint64_t now_ns, std::size_t limits) : now_ns(now_ns) { outcomes.reserve(limits); }
 
   void on_taken(StoreResult<TakeResult>&& result) {
     if (result.ok()) outcomes.push_back({asking, result.value});
@@ -150,7 +150,7 @@ std::vector<RateLimitCounters> RateLimitPolicy::counters() const {
 Decision RateLimitPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   auto* exchange = static_cast<Exchange*>(state.get());
   if (exchange == nullptr) {
-    exchange = new Exchange(monotonic_ns(request.now));
+    exchange = new Exchange(monotonic_ns(request.now), limits_.size());
     state.reset(exchange);
   } else if (exchange->call) {  // resumed while a store call was outstanding
     if (!exchange->call_done) {
@@ -198,10 +198,13 @@ Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<Exc
     state.reset();
     return Decision::forward();
   }
-  for (const Outcome& outcome : outcomes) {
-    if (outcome.taken.overflow && !exchange.refunding) limits_[outcome.limit]->overflow.fetch_add(1, std::memory_order_relaxed);
+  bool refused = exchange.refunding;
+  if (!refused) {  // counted once: a refund that parked comes back here
+    for (const Outcome& outcome : outcomes) {
+      if (outcome.taken.overflow) limits_[outcome.limit]->overflow.fetch_add(1, std::memory_order_relaxed);
+      refused = refused || !outcome.taken.admitted;
+    }
   }
-  bool refused = std::any_of(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return !o.taken.admitted; });
   if (refused) {
     if (!exchange.refunding) {
       exchange.refunding = true;
