@@ -23,20 +23,14 @@ constexpr std::string_view kRetryLater = "; nothing was forwarded. Retry in 1 se
 class ConcurrencyPolicy::Exchange final : public ExchangeState {
  public:
   void on_claimed(StoreResult<SlotTable::Claim>&& result) {
-    failed = !result.ok();
     claim = std::move(result.value);
-    call_done = true;
-    if (call && waker) waker->wake();  // completed later: on_request() runs again
+    wait.answered(result.ok());
   }
 
   SlotTable::Claim claim;
   bool waiting = false;  // in the queue, until granted or timed out
   MonotonicTime deadline{};
-  // While the acquire has not completed: its handle and whom to wake.
-  StoreCall call;
-  bool call_done = false;
-  bool failed = false;
-  std::shared_ptr<Waker> waker;
+  StoreWait wait;  // the acquire (declared last: cancelled before the claim goes)
 };
 
 ConcurrencyPolicy::ConcurrencyPolicy(std::string route_name, ConcurrencyConfig config,
@@ -81,13 +75,8 @@ Decision ConcurrencyPolicy::too_busy(std::string detail) const {
 
 Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   if (auto* exchange = static_cast<Exchange*>(state.get())) {
-    if (exchange->call) {  // resumed while the table's answer was outstanding
-      if (!exchange->call_done) {
-        if (request.now < exchange->deadline) return Decision::wait_until(exchange->deadline);
-        exchange->failed = true;  // the table took too long: the call is cancelled below
-      }
-      exchange->call.reset();
-      exchange->waker.reset();
+    if (exchange->wait.parked()) {  // resumed while the table's answer was outstanding
+      if (!exchange->wait.resume(request.now)) return Decision::wait_until(exchange->wait.deadline());
       return claimed(request, state, *exchange);
     }
     if (!exchange->waiting) return Decision::forward();  // holds its slot already
@@ -108,10 +97,7 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
   if (StoreCall call = table_->acquire(request_key(request, config_.key, config_.header), config_.max_in_flight,
                                        config_.max_queue, request.waker,
                                        Completion<SlotTable::Claim>::to<&Exchange::on_claimed>(*exchange))) {
-    exchange->call = std::move(call);
-    exchange->waker = request.waker;
-    exchange->deadline = request.now + kStoreCallTimeout;
-    return Decision::wait_until(exchange->deadline);
+    return exchange->wait.park(request, std::move(call));
   }
   return claimed(request, state, *exchange);
 }
@@ -119,7 +105,7 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
 // What the table answered: a slot, a place in the queue, a refusal or a failure.
 Decision ConcurrencyPolicy::claimed(const RequestView& request, std::unique_ptr<ExchangeState>& state,
                                     Exchange& exchange) {
-  if (exchange.failed) {
+  if (exchange.wait.failed()) {
     state.reset();
     return store_unavailable("the in-flight slot table");
   }

@@ -157,7 +157,7 @@ class EtagPolicy::Exchange final : public ExchangeState {
   // Whichever way the exchange ended, a write that went upstream and was not settled left the
   // resource in an unknown state: a lost response may still have changed it.
   ~Exchange() override {
-    call.reset();  // a call still outstanding is cancelled first: its completion lands here
+    wait = StoreWait();  // a call still outstanding is cancelled first: its completion lands here
     if (stage == Stage::Forwarded || stage == Stage::Refreshing) policy_.settle_unknown(*this);
   }
 
@@ -167,16 +167,15 @@ class EtagPolicy::Exchange final : public ExchangeState {
   // Completions of the request-phase store calls.
   void on_sequence(StoreResult<std::uint64_t>&& result) {
     seen_sequence = result.value;
-    remember = remember && result.ok();  // a read the store could not place is not learned
-    answered(true);
+    wait.answered(result.ok());
   }
   void on_turn(StoreResult<std::unique_ptr<WriteTurn>>&& result) {
     turn = std::move(result.value);
-    answered(result.ok());
+    wait.answered(result.ok());
   }
   void on_known(StoreResult<std::optional<std::string>>&& result) {
     known = std::move(result.value);
-    answered(result.ok());
+    wait.answered(result.ok());
   }
 
   Stage stage;
@@ -192,20 +191,9 @@ class EtagPolicy::Exchange final : public ExchangeState {
   VersionTags seen;
   std::optional<std::string> known;  // Recalling, Joining: what the store answered
 
-  // While a store call has not completed: its handle, whom to wake and until when to wait.
-  StoreCall call;
-  bool call_done = false;
-  bool call_failed = false;
-  std::shared_ptr<Waker> waker;
-  MonotonicTime call_deadline{};
+  StoreWait wait;  // the store call made last
 
  private:
-  void answered(bool ok) {
-    call_failed = !ok;
-    call_done = true;
-    if (call && waker) waker->wake();  // completed later: on_request() runs again
-  }
-
   EtagPolicy& policy_;
   Role role_;
   std::string resource_;
@@ -365,14 +353,8 @@ CurrentVersion EtagPolicy::current_version(bool exists, const std::optional<std:
 
 Decision EtagPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   auto* exchange = static_cast<Exchange*>(state.get());
-  if (exchange && exchange->call) {  // resumed while a store call was outstanding
-    if (!exchange->call_done) {
-      if (request.now < exchange->call_deadline) return Decision::wait_until(exchange->call_deadline);
-      exchange->call_failed = true;  // the store took too long: the call is cancelled below
-      exchange->remember = false;    // (a read goes on unlearned)
-    }
-    exchange->call.reset();
-    exchange->waker.reset();
+  if (exchange && exchange->wait.parked()) {  // resumed while a store call was outstanding
+    if (!exchange->wait.resume(request.now)) return Decision::wait_until(exchange->wait.deadline());
     return resume(request, state, *exchange);
   }
   if (exchange && exchange->stage == Exchange::Stage::Queued) return wait_for_turn(request, *exchange);
@@ -381,32 +363,24 @@ Decision EtagPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
   return Decision::forward();
 }
 
-// Parks the request on a store call that did not complete at once (its completion wakes it).
-Decision EtagPolicy::park(const RequestView& request, Exchange& exchange, StoreCall call) {
-  exchange.call = std::move(call);
-  exchange.waker = request.waker;
-  exchange.call_deadline = request.now + kStoreCallTimeout;
-  return Decision::wait_until(exchange.call_deadline);
-}
-
 // Goes on where the request stopped for a store call, now that it completed (or failed).
 Decision EtagPolicy::resume(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
   switch (exchange.stage) {
     case Exchange::Stage::Sequencing:
       return read_sequenced(request, exchange);
     case Exchange::Stage::Acquiring:
-      if (exchange.call_failed) {
+      if (exchange.wait.failed()) {
         state.reset();  // gives up a place the store may have granted meanwhile
         return store_unavailable("the write-turn store");
       }
       return turn_acquired(request, state);
     case Exchange::Stage::Recalling:
       // Unknown to the store, or the store failed: the backend says which version is current.
-      if (!exchange.call_failed && exchange.known) return recalled(request, exchange, *exchange.known);
+      if (!exchange.wait.failed() && exchange.known) return recalled(request, exchange, *exchange.known);
       exchange.stage = Exchange::Stage::Verifying;
       return Decision::fetch(std::string(request.path));
     case Exchange::Stage::Joining:
-      if (exchange.call_failed) return store_unavailable("the ETag store");
+      if (exchange.wait.failed()) return store_unavailable("the ETag store");
       return joined(request, exchange);
     default:
       return Decision::forward();
@@ -424,13 +398,15 @@ Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr
   exchange->stage = Exchange::Stage::Sequencing;
   if (StoreCall call = store_->sequence(exchange->resource(),
                                         Completion<std::uint64_t>::to<&Exchange::on_sequence>(*exchange))) {
-    return park(request, *exchange, std::move(call));
+    return exchange->wait.park(request, std::move(call));
   }
   return read_sequenced(request, *exchange);
 }
 
 Decision EtagPolicy::read_sequenced(const RequestView& request, Exchange& exchange) {
   exchange.stage = Exchange::Stage::Reading;
+  // A read the store could not place (failed, or no answer in time) goes on unlearned.
+  if (exchange.wait.failed()) exchange.remember = false;
   // The backend would judge tags it never made: Arbiter answers If-None-Match, If-Match and
   // If-Range itself, and the date conditions they override go too (RFC 9110 section 13.2.2:
   // If-Modified-Since is ignored beside If-None-Match, If-Unmodified-Since beside If-Match).
@@ -498,9 +474,9 @@ Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_pt
   if (StoreCall call = turns_->acquire(exchange->resource(), config_.turn_lease, request.now, config_.max_queue,
                                        request.waker,
                                        Completion<std::unique_ptr<WriteTurn>>::to<&Exchange::on_turn>(*exchange))) {
-    return park(request, *exchange, std::move(call));
+    return exchange->wait.park(request, std::move(call));
   }
-  if (exchange->call_failed) {
+  if (exchange->wait.failed()) {
     state.reset();
     return store_unavailable("the write-turn store");
   }
@@ -554,11 +530,12 @@ Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchang
   if (!conditional) return forward_write(exchange, false);
   if (config_.verify == EtagPolicyConfig::Verify::Cache) {
     exchange.stage = Exchange::Stage::Recalling;
+    exchange.wait.start();
     if (StoreCall call = store_->get(exchange.resource(),
                                      Completion<std::optional<std::string>>::to<&Exchange::on_known>(exchange))) {
-      return park(request, exchange, std::move(call));
+      return exchange.wait.park(request, std::move(call));
     }
-    if (!exchange.call_failed && exchange.known) return recalled(request, exchange, *exchange.known);
+    if (!exchange.wait.failed() && exchange.known) return recalled(request, exchange, *exchange.known);
   }
   exchange.stage = Exchange::Stage::Verifying;
   return Decision::fetch(std::string(request.path));
@@ -585,11 +562,12 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
       exchange->shown = version.etag;
       exchange->seen = names_of(version);
       exchange->stage = Exchange::Stage::Joining;
+      exchange->wait.start();
       if (StoreCall call = store_->get(exchange->resource(),
                                        Completion<std::optional<std::string>>::to<&Exchange::on_known>(*exchange))) {
-        return park(request, *exchange, std::move(call));
+        return exchange->wait.park(request, std::move(call));
       }
-      if (exchange->call_failed) return store_unavailable("the ETag store");
+      if (exchange->wait.failed()) return store_unavailable("the ETag store");
       return joined(request, *exchange);
     }
     // Too large to version.

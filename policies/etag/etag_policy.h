@@ -179,7 +179,6 @@ class EtagPolicy final : public Policy {
   static CurrentVersion current_version(bool exists, const std::optional<std::string>& shown,
                                         const VersionTags& names);
 
-  Decision park(const RequestView& request, Exchange& exchange, StoreCall call);
   Decision resume(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
   Decision on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
   Decision read_sequenced(const RequestView& request, Exchange& exchange);

@@ -76,12 +76,12 @@ class RateLimitPolicy::Exchange final : public ExchangeState {
 
   void on_taken(StoreResult<TakeResult>&& result) {
     if (result.ok()) outcomes.push_back({asking, result.value});
-    answered(result.ok());
+    wait.answered(result.ok());
   }
   void on_refunded(StoreResult<BucketStatus>&& result) {
     // A refund that failed leaves its outcome as taken: the fields then show one token fewer.
     if (result.ok()) outcomes[asking].taken.status = result.value;
-    answered(true);
+    wait.answered(true);
   }
 
   std::vector<Outcome> outcomes;
@@ -89,19 +89,7 @@ class RateLimitPolicy::Exchange final : public ExchangeState {
   bool refunding = false;        // a limit refused: giving the others' tokens back
   std::size_t next = 0;          // taking: the next limit to ask; refunding: the next outcome
   std::size_t asking = 0;        // the limit (taking) or outcome (refunding) of the call made last
-  bool failed = false;           // a call completed with an error
-  // While a call has not completed: its handle, whom to wake, and how long to wait.
-  StoreCall call;
-  bool call_done = false;
-  std::shared_ptr<Waker> waker;
-  MonotonicTime deadline{};
-
- private:
-  void answered(bool ok) {
-    failed = failed || !ok;
-    call_done = true;
-    if (call && waker) waker->wake();  // completed later: on_request() runs again
-  }
+  StoreWait wait;  // the store call made last (declared last: cancelled first)
 };
 
 RateLimitPolicy::RateLimitPolicy(std::string route_name, RateLimitPolicyConfig config,
@@ -152,15 +140,8 @@ Decision RateLimitPolicy::on_request(const RequestView& request, std::unique_ptr
   if (exchange == nullptr) {
     exchange = new Exchange(monotonic_ns(request.now), limits_.size());
     state.reset(exchange);
-  } else if (exchange->call) {  // resumed while a store call was outstanding
-    if (!exchange->call_done) {
-      if (request.now < exchange->deadline) return Decision::wait_until(exchange->deadline);
-      // The store took too long: the call is cancelled below. A take fails the request; a
-      // refund is given up (its outcome stays as taken).
-      if (!exchange->refunding) exchange->failed = true;
-    }
-    exchange->call.reset();
-    exchange->waker.reset();
+  } else if (exchange->wait.parked() && !exchange->wait.resume(request.now)) {
+    return Decision::wait_until(exchange->wait.deadline());
   }
   return decide(request, state, *exchange);
 }
@@ -169,13 +150,10 @@ Decision RateLimitPolicy::on_request(const RequestView& request, std::unique_ptr
 // completes later parks the request until it has (the completion wakes it).
 Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<ExchangeState>& state,
                                  Exchange& exchange) {
-  auto park = [&](StoreCall call) {
-    exchange.call = std::move(call);
-    exchange.waker = request.waker;
-    exchange.deadline = request.now + kStoreCallTimeout;
-    return Decision::wait_until(exchange.deadline);
-  };
-  while (!exchange.refunding && !exchange.failed && exchange.next < limits_.size()) {
+  // A take that failed (or timed out) fails the request; a refund is given up (its outcome
+  // stays as taken).
+  bool failed = !exchange.refunding && exchange.wait.failed();
+  while (!exchange.refunding && !failed && exchange.next < limits_.size()) {
     std::size_t i = exchange.next++;
     const RateLimitConfig& config = config_.limits[i];
     if (!applies(config, request.method)) continue;
@@ -183,13 +161,14 @@ Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<Exc
     // every limit the client is over.
     std::string key = request_key(request, config.key_kind, config.header);
     exchange.asking = i;
-    exchange.call_done = false;
+    exchange.wait.start();
     if (StoreCall call = store_->take(limits_[i]->id, key, limits_[i]->shape, exchange.now_ns,
                                       Completion<TakeResult>::to<&Exchange::on_taken>(exchange))) {
-      return park(std::move(call));
+      return exchange.wait.park(request, std::move(call));
     }
+    failed = exchange.wait.failed();
   }
-  if (exchange.failed) {
+  if (failed) {
     state.reset();
     return store_unavailable("the rate-limit bucket store");
   }
@@ -218,10 +197,10 @@ Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<Exc
       const RateLimitConfig& config = config_.limits[outcomes[i].limit];
       std::string key = request_key(request, config.key_kind, config.header);
       exchange.asking = i;
-      exchange.call_done = false;
+      exchange.wait.start();
       if (StoreCall call = store_->refund(limit.id, key, limit.shape, exchange.now_ns,
                                           Completion<BucketStatus>::to<&Exchange::on_refunded>(exchange))) {
-        return park(std::move(call));
+        return exchange.wait.park(request, std::move(call));
       }
     }
     for (const Outcome& outcome : outcomes) {

@@ -105,6 +105,55 @@ using StoreCall = std::unique_ptr<PendingStoreCall>;
 // sooner; this bounds a store that never answers.
 inline constexpr std::chrono::seconds kStoreCallTimeout{2};
 
+// What a request-phase policy keeps in its ExchangeState for the store call it makes: the call
+// while it has not completed (cancelled with the state), whom to wake, and until when to wait.
+// Used on one exchange's thread only, as the completions are.
+class StoreWait {
+ public:
+  // From the completion: the call is done (ok: without an error). A call that completed later
+  // wakes the request, so that on_request() runs again.
+  void answered(bool ok) {
+    failed_ = !ok;
+    done_ = true;
+    if (call_ && waker_) waker_->wake();
+  }
+  // Before each call.
+  void start() noexcept {
+    done_ = false;
+    failed_ = false;
+  }
+  // For a call that did not complete at once: parks the request until it does, or for at most
+  // kStoreCallTimeout.
+  Decision park(const RequestView& request, StoreCall call) {
+    call_ = std::move(call);
+    waker_ = request.waker;
+    deadline_ = request.now + kStoreCallTimeout;
+    return Decision::wait_until(deadline_);
+  }
+  // The request is parked on a call: on_request() must resume().
+  bool parked() const noexcept { return call_ != nullptr; }
+  // on_request() again while parked: true when the policy may go on (the call completed, or
+  // timed out: then it is cancelled and counts as failed); false: wait on, until deadline().
+  bool resume(MonotonicTime now) {
+    if (!done_) {
+      if (now < deadline_) return false;
+      failed_ = true;
+    }
+    call_.reset();
+    waker_.reset();
+    return true;
+  }
+  MonotonicTime deadline() const noexcept { return deadline_; }
+  bool failed() const noexcept { return failed_; }
+
+ private:
+  StoreCall call_;
+  std::shared_ptr<Waker> waker_;
+  MonotonicTime deadline_{};
+  bool done_ = false;
+  bool failed_ = false;
+};
+
 // The answer of a request-phase policy whose store failed: 503 problem+json with
 // Retry-After: 1, nothing forwarded. `what` names the store ("the rate-limit bucket store").
 inline Decision store_unavailable(std::string_view what) {
