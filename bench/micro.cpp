@@ -9,13 +9,17 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "policies/etag/etag.h"
-#include "policies/store/memory_bucket_store.h"
-#include "policies/store/memory_version_store.h"
+#include "policies/rate_limit/rate_limit_policy.h"
 #include "policies/rate_limit/token_bucket.h"
+#include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_slot_table.h"
+#include "policies/store/memory_version_store.h"
+#include "policies/store/memory_write_queues.h"
 #include "proxy/config/config.h"
 #include "proxy/exchange/router.h"
 
@@ -26,6 +30,14 @@ arbiter::BucketShape generous_shape(std::size_t max_keys) {
   auto burst = arbiter::BucketShape::max_burst(100'000'000, std::chrono::seconds(1));
   return *arbiter::BucketShape::make(100'000'000, std::chrono::seconds(1), burst, max_keys);
 }
+
+// A completion that keeps the last result, for calls through the store interfaces (the path the
+// policies take; the memory stores complete before returning).
+template <typename T>
+struct Keep {
+  T value{};
+  void operator()(arbiter::StoreResult<T>&& result) { value = std::move(result.value); }
+};
 
 std::string client_address(std::size_t i) {
   return "10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
@@ -46,22 +58,27 @@ void BM_TokenBucketTake(benchmark::State& state) {
 BENCHMARK(BM_TokenBucketTake);
 
 void BM_BucketStoreTakeOneKey(benchmark::State& state) {
-  arbiter::MemoryBucketStore store;
+  arbiter::MemoryBucketStore memory;
+  arbiter::BucketStore& store = memory;
   auto shape = generous_shape(arbiter::BucketShape::kDefaultMaxKeys);
   std::uint64_t now = arbiter::monotonic_ns(arbiter::MonotonicClock::now());
   const std::string key = "10.0.0.1";
-  store.take("route/per-client", key, shape, now);  // the bucket exists before timing
+  Keep<arbiter::TakeResult> result;
+  store.take("route/per-client", key, shape, now, result);  // the bucket exists before timing
   for (auto _ : state) {
     now += 10;
-    auto result = store.take("route/per-client", key, shape, now);
-    benchmark::DoNotOptimize(result);
+    auto call = store.take("route/per-client", key, shape, now, result);
+    benchmark::DoNotOptimize(call);
+    benchmark::DoNotOptimize(result.value);
   }
 }
 BENCHMARK(BM_BucketStoreTakeOneKey);
 
 void BM_BucketStoreTake100kKeys(benchmark::State& state) {
   constexpr std::size_t kKeys = 100'000;
-  arbiter::MemoryBucketStore store;
+  arbiter::MemoryBucketStore memory;
+  arbiter::BucketStore& store = memory;
+  Keep<arbiter::TakeResult> result;
   // Room for twice the keys: a shard holds max_keys / shards, and the keys do not spread
   // exactly evenly, so with max_keys = kKeys a few would be evicted and the loop would time
   // evictions too.
@@ -70,18 +87,70 @@ void BM_BucketStoreTake100kKeys(benchmark::State& state) {
   std::vector<std::string> keys;
   keys.reserve(kKeys);
   for (std::size_t i = 0; i < kKeys; ++i) keys.push_back(client_address(i));
-  for (const auto& key : keys) store.take("route/per-client", key, shape, now);
+  for (const auto& key : keys) store.take("route/per-client", key, shape, now, result);
   // A fixed pseudo-random walk over the keys, so that consecutive takes hit unrelated slots.
   std::size_t i = 0;
   for (auto _ : state) {
     now += 10;
     i = (i + 7919) % kKeys;
-    auto result = store.take("route/per-client", keys[i], shape, now);
-    benchmark::DoNotOptimize(result);
+    auto call = store.take("route/per-client", keys[i], shape, now, result);
+    benchmark::DoNotOptimize(call);
+    benchmark::DoNotOptimize(result.value);
   }
   state.counters["buckets"] = static_cast<double>(store.size());
 }
 BENCHMARK(BM_BucketStoreTake100kKeys);
+
+// A route's rate-limit policy deciding a request: the key, the store's take, the counters.
+void BM_RateLimitPolicyOnRequest(benchmark::State& state) {
+  arbiter::RateLimitConfig limit;
+  limit.name = "per-client";
+  limit.count = 100'000'000;
+  limit.burst = arbiter::BucketShape::max_burst(100'000'000, std::chrono::seconds(1));
+  arbiter::RateLimitPolicy policy("route", arbiter::RateLimitPolicyConfig{{limit}, true},
+                                  std::make_shared<arbiter::MemoryBucketStore>());
+  arbiter::HeaderList headers;
+  arbiter::MonotonicTime now = arbiter::MonotonicClock::now();
+  arbiter::RequestView request{"GET", "/items/1", "/items/1", "", headers, "10.0.0.1", "route", {}, "id", now, nullptr};
+  for (auto _ : state) {
+    request.now += std::chrono::nanoseconds(10);
+    std::unique_ptr<arbiter::ExchangeState> exchange;
+    auto decision = policy.on_request(request, exchange);
+    benchmark::DoNotOptimize(decision);
+  }
+}
+BENCHMARK(BM_RateLimitPolicyOnRequest);
+
+// ---- in-flight slots and write turns ------------------------------------------------------
+
+// A slot taken and given back on a key nobody else holds: the concurrency policy's whole cost.
+void BM_SlotTableAcquireRelease(benchmark::State& state) {
+  arbiter::MemorySlotTable memory(1000);
+  arbiter::SlotTable& table = memory;
+  const std::string key = "10.0.0.1";
+  for (auto _ : state) {
+    Keep<arbiter::SlotTable::Claim> claim;
+    auto call = table.acquire(key, 1, 0, nullptr, claim);
+    benchmark::DoNotOptimize(call);
+    benchmark::DoNotOptimize(claim.value);
+  }
+}
+BENCHMARK(BM_SlotTableAcquireRelease);
+
+// A write's turn on a resource nobody else writes: taken at once and given back.
+void BM_WriteTurnAcquireRelease(benchmark::State& state) {
+  arbiter::MemoryWriteQueues memory;
+  arbiter::WriteTurnStore& turns = memory;
+  const std::string resource = "/accounts/1";
+  const arbiter::MonotonicTime now = arbiter::MonotonicClock::now();
+  for (auto _ : state) {
+    Keep<std::unique_ptr<arbiter::WriteTurn>> turn;
+    auto call = turns.acquire(resource, std::chrono::seconds(103), now, 64, nullptr, turn);
+    benchmark::DoNotOptimize(call);
+    benchmark::DoNotOptimize(turn.value);
+  }
+}
+BENCHMARK(BM_WriteTurnAcquireRelease);
 
 // ---- ETag table ---------------------------------------------------------------------------
 
@@ -92,6 +161,7 @@ constexpr std::size_t kTableEntries = 1'000'000;
 // reason given for the buckets above: every lookup finds its entry and no put evicts.
 struct EtagTable {
   arbiter::MemoryVersionStore store{2 * kTableEntries};
+  arbiter::VersionStore& versions() { return store; }
   std::vector<std::string> resources;
   std::vector<std::string> tags;
   EtagTable() {
@@ -125,8 +195,10 @@ void over_etag_table(benchmark::State& state, Operation operation) {
 
 void BM_VersionStoreGet(benchmark::State& state) {
   over_etag_table(state, [](EtagTable& table, std::size_t i) {
-    auto tag = table.store.get(table.resources[i]);
-    benchmark::DoNotOptimize(tag);
+    Keep<std::optional<std::string>> tag;
+    auto call = table.versions().get(table.resources[i], tag);
+    benchmark::DoNotOptimize(call);
+    benchmark::DoNotOptimize(tag.value);
   });
 }
 BENCHMARK(BM_VersionStoreGet);
@@ -134,15 +206,19 @@ BENCHMARK(BM_VersionStoreGet);
 void BM_VersionStorePut(benchmark::State& state) {
   // An existing resource gets another resource's tag: a write that replaces the entry's tag.
   over_etag_table(state, [](EtagTable& table, std::size_t i) {
-    table.store.put(table.resources[i], table.tags[(i + 1) % kTableEntries]);
+    Keep<arbiter::Done> done;
+    auto call = table.versions().put(table.resources[i], table.tags[(i + 1) % kTableEntries], done);
+    benchmark::DoNotOptimize(call);
   });
 }
 BENCHMARK(BM_VersionStorePut);
 
 void BM_VersionStoreSequence(benchmark::State& state) {
   over_etag_table(state, [](EtagTable& table, std::size_t i) {
-    auto sequence = table.store.sequence(table.resources[i]);
-    benchmark::DoNotOptimize(sequence);
+    Keep<std::uint64_t> sequence;
+    auto call = table.versions().sequence(table.resources[i], sequence);
+    benchmark::DoNotOptimize(call);
+    benchmark::DoNotOptimize(sequence.value);
   });
 }
 BENCHMARK(BM_VersionStoreSequence);

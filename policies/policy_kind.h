@@ -10,6 +10,7 @@
 // are function-local statics). Configs and states are used by one thread at a time (the
 // loader, the reload lock); policies are shared by the workers (policies/policy.h).
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -84,6 +85,13 @@ struct RouteContext {
   std::optional<std::string_view> path;      // the route's path pattern when it is valid
   const std::vector<std::string>& methods;   // upper-case; empty = every method
   bool methods_valid = true;                 // false: some were refused (already reported)
+  // The timeouts of the upstream the route names, when it names a defined one (the ETag
+  // policy leases its write turns for them).
+  struct UpstreamTimeouts {
+    std::chrono::milliseconds connect;
+    std::chrono::milliseconds response;
+  };
+  std::optional<UpstreamTimeouts> upstream_timeouts = std::nullopt;
 };
 
 // A kind's state across Runtimes (reloads): what its policies share, and each route's policy,

@@ -17,13 +17,20 @@ constexpr std::string_view kRetryLater = "; nothing was forwarded. Retry in 1 se
 
 }  // namespace
 
-// A request's claim on a slot, held or waiting; released with the exchange.
+// A request's claim on a slot, held or waiting; released with the exchange. While the table has
+// not answered the acquire, the call in progress: cancelled with the exchange, which gives up
+// whatever the table would have granted.
 class ConcurrencyPolicy::Exchange final : public ExchangeState {
  public:
-  explicit Exchange(std::unique_ptr<SlotTicket> ticket) : ticket(std::move(ticket)) {}
-  std::unique_ptr<SlotTicket> ticket;
+  void on_claimed(StoreResult<SlotTable::Claim>&& result) {
+    claim = std::move(result.value);
+    wait.answered(result.ok());
+  }
+
+  SlotTable::Claim claim;
   bool waiting = false;  // in the queue, until granted or timed out
   MonotonicTime deadline{};
+  StoreWait wait;  // the acquire (declared last: cancelled before the claim goes)
 };
 
 ConcurrencyPolicy::ConcurrencyPolicy(std::string route_name, ConcurrencyConfig config,
@@ -68,8 +75,12 @@ Decision ConcurrencyPolicy::too_busy(std::string detail) const {
 
 Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   if (auto* exchange = static_cast<Exchange*>(state.get())) {
+    if (exchange->wait.parked()) {  // resumed while the table's answer was outstanding
+      if (!exchange->wait.resume(request.now)) return Decision::wait_until(exchange->wait.deadline());
+      return claimed(request, state, *exchange);
+    }
     if (!exchange->waiting) return Decision::forward();  // holds its slot already
-    if (exchange->ticket->granted()) {
+    if (exchange->claim.ticket->granted()) {
       exchange->waiting = false;
       counters_.admitted.fetch_add(1, std::memory_order_relaxed);
       return Decision::forward();
@@ -81,11 +92,28 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
                     slots() + " (max_in_flight) stayed taken by requests at the backend" + std::string(kRetryLater));
   }
 
-  SlotTable::Claim claim = table_->acquire(request_key(request, config_.key, config_.header), config_.max_in_flight,
-                                           config_.max_queue, request.waker);
-  if (!claim.ticket) {
+  auto* exchange = new Exchange;
+  state.reset(exchange);
+  if (StoreCall call = table_->acquire(request_key(request, config_.key, config_.header), config_.max_in_flight,
+                                       config_.max_queue, request.waker,
+                                       Completion<SlotTable::Claim>::to<&Exchange::on_claimed>(*exchange))) {
+    return exchange->wait.park(request, std::move(call));
+  }
+  return claimed(request, state, *exchange);
+}
+
+// What the table answered: a slot, a place in the queue, a refusal or a failure.
+Decision ConcurrencyPolicy::claimed(const RequestView& request, std::unique_ptr<ExchangeState>& state,
+                                    Exchange& exchange) {
+  if (exchange.wait.failed()) {
+    state.reset();
+    return store_unavailable("the in-flight slot table");
+  }
+  if (!exchange.claim.ticket) {
+    SlotTable::Refusal refusal = exchange.claim.refusal;
+    state.reset();
     counters_.rejected.fetch_add(1, std::memory_order_relaxed);
-    if (claim.refusal == SlotTable::Refusal::TooManyKeys) {
+    if (refusal == SlotTable::Refusal::TooManyKeys) {
       return too_busy("Route " + single_quoted(route_name_) + " is tracking requests at the backend for " +
                       std::to_string(config_.max_keys) + " other clients already (max_keys)" +
                       std::string(kRetryLater));
@@ -99,18 +127,14 @@ Decision ConcurrencyPolicy::on_request(const RequestView& request, std::unique_p
                     " taken by requests at the backend and " + waiting +
                     std::string(kRetryLater));
   }
-  auto exchange = std::make_unique<Exchange>(std::move(claim.ticket));
-  if (exchange->ticket->granted()) {
+  if (exchange.claim.ticket->granted()) {
     counters_.admitted.fetch_add(1, std::memory_order_relaxed);
-    state = std::move(exchange);
     return Decision::forward();
   }
   counters_.queued.fetch_add(1, std::memory_order_relaxed);
-  exchange->waiting = true;
-  exchange->deadline = request.now + config_.queue_timeout;
-  MonotonicTime deadline = exchange->deadline;
-  state = std::move(exchange);
-  return Decision::wait_until(deadline);
+  exchange.waiting = true;
+  exchange.deadline = request.now + config_.queue_timeout;
+  return Decision::wait_until(exchange.deadline);
 }
 
 }  // namespace arbiter

@@ -14,6 +14,11 @@
 // queue, so no path can leak one. The slot is held until the exchange ends, i.e. also while the
 // response streams to the client: until then the backend may still be sending it.
 //
+// The table's acquire may complete later (policies/store/store_call.h): the request waits for it,
+// parked; a table that fails or does not answer within kStoreCallTimeout gets it a 503
+// problem+json (urn:arbiter:problem:store-unavailable). An exchange that ends first cancels the
+// call, and the table gives back what it would have granted.
+//
 // Counting: admitted (given a slot, at once or after waiting), queued (had to wait), timed_out
 // (waited queue_timeout), rejected (the queue was full, or the table already tracked max_keys
 // other keys); in_flight and waiting are gauges.
@@ -86,6 +91,7 @@ class ConcurrencyPolicy final : public Policy {
     std::atomic<std::uint64_t> admitted{0}, queued{0}, timed_out{0}, rejected{0};
   };
 
+  Decision claimed(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
   Decision too_busy(std::string detail) const;
   // "all 64 slots of route 'orders'", "the one slot of route 'orders' for this client (ip)".
   std::string slots() const;

@@ -104,6 +104,9 @@ std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, con
   reader.size("max_body_bytes", etag.max_body_bytes, 1, kMaxEtagBodyBytes);
   reader.integer("max_queue", etag.max_queue, 0, kMaxEtagQueue);
   reader.duration("queue_timeout", etag.queue_timeout, kPositive);
+  if (context.upstream_timeouts) {
+    etag.turn_lease = write_turn_lease(context.upstream_timeouts->connect, context.upstream_timeouts->response);
+  }
   return std::make_shared<EtagConfig>(kind, std::move(etag));
 }
 

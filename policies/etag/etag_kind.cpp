@@ -29,7 +29,7 @@ class EtagState final : public PolicyKindState {
     return routes_.update(uses, [&](const Use& use, std::shared_ptr<EtagPolicy>& policy) {
       const EtagPolicyConfig& config = static_cast<const EtagConfig&>(*use.config).settings();
       if (policy == nullptr || !(policy->config() == config) || &policy->store() != versions_.get()) {
-        policy = std::make_shared<EtagPolicy>(std::string(use.route), config, versions_, conflicts_);
+        policy = std::make_shared<EtagPolicy>(std::string(use.route), config, versions_, write_queues_, conflicts_);
       }
       return policy;
     });
@@ -51,7 +51,7 @@ class EtagState final : public PolicyKindState {
     // A new capacity needs a new table (the versions are then learned again from the backend);
     // the write queues carry over, so turns held under the old table still serialize.
     if (versions_ == nullptr || versions_->max_entries() != capacity) {
-      versions_ = std::make_shared<MemoryVersionStore>(capacity, 0, write_queues_);
+      versions_ = std::make_shared<MemoryVersionStore>(capacity);
     }
   }
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "policies/etag/byte_range.h"
+#include "policies/store/memory_write_queues.h"
 #include "proxy/http/path_normalization.h"
 
 namespace arbiter {
@@ -126,15 +127,21 @@ std::optional<std::vector<std::string_view>> template_param_names(std::string_vi
 }
 
 // What one request carries from hook to hook: for a read, the store's sequence when it began;
-// for a write, its place in the resource's write queue and how far it got. Destroyed at the
-// end of the exchange, which releases the turn.
+// for a write, its place in the resource's write queue and how far it got; and the store call
+// it waits for, when the store did not answer at once (its completions land here, so the call
+// is cancelled if the exchange ends first). Destroyed at the end of the exchange, which
+// releases the turn.
 class EtagPolicy::Exchange final : public ExchangeState {
  public:
   enum class Role : std::uint8_t { Read, Write };
   enum class Stage : std::uint8_t {
     Reading,     // a read, forwarded
+    Sequencing,  // a read, asking the store for the resource's sequence
     CheckingIfMatch,  // a read with If-Match, reading the current version first
+    Acquiring,   // a write, asking the store for its place in the write queue
     Queued,      // a write waiting for its turn
+    Recalling,   // holding the turn (verify = "cache"), asking the store for the known version
+    Joining,     // holding the turn, re-read: asking the store for the version's other names
     Verifying,   // holding the turn, re-reading the current version
     Forwarded,   // the write went upstream; its outcome is not known yet
     Refreshing,  // the write succeeded; re-reading its new version
@@ -150,11 +157,26 @@ class EtagPolicy::Exchange final : public ExchangeState {
   // Whichever way the exchange ended, a write that went upstream and was not settled left the
   // resource in an unknown state: a lost response may still have changed it.
   ~Exchange() override {
+    wait = StoreWait();  // a call still outstanding is cancelled first: its completion lands here
     if (stage == Stage::Forwarded || stage == Stage::Refreshing) policy_.settle_unknown(*this);
   }
 
   Role role() const noexcept { return role_; }
   const std::string& resource() const noexcept { return resource_; }
+
+  // Completions of the request-phase store calls.
+  void on_sequence(StoreResult<std::uint64_t>&& result) {
+    seen_sequence = result.value;
+    wait.answered(result.ok());
+  }
+  void on_turn(StoreResult<std::unique_ptr<WriteTurn>>&& result) {
+    turn = std::move(result.value);
+    wait.answered(result.ok());
+  }
+  void on_known(StoreResult<std::optional<std::string>>&& result) {
+    known = std::move(result.value);
+    wait.answered(result.ok());
+  }
 
   Stage stage;
   std::uint64_t seen_sequence = 0;  // reads: store sequence() when the read began
@@ -164,6 +186,12 @@ class EtagPolicy::Exchange final : public ExchangeState {
   std::uint64_t created_sequence = 0;
   MonotonicTime queue_deadline{};
   std::unique_ptr<WriteTurn> turn;  // writes: released with the exchange, or on a queue timeout
+  // Joining: what the re-read showed, until the store's names of the version are known.
+  std::optional<std::string> shown;
+  VersionTags seen;
+  std::optional<std::string> known;  // Recalling, Joining: what the store answered
+
+  StoreWait wait;  // the store call made last
 
  private:
   EtagPolicy& policy_;
@@ -171,11 +199,45 @@ class EtagPolicy::Exchange final : public ExchangeState {
   std::string resource_;
 };
 
+namespace {
+
+constexpr std::uint64_t kNoSequence = UINT64_MAX;
+
+// The completion of a mutation whose outcome the policy does not wait for (the response phase
+// cannot park yet, policies/store/store_call.h): it is sent in order, and dropping its handle
+// only drops this completion.
+struct Ignore {
+  template <typename T>
+  void operator()(StoreResult<T>&&) const noexcept {}
+};
+Ignore ignore_result;
+
+template <typename T>
+Completion<T> ignored() {
+  return Completion<T>(ignore_result);
+}
+
+// The value of a response-phase read when the store answers at once (the memory stores always
+// do); nullopt when it would answer later (the call is then cancelled: that phase cannot wait
+// yet) or failed.
+template <typename T, typename Call>
+std::optional<T> answered_at_once(Call&& call) {
+  std::optional<T> value;
+  auto record = [&value](StoreResult<T>&& result) {
+    if (result.ok()) value = std::move(result.value);
+  };
+  StoreCall pending = call(Completion<T>(record));
+  return value;
+}
+
+}  // namespace
+
 EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
-                       std::shared_ptr<ConflictLog> conflicts)
+                       std::shared_ptr<WriteTurnStore> turns, std::shared_ptr<ConflictLog> conflicts)
     : route_name_(std::move(route_name)),
       config_(std::move(config)),
       store_(std::move(store)),
+      turns_(turns ? std::move(turns) : std::make_shared<MemoryWriteQueues>()),
       conflicts_(conflicts ? std::move(conflicts) : std::make_shared<ConflictLog>()) {
   if (config_.conflict_status != 409 && config_.conflict_status != 412) {
     throw std::invalid_argument("etag: conflict_status must be 409 or 412");
@@ -290,48 +352,76 @@ CurrentVersion EtagPolicy::current_version(bool exists, const std::optional<std:
 // ---- Request phase ----
 
 Decision EtagPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
-  if (auto* exchange = static_cast<Exchange*>(state.get()); exchange && exchange->stage == Exchange::Stage::Queued) {
-    if (exchange->turn->granted()) return with_the_turn(request, *exchange);
-    if (request.now < exchange->queue_deadline) return Decision::wait_until(exchange->queue_deadline);
-    exchange->turn.reset();  // leaves the queue
-    exchange->stage = Exchange::Stage::Settled;
-    counters_.queue_timeouts.fetch_add(1, std::memory_order_relaxed);
-    auto problem = Problem::make("write-queue-timeout", 503, "Write waited too long",
-                                 "Other writes to " + single_quoted(exchange->resource()) + " kept it waiting for " +
-                                     std::to_string(config_.queue_timeout.count()) +
-                                     " ms; nothing was written. Retry shortly.");
-    problem.extensions.emplace_back("resource", exchange->resource());
-    return unavailable(std::move(problem));
+  auto* exchange = static_cast<Exchange*>(state.get());
+  if (exchange && exchange->wait.parked()) {  // resumed while a store call was outstanding
+    if (!exchange->wait.resume(request.now)) return Decision::wait_until(exchange->wait.deadline());
+    return resume(request, state, *exchange);
   }
+  if (exchange && exchange->stage == Exchange::Stage::Queued) return wait_for_turn(request, *exchange);
   if (is_read(request.method)) return on_read_request(request, state);
   if (is_write(request.method)) return on_write_request(request, state);
   return Decision::forward();
 }
 
+// Goes on where the request stopped for a store call, now that it completed (or failed).
+Decision EtagPolicy::resume(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
+  switch (exchange.stage) {
+    case Exchange::Stage::Sequencing:
+      return read_sequenced(request, exchange);
+    case Exchange::Stage::Acquiring:
+      if (exchange.wait.failed()) {
+        state.reset();  // gives up a place the store may have granted meanwhile
+        return store_unavailable("the write-turn store");
+      }
+      return turn_acquired(request, state);
+    case Exchange::Stage::Recalling:
+      // Unknown to the store, or the store failed: the backend says which version is current.
+      if (!exchange.wait.failed() && exchange.known) return recalled(request, exchange, *exchange.known);
+      exchange.stage = Exchange::Stage::Verifying;
+      return Decision::fetch(std::string(request.path));
+    case Exchange::Stage::Joining:
+      if (exchange.wait.failed()) return store_unavailable("the ETag store");
+      return joined(request, exchange);
+    default:
+      return Decision::forward();
+  }
+}
+
 Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
-  auto exchange = std::make_unique<Exchange>(*this, Exchange::Role::Read, resource_key(request));
-  exchange->seen_sequence = store_->sequence(exchange->resource());
+  auto* exchange = new Exchange(*this, Exchange::Role::Read, resource_key(request));
+  state.reset(exchange);
   // A read with a query may be a different representation (a projection, another format)
   // than the one a write re-reads: it is tagged, but the store does not learn its tag.
   exchange->remember = request.query.empty();
+  exchange->stage = Exchange::Stage::Sequencing;
+  if (StoreCall call = store_->sequence(exchange->resource(),
+                                        Completion<std::uint64_t>::to<&Exchange::on_sequence>(*exchange))) {
+    return exchange->wait.park(request, std::move(call));
+  }
+  return read_sequenced(request, *exchange);
+}
+
+Decision EtagPolicy::read_sequenced(const RequestView& request, Exchange& exchange) {
+  exchange.stage = Exchange::Stage::Reading;
+  // A read the store could not place (failed, or no answer in time) goes on unlearned.
+  if (exchange.wait.failed()) exchange.remember = false;
   // The backend would judge tags it never made: Arbiter answers If-None-Match, If-Match and
   // If-Range itself, and the date conditions they override go too (RFC 9110 section 13.2.2:
   // If-Modified-Since is ignored beside If-None-Match, If-Unmodified-Since beside If-Match).
   // A Range is served by Arbiter from the whole representation, so that a 206 carries the
   // same validator as the 200.
-  std::vector<std::string>& strip = exchange->strip;
+  Precondition if_match = parse_precondition(request.headers, kIfMatch);
+  std::vector<std::string>& strip = exchange.strip;
   if (request.headers.contains(kIfNoneMatch)) strip.insert(strip.end(), {std::string(kIfNoneMatch), std::string(kIfModifiedSince)});
   if (if_match.present()) strip.insert(strip.end(), {std::string(kIfMatch), std::string(kIfUnmodifiedSince)});
   if (request.headers.contains(kRange) || request.headers.contains(kIfRange)) {
     strip.insert(strip.end(), {std::string(kRange), std::string(kIfRange)});
   }
-  Exchange& placed = *exchange;
-  state = std::move(exchange);
   if (if_match.form == Precondition::Form::Tags) {
     // Which version is current is known only from a read of it: read first, then decide.
-    placed.stage = Exchange::Stage::CheckingIfMatch;
+    exchange.stage = Exchange::Stage::CheckingIfMatch;
     return Decision::fetch(std::string(request.target));
   }
   return strip.empty() ? Decision::forward() : Decision::forward_without(strip);
@@ -378,41 +468,84 @@ Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_pt
     return Decision::reply(std::move(problem));
   }
 
-  auto exchange = std::make_unique<Exchange>(*this, Exchange::Role::Write, std::move(resource));
-  exchange->turn = store_->queue_write(exchange->resource(), request.waker, config_.max_queue);
-  if (!exchange->turn) {
+  auto* exchange = new Exchange(*this, Exchange::Role::Write, std::move(resource));
+  state.reset(exchange);
+  exchange->stage = Exchange::Stage::Acquiring;
+  if (StoreCall call = turns_->acquire(exchange->resource(), config_.turn_lease, request.now, config_.max_queue,
+                                       request.waker,
+                                       Completion<std::unique_ptr<WriteTurn>>::to<&Exchange::on_turn>(*exchange))) {
+    return exchange->wait.park(request, std::move(call));
+  }
+  if (exchange->wait.failed()) {
+    state.reset();
+    return store_unavailable("the write-turn store");
+  }
+  return turn_acquired(request, state);
+}
+
+Decision EtagPolicy::turn_acquired(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  auto& exchange = static_cast<Exchange&>(*state);
+  exchange.stage = Exchange::Stage::Settled;
+  if (!exchange.turn) {
     counters_.queue_full.fetch_add(1, std::memory_order_relaxed);
     std::string waiting = config_.max_queue == 0
-                              ? "Another write to " + single_quoted(exchange->resource()) +
+                              ? "Another write to " + single_quoted(exchange.resource()) +
                                     " is in progress and this route lets no other wait for it"
                               : std::to_string(config_.max_queue) + " writes to " +
-                                    single_quoted(exchange->resource()) + " are already waiting their turn";
+                                    single_quoted(exchange.resource()) + " are already waiting their turn";
     auto problem = Problem::make("write-queue-full", 503, "Too many writes waiting",
                                  waiting + "; nothing was written. Retry shortly.");
-    problem.extensions.emplace_back("resource", exchange->resource());
+    problem.extensions.emplace_back("resource", exchange.resource());
+    state.reset();
     return unavailable(std::move(problem));
   }
-  Exchange& placed = *exchange;
-  state = std::move(exchange);
-  if (!placed.turn->granted()) {
-    placed.stage = Exchange::Stage::Queued;
-    placed.queue_deadline = request.now + config_.queue_timeout;
-    return Decision::wait_until(placed.queue_deadline);
+  if (!exchange.turn->held(request.now)) {
+    exchange.stage = Exchange::Stage::Queued;
+    exchange.queue_deadline = request.now + config_.queue_timeout;
+    return Decision::wait_until(std::min(exchange.queue_deadline, exchange.turn->expires_at()));
   }
-  return with_the_turn(request, placed);
+  return with_the_turn(request, exchange);
+}
+
+// A queued write, woken (its turn was handed to it), or at its deadline: its queue_timeout, or
+// the moment the holder's lease ends and the turn may be taken over.
+Decision EtagPolicy::wait_for_turn(const RequestView& request, Exchange& exchange) {
+  if (exchange.turn->held(request.now)) return with_the_turn(request, exchange);
+  if (request.now < exchange.queue_deadline) {
+    return Decision::wait_until(std::min(exchange.queue_deadline, exchange.turn->expires_at()));
+  }
+  exchange.turn.reset();  // leaves the queue
+  exchange.stage = Exchange::Stage::Settled;
+  counters_.queue_timeouts.fetch_add(1, std::memory_order_relaxed);
+  auto problem = Problem::make("write-queue-timeout", 503, "Write waited too long",
+                               "Other writes to " + single_quoted(exchange.resource()) + " kept it waiting for " +
+                                   std::to_string(config_.queue_timeout.count()) +
+                                   " ms; nothing was written. Retry shortly.");
+  problem.extensions.emplace_back("resource", exchange.resource());
+  return unavailable(std::move(problem));
 }
 
 Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchange) {
   bool conditional = request.headers.contains(kIfMatch) || request.headers.contains(kIfNoneMatch);
   if (!conditional) return forward_write(exchange, false);
   if (config_.verify == EtagPolicyConfig::Verify::Cache) {
-    if (auto known = store_->get(exchange.resource())) {
-      VersionTags names = decode_version_tags(*known);
-      return check_preconditions(request, exchange, current_version(true, names.primary(), names));
+    exchange.stage = Exchange::Stage::Recalling;
+    exchange.wait.start();
+    if (StoreCall call = store_->get(exchange.resource(),
+                                     Completion<std::optional<std::string>>::to<&Exchange::on_known>(exchange))) {
+      return exchange.wait.park(request, std::move(call));
     }
+    if (!exchange.wait.failed() && exchange.known) return recalled(request, exchange, *exchange.known);
   }
   exchange.stage = Exchange::Stage::Verifying;
   return Decision::fetch(std::string(request.path));
+}
+
+// verify = "cache", holding the turn: the store knows the version.
+Decision EtagPolicy::recalled(const RequestView& request, Exchange& exchange, const std::string& known) {
+  exchange.stage = Exchange::Stage::Settled;  // until forwarded: a refusal changes nothing
+  VersionTags names = decode_version_tags(known);
+  return check_preconditions(request, exchange, current_version(true, names.primary(), names));
 }
 
 Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedResponse& fetched,
@@ -421,15 +554,27 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
   if (exchange && exchange->stage == Exchange::Stage::CheckingIfMatch) return on_read_if_match(request, fetched, *exchange);
   if (!exchange || exchange->stage != Exchange::Stage::Verifying) return Decision::forward();
   exchange->stage = Exchange::Stage::Settled;  // until forwarded: a refusal changes nothing
-  CurrentVersion current;
-  VersionTags names;
   if (fetched.reached && is_success(fetched.status)) {
     Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
-    // The re-read is of the writer's variant; the table may know the version's other
-    // representations (another client's gzip read), which If-Match may name as well.
-    if (version.etag) names = joined_with_known(store_->get(exchange->resource()), names_of(version));
-    current = current_version(true, version.etag, names);
-  } else if (!(fetched.reached && is_gone(fetched.status))) {
+    if (version.etag) {
+      // The re-read is of the writer's variant; the table may know the version's other
+      // representations (another client's gzip read), which If-Match may name as well.
+      exchange->shown = version.etag;
+      exchange->seen = names_of(version);
+      exchange->stage = Exchange::Stage::Joining;
+      exchange->wait.start();
+      if (StoreCall call = store_->get(exchange->resource(),
+                                       Completion<std::optional<std::string>>::to<&Exchange::on_known>(*exchange))) {
+        return exchange->wait.park(request, std::move(call));
+      }
+      if (exchange->wait.failed()) return store_unavailable("the ETag store");
+      return joined(request, *exchange);
+    }
+    // Too large to version.
+    store_->forget(exchange->resource(), ignored<Done>());
+    return check_preconditions(request, *exchange, current_version(true, std::nullopt, VersionTags{}));
+  }
+  if (!(fetched.reached && is_gone(fetched.status))) {
     counters_.verify_failures.fetch_add(1, std::memory_order_relaxed);
     std::string why = fetched.reached ? "it answered " + std::to_string(fetched.status) + " to GET " +
                                             std::string(request.path)
@@ -440,13 +585,17 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
     problem.extensions.emplace_back("resource", exchange->resource());
     return unavailable(std::move(problem));
   }
-  // Holding the turn, what was just read is the current state: put, not learn.
-  if (current.etag) {
-    store_->put(exchange->resource(), encode_version_tags(names));
-  } else {
-    store_->forget(exchange->resource());  // gone, or too large to version
-  }
-  return check_preconditions(request, *exchange, current);
+  store_->forget(exchange->resource(), ignored<Done>());  // gone
+  return check_preconditions(request, *exchange, CurrentVersion{});
+}
+
+// Holding the turn, the re-read's version joined with the names the store knows of it: what was
+// just read is the current state, so it is put, not learned.
+Decision EtagPolicy::joined(const RequestView& request, Exchange& exchange) {
+  exchange.stage = Exchange::Stage::Settled;  // until forwarded: a refusal changes nothing
+  VersionTags names = joined_with_known(exchange.known, std::move(exchange.seen));
+  store_->put(exchange.resource(), encode_version_tags(names), ignored<Done>());
+  return check_preconditions(request, exchange, current_version(true, exchange.shown, names));
 }
 
 Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& exchange,
@@ -568,12 +717,12 @@ void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Ex
     // Bytes the table already names (the steady state of a resource read again and again)
     // teach it nothing: only a new representation or version pays for its names (the content
     // identity may mean decoding gzip) and for a new entry.
-    std::optional<std::string> known = store_->get(exchange.resource());
+    std::optional<std::string> known = known_at_once(exchange.resource());
     bool known_bytes = known && stored_version_names(*known, etag) &&
                        (!version.raw || stored_version_names(*known, *version.raw));
     if (!known_bytes) {
       store_->learn(exchange.resource(), encode_version_tags(joined_with_known(known, names_of(version))),
-                    exchange.seen_sequence);
+                    exchange.seen_sequence, ignored<bool>());
     }
   }
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
@@ -647,8 +796,12 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
     settle_unknown(exchange);  // a 5xx may have written half, a 3xx or 1xx says nothing
     return ResponseStep::proceed();
   }
+  if (!still_holds(exchange, response.now)) {
+    settle_unknown(exchange);  // overtaken past its lease: another writer may have written since
+    return ResponseStep::proceed();
+  }
   if (request.method == "DELETE") {
-    store_->forget(exchange.resource());
+    store_->forget(exchange.resource(), ignored<Done>());
     exchange.stage = Exchange::Stage::Settled;
     return ResponseStep::proceed();
   }
@@ -657,7 +810,7 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
   }
   Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
   if (version.etag) {
-    store_->put(exchange.resource(), *version.etag);
+    store_->put(exchange.resource(), *version.etag, ignored<Done>());
     exchange.stage = Exchange::Stage::Settled;
     return ResponseStep::proceed();
   }
@@ -687,7 +840,7 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   // The created resource is the target: tagged as any write's answer.
   if (target ? created == exchange.resource() : !location && request.method == "PUT") return std::nullopt;
   // The target (a collection) changed too; its next conditional write re-reads it.
-  store_->forget(exchange.resource());
+  store_->forget(exchange.resource(), ignored<Done>());
   exchange.stage = Exchange::Stage::Settled;
   if (!target) {
     response.headers.remove(kEtag);
@@ -695,13 +848,14 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   }
   Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
   if (version.etag) {
-    store_->learn(created, *version.etag, store_->sequence(created));
+    if (auto sequence = sequence_at_once(created)) store_->learn(created, *version.etag, *sequence, ignored<bool>());
     return ResponseStep::proceed();
   }
   response.headers.remove(kEtag);
   if (response.body == nullptr && response.body_withheld) return ResponseStep::proceed();
   exchange.created = std::move(created);
-  exchange.created_sequence = store_->sequence(exchange.created);
+  // Unknown at once: a sequence no entry has, so that the created resource is not learned.
+  exchange.created_sequence = sequence_at_once(exchange.created).value_or(kNoSequence);
   return ResponseStep::fetch(std::move(*target));
 }
 
@@ -720,13 +874,18 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
   if (!exchange->created.empty()) {  // a 201, tagged by the resource it created
     if (etag) {
       response.headers.set(kEtag, *etag);
-      store_->learn(exchange->created, encode_version_tags(names_of(version)), exchange->created_sequence);
+      store_->learn(exchange->created, encode_version_tags(names_of(version)), exchange->created_sequence,
+                    ignored<bool>());
     }
     return;
   }
   if (exchange->stage != Exchange::Stage::Refreshing) return;
+  if (!still_holds(*exchange, response.now)) {
+    settle_unknown(*exchange);  // overtaken past its lease: another writer may have written since
+    return;
+  }
   if (fetched.reached && is_gone(fetched.status)) {
-    store_->forget(exchange->resource());
+    store_->forget(exchange->resource(), ignored<Done>());
     exchange->stage = Exchange::Stage::Settled;
     return;
   }
@@ -734,13 +893,28 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
     settle_unknown(*exchange);
     return;
   }
-  store_->put(exchange->resource(), encode_version_tags(names_of(version)));
+  store_->put(exchange->resource(), encode_version_tags(names_of(version)), ignored<Done>());
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
 }
 
+std::optional<std::string> EtagPolicy::known_at_once(std::string_view resource) {
+  auto known = answered_at_once<std::optional<std::string>>(
+      [&](Completion<std::optional<std::string>> done) { return store_->get(resource, done); });
+  return known ? std::move(*known) : std::nullopt;
+}
+
+std::optional<std::uint64_t> EtagPolicy::sequence_at_once(std::string_view resource) {
+  return answered_at_once<std::uint64_t>(
+      [&](Completion<std::uint64_t> done) { return store_->sequence(resource, done); });
+}
+
+bool EtagPolicy::still_holds(Exchange& exchange, MonotonicTime now) {
+  return !exchange.turn || exchange.turn->held(now);
+}
+
 void EtagPolicy::settle_unknown(Exchange& exchange) {
-  store_->forget(exchange.resource());
+  store_->forget(exchange.resource(), ignored<Done>());
   counters_.etag_unknown_after_write.fetch_add(1, std::memory_order_relaxed);
   exchange.stage = Exchange::Stage::Settled;
 }

@@ -28,6 +28,16 @@
 // strong one, else a re-read. A 4xx keeps the old tag; a 5xx, a lost response or a failed
 // re-read makes it unknown, so the next conditional write re-reads the resource.
 //
+// Stores: the ETag table (VersionStore, a lossy cache) and the write turns (WriteTurnStore,
+// resource state: leases with fence numbers, config.turn_lease) are separate stores, and every
+// call may complete later (policies/store/store_call.h). In the request phase the request then
+// waits, parked, for the answer; a write whose turn store or table fails gets 503
+// (urn:arbiter:problem:store-unavailable), a read whose sequence is unknown goes on and is not
+// learned, and verify = "cache" with the table failing re-reads the backend. The response phase
+// cannot park yet: its mutations are sent without waiting (in order), and its reads count as
+// unknown when they do not complete at once. A write whose turn was taken over past its lease
+// does not record its outcome: the version becomes unknown.
+//
 // Large representations: a body over max_body_bytes is passed through unhashed and untagged.
 // Such a resource has no version Arbiter can check, so a conditional write to it is refused
 // with 412 (problem type urn:arbiter:problem:version-unverifiable) naming the limit; only
@@ -52,8 +62,17 @@
 #include "policies/etag/etag.h"
 #include "policies/policy.h"
 #include "policies/store/version_store.h"
+#include "policies/store/write_turn_store.h"
 
 namespace arbiter {
+
+// The lease of a write's turn behind an upstream with these timeouts: three upstream exchanges
+// (the verify GET, the write, the re-read), each connect_timeout twice (a retry on the next
+// server) plus response_timeout, and a second to spare.
+constexpr std::chrono::milliseconds write_turn_lease(std::chrono::milliseconds connect_timeout,
+                                                     std::chrono::milliseconds response_timeout) noexcept {
+  return 3 * (2 * connect_timeout + response_timeout) + std::chrono::seconds(1);
+}
 
 struct EtagPolicyConfig {
   int conflict_status = 409;          // or 412
@@ -68,6 +87,9 @@ struct EtagPolicyConfig {
   std::size_t max_body_bytes = 1u << 20;  // larger representations are not hashed
   std::size_t max_queue = 64;         // writers waiting per resource; 0: a busy resource answers 503
   std::chrono::milliseconds queue_timeout{5000};
+  // How long a write's turn is leased (policies/store/write_turn_store.h): not a key of its own,
+  // set by the loader from the route's upstream (write_turn_lease()).
+  std::chrono::milliseconds turn_lease{write_turn_lease(std::chrono::seconds(2), std::chrono::seconds(30))};
 
   bool operator==(const EtagPolicyConfig&) const = default;
 };
@@ -99,8 +121,10 @@ class EtagPolicy final : public Policy {
   // pointer, a conflict_status other than 409/412).
   // conflicts: the log shared with the other routes, which outlives this policy (null: a log of
   // its own).
+  // turns: the write-turn store shared with the other routes, which outlives this policy (null: a
+  // MemoryWriteQueues of its own).
   EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
-             std::shared_ptr<ConflictLog> conflicts = nullptr);
+             std::shared_ptr<WriteTurnStore> turns = nullptr, std::shared_ptr<ConflictLog> conflicts = nullptr);
 
   std::string_view kind() const noexcept override { return "etag"; }
   std::string explain(const RequestView& request) const override;
@@ -125,6 +149,7 @@ class EtagPolicy final : public Policy {
   const std::shared_ptr<ConflictLog>& conflict_log() const noexcept { return conflicts_; }
   const EtagPolicyConfig& config() const noexcept { return config_; }
   const VersionStore& store() const noexcept { return *store_; }
+  const WriteTurnStore& turns() const noexcept { return *turns_; }
   const std::string& route_name() const noexcept { return route_name_; }
 
   static constexpr std::size_t kConflictLogCapacity = ConflictLog::kDefaultCapacity;
@@ -156,9 +181,15 @@ class EtagPolicy final : public Policy {
   static CurrentVersion current_version(bool exists, const std::optional<std::string>& shown,
                                         const VersionTags& names);
 
+  Decision resume(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
   Decision on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision read_sequenced(const RequestView& request, Exchange& exchange);
   Decision on_write_request(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision turn_acquired(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision wait_for_turn(const RequestView& request, Exchange& exchange);
   Decision with_the_turn(const RequestView& request, Exchange& exchange);
+  Decision recalled(const RequestView& request, Exchange& exchange, const std::string& known);
+  Decision joined(const RequestView& request, Exchange& exchange);
   Decision check_preconditions(const RequestView& request, Exchange& exchange, const CurrentVersion& current);
   Decision forward_write(Exchange& exchange, bool strip_preconditions);
   Decision conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
@@ -171,10 +202,16 @@ class EtagPolicy final : public Policy {
   std::optional<ResponseStep> on_created(const RequestView& request, ResponseView& response, Exchange& exchange);
   ResponseStep on_write_response(const RequestView& request, ResponseView& response, Exchange& exchange);
   void settle_unknown(Exchange& exchange);
+  // Response-phase reads: the store's answer when it gives it at once, else nullopt.
+  std::optional<std::string> known_at_once(std::string_view resource);
+  std::optional<std::uint64_t> sequence_at_once(std::string_view resource);
+  // A write still holds its turn (not overtaken past its lease); true for a read.
+  static bool still_holds(Exchange& exchange, MonotonicTime now);
 
   std::string route_name_;
   EtagPolicyConfig config_;
   std::shared_ptr<VersionStore> store_;
+  std::shared_ptr<WriteTurnStore> turns_;
   mutable AtomicCounters counters_;
   std::shared_ptr<ConflictLog> conflicts_;
 };

@@ -67,11 +67,29 @@ bool is_valid_limit_name(std::string_view name) noexcept {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c <= 0x7E; });
 }
 
-// The outcomes of an admitted request, for the RateLimit fields of its response.
+// One request's decision: the outcomes of the limits asked so far (for the RateLimit fields of
+// its response, once admitted), and the store call it waits for when the store did not answer
+// at once. The completions land here, so the call is cancelled if the exchange ends first.
 class RateLimitPolicy::Exchange final : public ExchangeState {
  public:
-  explicit Exchange(std::vector<Outcome> outcomes) : outcomes(std::move(outcomes)) {}
+  Exchange(std::uint64_t now_ns, std::size_t limits) : now_ns(now_ns) { outcomes.reserve(limits); }
+
+  void on_taken(StoreResult<TakeResult>&& result) {
+    if (result.ok()) outcomes.push_back({asking, result.value});
+    wait.answered(result.ok());
+  }
+  void on_refunded(StoreResult<BucketStatus>&& result) {
+    // A refund that failed leaves its outcome as taken: the fields then show one token fewer.
+    if (result.ok()) outcomes[asking].taken.status = result.value;
+    wait.answered(true);
+  }
+
   std::vector<Outcome> outcomes;
+  std::uint64_t now_ns;          // the decision's one instant, also when it resumes
+  bool refunding = false;        // a limit refused: giving the others' tokens back
+  std::size_t next = 0;          // taking: the next limit to ask; refunding: the next outcome
+  std::size_t asking = 0;        // the limit (taking) or outcome (refunding) of the call made last
+  StoreWait wait;  // the store call made last (declared last: cancelled first)
 };
 
 RateLimitPolicy::RateLimitPolicy(std::string route_name, RateLimitPolicyConfig config,
@@ -118,37 +136,82 @@ std::vector<RateLimitCounters> RateLimitPolicy::counters() const {
 }
 
 Decision RateLimitPolicy::on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
-  std::uint64_t now_ns = monotonic_ns(request.now);
-  std::vector<Outcome> outcomes;
-  bool refused = false;
-  for (std::size_t i = 0; i < limits_.size(); ++i) {
+  auto* exchange = static_cast<Exchange*>(state.get());
+  if (exchange == nullptr) {
+    exchange = new Exchange(monotonic_ns(request.now), limits_.size());
+    state.reset(exchange);
+  } else if (exchange->wait.parked() && !exchange->wait.resume(request.now)) {
+    return Decision::wait_until(exchange->wait.deadline());
+  }
+  return decide(request, state, *exchange);
+}
+
+// Asks the store, limit after limit, and goes on at once while it answers at once; a call that
+// completes later parks the request until it has (the completion wakes it).
+Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<ExchangeState>& state,
+                                 Exchange& exchange) {
+  // A take that failed (or timed out) fails the request; a refund is given up (its outcome
+  // stays as taken).
+  bool failed = !exchange.refunding && exchange.wait.failed();
+  while (!exchange.refunding && !failed && exchange.next < limits_.size()) {
+    std::size_t i = exchange.next++;
     const RateLimitConfig& config = config_.limits[i];
     if (!applies(config, request.method)) continue;
     // Every limit that applies is asked, even after one refused, so that the answer names
     // every limit the client is over.
     std::string key = request_key(request, config.key_kind, config.header);
-    TakeResult taken = store_->take(limits_[i]->id, key, limits_[i]->shape, now_ns);
-    if (taken.overflow) limits_[i]->overflow.fetch_add(1, std::memory_order_relaxed);
-    refused = refused || !taken.admitted;
-    outcomes.push_back({i, taken});
+    exchange.asking = i;
+    exchange.wait.start();
+    if (StoreCall call = store_->take(limits_[i]->id, key, limits_[i]->shape, exchange.now_ns,
+                                      Completion<TakeResult>::to<&Exchange::on_taken>(exchange))) {
+      return exchange.wait.park(request, std::move(call));
+    }
+    failed = exchange.wait.failed();
   }
-  if (outcomes.empty()) return Decision::forward();
+  if (failed) {
+    state.reset();
+    return store_unavailable("the rate-limit bucket store");
+  }
+  std::vector<Outcome>& outcomes = exchange.outcomes;
+  if (outcomes.empty()) {
+    state.reset();
+    return Decision::forward();
+  }
+  bool refused = exchange.refunding;
+  if (!refused) {  // counted once: a refund that parked comes back here
+    for (const Outcome& outcome : outcomes) {
+      if (outcome.taken.overflow) limits_[outcome.limit]->overflow.fetch_add(1, std::memory_order_relaxed);
+      refused = refused || !outcome.taken.admitted;
+    }
+  }
   if (refused) {
-    for (Outcome& outcome : outcomes) {
-      Limit& limit = *limits_[outcome.limit];
-      if (outcome.taken.admitted) {
-        // The key again rather than kept: refusals are the rare path, admissions the hot one.
-        const RateLimitConfig& config = config_.limits[outcome.limit];
-        std::string key = request_key(request, config.key_kind, config.header);
-        outcome.taken.status = store_->refund(limit.id, key, limit.shape, now_ns);
-      } else {
-        limit.limited.fetch_add(1, std::memory_order_relaxed);
+    if (!exchange.refunding) {
+      exchange.refunding = true;
+      exchange.next = 0;
+    }
+    while (exchange.next < outcomes.size()) {
+      std::size_t i = exchange.next++;
+      if (!outcomes[i].taken.admitted) continue;
+      // The key again rather than kept: refusals are the rare path, admissions the hot one.
+      const Limit& limit = *limits_[outcomes[i].limit];
+      const RateLimitConfig& config = config_.limits[outcomes[i].limit];
+      std::string key = request_key(request, config.key_kind, config.header);
+      exchange.asking = i;
+      exchange.wait.start();
+      if (StoreCall call = store_->refund(limit.id, key, limit.shape, exchange.now_ns,
+                                          Completion<BucketStatus>::to<&Exchange::on_refunded>(exchange))) {
+        return exchange.wait.park(request, std::move(call));
       }
     }
-    return refuse(outcomes);
+    for (const Outcome& outcome : outcomes) {
+      if (!outcome.taken.admitted) limits_[outcome.limit]->limited.fetch_add(1, std::memory_order_relaxed);
+    }
+    Decision refusal = refuse(outcomes);
+    state.reset();
+    return refusal;
   }
   for (const Outcome& outcome : outcomes) limits_[outcome.limit]->admitted.fetch_add(1, std::memory_order_relaxed);
-  if (config_.send_headers) state = std::make_unique<Exchange>(std::move(outcomes));
+  if (!config_.send_headers) state.reset();
   return Decision::forward();
 }
 

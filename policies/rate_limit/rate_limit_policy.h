@@ -23,6 +23,10 @@
 // counts every request that the store decided from its shared overflow bucket (a new key while
 // the limit's max_keys buckets all still hold spent tokens), admitted or not.
 //
+// The store: each take (and refund) may complete later (policies/store/store_call.h); the request
+// then waits for it, parked, and a store that fails or does not answer within kStoreCallTimeout
+// gets the request a 503 problem+json (urn:arbiter:problem:store-unavailable), not forwarded.
+//
 // Threading: one RateLimitPolicy serves every worker; its counters are atomics, the buckets
 // are in the (thread-safe) store, and the rest is immutable.
 
@@ -128,6 +132,7 @@ class RateLimitPolicy final : public Policy {
     TakeResult taken;
   };
 
+  Decision decide(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
   Decision refuse(const std::vector<Outcome>& outcomes) const;
   // The RateLimit-Policy and RateLimit fields for these outcomes.
   void add_fields(HeaderList& headers, const std::vector<Outcome>& outcomes) const;

@@ -375,6 +375,18 @@ BucketStatus MemoryBucketStore::refund(std::string_view limit_id, std::string_vi
   return with_table(limit_id, shape, now_ns, [&](LimitTable& table) { return table.refund(key, now_ns); });
 }
 
+StoreCall MemoryBucketStore::take(std::string_view limit_id, std::string_view key, const BucketShape& shape,
+                                  std::uint64_t now_ns, Completion<TakeResult> done) {
+  done(with_table(limit_id, shape, now_ns, [&](LimitTable& table) { return table.take(key, now_ns); }));
+  return nullptr;
+}
+
+StoreCall MemoryBucketStore::refund(std::string_view limit_id, std::string_view key, const BucketShape& shape,
+                                    std::uint64_t now_ns, Completion<BucketStatus> done) {
+  done(refund(limit_id, key, shape, now_ns));
+  return nullptr;
+}
+
 std::size_t MemoryBucketStore::size() const {
   std::shared_lock lock(reader_lock());
   std::size_t total = 0;

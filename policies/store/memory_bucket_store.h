@@ -62,11 +62,17 @@ class MemoryBucketStore final : public BucketStore {
   MemoryBucketStore(const MemoryBucketStore&) = delete;
   MemoryBucketStore& operator=(const MemoryBucketStore&) = delete;
 
-  TakeResult take(std::string_view limit_id, std::string_view key, const BucketShape& shape,
-                  std::uint64_t now_ns) override;
+  // Complete at once, with the results of the synchronous calls below.
+  StoreCall take(std::string_view limit_id, std::string_view key, const BucketShape& shape, std::uint64_t now_ns,
+                 Completion<TakeResult> done) override;
+  StoreCall refund(std::string_view limit_id, std::string_view key, const BucketShape& shape, std::uint64_t now_ns,
+                   Completion<BucketStatus> done) override;
+
+  // The same calls, answered directly (for tests, benchmarks and stores built on this one).
+  TakeResult take(std::string_view limit_id, std::string_view key, const BucketShape& shape, std::uint64_t now_ns);
   // A bucket the store no longer holds is full already: nothing to give back.
   BucketStatus refund(std::string_view limit_id, std::string_view key, const BucketShape& shape,
-                      std::uint64_t now_ns) override;
+                      std::uint64_t now_ns);
   std::size_t size() const override;
   // Buckets held for one limit; 0 for a limit never seen.
   std::size_t size(std::string_view limit_id) const;

@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 
 #include "policies/store/slot_table.h"
 
@@ -42,8 +43,15 @@ class MemorySlotTable final : public SlotTable {
   MemorySlotTable(const MemorySlotTable&) = delete;
   MemorySlotTable& operator=(const MemorySlotTable&) = delete;
 
+  // Completes at once with acquire() below.
+  StoreCall acquire(std::string_view key, std::size_t max_in_flight, std::size_t max_queue,
+                    std::shared_ptr<Waker> waker, Completion<Claim> done) override {
+    done(acquire(key, max_in_flight, max_queue, std::move(waker)));
+    return nullptr;
+  }
+  // The same call, answered directly.
   Claim acquire(std::string_view key, std::size_t max_in_flight, std::size_t max_queue,
-                std::shared_ptr<Waker> waker) override;
+                std::shared_ptr<Waker> waker);
   std::size_t in_flight() const override { return in_flight_.load(std::memory_order_relaxed); }
   std::size_t waiting() const override { return waiting_.load(std::memory_order_relaxed); }
   // Keys tracked; read without a lock (a new key being refused counts for a moment).

@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "policies/etag/etag.h"
-#include "policies/store/memory_write_queues.h"
 #include "policies/store/resource_hash.h"
 #include "policies/store/sharding.h"
 
@@ -140,13 +139,11 @@ struct alignas(64) MemoryVersionStore::Shard {
   }
 };
 
-MemoryVersionStore::MemoryVersionStore(std::size_t max_entries, std::size_t shard_count,
-                                       std::shared_ptr<MemoryWriteQueues> write_queues)
+MemoryVersionStore::MemoryVersionStore(std::size_t max_entries, std::size_t shard_count)
     : max_entries_(std::max<std::size_t>(1, max_entries)),
       shard_count_(shard_count_for(max_entries_, shard_count, kEntriesPerShard, kMaxShards)),
       seed_(random_hash_seed()),
-      shards_(std::make_unique<Shard[]>(shard_count_)),
-      write_queues_(write_queues ? std::move(write_queues) : std::make_shared<MemoryWriteQueues>()) {
+      shards_(std::make_unique<Shard[]>(shard_count_)) {
   for (std::size_t i = 0; i < shard_count_; ++i) shards_[i].capacity = shard_share(max_entries_, shard_count_, i);
 }
 
@@ -211,13 +208,6 @@ void MemoryVersionStore::forget(std::string_view resource) {
 
 std::size_t MemoryVersionStore::size() const {
   return sum_over_shards(shards_.get(), shard_count_, [](const Shard& shard) { return shard.table.size(); });
-}
-
-std::size_t MemoryVersionStore::queued_resources() const { return write_queues_->queued_resources(); }
-
-std::unique_ptr<WriteTurn> MemoryVersionStore::queue_write(std::string_view resource, std::shared_ptr<Waker> waker,
-                                                           std::size_t max_queue) {
-  return write_queues_->queue_write(resource, std::move(waker), max_queue);
 }
 
 std::size_t MemoryVersionStore::approximate_bytes_per_entry() noexcept {

@@ -1,13 +1,15 @@
 #pragma once
 // Where the concurrency policy counts the requests it lets through to the backend: per key, how
 // many hold a slot, and who waits for one, in arrival order. An interface, as the bucket store
-// is, so that a later store can share the counts among Arbiter instances.
+// is, so that a later store can share the counts among Arbiter instances. acquire() may
+// complete later: see policies/store/store_call.h for the contract.
 
 #include <cstddef>
 #include <memory>
 #include <string_view>
 
 #include "policies/policy.h"
+#include "policies/store/store_call.h"
 
 namespace arbiter {
 
@@ -38,10 +40,11 @@ class SlotTable {
   // place in the queue (its waker is woken when the slot is granted) while fewer than
   // max_queue wait; else a refusal. Every call for one key passes the same max_in_flight,
   // except across a reload: the latest call's applies (a higher cap admits waiters first).
-  virtual Claim acquire(std::string_view key, std::size_t max_in_flight, std::size_t max_queue,
-                        std::shared_ptr<Waker> waker) = 0;
+  // The claim is the completion's; a call cancelled before it completed gives its claim up.
+  virtual StoreCall acquire(std::string_view key, std::size_t max_in_flight, std::size_t max_queue,
+                            std::shared_ptr<Waker> waker, Completion<Claim> done) = 0;
 
-  // Gauges, over every key.
+  // Gauges, over every key, as far as this process knows (for /metrics; never wait).
   virtual std::size_t in_flight() const = 0;
   virtual std::size_t waiting() const = 0;
   // Keys with a slot held or a request waiting; the others are not kept.

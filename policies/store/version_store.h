@@ -1,28 +1,24 @@
 #pragma once
-// Where the ETag policy keeps what it knows about resources, shared by every worker:
-// resource -> current ETag, and the per-resource queue that serializes writes.
-// An interface, so that a later store (Redis) can share both among several Arbiter instances.
+// Where the ETag policy keeps what it knows of resources' current versions, shared by every
+// worker: resource -> current ETag. A cache: bounded, lossy (an entry may be evicted or
+// forgotten, and the policy then learns the version again from the backend), and replaceable
+// by a reload. The write turns that serialize writes are resource state that must never be
+// lost, and live apart, in the WriteTurnStore (policies/store/write_turn_store.h).
+// An interface, so that a later store (Redis) can share the table among several Arbiter
+// instances.
+//
+// Every call may complete later: see policies/store/store_call.h for the contract. The strings
+// passed are read before a call returns.
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
-#include "policies/policy.h"
+#include "policies/store/store_call.h"
 
 namespace arbiter {
-
-// One writer's place in a resource's write queue. Destroying it gives the place up: a
-// waiting writer leaves the queue, the writer holding the turn hands it to the next one
-// (whose Waker is woken). Thread-safe.
-class WriteTurn {
- public:
-  virtual ~WriteTurn() = default;
-  // This writer may write now (it holds the resource's turn).
-  virtual bool granted() const = 0;
-};
 
 class VersionStore {
  public:
@@ -30,22 +26,20 @@ class VersionStore {
 
   // The resource's current ETag as last learned; nullopt when unknown (never seen, evicted,
   // or forgotten after a write whose outcome is unknown).
-  virtual std::optional<std::string> get(std::string_view resource) = 0;
+  virtual StoreCall get(std::string_view resource, Completion<std::optional<std::string>> done) = 0;
   // A number that changes whenever put() or forget() changes the resource's entry; 0 when it
   // has none. Lets a read record what it saw without racing a write (see learn()).
-  virtual std::uint64_t sequence(std::string_view resource) = 0;
+  virtual StoreCall sequence(std::string_view resource, Completion<std::uint64_t> done) = 0;
   // What a write (holding the resource's turn) established.
-  virtual void put(std::string_view resource, std::string_view etag) = 0;
+  virtual StoreCall put(std::string_view resource, std::string_view etag, Completion<Done> done) = 0;
   // What a read saw: stored only if no put()/forget() happened since sequence() returned
-  // seen_sequence, so a slow read never overwrites what a later write established.
-  virtual bool learn(std::string_view resource, std::string_view etag, std::uint64_t seen_sequence) = 0;
-  virtual void forget(std::string_view resource) = 0;
+  // seen_sequence, so a slow read never overwrites what a later write established. Completes
+  // with whether it was stored.
+  virtual StoreCall learn(std::string_view resource, std::string_view etag, std::uint64_t seen_sequence,
+                          Completion<bool> done) = 0;
+  virtual StoreCall forget(std::string_view resource, Completion<Done> done) = 0;
+  // Entries held, as far as this process knows (a gauge for /metrics; never waits).
   virtual std::size_t size() const = 0;
-
-  // Joins the resource's write queue. The turn is granted at once when nobody holds it;
-  // otherwise `waker` is woken when it is. nullptr: max_queue writers already wait.
-  virtual std::unique_ptr<WriteTurn> queue_write(std::string_view resource, std::shared_ptr<Waker> waker,
-                                                 std::size_t max_queue) = 0;
 };
 
 }  // namespace arbiter

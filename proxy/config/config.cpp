@@ -322,7 +322,7 @@ class FileReader {
       route.line = static_cast<int>(element.source().begin.line);
       route.column = static_cast<int>(element.source().begin.column);
       TableReader reader(*element.as_table(), route_key(i), diagnostics_);
-      sources.push_back(read_route(reader, route));
+      sources.push_back(read_route(reader, route, config));
       sources.back().index = i;
     }
     check_route_names(config.routes, sources);
@@ -355,7 +355,7 @@ class FileReader {
     }
   }
 
-  RouteSource read_route(TableReader& reader, RouteConfig& route) {
+  RouteSource read_route(TableReader& reader, RouteConfig& route, const Config& config) {
     RouteSource source;
     // The name first, so that every other message can say which route it is about.
     if ((source.name = reader.require("name"))) {
@@ -390,6 +390,11 @@ class FileReader {
     // Each kind reads its own keys, in registration order.
     RouteContext context{route.name, path_valid ? std::optional<std::string_view>(route.path) : std::nullopt,
                          route.methods, methods_valid};
+    if (const UpstreamConfig* upstream = config.find_upstream(route.upstream)) {
+      context.upstream_timeouts = RouteContext::UpstreamTimeouts{
+          std::chrono::duration_cast<std::chrono::milliseconds>(upstream->connect_timeout),
+          std::chrono::duration_cast<std::chrono::milliseconds>(upstream->response_timeout)};
+    }
     for (const PolicyKind* kind : kinds_.kinds()) {
       if (auto policy = kind->read(reader, context)) route.policies.push_back(std::move(policy));
     }

@@ -13,6 +13,7 @@
 
 #include "policies/etag/etag.h"
 #include "policies/store/memory_version_store.h"
+#include "policies/store/memory_write_queues.h"
 #include "tests/policies/counting_waker.h"
 
 namespace arbiter {
@@ -133,7 +134,7 @@ class EtagPolicyTest : public ::testing::Test {
  protected:
   void make_policy(EtagPolicyConfig config) {
     store_ = std::make_shared<MemoryVersionStore>(config.max_entries);
-    policy_ = std::make_unique<EtagPolicy>("accounts", std::move(config), store_);
+    policy_ = std::make_unique<EtagPolicy>("accounts", std::move(config), store_, turns_);
   }
   void SetUp() override { make_policy(EtagPolicyConfig{}); }
 
@@ -171,6 +172,7 @@ class EtagPolicyTest : public ::testing::Test {
 
   FakeClock clock_;
   std::shared_ptr<MemoryVersionStore> store_;
+  std::shared_ptr<MemoryWriteQueues> turns_ = std::make_shared<MemoryWriteQueues>();
   std::unique_ptr<EtagPolicy> policy_;
 };
 
@@ -372,7 +374,7 @@ TEST_F(EtagPolicyTest, WriteWithoutIfMatchGets428WhenRequired) {
     EXPECT_FALSE(write.has_state());
   }
   EXPECT_EQ(policy_->counters().precondition_required, 4u);
-  EXPECT_EQ(store_->queued_resources(), 0u);
+  EXPECT_EQ(turns_->queued_resources(), 0u);
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchStarSatisfiesRequireIfMatchAndCreates) {
@@ -414,7 +416,7 @@ TEST_F(EtagPolicyTest, MalformedIfMatchGets400) {
   }
   Exchange put = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/"}});
   EXPECT_EQ(put.request().status(), 400);
-  EXPECT_EQ(store_->queued_resources(), 0u);
+  EXPECT_EQ(turns_->queued_resources(), 0u);
 }
 
 // ---- Writes: the check ----
@@ -606,7 +608,7 @@ TEST_F(EtagPolicyTest, AFailedReReadAnswers503AndForwardsNothing) {
     EXPECT_NE(std::string(body["detail"]).find("Could not read the current version"), std::string::npos)
         << body["detail"];
     put.end();
-    EXPECT_EQ(store_->queued_resources(), 0u);
+    EXPECT_EQ(turns_->queued_resources(), 0u);
   }
   EXPECT_EQ(policy_->counters().verify_failures, 4u);
   EXPECT_EQ(policy_->counters().writes_forwarded, 0u);
@@ -716,17 +718,17 @@ TEST_F(EtagPolicyTest, WriteResponsesThatSettleTheTagWithoutAReRead) {
     exchange.end();
     EXPECT_EQ(known("/accounts/1"), write.tag_after);  // settled: the end changes nothing
     EXPECT_EQ(policy_->counters().etag_unknown_after_write, write.unknown_after_write);
-    EXPECT_EQ(store_->queued_resources(), 0u);
+    EXPECT_EQ(turns_->queued_resources(), 0u);
   }
 }
 
 TEST_F(EtagPolicyTest, AWriteThatEndsWithoutAResponseMakesTheTagUnknown) {
   Exchange put = forwarded_write();
-  EXPECT_EQ(store_->queued_resources(), 1u);
+  EXPECT_EQ(turns_->queued_resources(), 1u);
   put.end();  // upstream reset, timeout or client gone: on_response never came
   EXPECT_FALSE(known("/accounts/1").has_value());
   EXPECT_EQ(policy_->counters().etag_unknown_after_write, 1u);
-  EXPECT_EQ(store_->queued_resources(), 0u);  // and the turn was released
+  EXPECT_EQ(turns_->queued_resources(), 0u);  // and the turn was released
 }
 
 TEST_F(EtagPolicyTest, AWriteThatEndsDuringItsReReadMakesTheTagUnknown) {
@@ -927,13 +929,13 @@ TEST_F(EtagPolicyTest, ANewPolicyOnTheSameStoreKeepsTheTableAndTheWriteQueues) {
   EtagPolicyConfig changed;
   changed.verify = EtagPolicyConfig::Verify::Cache;
   changed.max_queue = 4;
-  EtagPolicy reloaded("accounts", changed, store_);
+  EtagPolicy reloaded("accounts", changed, store_, turns_);
   // A writer through the new policy waits for the old one's turn ...
   Exchange new_writer(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   ASSERT_EQ(new_writer.request().kind(), Decision::Kind::Wait);
   Exchange stale(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", "\"stale\""}});
   ASSERT_EQ(stale.request().kind(), Decision::Kind::Wait);
-  EXPECT_EQ(store_->queued_resources(), 1u);
+  EXPECT_EQ(turns_->queued_resources(), 1u);
   clock_.advance(100ms);
   EXPECT_EQ(new_writer.request().kind(), Decision::Kind::Wait);
   EXPECT_EQ(new_writer.waker().wakes, 0);
@@ -960,7 +962,7 @@ TEST_F(EtagPolicyTest, ATagLearnedThroughTheOldPolicyDecidesForTheNewOne) {
   read.end();
   EtagPolicyConfig changed;
   changed.verify = EtagPolicyConfig::Verify::Cache;
-  EtagPolicy reloaded("accounts", changed, store_);
+  EtagPolicy reloaded("accounts", changed, store_, turns_);
   Exchange write(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   Decision decision = write.request();  // known, so no re-read
   EXPECT_TRUE(decision.forwards());

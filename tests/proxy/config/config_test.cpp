@@ -957,6 +957,23 @@ TEST(EtagConfigTest, EmptyTableEnablesItWithEveryDefault) {
   EXPECT_EQ(etag.max_body_bytes, 1048576u);
   EXPECT_EQ(etag.max_queue, 64u);
   EXPECT_EQ(etag.queue_timeout, 5s);
+  EXPECT_EQ(etag.turn_lease, 103s);  // 3 x (2 x 2 s + 30 s) + 1 s, the upstream's defaults
+}
+
+TEST(EtagConfigTest, AWriteTurnIsLeasedForTheRoutesUpstreamTimeouts) {
+  Config config = parse_config(R"([upstream.legacy]
+servers = ["127.0.0.1:8081"]
+connect_timeout = "500ms"
+response_timeout = "10s"
+[[route]]
+name = "items"
+path = "/items/{id}"
+upstream = "legacy"
+[route.etag]
+)",
+                               "arbiter.toml");
+  ASSERT_NE(etag_of(config.routes.at(0)), nullptr);
+  EXPECT_EQ(etag_of(config.routes.at(0))->turn_lease, 34s);  // 3 x (2 x 0.5 s + 10 s) + 1 s
 }
 
 TEST(EtagConfigTest, ReadsEveryKey) {
