@@ -52,7 +52,9 @@ constexpr std::size_t kMaxNumber = 64;      // an integer, or a number of put_th
 // at most kMaxNumber bytes (under 350 bytes in either format).
 constexpr std::size_t kMaxFixed = 512;
 
+// An empty view may have a null data(), which memcpy must not be given even for 0 bytes.
 char* put(char* out, std::string_view text) {
+  if (text.empty()) return out;
   std::memcpy(out, text.data(), text.size());
   return out + text.size();
 }
