@@ -142,6 +142,13 @@ class Decision {
     d.fetch_target_ = std::move(target);
     return d;
   }
+  // Several side requests at once (each a GET of one target, as fetch): on_fetched_all gets
+  // their answers, in this order, once all have arrived.
+  static Decision fetch_all(std::vector<std::string> targets) {
+    Decision d(Kind::Fetch);
+    d.fetch_targets_ = std::move(targets);
+    return d;
+  }
   // Honoured only before anything went upstream (the request phase): a body already read is
   // handed over at once.
   static Decision read_body(std::size_t limit) {
@@ -173,6 +180,8 @@ class Decision {
   const std::vector<std::string>& strip_fields() const noexcept { return strip_fields_; }
   MonotonicTime deadline() const noexcept { return deadline_; }
   const std::string& fetch_target() const noexcept { return fetch_target_; }
+  // fetch_all's targets; empty for a single fetch (fetch_target()).
+  const std::vector<std::string>& fetch_targets() const noexcept { return fetch_targets_; }
   std::size_t body_limit() const noexcept { return body_limit_; }
   const std::vector<std::pair<std::string, std::string>>& set_fields() const noexcept { return set_fields_; }
   const std::optional<std::string>& replaced_body() const noexcept { return replaced_body_; }
@@ -189,6 +198,7 @@ class Decision {
   std::vector<std::string> strip_fields_;
   MonotonicTime deadline_{};
   std::string fetch_target_;
+  std::vector<std::string> fetch_targets_;
   std::size_t body_limit_ = 0;
   std::vector<std::pair<std::string, std::string>> set_fields_;
   std::optional<std::string> replaced_body_;
@@ -258,6 +268,18 @@ class Policy {
   // Request phase. May set `state` to carry something to later hooks. Called again after a
   // Wait, with the state it left.
   virtual Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) = 0;
+
+  // The answers to this policy's Decision::fetch_all, in the order of its targets. By default
+  // each goes to on_fetched in turn, until one decides anything but forward.
+  virtual Decision on_fetched_all(const RequestView& request, std::span<const FetchedResponse> fetched,
+                                  std::unique_ptr<ExchangeState>& state) {
+    Decision decision = Decision::forward();
+    for (const FetchedResponse& one : fetched) {
+      decision = on_fetched(request, one, state);
+      if (!decision.forwards()) break;
+    }
+    return decision;
+  }
 
   // The request body, after this policy's Decision::read_body: it may read and replace it
   // (what is forwarded is `body` as the hook leaves it). Called again after a Wait.

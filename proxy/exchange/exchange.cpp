@@ -356,6 +356,14 @@ bool Exchange::apply_request_decision(Decision& decision) {
       park(hook_, decision.deadline());
       return false;
     case Decision::Kind::Fetch:
+      if (!decision.fetch_targets().empty()) {
+        fetched_.assign(decision.fetch_targets().size(), FetchedResponse{});
+        for (std::size_t slot = 0; slot < decision.fetch_targets().size(); ++slot) {
+          start_side_request(hook_, decision.fetch_targets()[slot], slot);
+        }
+        return false;
+      }
+      fetched_.clear();
       start_side_request(hook_, decision.fetch_target());
       return false;
     case Decision::Kind::ReadBody:
@@ -398,26 +406,33 @@ void Exchange::resume_parked() {
   }
 }
 
-void Exchange::start_side_request(Hook hook, const std::string& target) {
+void Exchange::start_side_request(Hook hook, const std::string& target, std::size_t slot) {
   stage_ = Stage::SideRequest;
   hook_ = hook;
   ++side_requests_;
-  host_.start_side_request(SideRequestSpec{0, target, *runtime_, *route_, head_.headers, peer_is_trusted_proxy_,
+  host_.start_side_request(SideRequestSpec{slot, target, *runtime_, *route_, head_.headers, peer_is_trusted_proxy_,
                                            scratch_.request_id, scratch_.believed_client,
                                            route_->response_body_limit});
 }
 
 void Exchange::on_side_response(std::size_t slot, FetchedResponse fetched) {
-  (void)slot;
-  if (side_requests_ > 0) --side_requests_;
-  if (stage_ != Stage::SideRequest) return;
+  if (stage_ != Stage::SideRequest || side_requests_ == 0) return;
+  --side_requests_;
+  if (!fetched_.empty()) {
+    // One of a fetch_all: the policy hears them all once the last has come.
+    if (slot < fetched_.size()) fetched_[slot] = std::move(fetched);
+    if (side_requests_ > 0) return;
+  }
   const auto& policies = route_->policies;
   switch (hook_) {
     case Hook::Request:
     case Hook::RequestBody: {
       stage_ = Stage::RequestPolicies;
       RequestView view = request_view();
-      Decision decision = policies[policy_index_]->on_fetched(view, fetched, scratch_.policy_states[policy_index_]);
+      auto& state = scratch_.policy_states[policy_index_];
+      Decision decision = fetched_.empty() ? policies[policy_index_]->on_fetched(view, fetched, state)
+                                           : policies[policy_index_]->on_fetched_all(view, fetched_, state);
+      fetched_.clear();
       if (!apply_request_decision(decision)) return;
       run_request_policies();
       return;

@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "policies/policy.h"
 #include "proxy/exchange/exchange_host.h"
@@ -137,7 +138,7 @@ class Exchange final : public UpstreamEvents {
   bool apply_request_decision(Decision& decision);
   void park(Hook hook, MonotonicTime deadline);
   void resume_parked();
-  void start_side_request(Hook hook, const std::string& target);
+  void start_side_request(Hook hook, const std::string& target, std::size_t slot = 0);
   void run_response_policies(bool held);  // from response_policy_index_ down
   bool apply_response_step(ResponseStep& step, std::size_t policy);
   void release_held_head_withheld();
@@ -183,6 +184,7 @@ class Exchange final : public UpstreamEvents {
   std::size_t response_policy_index_ = 0;  // response policies [0, index) are still to run
   std::size_t end_policy_index_ = 0;       // end hooks [0, index) are still to run
   std::size_t side_requests_ = 0;          // outstanding
+  std::vector<FetchedResponse> fetched_;   // a fetch_all's answers, by slot, until the last arrives
   RequestBody body_;
 
   // upstream
