@@ -95,6 +95,8 @@ class Exchange final : public UpstreamEvents {
   Hook hook() const noexcept { return hook_; }
   const std::string& request_id() const noexcept { return scratch_.request_id; }
   const RouteRuntime* route() const noexcept { return route_; }
+  // The request fields the policies took out (Decision::forward_without): never sent upstream.
+  const std::vector<std::string>& omitted_fields() const noexcept { return scratch_.omit_fields; }
 
   // UpstreamEvents
   void on_upstream_connected(UpstreamChannel& channel) override;

@@ -116,7 +116,11 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
     closed = true;
     if (exchange) exchange->on_client_gone();
   }
+  // The exchange's upstream events, while it has an upstream request open (else nullptr).
+  UpstreamEvents* upstream_events() const noexcept { return exchange ? upstream_events_ : nullptr; }
+  void upstream_ended() noexcept { upstream_events_ = nullptr; }
   bool timer_armed() const noexcept { return timer_due_.has_value(); }
+  const std::optional<MonotonicTime>& timer_due() const noexcept { return timer_due_; }
   MonotonicTime clock() const noexcept { return clock_; }
 
   // --- ExchangeHost
@@ -183,6 +187,7 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   }
   void on_parse_paused() override {
     if (parser_.head_complete() && !exchange) {
+      head_requests.push_back(parser_.head().method == "HEAD");
       exchange.emplace(*this, scratch_, parser_.head(), started_).start();
     } else if (exchange) {
       exchange->on_request_paused();
@@ -190,7 +195,10 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   }
   void on_parse_error(llhttp_errno_t error) override {
     Problem problem = parser_.problem(error);
-    if (!exchange) exchange.emplace(*this, scratch_, parser_.head(), started_);
+    if (!exchange) {
+      head_requests.push_back(false);
+      exchange.emplace(*this, scratch_, parser_.head(), started_);
+    }
     exchange->refuse(problem);
   }
   bool takes_input() const override { return !closed; }
@@ -201,6 +209,7 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   std::string to_client;
   std::vector<SideCall> side_calls;
   std::vector<int> statuses;  // one per exchange recorded
+  std::vector<bool> head_requests;  // one per exchange begun: was it a HEAD request
   std::shared_ptr<FakeWaker> waker_ = std::make_shared<FakeWaker>();
   int upstream_opens = 0;
   int side_cancels = 0;

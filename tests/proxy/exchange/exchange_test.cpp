@@ -37,6 +37,7 @@ class StepPolicy final : public Policy {
   std::size_t read_body = 0;               // request phase: Decision::read_body(this)
   std::string replace_body;                // request body hook: the body becomes this
   std::string add_field;                   // forward with this field set to "yes"
+  std::string forward_body;                // request phase: forward with this body instead
   std::size_t body_limit = 0;              // response_body_limit
 
   int request_calls = 0, body_calls = 0, response_calls = 0, end_calls = 0;
@@ -54,6 +55,7 @@ class StepPolicy final : public Policy {
     if (park_request && request_calls == 1) return Decision::wait_until(request.now + kParkFor);
     if (!fetch_targets.empty() && seen_fetched.empty()) return Decision::fetch_all(fetch_targets);
     if (read_body > 0) return Decision::read_body(read_body);
+    if (!forward_body.empty()) return forward().with_body(forward_body);
     return forward();
   }
   Decision on_fetched_all(const RequestView&, std::span<const FetchedResponse> fetched,
@@ -269,6 +271,19 @@ TEST_F(ExchangeTest, PolicyReplacesTheRequestBodyAndSetsAField) {
   EXPECT_EQ(sent.find("chunked"), std::string::npos) << sent;
   EXPECT_TRUE(sent.ends_with("\r\n\r\n{\"merged\":true}")) << sent;
   EXPECT_TRUE(host->upstream.finished);
+}
+
+TEST_F(ExchangeTest, ABodyReplacedBeforeItWasReadIsReadAndDropped) {
+  policy->forward_body = "new";
+  start("POST /items/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\nold-");
+  EXPECT_EQ(host->upstream_opens, 0);  // the client's body is still coming
+  host->feed("body");
+  ASSERT_EQ(host->upstream_opens, 1);
+  const std::string& sent = host->upstream.received;
+  EXPECT_NE(sent.find("Content-Length: 3\r\n"), std::string::npos) << sent;
+  EXPECT_TRUE(sent.ends_with("\r\n\r\nnew")) << sent;
+  EXPECT_EQ(sent.find("old-"), std::string::npos) << sent;
+  EXPECT_EQ(policy->request_calls, 1);
 }
 
 TEST_F(ExchangeTest, ReadBodyOverItsLimitIs413) {
