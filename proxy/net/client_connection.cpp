@@ -101,8 +101,8 @@ void ClientConnection::on_request_begin() {
 
 bool ClientConnection::on_request_body(std::string_view piece) {
   if (!exchange_) return false;
-  exchange_->on_request_body(piece);
-  return exchange_.has_value() && phase_ == Phase::Exchange;
+  bool go_on = exchange_->on_request_body(piece);
+  return go_on && exchange_.has_value() && phase_ == Phase::Exchange;
 }
 
 void ClientConnection::on_request_complete() {
@@ -173,6 +173,7 @@ void ClientConnection::on_write_done(int status) {
 }
 
 void ClientConnection::exchange_done(bool keep_alive) {
+  cancel_side_requests();  // finished ones too: a side request holds its upstream pool
   if (phase_ == Phase::Closed) {
     close_timer();  // the exchange outlived the socket (its end hooks); it goes with the connection
     return;
