@@ -5,6 +5,15 @@
 // on_request() in order before a byte goes upstream; the first that answers ends the chain and
 // its answer goes to the client. After the upstream's response head (and, if a policy asked,
 // its body) has arrived, on_response() runs in reverse order, like Envoy's encoder filters.
+// When the exchange is over (answered, failed, or the client gone), on_end() runs in reverse
+// order: the place for I/O about the outcome (not a destructor).
+//
+// Every hook answers with a step of one vocabulary (Decision in the request phase, ResponseStep
+// in the response and end phases): go on; reply; park until the Waker fires or a deadline
+// passes (the hook is then called again); call a side request (fetch) and get its answer in
+// the matching *_fetched hook; in the request phase also ask for the request body
+// (Decision::read_body, then on_request_body) and forward with request fields set or a body
+// replaced (Decision::with_field, with_body).
 //
 // Policies see read-only views and `now`; they own no sockets, timers or threads. A Policy
 // object is shared by every worker thread, so its shared state must be thread-safe; whatever
@@ -57,10 +66,13 @@ struct RequestView {
   std::span<const PathParam> params;  // the route's {param} captures
   std::string_view request_id;
   MonotonicTime now;
-  std::shared_ptr<Waker> waker;  // request phase only; null in the response phase
+  std::shared_ptr<Waker> waker;  // every phase (null only in `arbiter explain`)
   // The path as routes and resource keys see it (lower-cased under the proxy's
   // case_insensitive_paths); empty: `path` itself.
   std::string_view resource_path = {};
+  // The request body, once read whole (Policy::request_body_limit, Decision::read_body), as
+  // it will be forwarded (a policy may have replaced it); nullptr while not read.
+  const std::string* body = nullptr;
 };
 
 struct ResponseView {
@@ -93,6 +105,8 @@ class Decision {
     Wait,     // park the request until the waker is woken or the deadline passes, then call
               // on_request() again (with the same state)
     Fetch,    // GET fetch_target() from the upstream first and call on_fetched() with it
+    ReadBody, // read the request body whole, up to body_limit() bytes (else 413), then call
+              // on_request_body() with it
   };
 
   static Decision forward() { return Decision(Kind::Forward); }
@@ -130,6 +144,32 @@ class Decision {
     d.fetch_target_ = std::move(target);
     return d;
   }
+  // Several side requests at once (each a GET of one target, as fetch): on_fetched_all gets
+  // their answers, in this order, once all have arrived.
+  static Decision fetch_all(std::vector<std::string> targets) {
+    Decision d(Kind::Fetch);
+    d.fetch_targets_ = std::move(targets);
+    return d;
+  }
+  // Honoured only before anything went upstream (the request phase): a body already read is
+  // handed over at once.
+  static Decision read_body(std::size_t limit) {
+    Decision d(Kind::ReadBody);
+    d.body_limit_ = limit;
+    return d;
+  }
+  // Forward edits (Kind::Forward): set a request field (replacing any of that name) before
+  // forwarding; later policies see it in RequestView::headers.
+  Decision with_field(std::string name, std::string value) && {
+    set_fields_.emplace_back(std::move(name), std::move(value));
+    return std::move(*this);
+  }
+  // Forward edits: forward this body instead of the client's (framed by its length). The
+  // client's body, if not read yet, is read whole first (up to the proxy's max_body_bytes).
+  Decision with_body(std::string body) && {
+    replaced_body_ = std::move(body);
+    return std::move(*this);
+  }
 
   Kind kind() const noexcept { return kind_; }
   bool forwards() const noexcept { return kind_ == Kind::Forward; }
@@ -142,6 +182,12 @@ class Decision {
   const std::vector<std::string>& strip_fields() const noexcept { return strip_fields_; }
   MonotonicTime deadline() const noexcept { return deadline_; }
   const std::string& fetch_target() const noexcept { return fetch_target_; }
+  // fetch_all's targets; empty for a single fetch (fetch_target()).
+  const std::vector<std::string>& fetch_targets() const noexcept { return fetch_targets_; }
+  std::size_t body_limit() const noexcept { return body_limit_; }
+  const std::vector<std::pair<std::string, std::string>>& set_fields() const noexcept { return set_fields_; }
+  const std::optional<std::string>& replaced_body() const noexcept { return replaced_body_; }
+  std::optional<std::string>& replaced_body() noexcept { return replaced_body_; }
 
  private:
   explicit Decision(Kind kind) : kind_(kind) {}
@@ -154,17 +200,57 @@ class Decision {
   std::vector<std::string> strip_fields_;
   MonotonicTime deadline_{};
   std::string fetch_target_;
+  std::vector<std::string> fetch_targets_;
+  std::size_t body_limit_ = 0;
+  std::vector<std::pair<std::string, std::string>> set_fields_;
+  std::optional<std::string> replaced_body_;
 };
 
-// What a response-phase hook decided: go on, or GET a target first (e.g. to learn the new
-// version of a resource after a write) and call on_response_fetched() with it. A fetch is
-// honoured only while the response is still held back: when its body is buffered
-// (response.body != nullptr) or it has none (body_withheld == false).
+// What a response-phase or end-phase hook decided: go on; GET a target first (e.g. to learn
+// the new version of a resource after a write) and call on_response_fetched() / on_end_fetched()
+// with it; park until the waker fires or the deadline passes, then be called again; or (response
+// phase) answer the client with this instead of the upstream's response. In the response phase
+// a fetch, a park and a reply are honoured only while the response is still held back: when
+// its body is buffered (response.body != nullptr) or it has none (body_withheld == false).
 struct ResponseStep {
   static ResponseStep proceed() { return {}; }
-  static ResponseStep fetch(std::string target) { return {true, std::move(target)}; }
+  static ResponseStep fetch(std::string target) {
+    ResponseStep step;
+    step.fetch_first = true;
+    step.fetch_target = std::move(target);
+    return step;
+  }
+  static ResponseStep wait_until(MonotonicTime until) {
+    ResponseStep step;
+    step.wait = true;
+    step.deadline = until;
+    return step;
+  }
+  static ResponseStep reply(Problem problem, HeaderList headers = {}) {
+    ResponseStep step;
+    step.replacement = std::make_shared<Decision>(Decision::reply(std::move(problem), std::move(headers)));
+    return step;
+  }
+  static ResponseStep respond(int status, HeaderList headers, std::string body = {}, std::string content_type = {}) {
+    ResponseStep step;
+    step.replacement = std::make_shared<Decision>(
+        Decision::respond(status, std::move(headers), std::move(body), std::move(content_type)));
+    return step;
+  }
   bool fetch_first = false;
   std::string fetch_target;
+  bool wait = false;
+  MonotonicTime deadline{};
+  std::shared_ptr<Decision> replacement;  // a reply (Decision::Kind::Reply) instead of the response
+};
+
+// How an exchange ended, for Policy::on_end.
+struct ExchangeOutcome {
+  int status = 0;                  // what the client got (0: nothing)
+  bool upstream_answered = false;  // the upstream's response head arrived
+  bool response_complete = false;  // the client got its whole answer
+  bool client_gone = false;        // the client went away (or the connection failed) first
+  MonotonicTime now;
 };
 
 // Per-request state a policy keeps between its hooks; destroyed when the exchange ends,
@@ -185,6 +271,26 @@ class Policy {
   // Wait, with the state it left.
   virtual Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) = 0;
 
+  // The answers to this policy's Decision::fetch_all, in the order of its targets. By default
+  // each goes to on_fetched in turn, until one decides anything but forward.
+  virtual Decision on_fetched_all(const RequestView& request, std::span<const FetchedResponse> fetched,
+                                  std::unique_ptr<ExchangeState>& state) {
+    Decision decision = Decision::forward();
+    for (const FetchedResponse& one : fetched) {
+      decision = on_fetched(request, one, state);
+      if (!decision.forwards()) break;
+    }
+    return decision;
+  }
+
+  // The request body, after this policy's Decision::read_body: it may read and replace it
+  // (what is forwarded is `body` as the hook leaves it). Called again after a Wait.
+  virtual Decision on_request_body(const RequestView& request, std::string& body,
+                                   std::unique_ptr<ExchangeState>& state) {
+    (void)request, (void)body, (void)state;
+    return Decision::forward();
+  }
+
   // The answer to this policy's Decision::fetch.
   virtual Decision on_fetched(const RequestView& request, const FetchedResponse& fetched,
                               std::unique_ptr<ExchangeState>& state) {
@@ -204,6 +310,20 @@ class Policy {
   virtual void on_response_fetched(const RequestView& request, ResponseView& response,
                                    const FetchedResponse& fetched, ExchangeState* state) {
     (void)request, (void)response, (void)fetched, (void)state;
+  }
+
+  // End of the exchange, in reverse policy order, whichever way it ended; state is the
+  // request phase's (possibly null) and is destroyed after every on_end has returned proceed.
+  // May fetch (then on_end_fetched) or park; the client's answer is already final.
+  virtual ResponseStep on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState* state) {
+    (void)request, (void)outcome, (void)state;
+    return ResponseStep::proceed();
+  }
+
+  // The answer to this policy's ResponseStep::fetch in the end phase.
+  virtual void on_end_fetched(const RequestView& request, const ExchangeOutcome& outcome,
+                              const FetchedResponse& fetched, ExchangeState* state) {
+    (void)request, (void)outcome, (void)fetched, (void)state;
   }
 
   // What this policy would check for this request, in a sentence or two, for

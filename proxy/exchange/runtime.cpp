@@ -67,4 +67,10 @@ Runtime::Runtime(Config config, RuntimeState& state)
   }
 }
 
+void Runtime::append_policy(std::size_t route, std::shared_ptr<Policy> policy) {
+  RouteRuntime& rt = routes_.at(route);
+  rt.response_body_limit = std::max(rt.response_body_limit, policy->response_body_limit());
+  rt.policies.push_back(std::move(policy));
+}
+
 }  // namespace arbiter

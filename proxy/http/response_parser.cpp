@@ -99,7 +99,9 @@ int ResponseParser::on_headers_complete(llhttp_t* parser) {
 }
 
 int ResponseParser::on_body(llhttp_t* parser, const char* at, std::size_t length) {
-  return self_of(parser).events_.on_response_body({at, length}) ? 0 : -1;
+  ResponseParser& self = self_of(parser);
+  if (!self.head_done_) return 0;  // a body on an interim 1xx answer (which has none) is dropped
+  return self.events_.on_response_body({at, length}) ? 0 : -1;
 }
 
 int ResponseParser::on_message_complete(llhttp_t* parser) {

@@ -1,24 +1,21 @@
-// libFuzzer harness: the request path, from the bytes a client sends to what the request-phase
-// policies decide, with no socket, timer or thread.
+// libFuzzer harness: the request path, from the bytes a client sends to what Arbiter answers,
+// through the real Exchange (proxy/exchange/exchange.h) with no socket, timer or thread.
 //
 // The input is what one client connection delivers (see for_each_read for how it is cut into
-// reads). FuzzConnection drives the proxy's own RequestParser (proxy/http/request_parser.h: llhttp
-// with max_header_bytes, max_body_bytes, obs-fold, and the input kept across pauses) and
-// check_request_head, routes with the Router
-// of a Runtime built from a fixed configuration, and runs the route's policy chain with a fake
-// clock. The steps around them are ClientConnection's (proxy/net/client_connection.cpp), which owns
-// a uv_tcp_t; they are followed here under the same names (on_parse_paused, begin_exchange,
-// run_request_policies, reply, finish_exchange): keep the two in step.
-// What the real flow does with a socket is replaced: the upstream is FakeBackend, which answers
-// once the whole request has arrived; a policy's fetch is answered by it at once; a Wait is
-// over at once when the policy woke the waker, else the clock jumps to its deadline.
+// reads). FakeExchangeHost (tests/support/fake_exchange_host.h) feeds it to the proxy's own
+// RequestParser, as ClientConnection does, and hosts the Exchange: head checks, path
+// normalisation, routing, the route's policies (rate limits, in-flight limit, ETag) with a fake
+// clock, the upstream request, the response policies and the answer to the client. The
+// harness plays the world around it: FakeBackend answers a forwarded request once it has
+// arrived whole, and a side request at once; a parked exchange is woken at once when its
+// policy woke the waker, else the clock jumps to its deadline.
 //
-// Besides the sanitizers, three properties are checked (a failure traps):
-// - the head Arbiter would send upstream, and the head it would send the client, parse back
-//   with llhttp as exactly one message head, with the framing Arbiter chose (no smuggling);
-//   so does the end of a chunked request body with the client's trailer fields;
-// - a policy that answers Wait gives up by its deadline (the request is never parked forever);
-// - the policy chain and the parser stop: an input can only drive a bounded amount of work.
+// Besides the sanitizers, properties are checked (a failure traps):
+// - what Arbiter sends upstream parses back with llhttp as exactly one request (no smuggling,
+//   the client's trailers included), without the fields a policy took out;
+// - what Arbiter sends the client parses back as one response per request, in order;
+// - a parked exchange has a deadline within the hour (it is never parked forever);
+// - the parser and the exchange stop: an input can only drive a bounded amount of work.
 
 #include <algorithm>
 #include <cstdint>
@@ -36,9 +33,11 @@
 #include "proxy/http/forwarding.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/http/path_normalization.h"
+#include "proxy/exchange/exchange.h"
 #include "proxy/exchange/router.h"
 #include "proxy/exchange/runtime.h"
 #include "tests/fuzz/fuzz_support.h"
+#include "tests/support/fake_exchange_host.h"
 
 namespace arbiter {
 namespace {
@@ -120,23 +119,12 @@ upstream = "backend"
 
 // The TCP peer: inside trusted_proxies, so X-Forwarded-For is believed (and parsed).
 constexpr std::string_view kPeer = "10.0.0.7";
-// As in client_connection.cpp.
-constexpr std::uint64_t kMaxDrainedBody = 1u << 20;
-// Rounds of Wait/Fetch one policy may take for one request before the harness calls it a hang.
-constexpr int kMaxPolicyRounds = 16;
+// Rounds of the world answering one input (parks, side requests, upstream answers).
+constexpr int kMaxRounds = 4096;
 
 [[noreturn]] void fail(const char* what) {
   std::fprintf(stderr, "request_fuzz: %s\n", what);
   __builtin_trap();
-}
-
-// client_connection.cpp's rule for a client-supplied X-Request-Id (private there).
-bool acceptable_request_id(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' ||
-           c == '.' || c == ':';
-  });
 }
 
 // A legacy JSON store in memory, like tests/legacy_api: no ETags, except under /tagged/, where
@@ -199,457 +187,174 @@ class FakeBackend {
   std::map<std::string, Resource, std::less<>> resources_;
 };
 
-// A head Arbiter wrote must read back as exactly one message head with the framing it meant.
-void check_head_parses(std::string_view head, llhttp_type_t type, BodyFraming framing, std::uint64_t length) {
-  llhttp_settings_t settings;
-  llhttp_settings_init(&settings);
-  settings.on_headers_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
-  llhttp_t parser;
-  llhttp_init(&parser, type, &settings);
-  llhttp_errno_t rc = llhttp_execute(&parser, head.data(), head.size());
-  if (rc != HPE_PAUSED) {
-    std::fprintf(stderr, "head:\n%.*s\nllhttp: %s\n", static_cast<int>(head.size()), head.data(),
-                 llhttp_get_error_reason(&parser) ? llhttp_get_error_reason(&parser) : llhttp_errno_name(rc));
-    fail("a head Arbiter writes does not parse");
-  }
-  if (llhttp_get_error_pos(&parser) != head.data() + head.size()) fail("a head Arbiter writes ends early");
-  bool chunked = (parser.flags & F_CHUNKED) != 0;
-  bool has_length = (parser.flags & F_CONTENT_LENGTH) != 0;
-  if (chunked != (framing == BodyFraming::Chunked)) fail("the written head's chunked framing is not the one chosen");
-  if (framing == BodyFraming::ContentLength && (!has_length || parser.content_length != length)) {
-    fail("the written head's Content-Length is not the one chosen");
-  }
-  if (framing != BodyFraming::ContentLength && has_length) fail("the written head has a Content-Length not chosen");
-}
+// A request Arbiter sent upstream: it must parse back as exactly one message.
+struct SentRequest {
+  std::string method;
+  std::string target;
+  HeaderList headers;
+  std::string body;
+};
 
-// The end of a chunked body Arbiter wrote (write_last_chunk) must read back as exactly the end of
-// one message: a trailer field cannot smuggle a second one.
-void check_last_chunk_parses(std::string_view last_chunk) {
+SentRequest parse_sent_request(std::string_view bytes) {
+  struct State {
+    SentRequest request;
+    std::string field;
+    bool complete = false;
+  } state;
   llhttp_settings_t settings;
   llhttp_settings_init(&settings);
-  settings.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
+  settings.on_url = [](llhttp_t* p, const char* at, std::size_t n) {
+    static_cast<State*>(p->data)->request.target.append(at, n);
+    return 0;
+  };
+  settings.on_header_field = [](llhttp_t* p, const char* at, std::size_t n) {
+    static_cast<State*>(p->data)->field.assign(at, n);
+    return 0;
+  };
+  settings.on_header_value = [](llhttp_t* p, const char* at, std::size_t n) {
+    auto* s = static_cast<State*>(p->data);
+    s->request.headers.add(s->field, std::string_view(at, n));
+    return 0;
+  };
+  settings.on_body = [](llhttp_t* p, const char* at, std::size_t n) {
+    static_cast<State*>(p->data)->request.body.append(at, n);
+    return 0;
+  };
+  settings.on_message_complete = [](llhttp_t* p) {
+    static_cast<State*>(p->data)->complete = true;
+    return static_cast<int>(HPE_PAUSED);
+  };
   llhttp_t parser;
   llhttp_init(&parser, HTTP_REQUEST, &settings);
-  std::string message = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
-  message.append(last_chunk);
-  llhttp_errno_t rc = llhttp_execute(&parser, message.data(), message.size());
-  if (rc != HPE_PAUSED) {
-    std::fprintf(stderr, "last chunk:\n%.*s\nllhttp: %s\n", static_cast<int>(last_chunk.size()), last_chunk.data(),
+  parser.data = &state;
+  llhttp_errno_t rc = llhttp_execute(&parser, bytes.data(), bytes.size());
+  if (rc == HPE_PAUSED_UPGRADE) rc = HPE_PAUSED;  // an upgrade request ends with its head
+  if (rc != HPE_PAUSED || !state.complete) {
+    std::fprintf(stderr, "sent upstream:\n%.*s\nllhttp: %s\n", static_cast<int>(bytes.size()), bytes.data(),
                  llhttp_errno_name(rc));
-    fail("a last chunk Arbiter writes does not parse");
+    fail("what Arbiter sends upstream does not parse as one request");
   }
-  if (llhttp_get_error_pos(&parser) != message.data() + message.size()) fail("a last chunk Arbiter writes ends early");
+  if (llhttp_get_error_pos(&parser) != bytes.data() + bytes.size()) fail("Arbiter sent upstream more than one request");
+  state.request.method = llhttp_method_name(static_cast<llhttp_method_t>(parser.method));
+  return std::move(state.request);
 }
 
-bool head_has_field(std::string_view head, std::string_view name) {
-  for (std::size_t line = head.find("\r\n"); line != std::string_view::npos; line = head.find("\r\n", line + 2)) {
-    std::string_view rest = head.substr(line + 2);
-    if (rest.size() > name.size() && rest[name.size()] == ':' && iequals(rest.substr(0, name.size()), name)) return true;
+// What Arbiter sent the client: responses, at most one per request, in order (HEAD-aware), a
+// 100 Continue allowed before one.
+void check_client_stream(std::string_view bytes, const std::vector<bool>& head_requests, bool aborted) {
+  struct State {
+    const std::vector<bool>* head_requests;
+    std::size_t index = 0;
+    bool upgraded = false;
+  } state{&head_requests};
+  llhttp_settings_t settings;
+  llhttp_settings_init(&settings);
+  settings.on_headers_complete = [](llhttp_t* p) {
+    auto* s = static_cast<State*>(p->data);
+    if (p->status_code == 101) {
+      s->upgraded = true;
+      return 0;
+    }
+    bool head = p->status_code >= 200 && s->index < s->head_requests->size() && (*s->head_requests)[s->index];
+    return head ? 1 : 0;
+  };
+  settings.on_message_complete = [](llhttp_t* p) {
+    if (p->status_code >= 200) ++static_cast<State*>(p->data)->index;
+    return 0;
+  };
+  llhttp_t parser;
+  llhttp_init(&parser, HTTP_RESPONSE, &settings);
+  parser.data = &state;
+  llhttp_errno_t rc = llhttp_execute(&parser, bytes.data(), bytes.size());
+  if (rc == HPE_PAUSED_UPGRADE || state.upgraded) return;  // the rest is the new protocol's
+  if (rc != HPE_OK) {
+    std::fprintf(stderr, "to the client:\n%.*s\nllhttp: %s\n", static_cast<int>(bytes.size()), bytes.data(),
+                 llhttp_errno_name(rc));
+    fail("what Arbiter sends the client does not parse as responses");
   }
-  return false;
+  if (state.index > head_requests.size()) fail("more responses than requests");
+  (void)aborted;
 }
 
-// ClientConnection without the socket: the same parser and exchange steps, under the same
-// names, with the I/O replaced as the file comment says.
-class FuzzConnection final : public RequestEvents {
+// The world around one connection's exchanges: the backend, the clock, the waker.
+class FuzzWorld {
  public:
-  FuzzConnection(const Runtime& runtime, fuzz::FakeClock& clock, FakeBackend& backend)
-      : runtime_(runtime), clock_(clock), backend_(backend), waker_(std::make_shared<fuzz::RecordingWaker>()) {
-    parser_.set_limits({server().max_header_bytes, server().max_body_bytes});
+  FuzzWorld(std::shared_ptr<const Runtime> runtime, FakeBackend& backend)
+      : host_(std::move(runtime), std::string(kPeer)), backend_(backend) {}
+
+  void on_input(std::string_view read) {
+    host_.feed(read);
+    play();
   }
 
-  bool closed() const noexcept { return phase_ == Phase::Closed; }
-
-  // One read from the socket (ClientConnection::on_input).
-  void on_input(std::string_view data) {
-    if (phase_ == Phase::Closed) return;
-    parser_.feed(data.data(), data.size());
-  }
+  void check() const { check_client_stream(host_.to_client, host_.head_requests, host_.aborted); }
 
  private:
-  enum class Phase : std::uint8_t { Idle, ReadingHead, Exchange, Closed };
-
-  const ServerConfig& server() const { return runtime_.config().server; }
-
-  // ---- input (the parser's RequestEvents)
-
-  bool takes_input() const override { return phase_ != Phase::Closed; }
-
-  void on_parse_paused() override {
-    if (++executions_ > 100000) fail("the parser does not stop");
-    if (parser_.head_complete() && phase_ == Phase::ReadingHead) {
-      begin_exchange();
-    } else if (parser_.message_complete() && response_complete_) {
-      finish_exchange();
-    } else if (parser_.message_complete() && forwarding_) {
-      upstream_answers();  // the harness's backend answers once it has the whole request
-    }
-  }
-
-  void resume_parser() {
-    if (phase_ != Phase::Closed) parser_.resume();
-  }
-
-  void on_parse_error(llhttp_errno_t error) override {
-    client_keep_alive_ = false;
-    if (response_complete_) {
-      phase_ = Phase::Closed;  // an answer is out; only closing can tell the client
-      return;
-    }
-    phase_ = Phase::Exchange;
-    forwarding_ = false;  // the upstream is abandoned: it never sees the rest
-    reply_problem(parser_.problem(error), {});
-  }
-
-  // ---- request events (RequestEvents)
-
-  void on_request_begin() override { phase_ = Phase::ReadingHead; }
-
-  bool on_request_body(std::string_view piece) override {
-    if (forwarding_) forwarded_body_.append(piece);
-    return phase_ != Phase::Closed;
-  }
-
-  // ClientConnection::on_request_complete: a chunked body's end goes upstream with the client's
-  // trailer fields that may cross.
-  void on_request_complete() override {
-    if (!forwarding_ || head_.framing != BodyFraming::Chunked) return;
-    scratch_last_chunk_.clear();
-    write_last_chunk(scratch_last_chunk_, head_.trailers, omit_fields_);
-    check_last_chunk_parses(scratch_last_chunk_);
-    for (const std::string& omitted : omit_fields_) {
-      if (head_has_field(scratch_last_chunk_, omitted)) fail("a field a policy took out went upstream as a trailer");
-    }
-  }
-
-  // ---- the exchange (ClientConnection::begin_exchange and validate_request_head)
-
-  void begin_exchange() {
-    phase_ = Phase::Exchange;
-    client_keep_alive_ = head_.keep_alive;
-    if (auto id = head_.headers.find("x-request-id"); id && acceptable_request_id(*id)) {
-      request_id_.assign(*id);
-    } else {
-      request_id_ = "fuzz-" + std::to_string(++request_count_);
-    }
-    if (!validate_request_head()) return;
-    if (head_.framing == BodyFraming::ContentLength && head_.content_length > server().max_body_bytes) {
-      client_keep_alive_ = false;
-      reply_problem(Problem::make("content-too-large", 413, "Content too large", "Content-Length too large."), {});
-      return;
-    }
-    // ClientConnection::normalize_target, with a property: the normal form is a fixed point.
-    std::string_view raw(head_.target);
-    std::size_t query_at = std::min(raw.find('?'), raw.size());
-    std::string why;
-    if (!normalize_path(raw.substr(0, query_at), target_, why)) {
-      reply_problem(Problem::make("malformed-path", 400, "Malformed path", why), {});
-      return;
-    }
-    if (std::string again; !normalize_path(target_, again, why) || again != target_) fail("normalize_path is not idempotent");
-    path_length_ = target_.size();
-    target_.append(raw.substr(query_at));
-    std::string_view path = std::string_view(target_).substr(0, path_length_);
-    RouteMatch match;
-    std::string allowed;
-    switch (runtime_.router().match(head_.method, path, match, &allowed)) {
-      case Router::Outcome::NotFound:
-        reply_problem(Problem::make("route-not-found", 404, "No route", "No route matches " + std::string(path)), {});
-        return;
-      case Router::Outcome::MethodNotAllowed:
-        if (allowed.empty()) fail("405 with an empty Allow");
-        reply_problem(Problem::make("method-not-allowed", 405, "Method not allowed", "Not " + std::string(head_.method)),
-                      HeaderList{{"Allow", allowed}});
-        return;
-      case Router::Outcome::Matched:
-        break;
-    }
-    route_ = &runtime_.route(match.route_index);
-    params_ = std::move(match.params);
-    policy_states_.resize(route_->policies.size());
-    peer_is_trusted_proxy_ = false;
-    for (const Cidr& cidr : server().trusted_proxies) peer_is_trusted_proxy_ = peer_is_trusted_proxy_ || cidr.contains(kPeer);
-    if (peer_is_trusted_proxy_) believed_client_ = believed_client_address(kPeer, head_.headers, server().trusted_proxies);
-    upgrade_ = head_.upgrade && route_->config->websocket;
-    run_request_policies();
-  }
-
-  bool validate_request_head() {
-    if (std::optional<Problem> refused = check_request_head(head_)) {
-      client_keep_alive_ = false;
-      reply_problem(*refused, {});
-      return false;
-    }
-    expect_continue_ = expects_continue(head_);
-    return true;
-  }
-
-  RequestView request_view() const {
-    std::string_view target(target_);
-    std::string_view query = target.substr(path_length_);
-    return RequestView{head_.method,
-                       target,
-                       target.substr(0, path_length_),
-                       query.empty() ? query : query.substr(1),
-                       head_.headers,
-                       believed_client_.empty() ? kPeer : std::string_view(believed_client_),
-                       route_->config->name,
-                       params_,
-                       request_id_,
-                       clock_.now()};
-  }
-
-  // ClientConnection::run_request_policies, with each policy's Wait and Fetch rounds played
-  // out at once (on_woken / the timer, and on_fetched).
-  void run_request_policies() {
-    const auto& policies = route_->policies;
-    for (; policy_index_ < policies.size(); ++policy_index_) {
-      Policy& policy = *policies[policy_index_];
-      std::unique_ptr<ExchangeState>& state = policy_states_[policy_index_];
-      auto view = [&] {
-        RequestView v = request_view();
-        v.waker = waker_;
-        return v;
-      };
-      Decision decision = policy.on_request(view(), state);
-      for (int round = 0; decision.kind() == Decision::Kind::Wait || decision.kind() == Decision::Kind::Fetch;
-           ++round) {
-        if (round == kMaxPolicyRounds) fail("a policy keeps the request waiting or fetching");
-        if (decision.kind() == Decision::Kind::Fetch) {
-          FetchedResponse fetched = fetch(decision.fetch_target());
-          decision = policy.on_fetched(view(), fetched, state);
-          continue;
+  // Answers whatever the exchange in progress waits for, until it waits for the client.
+  void play() {
+    for (int round = 0; host_.exchange && !host_.closed; ++round) {
+      if (round == kMaxRounds) fail("the exchange does not stop");
+      Exchange& exchange = *host_.exchange;
+      switch (exchange.stage()) {
+        case Exchange::Stage::Parked: {
+          if (!host_.timer_due()) fail("a parked exchange has no deadline");
+          if (*host_.timer_due() > host_.clock() + std::chrono::hours(1)) fail("a Wait with an unbounded deadline");
+          if (host_.waker_->wakes > 0) {
+            host_.waker_->wakes = 0;
+            host_.deliver_wake();
+          } else {
+            host_.advance(std::chrono::ceil<Duration>(*host_.timer_due() - host_.clock()));
+          }
+          break;
         }
-        if (decision.deadline() > clock_.now() + std::chrono::hours(1)) fail("a Wait with an unbounded deadline");
-        if (!waker_->woken) clock_.advance_to(decision.deadline());
-        waker_->woken = false;
-        decision = policy.on_request(view(), state);
+        case Exchange::Stage::SideRequest:
+          for (std::size_t i = 0; i < host_.side_calls.size(); ++i) {
+            if (!host_.side_calls[i].answered) {
+              host_.answer_side_request(i, fetch(host_.side_calls[i].target));
+              break;
+            }
+          }
+          break;
+        case Exchange::Stage::Upstream:
+          if (!host_.upstream.finished) return;  // the rest of the body is the client's to send
+          answer_upstream();
+          break;
+        default:
+          return;  // the client's turn
       }
-      if (decision.kind() == Decision::Kind::Reply) {
-        if (decision.problem()) {
-          reply_problem(*decision.problem(), decision.headers());
-        } else {
-          reply(decision.status(), decision.content_type(), decision.headers(), decision.body());
-        }
-        return;
-      }
-      for (const std::string& field : decision.strip_fields()) omit_fields_.push_back(field);
     }
-    connect_upstream();
   }
 
-  // The proxy's subrequest: a GET of the target, its body kept up to the route's limit.
+  const RouteRuntime& route() { return *host_.exchange->route(); }
+
+  // A side request: a GET of the target, its body kept up to the route's limit.
   FetchedResponse fetch(const std::string& target) {
-    FakeBackend::Answer answer = backend_.handle("GET", target, head_.headers, {});
+    FakeBackend::Answer answer = backend_.handle("GET", target, {}, {});
     FetchedResponse fetched;
     fetched.reached = true;
     fetched.status = answer.status;
     remove_hop_by_hop(answer.headers);
     fetched.headers = std::move(answer.headers);
-    fetched.body_complete = answer.body.size() <= route_->response_body_limit;
+    fetched.body_complete = answer.body.size() <= route().response_body_limit;
     if (fetched.body_complete) fetched.body = std::move(answer.body);
     return fetched;
   }
 
-  void connect_upstream() {
-    forwarding_ = true;
-    forwarded_body_.clear();
-    scratch_head_.clear();
-    write_upstream_request_head(scratch_head_, UpstreamRequest{head_.method, target_, head_.headers, kPeer,
-                                                               peer_is_trusted_proxy_, request_id_, "127.0.0.1:9",
-                                                               head_.framing, head_.content_length, omit_fields_,
-                                                               believed_client_, upgrade_});
-    check_head_parses(scratch_head_, HTTP_REQUEST, head_.framing, head_.content_length);
-    for (const std::string& omitted : omit_fields_) {
-      if (head_has_field(scratch_head_, omitted)) fail("a field a policy took out went upstream");
+  void answer_upstream() {
+    SentRequest sent = parse_sent_request(host_.upstream.received);
+    for (const std::string& omitted : host_.exchange->omitted_fields()) {
+      // The sent fields include the trailer section's, parsed alike.
+      if (sent.headers.contains(omitted)) fail("a field a policy took out went upstream");
     }
-    expect_continue_ = false;  // the 100 Continue would be sent here
-    if (!parser_.message_complete()) {
-      resume_parser();  // the body streams on; upstream_answers() runs when it is complete
-    } else {
-      upstream_answers();
-    }
-  }
-
-  // ---- the response (ClientConnection::on_upstream_head .. on_upstream_complete)
-
-  void upstream_answers() {
-    forwarding_ = false;
-    FakeBackend::Answer answer = backend_.handle(head_.method, target_, head_.headers, forwarded_body_);
-    response_status_ = answer.status;
+    FakeBackend::Answer answer = backend_.handle(sent.method, sent.target, sent.headers, sent.body);
     remove_hop_by_hop(answer.headers);
     if (answer.headers.contains("x-backend-hop")) fail("a field named in Connection survived remove_hop_by_hop");
-    BodyFraming framing = status_has_no_body(answer.status) ? BodyFraming::None : BodyFraming::ContentLength;
-    if (route_->policies.empty()) {
-      send_response_head(answer.headers, framing, answer.body.size());
-      response_complete_ = true;
-      if (parser_.message_complete() || !response_keep_alive_) finish_exchange();
-      return;
-    }
-    held_headers_ = answer.headers;
-    bool body_follows = framing != BodyFraming::None && head_.method != "HEAD";
-    if (!body_follows || answer.body.size() <= route_->response_body_limit) {
-      if (body_follows) buffered_body_ = std::move(answer.body);
-      buffering_body_ = body_follows;
-      run_response_policies(true);
-      bool buffered = buffering_body_;
-      buffering_body_ = false;
-      send_response_head(held_headers_, buffered ? BodyFraming::ContentLength : framing,
-                         buffered ? buffered_body_.size() : answer.body.size());
-    } else {
-      body_withheld_ = true;  // release_held_head_withheld: the policies see the head only
-      run_response_policies(false);
-      send_response_head(held_headers_, framing, answer.body.size());
-    }
-    response_complete_ = true;
-    if (parser_.message_complete() || !response_keep_alive_) finish_exchange();
+    if (status_has_no_body(answer.status) || sent.method == "HEAD") answer.body.clear();
+    host_.respond(answer.status, std::move(answer.headers), answer.body);
   }
 
-  void run_response_policies(bool may_fetch) {
-    const auto& policies = route_->policies;
-    for (std::size_t index = policies.size(); index > 0; --index) {
-      std::size_t i = index - 1;
-      RequestView view = request_view();
-      ResponseView response{response_status_, held_headers_, buffering_body_ ? &buffered_body_ : nullptr,
-                            body_withheld_, view.now};
-      ResponseStep step = policies[i]->on_response(view, response, policy_states_[i].get());
-      response_status_ = response.status;
-      if (step.fetch_first && may_fetch) {
-        FetchedResponse fetched = fetch(step.fetch_target);
-        ResponseView again{response_status_, held_headers_, buffering_body_ ? &buffered_body_ : nullptr,
-                           body_withheld_, view.now};
-        policies[i]->on_response_fetched(view, again, fetched, policy_states_[i].get());
-        response_status_ = again.status;
-      }
-    }
-  }
-
-  void send_response_head(HeaderList& headers, BodyFraming upstream_framing, std::uint64_t content_length) {
-    bool no_body = head_.method == "HEAD" || status_has_no_body(response_status_);
-    response_keep_alive_ = client_keep_alive_ && parser_.message_complete();
-    BodyFraming announced = upstream_framing;
-    if (no_body) {
-      announced = upstream_framing == BodyFraming::ContentLength && head_.method == "HEAD" ? BodyFraming::ContentLength
-                                                                                     : BodyFraming::None;
-    } else if (upstream_framing == BodyFraming::Chunked || upstream_framing == BodyFraming::UntilClose) {
-      announced = head_.http10 ? BodyFraming::UntilClose : BodyFraming::Chunked;
-      if (head_.http10) response_keep_alive_ = false;
-    }
-    headers.add("Via", "1.1 arbiter");
-    write_client_head(headers, announced, content_length);
-  }
-
-  void write_client_head(const HeaderList& headers, BodyFraming framing, std::uint64_t content_length) {
-    scratch_head_.clear();
-    write_client_response_head(scratch_head_, ClientResponse{response_status_, headers, framing, content_length,
-                                                             response_keep_alive_, head_.http10, request_id_});
-    check_head_parses(scratch_head_, HTTP_RESPONSE, framing, content_length);
-  }
-
-  // ---- answers made here (ClientConnection::reply)
-
-  void reply_problem(const Problem& problem, const HeaderList& extra) {
-    std::string body = problem.to_json(request_id_);
-    reply(problem.status, kProblemContentType, extra, body);
-  }
-
-  void reply(int status, std::string_view content_type, const HeaderList& extra, std::string_view body) {
-    response_status_ = status;
-    bool unread_body = !parser_.message_complete() && head_.framing != BodyFraming::None;
-    bool drain = unread_body && !expect_continue_ && !forwarding_ &&
-                 (head_.framing == BodyFraming::Chunked || head_.content_length <= kMaxDrainedBody);
-    response_keep_alive_ = client_keep_alive_ && (!unread_body || drain) && parser_.head_complete();
-    HeaderList headers = extra;
-    if (!content_type.empty()) headers.add("Content-Type", content_type);
-    headers.add("Cache-Control", "no-store");
-    BodyFraming framing = status_has_no_body(status) ? BodyFraming::None : BodyFraming::ContentLength;
-    write_client_head(headers, framing, body.size());
-    response_complete_ = true;
-    if (response_keep_alive_ && !parser_.message_complete()) {
-      resume_parser();  // reads and drops the rest of the body, then finish_exchange
-    } else {
-      finish_exchange();
-    }
-  }
-
-  // ---- end of an exchange
-
-  void finish_exchange() {
-    if (phase_ == Phase::Closed) return;
-    bool keep_alive = response_keep_alive_;
-    reset_exchange();
-    if (!keep_alive) {
-      phase_ = Phase::Closed;
-      return;
-    }
-    phase_ = Phase::Idle;
-    clock_.advance(std::chrono::milliseconds(7));  // time passes between requests
-    resume_parser();
-  }
-
-  void reset_exchange() {
-    // "X-Fuzz-Hold" keeps this exchange's policy state (its slot, its write turn) until the next
-    // exchange ends, like a slow request on another connection, so that queues fill up.
-    bool hold = route_ != nullptr && head_.headers.contains("x-fuzz-hold");
-    held_states_.clear();
-    if (hold) held_states_.swap(policy_states_);
-    policy_states_.clear();
-    policy_index_ = 0;
-    omit_fields_.clear();
-    route_ = nullptr;
-    params_.clear();
-    parser_.next_request();
-    expect_continue_ = false;
-    request_id_.clear();
-    believed_client_.clear();
-    upgrade_ = false;
-    forwarding_ = false;
-    forwarded_body_.clear();
-    response_status_ = 0;
-    response_complete_ = false;
-    buffering_body_ = false;
-    body_withheld_ = false;
-    held_headers_.clear();
-    buffered_body_.clear();
-  }
-
-  const Runtime& runtime_;
-  fuzz::FakeClock& clock_;
+  testing::FakeExchangeHost host_;
   FakeBackend& backend_;
-  std::shared_ptr<fuzz::RecordingWaker> waker_;
-  Phase phase_ = Phase::Idle;
-
-  RequestParser parser_{*this};
-  RequestHead& head_ = parser_.head();
-  unsigned executions_ = 0;  // pauses, a bound on the work one input drives
-  unsigned request_count_ = 0;
-
-  bool client_keep_alive_ = true;
-  bool expect_continue_ = false;
-  std::string request_id_;
-  std::string believed_client_;
-  bool upgrade_ = false;  // the request's upgrade goes upstream (a 101 would start a tunnel)
-  std::string scratch_last_chunk_;
-  bool peer_is_trusted_proxy_ = false;
-  const RouteRuntime* route_ = nullptr;
-  std::string target_;  // normalised path and the query as sent; params_ point into it
-  std::size_t path_length_ = 0;
-  std::vector<PathParam> params_;
-  std::vector<std::unique_ptr<ExchangeState>> policy_states_;
-  std::vector<std::unique_ptr<ExchangeState>> held_states_;
-  std::size_t policy_index_ = 0;
-  std::vector<std::string> omit_fields_;
-
-  bool forwarding_ = false;
-  std::string forwarded_body_;
-  int response_status_ = 0;
-  bool response_complete_ = false;
-  bool response_keep_alive_ = true;
-  bool buffering_body_ = false;
-  bool body_withheld_ = false;
-  HeaderList held_headers_;
-  std::string buffered_body_;
-  std::string scratch_head_;
 };
 
 }  // namespace
@@ -661,11 +366,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // A fresh Runtime (fresh buckets, ETag table, slots) for every input, so that an input alone
   // reproduces what it did.
   RuntimeState state;
-  Runtime runtime(config, state);
-  fuzz::FakeClock clock;
+  auto runtime = std::make_shared<const Runtime>(config, state);
   FakeBackend backend;
-  FuzzConnection connection(runtime, clock, backend);
-  fuzz::for_each_read(std::string_view(reinterpret_cast<const char*>(data), size),
-                      [&](std::string_view read) { connection.on_input(read); });
+  {
+    FuzzWorld world(runtime, backend);
+    fuzz::for_each_read(std::string_view(reinterpret_cast<const char*>(data), size),
+                        [&](std::string_view read) { world.on_input(read); });
+    world.check();
+  }
   return 0;
 }

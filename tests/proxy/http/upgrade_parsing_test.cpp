@@ -142,5 +142,19 @@ TEST(UpgradeResponse, AnotherAnswerToAnUpgradeRequestIsAnOrdinaryResponse) {
   EXPECT_EQ(sink.body, "no");
 }
 
+// Found by the response fuzzer: a 103 claiming a body (Content-Length: 2) must not pass those
+// bytes on as the body of the real answer that follows.
+TEST(InterimResponse, ABodyOnAnInterimAnswerIsNotPassedOn) {
+  ResponseSink sink;
+  ResponseParser parser(sink);
+  std::string input = "HTTP/1.1 103 Early Hints\r\nContent-Length: 2\r\n\r\n{}"
+                      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  std::size_t consumed = 0;
+  EXPECT_EQ(parser.execute(input.data(), input.size(), consumed), HPE_PAUSED);
+  EXPECT_TRUE(parser.complete());
+  EXPECT_EQ(sink.statuses, std::vector<int>{200});
+  EXPECT_EQ(sink.body, "ok");
+}
+
 }  // namespace
 }  // namespace arbiter

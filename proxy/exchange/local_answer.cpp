@@ -1,0 +1,152 @@
+// An Exchange's local answers: the admin endpoints and [server] control_prefix, answered by a
+// handler of the host's registries (proxy/control/handler_registry.h) instead of an upstream,
+// at once or as a held-open response.
+
+#include "proxy/exchange/local_answer.h"
+
+#include "proxy/control/handler_registry.h"
+#include "proxy/exchange/exchange.h"
+
+namespace arbiter {
+
+void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view mount, std::string_view path,
+                              std::string_view query) {
+  ExchangeResponder responder(*this, registry.name());
+  LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount};
+  registry.dispatch(request, responder);
+  if (!responder.answered()) {
+    reply_problem(Problem::make("internal-error", 500, "Internal error",
+                                "The " + registry.name() + " endpoint " + std::string(path) + " gave no answer."),
+                  {}, registry.name());
+  }
+}
+
+std::shared_ptr<LocalStream> Exchange::start_stream(int status, const HeaderList& fields, StreamListener& listener,
+                                                    std::string_view decided_by) {
+  stage_ = Stage::Streaming;
+  answer_ = Answer::Local;
+  decided_by_ = decided_by;
+  response_status_ = status;
+  // A stream has no end the client could wait for before sending a body, so an unread request
+  // body is not drained: the connection closes after the stream instead. An HTTP/1.0 client's
+  // stream ends by closing.
+  bool unread_body = !host_.request_complete() && head_.framing != BodyFraming::None;
+  response_keep_alive_ = client_keep_alive_ && !unread_body && !head_.http10 && !host_.draining();
+  bool head_only = head_.method == "HEAD" || status_has_no_body(status);
+  BodyFraming framing = status_has_no_body(status) ? BodyFraming::None
+                        : head_.http10             ? BodyFraming::UntilClose
+                                                   : BodyFraming::Chunked;
+  HeaderList headers = fields;
+  if (!headers.contains("cache-control")) headers.add("Cache-Control", "no-store");
+  scratch_.head.clear();
+  write_client_response_head(scratch_.head, ClientResponse{status, headers, framing, 0, response_keep_alive_,
+                                                           head_.http10, scratch_.request_id});
+  response_head_sent_ = true;
+  response_has_body_ = !head_only;
+  response_framing_ = head_only ? BodyFraming::None : framing;
+  head_pending_ = true;
+  flush_pending_head();
+  auto closed = std::make_shared<ExchangeStream>(nullptr, listener);
+  if (client_gone_) return closed;
+  if (head_only) {
+    end_local_answer();  // may destroy this exchange
+    return closed;
+  }
+  local_stream_ = std::make_shared<ExchangeStream>(this, listener);
+  return local_stream_;
+}
+
+void Exchange::on_drain() {
+  if (auto stream = local_stream_) stream->on_drain();
+}
+
+// ---------------------------------------------------------------- ExchangeResponder
+
+void ExchangeResponder::reply(int status, const HeaderList& fields, std::string_view body) {
+  if (answered_) return;
+  answered_ = true;
+  exchange_.reply(status, {}, fields, body, decided_by_);
+}
+
+void ExchangeResponder::reply_problem(const Problem& problem, const HeaderList& fields) {
+  if (answered_) return;
+  answered_ = true;
+  exchange_.reply_problem(problem, fields, decided_by_);
+}
+
+std::shared_ptr<LocalStream> ExchangeResponder::start_stream(int status, const HeaderList& fields,
+                                                             StreamListener& listener) {
+  if (answered_) return std::make_shared<ExchangeStream>(nullptr, listener);
+  answered_ = true;
+  return exchange_.start_stream(status, fields, listener, decided_by_);
+}
+
+// ---------------------------------------------------------------- ExchangeStream
+
+StreamWrite ExchangeStream::write(std::string_view chunk) {
+  if (exchange_ == nullptr) return StreamWrite::Closed;
+  if (chunk.empty()) return StreamWrite::Written;
+  std::size_t waiting = buffered();
+  if (waiting > 0 && waiting + chunk.size() > kMaxStreamBuffered) {
+    waiting_for_room_ = true;
+    return StreamWrite::Full;
+  }
+  in_call_ = true;  // a failed write detaches us (on_exchange_closed) without calling the listener
+  exchange_->send_response_body(chunk);
+  in_call_ = false;
+  return exchange_ != nullptr ? StreamWrite::Written : StreamWrite::Closed;
+}
+
+std::size_t ExchangeStream::buffered() const { return exchange_ != nullptr ? exchange_->host_.client_backlog() : 0; }
+
+void ExchangeStream::end_response() {
+  Exchange& exchange = *exchange_;
+  exchange_ = nullptr;
+  listener_ = nullptr;
+  std::shared_ptr<ExchangeStream> self = std::move(exchange.local_stream_);
+  if (exchange.response_framing_ == BodyFraming::Chunked) {
+    std::string last_chunk;
+    write_last_chunk(last_chunk, HeaderList{});
+    std::string_view pieces[2] = {{}, last_chunk};
+    exchange.send_with_pending_head(pieces, 2);
+    if (exchange.client_gone_) return;
+  }
+  exchange.end_local_answer();  // may destroy the exchange
+}
+
+void ExchangeStream::finish() {
+  if (exchange_ == nullptr) return;
+  end_response();
+}
+
+void ExchangeStream::abort() {
+  if (exchange_ == nullptr) return;
+  Exchange& exchange = *exchange_;
+  exchange_ = nullptr;
+  listener_ = nullptr;
+  std::shared_ptr<ExchangeStream> self = std::move(exchange.local_stream_);
+  exchange.host_.abort_connection();
+}
+
+void ExchangeStream::on_exchange_closed() {
+  StreamListener* listener = in_call_ ? nullptr : listener_;
+  exchange_ = nullptr;
+  listener_ = nullptr;
+  if (listener != nullptr) listener->on_stream_closed();
+}
+
+void ExchangeStream::on_write_done() {
+  if (exchange_ == nullptr || !waiting_for_room_ || buffered() > kMaxStreamBuffered / 2) return;
+  waiting_for_room_ = false;
+  listener_->on_stream_writable();
+}
+
+void ExchangeStream::on_drain() {
+  if (exchange_ == nullptr) return;
+  StreamListener* listener = listener_;
+  exchange_->response_keep_alive_ = false;
+  end_response();
+  if (listener != nullptr) listener->on_stream_closed();
+}
+
+}  // namespace arbiter

@@ -1,0 +1,297 @@
+// The real Exchange driven through a fake host (tests/support/fake_exchange_host.h): no socket,
+// no loop, a fake clock. A test policy parks in each phase and is resumed by its waker or by
+// its deadline; side requests, a failing upstream, a client that leaves while its request is
+// parked, and a policy that rewrites the request before it is forwarded.
+
+#include "proxy/exchange/exchange.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tests/support/fake_exchange_host.h"
+
+namespace arbiter {
+namespace {
+
+using testing::FakeExchangeHost;
+using Stage = Exchange::Stage;
+using Hook = Exchange::Hook;
+
+constexpr auto kParkFor = std::chrono::seconds(5);
+
+// A policy whose every hook does what the test sets: park once (until woken, or its deadline),
+// fetch, read and rewrite the request body. Counts its calls and its states' lifetimes.
+class StepPolicy final : public Policy {
+ public:
+  struct State final : ExchangeState {
+    explicit State(StepPolicy& policy) : policy(policy) { ++policy.states_made; }
+    ~State() override { ++policy.states_destroyed; }
+    StepPolicy& policy;
+  };
+
+  bool park_request = false, park_response = false, park_end = false;
+  std::vector<std::string> fetch_targets;  // request phase: fetch_all of these
+  std::size_t read_body = 0;               // request phase: Decision::read_body(this)
+  std::string replace_body;                // request body hook: the body becomes this
+  std::string add_field;                   // forward with this field set to "yes"
+  std::string forward_body;                // request phase: forward with this body instead
+  std::size_t body_limit = 0;              // response_body_limit
+
+  int request_calls = 0, body_calls = 0, response_calls = 0, end_calls = 0;
+  int states_made = 0, states_destroyed = 0;
+  std::string seen_body;
+  std::vector<FetchedResponse> seen_fetched;
+  ExchangeOutcome last_outcome;
+
+  std::string_view kind() const noexcept override { return "step"; }
+  std::size_t response_body_limit() const noexcept override { return body_limit; }
+
+  Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override {
+    ++request_calls;
+    if (!state) state = std::make_unique<State>(*this);
+    if (park_request && request_calls == 1) return Decision::wait_until(request.now + kParkFor);
+    if (!fetch_targets.empty() && seen_fetched.empty()) return Decision::fetch_all(fetch_targets);
+    if (read_body > 0) return Decision::read_body(read_body);
+    if (!forward_body.empty()) return forward().with_body(forward_body);
+    return forward();
+  }
+  Decision on_fetched_all(const RequestView&, std::span<const FetchedResponse> fetched,
+                          std::unique_ptr<ExchangeState>&) override {
+    seen_fetched.assign(fetched.begin(), fetched.end());
+    return forward();
+  }
+  Decision on_request_body(const RequestView& request, std::string& body, std::unique_ptr<ExchangeState>&) override {
+    ++body_calls;
+    seen_body = body;
+    EXPECT_EQ(request.body, &body);
+    if (!replace_body.empty()) body = replace_body;
+    return forward();
+  }
+  ResponseStep on_response(const RequestView& request, ResponseView&, ExchangeState*) override {
+    ++response_calls;
+    if (park_response && response_calls == 1) return ResponseStep::wait_until(request.now + kParkFor);
+    return ResponseStep::proceed();
+  }
+  ResponseStep on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState*) override {
+    ++end_calls;
+    last_outcome = outcome;
+    if (park_end && end_calls == 1) return ResponseStep::wait_until(request.now + kParkFor);
+    return ResponseStep::proceed();
+  }
+
+ private:
+  Decision forward() const {
+    if (add_field.empty()) return Decision::forward();
+    return Decision::forward().with_field(add_field, "yes");
+  }
+};
+
+std::shared_ptr<const Runtime> runtime_with(std::shared_ptr<Policy> policy) {
+  static RuntimeState state;
+  Config config = parse_config(
+      "[upstream.backend]\nservers = [\"127.0.0.1:9\"]\n"
+      "[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"backend\"\n",
+      "exchange_test.toml");
+  auto runtime = std::make_shared<Runtime>(std::move(config), state);
+  runtime->append_policy(0, std::move(policy));
+  return runtime;
+}
+
+class ExchangeTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<StepPolicy> policy = std::make_shared<StepPolicy>();
+  std::unique_ptr<FakeExchangeHost> host;
+
+  void start(std::string_view request) {
+    host = std::make_unique<FakeExchangeHost>(runtime_with(policy));
+    host->feed(request);
+  }
+  // The way the test resumes a parked exchange: its waker, or its deadline passing.
+  void resume(bool by_waker) {
+    ASSERT_TRUE(host->timer_armed());  // a parked exchange always has its deadline armed
+    if (by_waker) {
+      host->deliver_wake();
+    } else {
+      host->advance(std::chrono::duration_cast<Duration>(kParkFor));
+    }
+  }
+};
+
+constexpr std::string_view kGet = "GET /items/1 HTTP/1.1\r\nHost: a\r\n\r\n";
+
+class ExchangeParkTest : public ExchangeTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(ExchangeParkTest, ParksInTheRequestResponseAndEndPhasesAndResumes) {
+  bool by_waker = GetParam();
+  policy->park_request = policy->park_response = policy->park_end = true;
+  start(kGet);
+
+  ASSERT_TRUE(host->exchange);
+  EXPECT_EQ(host->exchange->stage(), Stage::Parked);
+  EXPECT_EQ(host->exchange->hook(), Hook::Request);
+  EXPECT_EQ(host->upstream_opens, 0);
+  resume(by_waker);
+  EXPECT_EQ(policy->request_calls, 2);
+  EXPECT_EQ(host->upstream_opens, 1);
+  EXPECT_NE(host->upstream.received.find("GET /items/1 HTTP/1.1\r\n"), std::string::npos);
+
+  host->respond(200, HeaderList{{"Content-Type", "text/plain"}}, "");
+  EXPECT_EQ(host->exchange->stage(), Stage::Parked);
+  EXPECT_EQ(host->exchange->hook(), Hook::Response);
+  EXPECT_TRUE(host->to_client.empty());  // held while the response policy is parked
+  resume(by_waker);
+  EXPECT_EQ(policy->response_calls, 2);
+  EXPECT_TRUE(host->to_client.starts_with("HTTP/1.1 200 OK\r\n")) << host->to_client;
+
+  ASSERT_TRUE(host->exchange);
+  EXPECT_EQ(host->exchange->stage(), Stage::Parked);
+  EXPECT_EQ(host->exchange->hook(), Hook::End);
+  EXPECT_EQ(policy->states_destroyed, 0);  // the state lives until the end hooks are done
+  EXPECT_EQ(host->exchanges_done, 0);
+  resume(by_waker);
+  EXPECT_EQ(policy->end_calls, 2);
+  EXPECT_TRUE(policy->last_outcome.response_complete);
+  EXPECT_EQ(policy->last_outcome.status, 200);
+  EXPECT_EQ(host->exchanges_done, 1);
+  EXPECT_FALSE(host->exchange);
+  EXPECT_EQ(policy->states_destroyed, 1);
+  EXPECT_EQ(host->statuses, std::vector<int>{200});
+}
+
+INSTANTIATE_TEST_SUITE_P(ByWakerOrDeadline, ExchangeParkTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "Waker" : "Deadline"; });
+
+TEST_F(ExchangeTest, APipelinedRequestWaitsForTheEndHooksOfTheOneBefore) {
+  policy->park_end = true;
+  start(std::string(kGet) + std::string(kGet));
+  host->respond(204, {}, "");
+  EXPECT_EQ(host->exchange->hook(), Hook::End);
+  EXPECT_EQ(host->upstream_opens, 1);
+  host->deliver_wake();
+  // The second request began once the first was over.
+  EXPECT_EQ(host->upstream_opens, 2);
+  EXPECT_EQ(host->exchanges_done, 1);
+}
+
+TEST_F(ExchangeTest, TwoSideRequestsAtOnce) {
+  policy->fetch_targets = {"/items/1", "/items/2"};
+  start(kGet);
+  ASSERT_EQ(host->side_calls.size(), 2u);  // both outstanding before either is answered
+  EXPECT_EQ(host->side_calls[0].target, "/items/1");
+  EXPECT_EQ(host->side_calls[1].target, "/items/2");
+  EXPECT_NE(host->side_calls[0].slot, host->side_calls[1].slot);
+  EXPECT_EQ(host->exchange->stage(), Stage::SideRequest);
+
+  FetchedResponse second;
+  second.reached = true;
+  second.status = 404;
+  host->answer_side_request(1, second);  // answers may come in any order
+  EXPECT_EQ(host->exchange->stage(), Stage::SideRequest);
+  EXPECT_TRUE(policy->seen_fetched.empty());
+  FetchedResponse first;
+  first.reached = true;
+  first.status = 200;
+  first.body = "one";
+  host->answer_side_request(0, first);
+
+  ASSERT_EQ(policy->seen_fetched.size(), 2u);
+  EXPECT_EQ(policy->seen_fetched[0].status, 200);
+  EXPECT_EQ(policy->seen_fetched[0].body, "one");
+  EXPECT_EQ(policy->seen_fetched[1].status, 404);
+  EXPECT_EQ(host->upstream_opens, 1);  // then forwarded
+}
+
+TEST_F(ExchangeTest, UpstreamFailingMidBodyClosesTheClientConnection) {
+  start(kGet);
+  host->respond(200, HeaderList{{"Content-Type", "text/plain"}}, "", false);
+  host->upstream_body("partial");
+  host->fail_upstream(UpstreamFailure::ClosedDuringResponse);
+  // Part of the answer is out: only closing can tell the client; nothing is made up.
+  EXPECT_TRUE(host->aborted);
+  EXPECT_TRUE(host->to_client.starts_with("HTTP/1.1 200 OK\r\n"));
+  EXPECT_EQ(host->to_client.find("502"), std::string::npos);
+  EXPECT_EQ(host->statuses, std::vector<int>{499});
+  EXPECT_EQ(policy->end_calls, 1);
+  EXPECT_TRUE(policy->last_outcome.client_gone);
+  EXPECT_EQ(host->exchange->stage(), Stage::Done);
+}
+
+TEST_F(ExchangeTest, UpstreamFailingBeforeItsHeadGets502) {
+  start(kGet);
+  host->fail_upstream(UpstreamFailure::ClosedBeforeResponse);
+  EXPECT_TRUE(host->to_client.starts_with("HTTP/1.1 502 "));
+  EXPECT_EQ(host->statuses, std::vector<int>{502});
+  EXPECT_EQ(policy->end_calls, 1);
+  EXPECT_FALSE(policy->last_outcome.upstream_answered);
+}
+
+TEST_F(ExchangeTest, ClientGoingAwayWhileParkedEndsTheExchange) {
+  policy->park_request = true;
+  start(kGet);
+  ASSERT_EQ(host->exchange->stage(), Stage::Parked);
+  host->client_gone();
+  EXPECT_EQ(host->exchange->stage(), Stage::Done);
+  EXPECT_FALSE(host->timer_armed());
+  EXPECT_EQ(policy->end_calls, 1);
+  EXPECT_TRUE(policy->last_outcome.client_gone);
+  // A late wake and the old deadline find nothing to resume.
+  host->deliver_wake();
+  host->advance(std::chrono::seconds(60));
+  EXPECT_EQ(policy->request_calls, 1);
+  EXPECT_EQ(host->upstream_opens, 0);
+  host.reset();  // the host destroys the exchange, which releases the policy's state
+  EXPECT_EQ(policy->states_destroyed, 1);
+}
+
+TEST_F(ExchangeTest, ClientGoingAwayWhileTheEndHookIsParkedLetsItFinish) {
+  policy->park_end = true;
+  start(kGet);
+  host->respond(200, {}, "");
+  ASSERT_EQ(host->exchange->hook(), Hook::End);
+  host->client_gone();
+  EXPECT_EQ(host->exchange->stage(), Stage::Parked);  // the end hook still gets its turn
+  host->advance(std::chrono::duration_cast<Duration>(kParkFor));
+  EXPECT_EQ(policy->end_calls, 2);
+  EXPECT_EQ(host->exchange->stage(), Stage::Done);
+}
+
+TEST_F(ExchangeTest, PolicyReplacesTheRequestBodyAndSetsAField) {
+  policy->read_body = 1024;
+  policy->replace_body = R"({"merged":true})";
+  policy->add_field = "X-Merged";
+  start("PUT /items/1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(policy->body_calls, 1);
+  EXPECT_EQ(policy->seen_body, "hello");
+  const std::string& sent = host->upstream.received;
+  EXPECT_NE(sent.find("X-Merged: yes\r\n"), std::string::npos) << sent;
+  EXPECT_NE(sent.find("Content-Length: 15\r\n"), std::string::npos) << sent;
+  EXPECT_EQ(sent.find("chunked"), std::string::npos) << sent;
+  EXPECT_TRUE(sent.ends_with("\r\n\r\n{\"merged\":true}")) << sent;
+  EXPECT_TRUE(host->upstream.finished);
+}
+
+TEST_F(ExchangeTest, ABodyReplacedBeforeItWasReadIsReadAndDropped) {
+  policy->forward_body = "new";
+  start("POST /items/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 8\r\n\r\nold-");
+  EXPECT_EQ(host->upstream_opens, 0);  // the client's body is still coming
+  host->feed("body");
+  ASSERT_EQ(host->upstream_opens, 1);
+  const std::string& sent = host->upstream.received;
+  EXPECT_NE(sent.find("Content-Length: 3\r\n"), std::string::npos) << sent;
+  EXPECT_TRUE(sent.ends_with("\r\n\r\nnew")) << sent;
+  EXPECT_EQ(sent.find("old-"), std::string::npos) << sent;
+  EXPECT_EQ(policy->request_calls, 1);
+}
+
+TEST_F(ExchangeTest, ReadBodyOverItsLimitIs413) {
+  policy->read_body = 4;
+  start("PUT /items/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_TRUE(host->to_client.starts_with("HTTP/1.1 413 ")) << host->to_client;
+  EXPECT_EQ(host->upstream_opens, 0);
+}
+
+}  // namespace
+}  // namespace arbiter
