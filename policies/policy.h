@@ -24,6 +24,7 @@
 
 #include "proxy/http/headers.h"
 #include "proxy/http/problem.h"
+#include "proxy/http/side_request_spec.h"
 
 namespace arbiter {
 
@@ -71,16 +72,15 @@ struct ResponseView {
   MonotonicTime now;
 };
 
-// The answer to a Decision::fetch / ResponseStep::fetch: a GET of the target on the route's
-// upstream, made by the proxy with the client's end-to-end request fields (no conditionals,
-// no body).
-struct FetchedResponse {
-  bool reached = false;    // false: no HTTP answer (connect failure, reset, timeout, garbage)
-  int status = 0;
-  HeaderList headers;      // hop-by-hop fields removed
-  std::string body;
-  bool body_complete = false;  // false: larger than the policy's response_body_limit; body empty
-};
+// Side requests (proxy/http/side_request_spec.h): a hook answers Decision::call(specs) or
+// ResponseStep::call(specs); the proxy sends them all at once, each to its upstream with its
+// own timeout, and when every one has finished (answered, failed or timed out) calls the same
+// policy's on_side_responses / on_response_side_responses once, with the answers in the order
+// of the specs. The exchange waits meanwhile; if it ends first (client gone) the requests are
+// cancelled and no hook is called. Decision::fetch(target) / ResponseStep::fetch(target) are a
+// call of one SideRequestSpec::fetch(target), whose answer goes to on_fetched /
+// on_response_fetched: a FetchedResponse is a SideResponse.
+using FetchedResponse = SideResponse;
 
 // What a request-phase hook decided.
 class Decision {
@@ -90,7 +90,8 @@ class Decision {
     Reply,    // answer the client with this; nothing is forwarded
     Wait,     // park the request until the waker is woken or the deadline passes, then call
               // on_request() again (with the same state)
-    Fetch,    // GET fetch_target() from the upstream first and call on_fetched() with it
+    Call,     // make side_requests() first and call on_side_responses() with the answers
+    Fetch = Call,  // Decision::fetch: a call of one GET (fetch_target()), answered to on_fetched()
   };
 
   static Decision forward() { return Decision(Kind::Forward); }
@@ -123,11 +124,12 @@ class Decision {
     d.deadline_ = deadline;
     return d;
   }
-  static Decision fetch(std::string target) {
-    Decision d(Kind::Fetch);
-    d.fetch_target_ = std::move(target);
+  static Decision call(std::vector<SideRequestSpec> side_requests) {
+    Decision d(Kind::Call);
+    d.side_requests_ = std::move(side_requests);
     return d;
   }
+  static Decision fetch(std::string target) { return call({SideRequestSpec::fetch(std::move(target))}); }
 
   Kind kind() const noexcept { return kind_; }
   bool forwards() const noexcept { return kind_ == Kind::Forward; }
@@ -139,7 +141,12 @@ class Decision {
   const std::string& content_type() const noexcept { return content_type_; }
   const std::vector<std::string>& strip_fields() const noexcept { return strip_fields_; }
   MonotonicTime deadline() const noexcept { return deadline_; }
-  const std::string& fetch_target() const noexcept { return fetch_target_; }
+  const std::vector<SideRequestSpec>& side_requests() const noexcept { return side_requests_; }
+  // Call: the first side request's target (a fetch's only one).
+  const std::string& fetch_target() const noexcept {
+    static const std::string kNone;
+    return side_requests_.empty() ? kNone : side_requests_.front().target;
+  }
 
  private:
   explicit Decision(Kind kind) : kind_(kind) {}
@@ -151,18 +158,25 @@ class Decision {
   std::string content_type_;
   std::vector<std::string> strip_fields_;
   MonotonicTime deadline_{};
-  std::string fetch_target_;
+  std::vector<SideRequestSpec> side_requests_;
 };
 
-// What a response-phase hook decided: go on, or GET a target first (e.g. to learn the new
-// version of a resource after a write) and call on_response_fetched() with it. A fetch is
-// honoured only while the response is still held back: when its body is buffered
-// (response.body != nullptr) or it has none (body_withheld == false).
+// What a response-phase hook decided: go on, or make side requests first (e.g. GET the
+// resource to learn its new version after a write) and call on_response_side_responses()
+// (a fetch: on_response_fetched()) with the answers. Honoured only while the response is still
+// held back: when its body is buffered (response.body != nullptr) or it has none
+// (body_withheld == false).
 struct ResponseStep {
   static ResponseStep proceed() { return {}; }
-  static ResponseStep fetch(std::string target) { return {true, std::move(target)}; }
-  bool fetch_first = false;
-  std::string fetch_target;
+  static ResponseStep call(std::vector<SideRequestSpec> requests) {
+    ResponseStep step{true, requests.empty() ? std::string() : requests.front().target, {}};
+    step.side_requests = std::move(requests);
+    return step;
+  }
+  static ResponseStep fetch(std::string target) { return call({SideRequestSpec::fetch(std::move(target))}); }
+  bool fetch_first = false;   // side_requests are made first (named when a fetch was the only kind)
+  std::string fetch_target;   // the first side request's target
+  std::vector<SideRequestSpec> side_requests;
 };
 
 // Per-request state a policy keeps between its hooks; destroyed when the exchange ends,
@@ -190,6 +204,13 @@ class Policy {
     return Decision::forward();
   }
 
+  // The answers to this policy's Decision::call, responses[i] to its i-th request; the same
+  // state as on_request. By default one answer goes to on_fetched (Decision::fetch's hook).
+  virtual Decision on_side_responses(const RequestView& request, std::span<const SideResponse> responses,
+                                     std::unique_ptr<ExchangeState>& state) {
+    return responses.size() == 1 ? on_fetched(request, responses.front(), state) : Decision::forward();
+  }
+
   // Response phase, in reverse policy order; state is what the request phase left (possibly
   // null). Not called when the upstream gave no response: the state's destructor is the
   // place to handle an unknown outcome.
@@ -202,6 +223,13 @@ class Policy {
   virtual void on_response_fetched(const RequestView& request, ResponseView& response,
                                    const FetchedResponse& fetched, ExchangeState* state) {
     (void)request, (void)response, (void)fetched, (void)state;
+  }
+
+  // The answers to this policy's ResponseStep::call, as on_side_responses. By default one
+  // answer goes to on_response_fetched.
+  virtual void on_response_side_responses(const RequestView& request, ResponseView& response,
+                                          std::span<const SideResponse> responses, ExchangeState* state) {
+    if (responses.size() == 1) on_response_fetched(request, response, responses.front(), state);
   }
 
   // What this policy would check for this request, in a sentence or two, for

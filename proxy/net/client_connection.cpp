@@ -1,5 +1,6 @@
 #include "proxy/net/client_connection.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -7,7 +8,7 @@
 #include "proxy/observe/metrics.h"
 #include "proxy/http/path_normalization.h"
 #include "proxy/net/server.h"
-#include "proxy/net/subrequest.h"
+#include "proxy/net/side_request.h"
 #include "proxy/net/worker.h"
 
 namespace arbiter {
@@ -53,7 +54,7 @@ double elapsed_ms(std::uint64_t from_ns, std::uint64_t to_ns) { return static_ca
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& worker, bool admin)
-    : worker_(worker), admin_(admin), metrics_(thread_metrics()) {
+    : worker_(worker), admin_(admin), metrics_(thread_metrics()), side_requests_(worker.loop(), *this) {
   if (!admin_) metrics_.connection_opened();
   uv_tcp_init(worker_.loop(), &tcp_);
   tcp_.data = this;
@@ -415,8 +416,8 @@ bool ClientConnection::apply_request_decision(const Decision& decision) {
       arm_timer(std::max(remaining, Duration(0)));
       return false;
     }
-    case Decision::Kind::Fetch:
-      start_fetch(decision.fetch_target());
+    case Decision::Kind::Call:
+      start_side_requests(decision.side_requests());
       return false;
   }
   return false;
@@ -429,23 +430,30 @@ void ClientConnection::on_woken() {
   run_request_policies();  // the waiting policy is asked again
 }
 
-void ClientConnection::start_fetch(const std::string& target) {
-  subrequest_ = std::make_unique<Subrequest>(
-      worker_.pool(*runtime_, route_->config->upstream),
-      SubrequestSpec{target, head_.headers, peer_address_, peer_is_trusted_proxy_, request_id_,
-                     route_->response_body_limit, believed_client_},
-      *this);
-  subrequest_->start();
+void ClientConnection::start_side_requests(const std::vector<SideRequestSpec>& specs) {
+  std::vector<SideRequestSpec> resolved = specs;
+  std::vector<UpstreamPool*> pools;
+  pools.reserve(resolved.size());
+  const auto& upstreams = runtime_->config().upstreams;
+  for (SideRequestSpec& spec : resolved) {
+    std::string_view name = spec.upstream.empty() ? std::string_view(route_->config->upstream) : spec.upstream;
+    bool known = std::any_of(upstreams.begin(), upstreams.end(),
+                             [&](const UpstreamConfig& upstream) { return upstream.name == name; });
+    pools.push_back(known ? &worker_.pool(*runtime_, name) : nullptr);
+    if (spec.body_limit == SideRequestSpec::kRouteBodyLimit) spec.body_limit = route_->response_body_limit;
+  }
+  side_requests_.start(std::move(resolved), pools,
+                       SideRequestOrigin{head_.headers, peer_address_, peer_is_trusted_proxy_, request_id_,
+                                         believed_client_});
 }
 
-void ClientConnection::on_fetched(FetchedResponse fetched) {
-  // The subrequest is done; it is destroyed with the exchange or by the next fetch.
+void ClientConnection::on_side_responses(std::vector<SideResponse> responses) {
   if (phase_ != Phase::Exchange) return;
   const auto& policies = route_->policies;
   if (!response_pending_) {
     RequestView view = request_view();
     view.waker = waker_;
-    Decision decision = policies[policy_index_]->on_fetched(view, fetched, policy_states_[policy_index_]);
+    Decision decision = policies[policy_index_]->on_side_responses(view, responses, policy_states_[policy_index_]);
     if (!apply_request_decision(decision)) return;
     ++policy_index_;
     run_request_policies();
@@ -454,7 +462,7 @@ void ClientConnection::on_fetched(FetchedResponse fetched) {
   std::size_t i = response_policy_index_ - 1;
   RequestView view = request_view();
   ResponseView response = response_view(view.now);
-  policies[i]->on_response_fetched(view, response, fetched, policy_states_[i].get());
+  policies[i]->on_response_side_responses(view, response, responses, policy_states_[i].get());
   response_status_ = response.status;
   --response_policy_index_;
   run_response_policies(true);
@@ -655,7 +663,7 @@ void ClientConnection::run_response_policies(bool may_fetch) {
     ResponseStep step = policies[i]->on_response(view, response, policy_states_[i].get());
     response_status_ = response.status;
     if (step.fetch_first && may_fetch) {
-      start_fetch(step.fetch_target);
+      start_side_requests(step.side_requests);
       return;
     }
     --response_policy_index_;
@@ -854,7 +862,7 @@ void ClientConnection::finish_exchange() {
 }
 
 void ClientConnection::reset_exchange() {
-  subrequest_.reset();
+  side_requests_.cancel();
   // The waker stays for the connection's next exchanges: a late wake meant for this one finds
   // waiting_ false, or makes a waiting policy check again, which it tolerates.
   waiting_ = false;
@@ -1027,7 +1035,7 @@ void ClientConnection::close_now() {
     upstream_ = nullptr;
     upstream->abandon();
   }
-  subrequest_.reset();
+  side_requests_.cancel();
   if (waker_ != nullptr) waker_->detach();
   policy_states_.clear();
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_closed);

@@ -25,7 +25,7 @@
 #include "proxy/http/request_parser.h"
 #include "proxy/exchange/runtime.h"
 #include "proxy/net/stream_write.h"
-#include "proxy/net/subrequest.h"
+#include "proxy/net/side_request.h"
 #include "proxy/net/tunnel.h"
 #include "proxy/net/upstream.h"
 
@@ -38,7 +38,7 @@ class MetricsShard;
 class ClientConnection final : public RequestEvents,
                                public UpstreamSink,
                                public WriteListener,
-                               public SubrequestOwner,
+                               public SideRequestsOwner,
                                public TunnelObserver {
  public:
   ClientConnection(Worker& worker, bool admin);
@@ -77,8 +77,8 @@ class ClientConnection final : public RequestEvents,
   void on_tunnel_closed() override;
   // WriteListener
   void on_write_done(int status) override;
-  // SubrequestOwner
-  void on_fetched(FetchedResponse fetched) override;
+  // SideRequestsOwner: the answers to the policy that asked (request or response phase)
+  void on_side_responses(std::vector<SideResponse> responses) override;
   // A policy woke the exchange it parked (called on this connection's loop).
   void on_woken();
 
@@ -125,7 +125,9 @@ class ClientConnection final : public RequestEvents,
   void run_request_policies();  // from policy_index_ on
   // Acts on a request-phase decision; true when the chain goes on to the next policy.
   bool apply_request_decision(const Decision& decision);
-  void start_fetch(const std::string& target);
+  // A policy's Decision::call / ResponseStep::call: each spec to its upstream's pool of this
+  // worker (the route's when it names none), its body limit resolved.
+  void start_side_requests(const std::vector<SideRequestSpec>& specs);
   void answer_admin();
   void answer_reload();  // POST /reload on the admin listener
   void connect_upstream(std::size_t avoid_server);
@@ -202,7 +204,7 @@ class ClientConnection final : public RequestEvents,
   std::shared_ptr<ExchangeWaker> waker_;   // for policies that park the request
   bool waiting_ = false;                   // parked by a policy (timer_ holds its deadline)
   std::vector<std::string> omit_fields_;   // request fields the policies took out
-  std::unique_ptr<Subrequest> subrequest_;  // a policy's fetch in progress (or done)
+  SideRequests side_requests_;  // a policy's call in progress, if any
   // The request body's state for this exchange; reset whole by reset_exchange.
   enum class BodyFirst : std::uint8_t {
     No,        // streamed to the upstream as it arrives (or there is none)
