@@ -28,6 +28,16 @@ bool is_write(std::string_view method) noexcept {
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
 
+// The policy's reads of a resource (the verify GET, the re-read after a write, the
+// representation behind a HEAD or a 304): side requests to the route's upstream as the client
+// would GET it, the body kept up to max_body_bytes for hashing. Answered to on_fetched and
+// on_response_fetched (Policy::on_side_responses' default).
+SideRequestSpec read_of(std::string target, std::size_t max_body_bytes) {
+  SideRequestSpec read = SideRequestSpec::fetch(std::move(target));
+  read.body_limit = max_body_bytes;
+  return read;
+}
+
 std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
 
 // Answers a write could not be taken now, but may be in a moment.
@@ -332,7 +342,7 @@ Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr
   if (if_match.form == Precondition::Form::Tags) {
     // Which version is current is known only from a read of it: read first, then decide.
     placed.stage = Exchange::Stage::CheckingIfMatch;
-    return Decision::fetch(std::string(request.target));
+    return Decision::call({read_of(std::string(request.target), config_.max_body_bytes)});
   }
   return strip.empty() ? Decision::forward() : Decision::forward_without(strip);
 }
@@ -412,7 +422,7 @@ Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchang
     }
   }
   exchange.stage = Exchange::Stage::Verifying;
-  return Decision::fetch(std::string(request.path));
+  return Decision::call({read_of(std::string(request.path), config_.max_body_bytes)});
 }
 
 Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedResponse& fetched,
@@ -534,7 +544,7 @@ ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& r
       return ResponseStep::proceed();
     }
     response.headers.remove(kEtag);
-    return ResponseStep::fetch(std::string(request.target));
+    return ResponseStep::call({read_of(std::string(request.target), config_.max_body_bytes)});
   }
   // 206 carries a part of the representation; its hash would not be the whole one's.
   if (!is_success(response.status) || response.status == 206) return ResponseStep::proceed();
@@ -545,7 +555,7 @@ ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& r
       return ResponseStep::proceed();
     }
     // HEAD has no body to hash: GET it. A bodiless GET answer is an empty representation.
-    if (request.method == "HEAD") return ResponseStep::fetch(std::string(request.path));
+    if (request.method == "HEAD") return ResponseStep::call({read_of(std::string(request.path), config_.max_body_bytes)});
     static const std::string kEmpty;
     tag_read(request, response, *exchange, version_of(response.headers, &kEmpty));
     return ResponseStep::proceed();
@@ -668,7 +678,7 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
     return ResponseStep::proceed();
   }
   exchange.stage = Exchange::Stage::Refreshing;
-  return ResponseStep::fetch(std::string(request.path));
+  return ResponseStep::call({read_of(std::string(request.path), config_.max_body_bytes)});
 }
 
 std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, ResponseView& response,
@@ -702,7 +712,7 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   if (response.body == nullptr && response.body_withheld) return ResponseStep::proceed();
   exchange.created = std::move(created);
   exchange.created_sequence = store_->sequence(exchange.created);
-  return ResponseStep::fetch(std::move(*target));
+  return ResponseStep::call({read_of(std::move(*target), config_.max_body_bytes)});
 }
 
 void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& response,
