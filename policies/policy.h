@@ -10,10 +10,10 @@
 //
 // Every hook answers with a step of one vocabulary (Decision in the request phase, ResponseStep
 // in the response and end phases): go on; reply; park until the Waker fires or a deadline
-// passes (the hook is then called again); call a side request (fetch) and get its answer in
-// the matching *_fetched hook; in the request phase also ask for the request body
-// (Decision::read_body, then on_request_body) and forward with request fields set or a body
-// replaced (Decision::with_field, with_body).
+// passes (the hook is then called again); call side requests (call, or fetch for one GET) and
+// get the answers in the matching *_side_responses hook (*_fetched for a fetch); in the request
+// phase also ask for the request body (Decision::read_body, then on_request_body) and forward
+// with request fields set or a body replaced (Decision::with_field, with_body).
 //
 // Policies see read-only views and `now`; they own no sockets, timers or threads. A Policy
 // object is shared by every worker thread, so its shared state must be thread-safe; whatever
@@ -33,6 +33,7 @@
 
 #include "proxy/http/headers.h"
 #include "proxy/http/problem.h"
+#include "proxy/http/side_request_spec.h"
 
 namespace arbiter {
 
@@ -85,16 +86,16 @@ struct ResponseView {
   MonotonicTime now;
 };
 
-// The answer to a Decision::fetch / ResponseStep::fetch: a GET of the target on the route's
-// upstream, made by the proxy with the client's end-to-end request fields (no conditionals,
-// no body).
-struct FetchedResponse {
-  bool reached = false;    // false: no HTTP answer (connect failure, reset, timeout, garbage)
-  int status = 0;
-  HeaderList headers;      // hop-by-hop fields removed
-  std::string body;
-  bool body_complete = false;  // false: larger than the policy's response_body_limit; body empty
-};
+// Side requests (proxy/http/side_request_spec.h): a hook answers Decision::call(specs) (request
+// phase) or ResponseStep::call(specs) (response and end phases); the proxy sends them all at
+// once, each to its upstream with its own timeout, and when every one has finished (answered,
+// failed or timed out) calls the same policy's on_side_responses / on_response_side_responses /
+// on_end_side_responses once, with the answers in the order of the specs. The exchange waits
+// meanwhile; if the client goes away first in the request or response phase, the requests are
+// cancelled and no hook is called (the end phase's go on). Decision::fetch(target) /
+// ResponseStep::fetch(target) are a call of one SideRequestSpec::fetch(target), whose answer
+// goes to on_fetched / on_response_fetched / on_end_fetched: a FetchedResponse is a SideResponse.
+using FetchedResponse = SideResponse;
 
 // What a request-phase hook decided.
 class Decision {
@@ -104,7 +105,8 @@ class Decision {
     Reply,    // answer the client with this; nothing is forwarded
     Wait,     // park the request until the waker is woken or the deadline passes, then call
               // on_request() again (with the same state)
-    Fetch,    // GET fetch_target() from the upstream first and call on_fetched() with it
+    Call,     // make side_requests() first and call on_side_responses() with the answers
+    Fetch = Call,  // Decision::fetch: a call of one GET (fetch_target()), answered to on_fetched()
     ReadBody, // read the request body whole, up to body_limit() bytes (else 413), then call
               // on_request_body() with it
   };
@@ -139,18 +141,12 @@ class Decision {
     d.deadline_ = deadline;
     return d;
   }
-  static Decision fetch(std::string target) {
-    Decision d(Kind::Fetch);
-    d.fetch_target_ = std::move(target);
+  static Decision call(std::vector<SideRequestSpec> side_requests) {
+    Decision d(Kind::Call);
+    d.side_requests_ = std::move(side_requests);
     return d;
   }
-  // Several side requests at once (each a GET of one target, as fetch): on_fetched_all gets
-  // their answers, in this order, once all have arrived.
-  static Decision fetch_all(std::vector<std::string> targets) {
-    Decision d(Kind::Fetch);
-    d.fetch_targets_ = std::move(targets);
-    return d;
-  }
+  static Decision fetch(std::string target) { return call({SideRequestSpec::fetch(std::move(target))}); }
   // Honoured only before anything went upstream (the request phase): a body already read is
   // handed over at once.
   static Decision read_body(std::size_t limit) {
@@ -181,9 +177,13 @@ class Decision {
   const std::string& content_type() const noexcept { return content_type_; }
   const std::vector<std::string>& strip_fields() const noexcept { return strip_fields_; }
   MonotonicTime deadline() const noexcept { return deadline_; }
-  const std::string& fetch_target() const noexcept { return fetch_target_; }
-  // fetch_all's targets; empty for a single fetch (fetch_target()).
-  const std::vector<std::string>& fetch_targets() const noexcept { return fetch_targets_; }
+  const std::vector<SideRequestSpec>& side_requests() const noexcept { return side_requests_; }
+  std::vector<SideRequestSpec>& side_requests() noexcept { return side_requests_; }
+  // Call: the first side request's target (a fetch's only one).
+  const std::string& fetch_target() const noexcept {
+    static const std::string kNone;
+    return side_requests_.empty() ? kNone : side_requests_.front().target;
+  }
   std::size_t body_limit() const noexcept { return body_limit_; }
   const std::vector<std::pair<std::string, std::string>>& set_fields() const noexcept { return set_fields_; }
   const std::optional<std::string>& replaced_body() const noexcept { return replaced_body_; }
@@ -199,27 +199,30 @@ class Decision {
   std::string content_type_;
   std::vector<std::string> strip_fields_;
   MonotonicTime deadline_{};
-  std::string fetch_target_;
-  std::vector<std::string> fetch_targets_;
+  std::vector<SideRequestSpec> side_requests_;
   std::size_t body_limit_ = 0;
   std::vector<std::pair<std::string, std::string>> set_fields_;
   std::optional<std::string> replaced_body_;
 };
 
-// What a response-phase or end-phase hook decided: go on; GET a target first (e.g. to learn
-// the new version of a resource after a write) and call on_response_fetched() / on_end_fetched()
-// with it; park until the waker fires or the deadline passes, then be called again; or (response
-// phase) answer the client with this instead of the upstream's response. In the response phase
-// a fetch, a park and a reply are honoured only while the response is still held back: when
-// its body is buffered (response.body != nullptr) or it has none (body_withheld == false).
+// What a response-phase or end-phase hook decided: go on; make side requests first (e.g. GET
+// the resource to learn its new version after a write) and get the answers in
+// on_response_side_responses() / on_end_side_responses() (a fetch: on_response_fetched() /
+// on_end_fetched()); park until the waker fires or the deadline passes, then be called again;
+// or (response phase) answer the client with this instead of the upstream's response. In the
+// response phase a call, a park and a reply are honoured only while the response is still held
+// back: when its body is buffered (response.body != nullptr) or it has none
+// (body_withheld == false).
 struct ResponseStep {
   static ResponseStep proceed() { return {}; }
-  static ResponseStep fetch(std::string target) {
+  static ResponseStep call(std::vector<SideRequestSpec> requests) {
     ResponseStep step;
     step.fetch_first = true;
-    step.fetch_target = std::move(target);
+    if (!requests.empty()) step.fetch_target = requests.front().target;
+    step.side_requests = std::move(requests);
     return step;
   }
+  static ResponseStep fetch(std::string target) { return call({SideRequestSpec::fetch(std::move(target))}); }
   static ResponseStep wait_until(MonotonicTime until) {
     ResponseStep step;
     step.wait = true;
@@ -237,8 +240,9 @@ struct ResponseStep {
         Decision::respond(status, std::move(headers), std::move(body), std::move(content_type)));
     return step;
   }
-  bool fetch_first = false;
-  std::string fetch_target;
+  bool fetch_first = false;   // side_requests are made first (named when a fetch was the only kind)
+  std::string fetch_target;   // the first side request's target
+  std::vector<SideRequestSpec> side_requests;
   bool wait = false;
   MonotonicTime deadline{};
   std::shared_ptr<Decision> replacement;  // a reply (Decision::Kind::Reply) instead of the response
@@ -271,18 +275,6 @@ class Policy {
   // Wait, with the state it left.
   virtual Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) = 0;
 
-  // The answers to this policy's Decision::fetch_all, in the order of its targets. By default
-  // each goes to on_fetched in turn, until one decides anything but forward.
-  virtual Decision on_fetched_all(const RequestView& request, std::span<const FetchedResponse> fetched,
-                                  std::unique_ptr<ExchangeState>& state) {
-    Decision decision = Decision::forward();
-    for (const FetchedResponse& one : fetched) {
-      decision = on_fetched(request, one, state);
-      if (!decision.forwards()) break;
-    }
-    return decision;
-  }
-
   // The request body, after this policy's Decision::read_body: it may read and replace it
   // (what is forwarded is `body` as the hook leaves it). Called again after a Wait.
   virtual Decision on_request_body(const RequestView& request, std::string& body,
@@ -296,6 +288,13 @@ class Policy {
                               std::unique_ptr<ExchangeState>& state) {
     (void)request, (void)fetched, (void)state;
     return Decision::forward();
+  }
+
+  // The answers to this policy's Decision::call, responses[i] to its i-th request; the same
+  // state as on_request. By default one answer goes to on_fetched (Decision::fetch's hook).
+  virtual Decision on_side_responses(const RequestView& request, std::span<const SideResponse> responses,
+                                     std::unique_ptr<ExchangeState>& state) {
+    return responses.size() == 1 ? on_fetched(request, responses.front(), state) : Decision::forward();
   }
 
   // Response phase, in reverse policy order; state is what the request phase left (possibly
@@ -312,9 +311,17 @@ class Policy {
     (void)request, (void)response, (void)fetched, (void)state;
   }
 
+  // The answers to this policy's ResponseStep::call, as on_side_responses. By default one
+  // answer goes to on_response_fetched.
+  virtual void on_response_side_responses(const RequestView& request, ResponseView& response,
+                                          std::span<const SideResponse> responses, ExchangeState* state) {
+    if (responses.size() == 1) on_response_fetched(request, response, responses.front(), state);
+  }
+
   // End of the exchange, in reverse policy order, whichever way it ended; state is the
   // request phase's (possibly null) and is destroyed after every on_end has returned proceed.
-  // May fetch (then on_end_fetched) or park; the client's answer is already final.
+  // May call side requests (then on_end_side_responses) or park; the client's answer is
+  // already final.
   virtual ResponseStep on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState* state) {
     (void)request, (void)outcome, (void)state;
     return ResponseStep::proceed();
@@ -324,6 +331,13 @@ class Policy {
   virtual void on_end_fetched(const RequestView& request, const ExchangeOutcome& outcome,
                               const FetchedResponse& fetched, ExchangeState* state) {
     (void)request, (void)outcome, (void)fetched, (void)state;
+  }
+
+  // The answers to this policy's ResponseStep::call in the end phase, as on_side_responses. By
+  // default one answer goes to on_end_fetched.
+  virtual void on_end_side_responses(const RequestView& request, const ExchangeOutcome& outcome,
+                                     std::span<const SideResponse> responses, ExchangeState* state) {
+    if (responses.size() == 1) on_end_fetched(request, outcome, responses.front(), state);
   }
 
   // What this policy would check for this request, in a sentence or two, for

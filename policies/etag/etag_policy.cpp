@@ -29,6 +29,16 @@ bool is_write(std::string_view method) noexcept {
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
 
+// The policy's reads of a resource (the verify GET, the re-read after a write, the
+// representation behind a HEAD or a 304): side requests to the route's upstream as the client
+// would GET it, the body kept up to max_body_bytes for hashing. Answered to on_fetched and
+// on_response_fetched (Policy::on_side_responses' default).
+SideRequestSpec read_of(std::string target, std::size_t max_body_bytes) {
+  SideRequestSpec read = SideRequestSpec::fetch(std::move(target));
+  read.body_limit = max_body_bytes;
+  return read;
+}
+
 std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
 
 // Answers a write could not be taken now, but may be in a moment.
@@ -378,7 +388,7 @@ Decision EtagPolicy::resume(const RequestView& request, std::unique_ptr<Exchange
       // Unknown to the store, or the store failed: the backend says which version is current.
       if (!exchange.wait.failed() && exchange.known) return recalled(request, exchange, *exchange.known);
       exchange.stage = Exchange::Stage::Verifying;
-      return Decision::fetch(std::string(request.path));
+      return Decision::call({read_of(std::string(request.path), config_.max_body_bytes)});
     case Exchange::Stage::Joining:
       if (exchange.wait.failed()) return store_unavailable("the ETag store");
       return joined(request, exchange);
@@ -422,7 +432,7 @@ Decision EtagPolicy::read_sequenced(const RequestView& request, Exchange& exchan
   if (if_match.form == Precondition::Form::Tags) {
     // Which version is current is known only from a read of it: read first, then decide.
     exchange.stage = Exchange::Stage::CheckingIfMatch;
-    return Decision::fetch(std::string(request.target));
+    return Decision::call({read_of(std::string(request.target), config_.max_body_bytes)});
   }
   return strip.empty() ? Decision::forward() : Decision::forward_without(strip);
 }
@@ -538,7 +548,7 @@ Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchang
     if (!exchange.wait.failed() && exchange.known) return recalled(request, exchange, *exchange.known);
   }
   exchange.stage = Exchange::Stage::Verifying;
-  return Decision::fetch(std::string(request.path));
+  return Decision::call({read_of(std::string(request.path), config_.max_body_bytes)});
 }
 
 // verify = "cache", holding the turn: the store knows the version.
@@ -683,7 +693,7 @@ ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& r
       return ResponseStep::proceed();
     }
     response.headers.remove(kEtag);
-    return ResponseStep::fetch(std::string(request.target));
+    return ResponseStep::call({read_of(std::string(request.target), config_.max_body_bytes)});
   }
   // 206 carries a part of the representation; its hash would not be the whole one's.
   if (!is_success(response.status) || response.status == 206) return ResponseStep::proceed();
@@ -694,7 +704,7 @@ ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& r
       return ResponseStep::proceed();
     }
     // HEAD has no body to hash: GET it. A bodiless GET answer is an empty representation.
-    if (request.method == "HEAD") return ResponseStep::fetch(std::string(request.path));
+    if (request.method == "HEAD") return ResponseStep::call({read_of(std::string(request.path), config_.max_body_bytes)});
     static const std::string kEmpty;
     tag_read(request, response, *exchange, version_of(response.headers, &kEmpty));
     return ResponseStep::proceed();
@@ -821,7 +831,7 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
     return ResponseStep::proceed();
   }
   exchange.stage = Exchange::Stage::Refreshing;
-  return ResponseStep::fetch(std::string(request.path));
+  return ResponseStep::call({read_of(std::string(request.path), config_.max_body_bytes)});
 }
 
 std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, ResponseView& response,
@@ -856,7 +866,7 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   exchange.created = std::move(created);
   // Unknown at once: a sequence no entry has, so that the created resource is not learned.
   exchange.created_sequence = sequence_at_once(exchange.created).value_or(kNoSequence);
-  return ResponseStep::fetch(std::move(*target));
+  return ResponseStep::call({read_of(std::move(*target), config_.max_body_bytes)});
 }
 
 void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& response,

@@ -67,7 +67,7 @@ Exchange::Exchange(ExchangeHost& host, ExchangeScratch& scratch, RequestHead& he
 Exchange::~Exchange() {
   if (auto stream = std::move(local_stream_)) stream->on_exchange_closed();
   drop_upstream();
-  if (side_requests_ > 0) host_.cancel_side_requests();
+  cancel_side_requests();
   scratch_.policy_states.clear();  // releases whatever the policies held for this request
   if (scratch_.request_body.capacity() > kKeptBodyCapacity) std::string().swap(scratch_.request_body);
 }
@@ -369,16 +369,8 @@ bool Exchange::apply_request_decision(Decision& decision) {
     case Decision::Kind::Wait:
       park(hook_, decision.deadline());
       return false;
-    case Decision::Kind::Fetch:
-      if (!decision.fetch_targets().empty()) {
-        fetched_.assign(decision.fetch_targets().size(), FetchedResponse{});
-        for (std::size_t slot = 0; slot < decision.fetch_targets().size(); ++slot) {
-          start_side_request(hook_, decision.fetch_targets()[slot], slot);
-        }
-        return false;
-      }
-      fetched_.clear();
-      start_side_request(hook_, decision.fetch_target());
+    case Decision::Kind::Call:
+      start_side_requests(hook_, std::move(decision.side_requests()));
       return false;
     case Decision::Kind::ReadBody:
       hook_ = Hook::RequestBody;
@@ -420,23 +412,28 @@ void Exchange::resume_parked() {
   }
 }
 
-void Exchange::start_side_request(Hook hook, const std::string& target, std::size_t slot) {
+void Exchange::start_side_requests(Hook hook, std::vector<SideRequestSpec> specs) {
   stage_ = Stage::SideRequest;
   hook_ = hook;
-  ++side_requests_;
-  host_.start_side_request(SideRequestSpec{slot, target, *runtime_, *route_, head_.headers, peer_is_trusted_proxy_,
-                                           scratch_.request_id, scratch_.believed_client,
-                                           route_->response_body_limit});
+  side_requests_ = true;
+  for (SideRequestSpec& spec : specs) {
+    if (spec.upstream.empty()) spec.upstream = route_->config->upstream;
+    if (spec.body_limit == SideRequestSpec::kRouteBodyLimit) spec.body_limit = route_->response_body_limit;
+  }
+  host_.start_side_requests(*runtime_, std::move(specs),
+                            SideRequestOrigin{head_.headers, host_.peer_address(), peer_is_trusted_proxy_,
+                                              scratch_.request_id, scratch_.believed_client});
 }
 
-void Exchange::on_side_response(std::size_t slot, FetchedResponse fetched) {
-  if (stage_ != Stage::SideRequest || side_requests_ == 0) return;
-  --side_requests_;
-  if (!fetched_.empty()) {
-    // One of a fetch_all: the policy hears them all once the last has come.
-    if (slot < fetched_.size()) fetched_[slot] = std::move(fetched);
-    if (side_requests_ > 0) return;
-  }
+void Exchange::cancel_side_requests() {
+  if (!side_requests_) return;
+  side_requests_ = false;
+  host_.cancel_side_requests();
+}
+
+void Exchange::on_side_responses(std::vector<SideResponse> answers) {
+  if (stage_ != Stage::SideRequest || !side_requests_) return;
+  side_requests_ = false;
   const auto& policies = route_->policies;
   switch (hook_) {
     case Hook::Request:
@@ -444,9 +441,7 @@ void Exchange::on_side_response(std::size_t slot, FetchedResponse fetched) {
       stage_ = Stage::RequestPolicies;
       RequestView view = request_view();
       auto& state = scratch_.policy_states[policy_index_];
-      Decision decision = fetched_.empty() ? policies[policy_index_]->on_fetched(view, fetched, state)
-                                           : policies[policy_index_]->on_fetched_all(view, fetched_, state);
-      fetched_.clear();
+      Decision decision = policies[policy_index_]->on_side_responses(view, answers, state);
       if (!apply_request_decision(decision)) return;
       run_request_policies();
       return;
@@ -455,7 +450,7 @@ void Exchange::on_side_response(std::size_t slot, FetchedResponse fetched) {
       std::size_t i = response_policy_index_ - 1;
       RequestView view = request_view();
       ResponseView response = response_view(view.now);
-      policies[i]->on_response_fetched(view, response, fetched, scratch_.policy_states[i].get());
+      policies[i]->on_response_side_responses(view, response, answers, scratch_.policy_states[i].get());
       response_status_ = response.status;
       --response_policy_index_;
       run_response_policies(true);
@@ -464,7 +459,7 @@ void Exchange::on_side_response(std::size_t slot, FetchedResponse fetched) {
     case Hook::End: {
       std::size_t i = end_policy_index_ - 1;
       RequestView view = request_view();
-      policies[i]->on_end_fetched(view, outcome(), fetched, scratch_.policy_states[i].get());
+      policies[i]->on_end_side_responses(view, outcome(), answers, scratch_.policy_states[i].get());
       --end_policy_index_;
       run_end_policies();
       return;
@@ -664,7 +659,7 @@ ResponseView Exchange::response_view(MonotonicTime now) {
 }
 
 void Exchange::release_held_head_withheld() {
-  // The body streams: the policies see the head only and cannot fetch, park or reply.
+  // The body streams: the policies see the head only and cannot call side requests, park or reply.
   holding_response_ = false;
   body_withheld_ = true;
   response_policy_index_ = route_->policies.size();
@@ -703,7 +698,7 @@ bool Exchange::apply_response_step(ResponseStep& step, std::size_t policy) {
     return false;
   }
   if (step.fetch_first) {
-    start_side_request(Hook::Response, step.fetch_target);
+    start_side_requests(Hook::Response, std::move(step.side_requests));
     return false;
   }
   if (step.wait) {
@@ -797,10 +792,7 @@ void Exchange::reply_problem(const Problem& problem, const HeaderList& extra, st
 
 void Exchange::reply(int status, std::string_view content_type, const HeaderList& extra, std::string_view body,
                      std::string_view decided_by) {
-  if (side_requests_ > 0) {
-    host_.cancel_side_requests();
-    side_requests_ = 0;
-  }
+  cancel_side_requests();
   stage_ = Stage::Delivering;
   answer_ = Answer::Local;
   decided_by_ = decided_by;
@@ -895,7 +887,7 @@ void Exchange::run_end_policies() {
     RequestView view = request_view();
     ResponseStep step = route_->policies[i]->on_end(view, outcome(), scratch_.policy_states[i].get());
     if (step.fetch_first) {
-      start_side_request(Hook::End, step.fetch_target);
+      start_side_requests(Hook::End, std::move(step.side_requests));
       return;
     }
     if (step.wait) {
@@ -915,12 +907,9 @@ void Exchange::on_client_gone() {
   response_keep_alive_ = false;
   drop_upstream();
   if (auto stream = std::move(local_stream_)) stream->on_exchange_closed();  // the handler stops writing
-  if (ending_) return;  // the end hooks go on (parked or fetching) and finish
+  if (ending_) return;  // the end hooks go on (parked or calling side requests) and finish
   ending_ = true;
-  if (side_requests_ > 0) {
-    host_.cancel_side_requests();
-    side_requests_ = 0;
-  }
+  cancel_side_requests();
   if (stage_ == Stage::Parked) host_.stop_timer();
   log_exchange();
   end_policy_index_ = route_ != nullptr ? route_->policies.size() : 0;

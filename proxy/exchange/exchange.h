@@ -5,9 +5,9 @@
 //
 // route (or a local handler: the admin listener, [server] control_prefix) -> (body read whole, when a policy wants it) -> request policies -> upstream (request
 // body streamed as it arrives) -> response policies (the response held back while they may
-// still fetch or park) -> client -> end policies. Any policy hook may park the exchange (until
-// its Waker fires or its deadline passes) or make a side request; the stage says where the
-// exchange is.
+// still call side requests or park) -> client -> end policies. Any policy hook may park the
+// exchange (until its Waker fires or its deadline passes) or call side requests; the stage
+// says where the exchange is.
 //
 // It owns no socket, timer or thread: everything outside goes through its ExchangeHost, which
 // feeds it the request's body and end, the upstream's events, timer expiries and wake-ups.
@@ -39,18 +39,18 @@ class Exchange final : public UpstreamEvents {
   enum class Stage : std::uint8_t {
     Routing,           // head checks, path normalisation, route match
     ReadingBody,       // the request body is read whole before a policy sees it
-    RequestPolicies,   // on_request / on_request_body / on_fetched running
+    RequestPolicies,   // on_request / on_request_body / on_side_responses running
     Parked,            // a policy waits for its waker or deadline (hook() says which hook)
-    SideRequest,       // a policy's side request is outstanding (hook() says which hook)
+    SideRequest,       // a policy's side requests are outstanding (hook() says which hook)
     Upstream,          // forwarded: the request goes out, the response comes back
-    ResponsePolicies,  // on_response / on_response_fetched running over the held response
+    ResponsePolicies,  // on_response / on_response_side_responses running over the held response
     Delivering,        // the answer is (being) written; waiting for the rest of the request
     Streaming,         // a local handler holds the response open (an ExchangeStream writes it)
     Tunnel,            // a 101 was relayed; the host tunnels the connection
-    Ending,            // on_end / on_end_fetched running
+    Ending,            // on_end / on_end_side_responses running
     Done,
   };
-  // The hook a parked exchange (or one waiting for a side request) returns to.
+  // The hook a parked exchange (or one waiting for side requests) returns to.
   enum class Hook : std::uint8_t { Request, RequestBody, Response, End };
 
   // `head` (the parser's) stays valid and unchanged until the exchange is destroyed, except for
@@ -91,7 +91,8 @@ class Exchange final : public UpstreamEvents {
   // --- from the host: timers, wake-ups, side requests
   void on_timer();
   void on_woken();
-  void on_side_response(std::size_t slot, FetchedResponse fetched);
+  // The answers to the side requests the exchange started, answers[i] to its i-th spec.
+  void on_side_responses(std::vector<SideResponse> answers);
 
   // --- answers made here (also the local handlers', through an ExchangeResponder)
   void reply_problem(const Problem& problem, const HeaderList& extra, std::string_view decided_by);
@@ -160,7 +161,9 @@ class Exchange final : public UpstreamEvents {
   bool apply_request_decision(Decision& decision);
   void park(Hook hook, MonotonicTime deadline);
   void resume_parked();
-  void start_side_request(Hook hook, const std::string& target, std::size_t slot = 0);
+  // The last thing the caller does: the answers may come (and the exchange end) before it returns.
+  void start_side_requests(Hook hook, std::vector<SideRequestSpec> specs);
+  void cancel_side_requests();
   void run_response_policies(bool held);  // from response_policy_index_ down
   bool apply_response_step(ResponseStep& step, std::size_t policy);
   void release_held_head_withheld();
@@ -205,8 +208,7 @@ class Exchange final : public UpstreamEvents {
   std::size_t policy_index_ = 0;           // the request-phase policy being asked
   std::size_t response_policy_index_ = 0;  // response policies [0, index) are still to run
   std::size_t end_policy_index_ = 0;       // end hooks [0, index) are still to run
-  std::size_t side_requests_ = 0;          // outstanding
-  std::vector<FetchedResponse> fetched_;   // a fetch_all's answers, by slot, until the last arrives
+  bool side_requests_ = false;             // a call is outstanding at the host
   RequestBody body_;
 
   // upstream

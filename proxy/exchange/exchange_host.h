@@ -19,6 +19,8 @@
 #include "proxy/config/config.h"
 #include "proxy/http/headers.h"
 #include "proxy/http/request_parser.h"
+#include "proxy/http/side_request_spec.h"
+#include "proxy/net/side_request.h"
 #include "proxy/net/upstream.h"
 
 namespace arbiter {
@@ -72,21 +74,6 @@ class UpstreamEvents {
 
  protected:
   ~UpstreamEvents() = default;
-};
-
-// A side request an exchange asks its host for (today: a GET of `target` on the route's
-// upstream, with the client's end-to-end fields; see proxy/net/subrequest.h). The answer comes
-// back through Exchange::on_side_response(slot, ...). Views are valid during the call only.
-struct SideRequestSpec {
-  std::size_t slot = 0;  // which of the exchange's outstanding side requests this is
-  std::string_view target;
-  const Runtime& runtime;
-  const RouteRuntime& route;
-  const HeaderList& client_headers;
-  bool peer_is_trusted_proxy = false;
-  std::string_view request_id;
-  std::string_view believed_client;  // empty: the peer address
-  std::size_t body_limit = 0;
 };
 
 // Containers an exchange fills and the next exchange on the connection reuses, so that a
@@ -147,8 +134,15 @@ class ExchangeHost {
                                          std::size_t avoid_server) = 0;
   virtual void start_tunnel(std::string_view early) = 0;
 
-  // --- side requests; several may be outstanding, one per slot
-  virtual void start_side_request(const SideRequestSpec& spec) = 0;
+  // --- side requests (proxy/net/side_request.h): one call of several at a time
+  // Sends every spec at once. The exchange has resolved each spec: `upstream` is a name (which
+  // `runtime`, the exchange's configuration, may not have: that one fails UnknownUpstream) and
+  // `body_limit` a number. The answers come back together, answers[i] to specs[i], through
+  // Exchange::on_side_responses once the last has finished, possibly before this returns (all
+  // failed at once). `origin` is read during the call only.
+  virtual void start_side_requests(const Runtime& runtime, std::vector<SideRequestSpec> specs,
+                                   const SideRequestOrigin& origin) = 0;
+  // Drops the call outstanding, if any: no answer comes.
   virtual void cancel_side_requests() = 0;
 
   // --- time: one timer per exchange; it fires Exchange::on_timer.

@@ -1,5 +1,7 @@
 #include "proxy/net/client_connection.h"
 
+#include <algorithm>
+
 #include "proxy/observe/log.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/net/server.h"
@@ -18,7 +20,7 @@ constexpr Duration kLingerTimeout = std::chrono::seconds(2);
 }  // namespace
 
 ClientConnection::ClientConnection(Worker& worker, bool admin)
-    : worker_(worker), admin_(admin), metrics_(thread_metrics()) {
+    : worker_(worker), admin_(admin), metrics_(thread_metrics()), side_requests_(worker.loop(), *this) {
   if (!admin_) metrics_.connection_opened();
   uv_tcp_init(worker_.loop(), &tcp_);
   tcp_.data = this;
@@ -177,7 +179,6 @@ void ClientConnection::on_write_done(int status) {
 }
 
 void ClientConnection::exchange_done(bool keep_alive) {
-  cancel_side_requests();  // finished ones too: a side request holds its upstream pool
   if (phase_ == Phase::Closed) {
     close_timer();  // the exchange outlived the socket (its end hooks); it goes with the connection
     return;
@@ -208,32 +209,23 @@ UpstreamChannel& ClientConnection::open_upstream(const Runtime& runtime, const s
   return upstream_link_.open(worker_.pool(runtime, upstream), events, avoid_server);
 }
 
-void ClientConnection::start_side_request(const SideRequestSpec& spec) {
-  SideCall* call = nullptr;
-  for (auto& existing : side_requests_) {
-    if (existing->slot == spec.slot) call = existing.get();
+void ClientConnection::start_side_requests(const Runtime& runtime, std::vector<SideRequestSpec> specs,
+                                           const SideRequestOrigin& origin) {
+  std::vector<UpstreamPool*> pools;
+  pools.reserve(specs.size());
+  const auto& upstreams = runtime.config().upstreams;
+  for (const SideRequestSpec& spec : specs) {
+    bool known = std::any_of(upstreams.begin(), upstreams.end(),
+                             [&](const UpstreamConfig& upstream) { return upstream.name == spec.upstream; });
+    pools.push_back(known ? &worker_.pool(runtime, spec.upstream) : nullptr);
   }
-  if (call == nullptr) {
-    call = side_requests_.emplace_back(std::make_unique<SideCall>()).get();
-    call->connection = this;
-    call->slot = spec.slot;
-  }
-  call->request = std::make_unique<Subrequest>(
-      worker_.pool(spec.runtime, spec.route.config->upstream),
-      SubrequestSpec{std::string(spec.target), spec.client_headers, peer_address_, spec.peer_is_trusted_proxy,
-                     spec.request_id, spec.body_limit, spec.believed_client},
-      *call);
-  call->request->start();
+  side_requests_.start(std::move(specs), pools, origin);
 }
 
-void ClientConnection::cancel_side_requests() {
-  for (auto& call : side_requests_) call->request.reset();
-}
+void ClientConnection::cancel_side_requests() { side_requests_.cancel(); }
 
-void ClientConnection::SideCall::on_fetched(FetchedResponse fetched) {
-  // The subrequest is done; it is destroyed by the next one in this slot, or by a cancel.
-  ClientConnection* self = connection;
-  if (self->exchange_) self->exchange_->on_side_response(slot, std::move(fetched));
+void ClientConnection::on_side_responses(std::vector<SideResponse> responses) {
+  if (exchange_) exchange_->on_side_responses(std::move(responses));
 }
 
 std::shared_ptr<Waker> ClientConnection::waker() {

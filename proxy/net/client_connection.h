@@ -21,7 +21,7 @@
 #include "proxy/exchange/exchange.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/net/stream_write.h"
-#include "proxy/net/subrequest.h"
+#include "proxy/net/side_request.h"
 #include "proxy/net/tunnel.h"
 #include "proxy/net/upstream_link.h"
 
@@ -34,6 +34,7 @@ class MetricsShard;
 class ClientConnection final : public RequestEvents,
                                public WriteListener,
                                public TunnelObserver,
+                               public SideRequestsOwner,
                                public ExchangeHost {
  public:
   ClientConnection(Worker& worker, bool admin);
@@ -65,6 +66,8 @@ class ClientConnection final : public RequestEvents,
   void on_tunnel_closed() override;
   // WriteListener
   void on_write_done(int status) override;
+  // SideRequestsOwner: the answers go to the exchange that asked
+  void on_side_responses(std::vector<SideResponse> responses) override;
 
   // ExchangeHost
   void send_to_client(std::span<const std::string_view> pieces) override;
@@ -82,7 +85,8 @@ class ClientConnection final : public RequestEvents,
   UpstreamChannel& open_upstream(const Runtime& runtime, const std::string& upstream, UpstreamEvents& events,
                                  std::size_t avoid_server) override;
   void start_tunnel(std::string_view early) override;  // proxy/net/client_tunnel.cpp
-  void start_side_request(const SideRequestSpec& spec) override;
+  void start_side_requests(const Runtime& runtime, std::vector<SideRequestSpec> specs,
+                           const SideRequestOrigin& origin) override;
   void cancel_side_requests() override;
   void arm_timer(Duration timeout) override;
   void stop_timer() override { uv_timer_stop(&timer_); }
@@ -100,13 +104,6 @@ class ClientConnection final : public RequestEvents,
     Exchange,     // exchange_ is answering or forwarding it
     Lingering,    // answer written, write side shut: discarding input until EOF or timeout
     Closed,
-  };
-  // A side request of the exchange, answered back to it by slot.
-  struct SideCall final : SubrequestOwner {
-    ClientConnection* connection = nullptr;
-    std::size_t slot = 0;
-    std::unique_ptr<Subrequest> request;
-    void on_fetched(FetchedResponse fetched) override;
   };
 
   void on_input(const char* data, std::size_t length);
@@ -140,7 +137,7 @@ class ClientConnection final : public RequestEvents,
   RequestParser parser_{*this};
   ExchangeScratch scratch_;          // the exchanges' buffers, kept warm across requests
   UpstreamLink upstream_link_;
-  std::vector<std::unique_ptr<SideCall>> side_requests_;  // by slot; kept for the next ones
+  SideRequests side_requests_;       // the exchange's call in progress, if any
   std::shared_ptr<ExchangeWaker> waker_;  // for policies that park; made on first use
   std::optional<Exchange> exchange_;     // the current request's, in Phase::Exchange
 

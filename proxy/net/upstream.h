@@ -175,7 +175,7 @@ class UpstreamPool {
   // Something still refers to this pool: a connection of it exists (busy, idle or closing), or
   // a holder counted with hold() has not let go.
   bool in_use() const noexcept { return users_ > 0; }
-  // For objects that keep a reference to the pool beyond one call (a Subrequest, which may
+  // For objects that keep a reference to the pool beyond one call (a SideRequest, which may
   // acquire again for a retry): counted by in_use() until the matching let_go().
   void hold() noexcept { ++users_; }
   void let_go() noexcept;

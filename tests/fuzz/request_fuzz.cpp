@@ -310,7 +310,7 @@ class FuzzWorld {
         case Exchange::Stage::SideRequest:
           for (std::size_t i = 0; i < host_.side_calls.size(); ++i) {
             if (!host_.side_calls[i].answered) {
-              host_.answer_side_request(i, fetch(host_.side_calls[i].target));
+              host_.answer_side_request(i, fetch(host_.side_calls[i].spec.target));
               break;
             }
           }

@@ -2,8 +2,10 @@
 // An ExchangeHost with no sockets, for tests and fuzzers that drive the real Exchange
 // (proxy/exchange/exchange.h): client bytes go through the real RequestParser; what the
 // exchange sends the client is kept in `to_client`; the upstream is a FakeUpstream the caller
-// answers (respond(), fail_upstream()); side requests are recorded and answered with
-// answer_side_request(); the clock is fake (advance() fires the timer when it is due).
+// answers (respond(), fail_upstream()); side requests are recorded and answered one by one, in
+// any order, with answer_side_request(), and the exchange hears a call's answers together, in
+// spec order, once the last is in (as SideRequests delivers them); the clock is fake (advance()
+// fires the timer when it is due).
 //
 // Like ClientConnection it keeps one Exchange at a time in an optional, destroys it in
 // exchange_done and begins the next pipelined request after it.
@@ -54,9 +56,11 @@ class FakeWaker final : public Waker {
 
 class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
  public:
+  // One side request the exchange asked for.
   struct SideCall {
-    std::size_t slot = 0;
-    std::string target;
+    int call = 0;            // which start_side_requests it came with (1, 2, ...)
+    std::size_t index = 0;   // its place in that call's specs
+    SideRequestSpec spec;    // as the exchange resolved it (upstream named, body limit set)
     bool answered = false;
   };
 
@@ -95,9 +99,14 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
     UpstreamEvents* events = std::exchange(upstream_events_, nullptr);
     events->on_upstream_failed(failure, false, 0);
   }
-  void answer_side_request(std::size_t index, FetchedResponse response) {
-    side_calls.at(index).answered = true;
-    if (exchange) exchange->on_side_response(side_calls[index].slot, std::move(response));
+  // Answers side_calls[n]. An answer to a call that is over (cancelled, or the exchange gone) is
+  // dropped.
+  void answer_side_request(std::size_t n, SideResponse response) {
+    SideCall& side = side_calls.at(n);
+    side.answered = true;
+    if (side.call != side_request_calls || side_answers_.empty()) return;
+    side_answers_[side.index] = std::move(response);
+    if (--side_unanswered_ == 0) deliver_side_responses();
   }
   // The fake clock moves; a timer that comes due fires.
   void advance(Duration by) {
@@ -166,10 +175,18 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
     return upstream;
   }
   void start_tunnel(std::string_view) override { tunnelled = true; }
-  void start_side_request(const SideRequestSpec& spec) override {
-    side_calls.push_back({spec.slot, std::string(spec.target)});
+  void start_side_requests(const Runtime&, std::vector<SideRequestSpec> specs, const SideRequestOrigin&) override {
+    ++side_request_calls;
+    for (std::size_t i = 0; i < specs.size(); ++i) side_calls.push_back({side_request_calls, i, std::move(specs[i])});
+    side_answers_.assign(specs.size(), SideResponse{});
+    side_unanswered_ = specs.size();
+    if (specs.empty()) deliver_side_responses();
   }
-  void cancel_side_requests() override { ++side_cancels; }
+  void cancel_side_requests() override {
+    ++side_cancels;
+    side_answers_.clear();
+    side_unanswered_ = 0;
+  }
   void arm_timer(Duration timeout) override { timer_due_ = clock_ + timeout; }
   void stop_timer() override { timer_due_.reset(); }
   MonotonicTime now() const noexcept override { return clock_; }
@@ -216,6 +233,7 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   std::vector<bool> head_requests;  // one per exchange begun: was it a HEAD request
   std::shared_ptr<FakeWaker> waker_ = std::make_shared<FakeWaker>();
   int upstream_opens = 0;
+  int side_request_calls = 0;  // start_side_requests calls so far
   int side_cancels = 0;
   int exchanges_done = 0;
   bool closed = false;
@@ -235,6 +253,14 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   ExchangeScratch scratch_;
   UpstreamEvents* upstream_events_ = nullptr;
   int request_ids_ = 0;
+  std::vector<SideResponse> side_answers_;  // the latest call's, by spec index
+  std::size_t side_unanswered_ = 0;
+
+  void deliver_side_responses() {
+    std::vector<SideResponse> answers = std::move(side_answers_);
+    side_answers_.clear();
+    if (exchange) exchange->on_side_responses(std::move(answers));
+  }
 };
 
 }  // namespace arbiter::testing

@@ -23,7 +23,7 @@ using Hook = Exchange::Hook;
 constexpr auto kParkFor = std::chrono::seconds(5);
 
 // A policy whose every hook does what the test sets: park once (until woken, or its deadline),
-// fetch, read and rewrite the request body. Counts its calls and its states' lifetimes.
+// call side requests, read and rewrite the request body. Counts its calls and its states' lifetimes.
 class StepPolicy final : public Policy {
  public:
   struct State final : ExchangeState {
@@ -33,7 +33,8 @@ class StepPolicy final : public Policy {
   };
 
   bool park_request = false, park_response = false, park_end = false;
-  std::vector<std::string> fetch_targets;  // request phase: fetch_all of these
+  // Side requests each phase calls once (Decision::call / ResponseStep::call); none: no call.
+  std::vector<SideRequestSpec> call_request, call_response, call_end;
   std::size_t read_body = 0;               // request phase: Decision::read_body(this)
   std::string replace_body;                // request body hook: the body becomes this
   std::string add_field;                   // forward with this field set to "yes"
@@ -43,7 +44,9 @@ class StepPolicy final : public Policy {
   int request_calls = 0, body_calls = 0, response_calls = 0, end_calls = 0;
   int states_made = 0, states_destroyed = 0;
   std::string seen_body;
-  std::vector<FetchedResponse> seen_fetched;
+  // The answers each phase's *_side_responses hook got.
+  std::vector<SideResponse> seen_request_answers, seen_response_answers, seen_end_answers;
+  int side_response_calls = 0;
   ExchangeOutcome last_outcome;
 
   std::string_view kind() const noexcept override { return "step"; }
@@ -53,15 +56,25 @@ class StepPolicy final : public Policy {
     ++request_calls;
     if (!state) state = std::make_unique<State>(*this);
     if (park_request && request_calls == 1) return Decision::wait_until(request.now + kParkFor);
-    if (!fetch_targets.empty() && seen_fetched.empty()) return Decision::fetch_all(fetch_targets);
+    if (!call_request.empty() && side_response_calls == 0) return Decision::call(call_request);
     if (read_body > 0) return Decision::read_body(read_body);
     if (!forward_body.empty()) return forward().with_body(forward_body);
     return forward();
   }
-  Decision on_fetched_all(const RequestView&, std::span<const FetchedResponse> fetched,
-                          std::unique_ptr<ExchangeState>&) override {
-    seen_fetched.assign(fetched.begin(), fetched.end());
+  Decision on_side_responses(const RequestView&, std::span<const SideResponse> answers,
+                             std::unique_ptr<ExchangeState>&) override {
+    ++side_response_calls;
+    seen_request_answers.assign(answers.begin(), answers.end());
     return forward();
+  }
+  void on_response_side_responses(const RequestView&, ResponseView& response, std::span<const SideResponse> answers,
+                                  ExchangeState*) override {
+    seen_response_answers.assign(answers.begin(), answers.end());
+    response.headers.set("X-Side", std::to_string(answers.size()));
+  }
+  void on_end_side_responses(const RequestView&, const ExchangeOutcome&, std::span<const SideResponse> answers,
+                             ExchangeState*) override {
+    seen_end_answers.assign(answers.begin(), answers.end());
   }
   Decision on_request_body(const RequestView& request, std::string& body, std::unique_ptr<ExchangeState>&) override {
     ++body_calls;
@@ -73,12 +86,14 @@ class StepPolicy final : public Policy {
   ResponseStep on_response(const RequestView& request, ResponseView&, ExchangeState*) override {
     ++response_calls;
     if (park_response && response_calls == 1) return ResponseStep::wait_until(request.now + kParkFor);
+    if (!call_response.empty() && response_calls == 1) return ResponseStep::call(call_response);
     return ResponseStep::proceed();
   }
   ResponseStep on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState*) override {
     ++end_calls;
     last_outcome = outcome;
     if (park_end && end_calls == 1) return ResponseStep::wait_until(request.now + kParkFor);
+    if (!call_end.empty() && end_calls == 1) return ResponseStep::call(call_end);
     return ResponseStep::proceed();
   }
 
@@ -176,32 +191,93 @@ TEST_F(ExchangeTest, APipelinedRequestWaitsForTheEndHooksOfTheOneBefore) {
   EXPECT_EQ(host->exchanges_done, 1);
 }
 
+SideResponse answer(int status, std::string body = {}) {
+  SideResponse response;
+  response.reached = true;
+  response.status = status;
+  response.body = std::move(body);
+  response.body_complete = true;
+  return response;
+}
+
 TEST_F(ExchangeTest, TwoSideRequestsAtOnce) {
-  policy->fetch_targets = {"/items/1", "/items/2"};
+  SideRequestSpec audit;
+  audit.method = "POST";
+  audit.target = "/audit";
+  audit.upstream = "backend";
+  audit.body = "{}";
+  audit.timeout = std::chrono::milliseconds(250);
+  audit.body_limit = 64;
+  policy->body_limit = 4096;
+  policy->call_request = {SideRequestSpec::fetch("/items/1"), audit};
   start(kGet);
   ASSERT_EQ(host->side_calls.size(), 2u);  // both outstanding before either is answered
-  EXPECT_EQ(host->side_calls[0].target, "/items/1");
-  EXPECT_EQ(host->side_calls[1].target, "/items/2");
-  EXPECT_NE(host->side_calls[0].slot, host->side_calls[1].slot);
+  EXPECT_EQ(host->side_request_calls, 1);  // as one call
+  const SideRequestSpec& fetch = host->side_calls[0].spec;
+  EXPECT_EQ(fetch.method, "GET");
+  EXPECT_EQ(fetch.target, "/items/1");
+  EXPECT_EQ(fetch.upstream, "backend");  // the route's, named by the exchange
+  EXPECT_EQ(fetch.body_limit, 4096u);    // the route's
+  EXPECT_TRUE(fetch.client_fields);
+  const SideRequestSpec& post = host->side_calls[1].spec;
+  EXPECT_EQ(post.method, "POST");
+  EXPECT_EQ(post.target, "/audit");
+  EXPECT_EQ(post.body, "{}");
+  EXPECT_EQ(post.timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(post.body_limit, 64u);
   EXPECT_EQ(host->exchange->stage(), Stage::SideRequest);
 
-  FetchedResponse second;
-  second.reached = true;
-  second.status = 404;
-  host->answer_side_request(1, second);  // answers may come in any order
+  host->answer_side_request(1, answer(404));  // answers may come in any order
   EXPECT_EQ(host->exchange->stage(), Stage::SideRequest);
-  EXPECT_TRUE(policy->seen_fetched.empty());
-  FetchedResponse first;
-  first.reached = true;
-  first.status = 200;
-  first.body = "one";
-  host->answer_side_request(0, first);
+  EXPECT_EQ(policy->side_response_calls, 0);  // the policy hears them together
+  host->answer_side_request(0, answer(200, "one"));
 
-  ASSERT_EQ(policy->seen_fetched.size(), 2u);
-  EXPECT_EQ(policy->seen_fetched[0].status, 200);
-  EXPECT_EQ(policy->seen_fetched[0].body, "one");
-  EXPECT_EQ(policy->seen_fetched[1].status, 404);
+  EXPECT_EQ(policy->side_response_calls, 1);
+  ASSERT_EQ(policy->seen_request_answers.size(), 2u);  // in the order of the specs
+  EXPECT_EQ(policy->seen_request_answers[0].status, 200);
+  EXPECT_EQ(policy->seen_request_answers[0].body, "one");
+  EXPECT_EQ(policy->seen_request_answers[1].status, 404);
   EXPECT_EQ(host->upstream_opens, 1);  // then forwarded
+}
+
+TEST_F(ExchangeTest, SideRequestsInTheResponseAndEndPhases) {
+  policy->call_response = {SideRequestSpec::fetch("/items/1"), SideRequestSpec::fetch("/items/2")};
+  policy->call_end = {SideRequestSpec::fetch("/items/3")};
+  start(kGet);
+  host->respond(200, HeaderList{{"Content-Type", "text/plain"}}, "");
+  ASSERT_EQ(host->side_calls.size(), 2u);
+  EXPECT_EQ(host->exchange->stage(), Stage::SideRequest);
+  EXPECT_EQ(host->exchange->hook(), Hook::Response);
+  EXPECT_TRUE(host->to_client.empty());  // held while the response policy waits for its answers
+  host->answer_side_request(1, answer(204));
+  host->answer_side_request(0, answer(200));
+  ASSERT_EQ(policy->seen_response_answers.size(), 2u);
+  EXPECT_EQ(policy->seen_response_answers[0].status, 200);
+  EXPECT_EQ(policy->seen_response_answers[1].status, 204);
+  EXPECT_NE(host->to_client.find("X-Side: 2\r\n"), std::string::npos) << host->to_client;
+
+  ASSERT_EQ(host->side_calls.size(), 3u);
+  EXPECT_EQ(host->side_calls[2].spec.target, "/items/3");
+  EXPECT_EQ(host->exchange->hook(), Hook::End);
+  EXPECT_EQ(host->exchanges_done, 0);
+  host->answer_side_request(2, answer(200, "three"));
+  ASSERT_EQ(policy->seen_end_answers.size(), 1u);
+  EXPECT_EQ(policy->seen_end_answers[0].body, "three");
+  EXPECT_EQ(host->exchanges_done, 1);
+  EXPECT_EQ(host->side_cancels, 0);
+}
+
+TEST_F(ExchangeTest, ClientGoingAwayCancelsTheSideRequests) {
+  policy->call_request = {SideRequestSpec::fetch("/items/1"), SideRequestSpec::fetch("/items/2")};
+  start(kGet);
+  ASSERT_EQ(host->side_calls.size(), 2u);
+  host->client_gone();
+  EXPECT_EQ(host->side_cancels, 1);
+  EXPECT_EQ(host->exchange->stage(), Stage::Done);
+  host->answer_side_request(0, answer(200));  // too late: dropped
+  host->answer_side_request(1, answer(200));
+  EXPECT_EQ(policy->side_response_calls, 0);
+  EXPECT_EQ(host->upstream_opens, 0);
 }
 
 TEST_F(ExchangeTest, UpstreamFailingMidBodyClosesTheClientConnection) {
