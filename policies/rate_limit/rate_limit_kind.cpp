@@ -1,6 +1,5 @@
 #include "policies/rate_limit/rate_limit_kind.h"
 
-#include <optional>
 #include <utility>
 
 #include "policies/rate_limit/rate_limit_config.h"
@@ -19,24 +18,19 @@ constexpr std::string_view kOverflow = "arbiter_rate_limit_overflow_total";
 class RateLimitState final : public PolicyKindState {
  public:
   std::vector<std::shared_ptr<Policy>> policies(std::span<const Use> uses) override {
-    return routes_.update(uses, [&](const Use& use, Route& route) {
-      // Compared as configured: the policy fills in derived limit names.
-      if (route.policy == nullptr || !route.config->same_as(*use.config)) {
-        const auto& settings = static_cast<const RateLimitConfigEntry&>(*use.config).settings();
-        route.policy = std::make_shared<RateLimitPolicy>(std::string(use.route), settings, buckets_);
-        route.config = use.config;
+    return routes_.update(uses, [&](const Use& use, std::shared_ptr<RateLimitPolicy>& policy) {
+      // The reader names every limit already, so the policy's config is the settings as read.
+      const RateLimitPolicyConfig& config = static_cast<const RateLimitConfigEntry&>(*use.config).settings();
+      if (policy == nullptr || !(policy->config() == config)) {
+        policy = std::make_shared<RateLimitPolicy>(std::string(use.route), config, buckets_);
       }
-      return route.policy;
+      return policy;
     });
   }
 
  private:
-  struct Route {
-    std::shared_ptr<RateLimitPolicy> policy;
-    std::shared_ptr<const PolicyConfig> config;  // as configured, to tell an edit from no edit
-  };
   std::shared_ptr<MemoryBucketStore> buckets_ = std::make_shared<MemoryBucketStore>();
-  RouteEntries<Route> routes_;
+  RouteEntries<std::shared_ptr<RateLimitPolicy>> routes_;
 };
 
 class RateLimitKind final : public PolicyKind {

@@ -169,6 +169,30 @@ TEST(RuntimeStateTest, AReloadAppliesAChangedMaxKeys) {
   EXPECT_EQ(c_again.request().kind(), Decision::Kind::Forward);
 }
 
+// What a reload keeps: a route whose settings of a kind did not change keeps that kind's very
+// policy object (its counters go on); an edited one gets a new policy.
+TEST(RuntimeStateTest, AnUnchangedRouteKeepsItsPoliciesAndAnEditedOneGetsNewOnes) {
+  auto route = [](const std::string& rate, const std::string& max_in_flight, const std::string& verify) {
+    return "[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"legacy\"\n"
+           "[[route.limit]]\nrate = \"" + rate + "\"\n"  // no name: the loader names it items-limit-0
+           "[route.concurrency]\nmax_in_flight = " + max_in_flight + "\n"
+           "[route.etag]\nverify = \"" + verify + "\"\n";
+  };
+  RuntimeState state;
+  Runtime before(config_of(route("5/s", "4", "cache")), state);
+  const std::vector<std::shared_ptr<Policy>>& kept = before.route(0).policies;
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0]->kind(), "rate_limit");
+  EXPECT_EQ(kept[1]->kind(), "concurrency");
+  EXPECT_EQ(kept[2]->kind(), "etag");
+
+  Runtime same(config_of(route("5/s", "4", "cache")), state);
+  for (std::size_t i = 0; i < kept.size(); ++i) EXPECT_EQ(same.route(0).policies[i], kept[i]) << kept[i]->kind();
+
+  Runtime edited(config_of(route("6/s", "8", "upstream")), state);
+  for (std::size_t i = 0; i < kept.size(); ++i) EXPECT_NE(edited.route(0).policies[i], kept[i]) << kept[i]->kind();
+}
+
 // A configuration without ETag routes releases the shared table (as a route that lost its
 // etag section used to release its own); ETag routes that come back start a new one.
 TEST(RuntimeStateTest, AReloadWithoutEtagRoutesReleasesTheEtagTable) {
