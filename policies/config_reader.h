@@ -117,8 +117,6 @@ class TableReader {
   const toml::table& contents() const noexcept { return table_; }
   // Prefixes every later message, e.g. "route 'items': ".
   void set_subject(std::string subject) { subject_ = std::move(subject); }
-  const std::string& subject() const noexcept { return subject_; }
-  ConfigDiagnostics& diagnostics() const noexcept { return diagnostics_; }
 
   std::string key(std::string_view name) const;
   const toml::node* find(std::string_view name) const { return table_.get(name); }

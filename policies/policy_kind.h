@@ -149,7 +149,8 @@ class PolicyKind {
   // other way). The cheap refusals come first, the ones that may read the backend last.
   virtual int chain_position() const noexcept = 0;
   // Reads its keys of one route: nullptr when the route does not use the kind, or after
-  // reporting why its settings were refused (to route.diagnostics(), with route's subject).
+  // reporting why its settings were refused (route.error() and the readers of `route` and of its
+  // child tables report with the route's subject).
   virtual std::shared_ptr<const PolicyConfig> read(const TableReader& route, const RouteContext& context) const = 0;
   // A fresh state, for a RuntimeState that meets the kind for the first time.
   virtual std::unique_ptr<PolicyKindState> make_state() const = 0;
