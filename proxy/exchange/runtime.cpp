@@ -14,7 +14,6 @@ std::vector<std::vector<std::shared_ptr<Policy>>> RuntimeState::policies_for(con
     std::shared_ptr<Policy> policy;
   };
   std::vector<std::vector<Made>> made(config.routes.size());
-  std::vector<const PolicyKind*> used_kinds;
   for (const PolicyKind* kind : config.policy_kinds.kinds()) {
     std::vector<PolicyKindState::Use> uses;
     std::vector<std::size_t> route_of_use;
@@ -30,15 +29,15 @@ std::vector<std::vector<std::shared_ptr<Policy>>> RuntimeState::policies_for(con
       if (uses.empty()) continue;  // nothing to make, nothing to forget
       it = kinds_.emplace(kind, kind->make_state()).first;
     }
-    used_kinds.push_back(kind);
     std::vector<std::shared_ptr<Policy>> policies = it->second->policies(uses);
     for (std::size_t u = 0; u < uses.size(); ++u) {
       made[route_of_use[u]].push_back({kind->chain_position(), std::move(policies.at(u))});
     }
   }
   // A kind this configuration was not read with has no route using it any more.
+  const std::vector<const PolicyKind*>& read_with = config.policy_kinds.kinds();
   for (auto& [kind, state] : kinds_) {
-    if (std::find(used_kinds.begin(), used_kinds.end(), kind) == used_kinds.end()) state->policies({});
+    if (std::find(read_with.begin(), read_with.end(), kind) == read_with.end()) state->policies({});
   }
   std::vector<std::vector<std::shared_ptr<Policy>>> chains(config.routes.size());
   for (std::size_t r = 0; r < made.size(); ++r) {

@@ -54,8 +54,8 @@ class Runtime {
   const Router& router() const noexcept { return router_; }
   const RouteRuntime& route(std::size_t i) const { return routes_[i]; }
   std::size_t route_count() const noexcept { return routes_.size(); }
-  // Appends `policy` to route i's chain: for policies made outside the configuration (tests,
-  // fuzzers). Only before the Runtime is shared with a worker.
+  // Appends `policy` to route i's chain: for policies made outside the configuration (tests).
+  // Only before the Runtime is shared with a worker.
   void append_policy(std::size_t route, std::shared_ptr<Policy> policy);
 
  private:
