@@ -204,8 +204,12 @@ upstream = "legacy"
            "arbiter_etag_decisions_total{route=\"items\",decision=\"queue_timeout\"} 0\n",
            "# TYPE arbiter_etag_hit_ratio gauge\n",
            "arbiter_etag_hit_ratio{route=\"items\"} NaN\n",  // no tagged read yet
+           "# TYPE arbiter_etag_entries gauge\n",
+           "arbiter_etag_entries{route=\"items\"} 0\n",
            "arbiter_rate_limit_decisions_total{route=\"items\",limit=\"per-client\",decision=\"admitted\"} 0\n",
            "arbiter_rate_limit_decisions_total{route=\"items\",limit=\"per-client\",decision=\"limited\"} 0\n",
+           "# TYPE arbiter_rate_limit_buckets gauge\n",
+           "arbiter_rate_limit_buckets{route=\"items\",limit=\"per-client\"} 0\n",
            "# TYPE arbiter_rate_limit_overflow_total counter\n",
            "arbiter_rate_limit_overflow_total{route=\"items\",limit=\"per-client\"} 0\n",
            "arbiter_concurrency_decisions_total{route=\"items\",decision=\"timed_out\"} 0\n",
@@ -215,6 +219,18 @@ upstream = "legacy"
     EXPECT_NE(text.find(line), std::string::npos) << line << " missing from:\n" << text;
   }
   EXPECT_EQ(text.find("route=\"plain\""), std::string::npos) << "a route without policies has no policy series";
+  // The families in the order /metrics has always shown them: the kinds' registration order, each
+  // kind's families in the order it declares them.
+  std::size_t previous = 0;
+  for (std::string_view family :
+       {"arbiter_etag_decisions_total", "arbiter_etag_hit_ratio", "arbiter_etag_entries",
+        "arbiter_rate_limit_decisions_total", "arbiter_rate_limit_buckets", "arbiter_rate_limit_overflow_total",
+        "arbiter_concurrency_decisions_total", "arbiter_in_flight", "arbiter_queued"}) {
+    std::size_t at = text.find("# HELP " + std::string(family) + " ");
+    ASSERT_NE(at, std::string::npos) << family << " missing from:\n" << text;
+    EXPECT_GE(at, previous) << family << " out of order in:\n" << text;
+    previous = at;
+  }
 }
 
 }  // namespace
