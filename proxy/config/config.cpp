@@ -391,9 +391,7 @@ class FileReader {
     RouteContext context{route.name, path_valid ? std::optional<std::string_view>(route.path) : std::nullopt,
                          route.methods, methods_valid};
     if (const UpstreamConfig* upstream = config.find_upstream(route.upstream)) {
-      context.upstream_timeouts = RouteContext::UpstreamTimeouts{
-          std::chrono::duration_cast<std::chrono::milliseconds>(upstream->connect_timeout),
-          std::chrono::duration_cast<std::chrono::milliseconds>(upstream->response_timeout)};
+      context.upstream_timeouts = RouteContext::UpstreamTimeouts{upstream->connect_timeout, upstream->response_timeout};
     }
     for (const PolicyKind* kind : kinds_.kinds()) {
       if (auto policy = kind->read(reader, context)) route.policies.push_back(std::move(policy));
