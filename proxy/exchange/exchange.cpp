@@ -7,15 +7,13 @@
 #include "proxy/control/control_endpoints.h"
 #include "proxy/exchange/local_answer.h"
 #include "proxy/http/path_normalization.h"
+#include "proxy/net/stream_write.h"
 #include "proxy/observe/log.h"
 
 namespace arbiter {
 
 namespace {
 
-// Stop reading the upstream when this much is queued towards the client; resume below the low mark.
-constexpr std::size_t kHighWater = 256u << 10;
-constexpr std::size_t kLowWater = 64u << 10;
 // A request body up to this size is read and dropped after a local answer, to keep the
 // connection; a larger one closes it.
 constexpr std::uint64_t kMaxDrainedBody = 1u << 20;
