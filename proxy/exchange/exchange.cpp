@@ -51,8 +51,6 @@ Exchange::Exchange(ExchangeHost& host, ExchangeScratch& scratch, RequestHead& he
     : host_(host), scratch_(scratch), head_(head), runtime_(host.runtime()), started_(started) {
   scratch_.request_id.clear();
   scratch_.believed_client.clear();
-  scratch_.target.clear();
-  scratch_.routed_path.clear();
   scratch_.params.clear();
   scratch_.policy_states.clear();
   scratch_.omit_fields.clear();
@@ -96,20 +94,18 @@ void Exchange::start() {
                   {}, "proxy");
     return;
   }
-  if (!normalize_target()) return;
-  std::string_view path = std::string_view(scratch_.target).substr(0, path_length_);
+  if (!normalize_request_target()) return;
+  std::string_view path = scratch_.target.path();
   if (const HandlerRegistry* control = host_.control_handlers();
       control != nullptr &&
       in_control_namespace(path, config.server.control_prefix, config.server.case_insensitive_paths)) {
-    std::string_view query = std::string_view(scratch_.target).substr(path_length_);
-    answer_locally(*control, config.server.control_prefix, path, query.substr(query.empty() ? 0 : 1));
+    answer_locally(*control, config.server.control_prefix, path, scratch_.target.query());
     return;
   }
   RouteMatch match;
   match.params.swap(scratch_.params);  // reuses the capacity of the last request's captures
   std::string allowed;
-  std::string_view routed = scratch_.routed_path.empty() ? path : std::string_view(scratch_.routed_path);
-  switch (runtime_->router().match(head_.method, routed, match, &allowed)) {
+  switch (runtime_->router().match(head_.method, scratch_.target.routed(), match, &allowed)) {
     case Router::Outcome::NotFound:
       reply_problem(Problem::make("route-not-found", 404, "No route",
                                   "No route matches " + std::string(head_.method) + " " + std::string(path) + "."),
@@ -146,18 +142,11 @@ bool Exchange::validate_request_head() {
   return true;
 }
 
-bool Exchange::normalize_target() {
-  std::string_view target(head_.target);
-  std::size_t query = std::min(target.find('?'), target.size());
+bool Exchange::normalize_request_target() {
   std::string why;
-  if (!normalize_path(target.substr(0, query), scratch_.target, why)) {
+  if (!normalize_target(head_.target, runtime_->config().server.case_insensitive_paths, scratch_.target, why)) {
     reply_problem(Problem::make("malformed-path", 400, "Malformed path", std::move(why)), {}, "proxy");
     return false;
-  }
-  path_length_ = scratch_.target.size();
-  scratch_.target.append(target.substr(query));
-  if (runtime_->config().server.case_insensitive_paths) {
-    lower_case_path(std::string_view(scratch_.target).substr(0, path_length_), scratch_.routed_path);
   }
   return true;
 }
@@ -304,12 +293,11 @@ void Exchange::on_client_drained() {
 // ---------------------------------------------------------------- the request policies
 
 RequestView Exchange::request_view() {
-  std::string_view target(scratch_.target);
-  std::string_view query = target.substr(path_length_);
+  const NormalTarget& target = scratch_.target;
   return RequestView{head_.method,
-                     target,
-                     target.substr(0, path_length_),
-                     query.empty() ? query : query.substr(1),
+                     target.target,
+                     target.path(),
+                     target.query(),
                      head_.headers,
                      client_address(),
                      route_->config->name,
@@ -317,7 +305,7 @@ RequestView Exchange::request_view() {
                      scratch_.request_id,
                      host_.now(),
                      route_->policies.empty() ? nullptr : host_.waker(),
-                     scratch_.routed_path,
+                     target.routed_path,
                      body_.in_memory ? &scratch_.request_body : nullptr};
 }
 
@@ -488,7 +476,7 @@ void Exchange::on_upstream_connected(UpstreamChannel& channel) {
   BodyFraming framing = body_in_memory ? BodyFraming::ContentLength : head_.framing;
   write_upstream_request_head(
       scratch_.head,
-      UpstreamRequest{head_.method, runtime_->config().server.forward_raw_path ? head_.target : scratch_.target,
+      UpstreamRequest{head_.method, runtime_->config().server.forward_raw_path ? head_.target : scratch_.target.target,
                       head_.headers, host_.peer_address(), peer_is_trusted_proxy_, scratch_.request_id,
                       channel.authority(), framing,
                       body_in_memory ? scratch_.request_body.size() : head_.content_length, scratch_.omit_fields,

@@ -131,7 +131,7 @@ class Exchange final : public UpstreamEvents {
   };
 
   bool validate_request_head();
-  bool normalize_target();
+  bool normalize_request_target();
   bool read_body_first();
   void begin_body_read(std::size_t limit, std::string_view wanted_by);
   Problem body_too_large(std::uint64_t size, bool declared) const;
@@ -204,7 +204,6 @@ class Exchange final : public UpstreamEvents {
   bool logged_ = false;
   bool replace_body_after_read_ = false;   // a policy's body (in scratch_.held_body) replaces the client's
   const RouteRuntime* route_ = nullptr;
-  std::size_t path_length_ = 0;
   std::size_t policy_index_ = 0;           // the request-phase policy being asked
   std::size_t response_policy_index_ = 0;  // response policies [0, index) are still to run
   std::size_t end_policy_index_ = 0;       // end hooks [0, index) are still to run

@@ -18,6 +18,7 @@
 #include "policies/policy.h"
 #include "proxy/config/config.h"
 #include "proxy/http/headers.h"
+#include "proxy/http/path_normalization.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/http/side_request_spec.h"
 #include "proxy/net/side_request.h"
@@ -82,8 +83,7 @@ class UpstreamEvents {
 struct ExchangeScratch {
   std::string request_id;
   std::string believed_client;
-  std::string target;       // the normalised target
-  std::string routed_path;  // lower-cased under case_insensitive_paths
+  NormalTarget target;      // the request target as the proxy routes and forwards it
   std::vector<PathParam> params;
   std::vector<std::unique_ptr<ExchangeState>> policy_states;
   std::vector<std::string> omit_fields;
