@@ -20,6 +20,7 @@ constexpr std::uint64_t kMaxDrainedBody = 1u << 20;
 // A body buffer larger than this is not kept for the connection's next exchange.
 constexpr std::size_t kKeptBodyCapacity = 64u << 10;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";  // without trailer fields
 
 bool is_idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
@@ -57,7 +58,7 @@ Exchange::Exchange(ExchangeHost& host, ExchangeScratch& scratch, RequestHead& he
   scratch_.request_body.clear();
   scratch_.held_headers.clear();
   scratch_.held_body.clear();
-  scratch_.trailers.clear();
+  scratch_.last_chunk.clear();
 }
 
 Exchange::~Exchange() {
@@ -227,9 +228,12 @@ void Exchange::on_request_complete() {
   if (!forwarding_ || upstream_ == nullptr) return;
   host_.stop_timer();  // the body is all here
   if (head_.framing == BodyFraming::Chunked && !body_.in_memory) {
-    std::string last_chunk;  // with the request's trailer fields
-    write_last_chunk(last_chunk, head_.trailers, scratch_.omit_fields);
-    std::string_view last = last_chunk;
+    std::string_view last = kLastChunk;
+    std::string with_trailers;  // built only when the request has trailer fields
+    if (!head_.trailers.empty()) {
+      write_last_chunk(with_trailers, head_.trailers, scratch_.omit_fields);
+      last = with_trailers;
+    }
     if (!upstream_->send({&last, 1})) return;  // on_upstream_failed has run
   }
   upstream_->request_finished();
@@ -343,15 +347,9 @@ bool Exchange::apply_request_decision(Decision& decision) {
       hook_ = Hook::Request;
       ++policy_index_;
       return true;
-    case Decision::Kind::Reply: {
-      std::string_view decided_by = route_->policies[policy_index_]->kind();
-      if (decision.problem()) {
-        reply_problem(*decision.problem(), decision.headers(), decided_by);
-      } else {
-        reply(decision.status(), decision.content_type(), decision.headers(), decision.body(), decided_by);
-      }
+    case Decision::Kind::Reply:
+      reply_decision(decision, route_->policies[policy_index_]->kind());
       return false;
-    }
     case Decision::Kind::Wait:
       park(hook_, decision.deadline());
       return false;
@@ -585,7 +583,10 @@ void Exchange::on_upstream_body(std::string_view data) {
 
 void Exchange::on_upstream_trailers(const HeaderList& trailers) {
   // Only a chunked answer can carry them, and only to a client that said it takes them.
-  if (response_framing_ == BodyFraming::Chunked && accepts_trailers(head_.headers)) scratch_.trailers = trailers;
+  if (response_framing_ == BodyFraming::Chunked && accepts_trailers(head_.headers)) {
+    scratch_.last_chunk.clear();
+    write_last_chunk(scratch_.last_chunk, trailers);
+  }
 }
 
 void Exchange::on_upstream_complete() {
@@ -597,12 +598,7 @@ void Exchange::on_upstream_complete() {
     run_response_policies(true);
     return;
   }
-  if (response_framing_ == BodyFraming::Chunked) {
-    std::string last_chunk;
-    write_last_chunk(last_chunk, scratch_.trailers);
-    std::string_view pieces[2] = {{}, last_chunk};
-    send_with_pending_head(pieces, 2);
-  }
+  if (response_framing_ == BodyFraming::Chunked) send_last_chunk();
   flush_pending_head();
   if (client_gone_) return;
   stage_ = Stage::Delivering;
@@ -674,13 +670,7 @@ bool Exchange::apply_response_step(ResponseStep& step, std::size_t policy) {
     holding_response_ = false;
     buffering_body_ = false;
     answer_ = Answer::Local;
-    const Decision& answer = *step.replacement;
-    std::string_view decided_by = route_->policies[policy]->kind();
-    if (answer.problem()) {
-      reply_problem(*answer.problem(), answer.headers(), decided_by);
-    } else {
-      reply(answer.status(), answer.content_type(), answer.headers(), answer.body(), decided_by);
-    }
+    reply_decision(*step.replacement, route_->policies[policy]->kind());
     return false;
   }
   if (step.fetch_first) {
@@ -752,6 +742,11 @@ void Exchange::send_with_pending_head(std::string_view* pieces, std::size_t coun
   send({pieces, count});
 }
 
+void Exchange::send_last_chunk() {
+  std::string_view pieces[2] = {{}, scratch_.last_chunk.empty() ? kLastChunk : std::string_view(scratch_.last_chunk)};
+  send_with_pending_head(pieces, 2);
+}
+
 void Exchange::flush_pending_head() {
   std::string_view head[1];
   if (head_pending_) send_with_pending_head(head, 1);
@@ -769,6 +764,14 @@ void Exchange::send_response_body(std::string_view data) {
     send_with_pending_head(pieces, 2);
   }
   if (upstream_ != nullptr && host_.client_backlog() > kHighWater) upstream_->pause_reading();
+}
+
+void Exchange::reply_decision(const Decision& answer, std::string_view decided_by) {
+  if (answer.problem()) {
+    reply_problem(*answer.problem(), answer.headers(), decided_by);
+  } else {
+    reply(answer.status(), answer.content_type(), answer.headers(), answer.body(), decided_by);
+  }
 }
 
 void Exchange::reply_problem(const Problem& problem, const HeaderList& extra, std::string_view decided_by) {

@@ -154,6 +154,9 @@ class Exchange final : public UpstreamEvents {
   // end at once. May destroy the exchange (its caller's last action).
   void end_local_answer();
 
+  // A policy's Decision::reply (a problem or a plain answer); `decided_by`: the policy's kind().
+  void reply_decision(const Decision& answer, std::string_view decided_by);
+
   // the hooks
   RequestView request_view();
   ResponseView response_view(MonotonicTime now);
@@ -182,6 +185,8 @@ class Exchange final : public UpstreamEvents {
   // pieces[0] is left free for the pending response head; sent with it if one is pending.
   void send_with_pending_head(std::string_view* pieces, std::size_t count);
   void flush_pending_head();
+  // The last chunk of a chunked answer, with the upstream's trailer fields if any were kept.
+  void send_last_chunk();
   void send(std::span<const std::string_view> pieces);
 
   // the end

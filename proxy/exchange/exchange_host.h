@@ -91,7 +91,7 @@ struct ExchangeScratch {
   std::string head;          // a head being written
   HeaderList held_headers;   // the response as the policies see it
   std::string held_body;
-  HeaderList trailers;
+  std::string last_chunk;    // the answer's last chunk with the upstream's trailers; empty: none
 };
 
 class ExchangeHost {
