@@ -352,6 +352,10 @@ TEST_F(ExchangeTest, ClientGoingAwayWhileTheEndHookIsParkedLetsItFinish) {
   host->advance(std::chrono::duration_cast<Duration>(kParkFor));
   EXPECT_EQ(policy->end_calls, 2);
   EXPECT_EQ(host->exchange->stage(), Stage::Done);
+  EXPECT_EQ(host->exchanges_done, 1);   // told once, after the end hook
+  EXPECT_EQ(policy->states_destroyed, 0);  // kept until the host frees the exchange
+  host.reset();  // as ClientConnection frees it when its last handle closes
+  EXPECT_EQ(policy->states_destroyed, 1);
 }
 
 TEST_F(ExchangeTest, PolicyReplacesTheRequestBodyAndSetsAField) {
