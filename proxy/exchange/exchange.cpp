@@ -862,8 +862,8 @@ ExchangeOutcome Exchange::outcome() {
 }
 
 void Exchange::finish() {
-  if (ending_) return;
-  ending_ = true;
+  if (hook_ == Hook::End) return;  // the end hooks have begun
+  hook_ = Hook::End;
   log_exchange();
   end_policy_index_ = route_ != nullptr ? route_->policies.size() : 0;
   run_end_policies();
@@ -896,18 +896,14 @@ void Exchange::on_client_gone() {
   response_keep_alive_ = false;
   drop_upstream();
   if (auto stream = std::move(local_stream_)) stream->on_exchange_closed();  // the handler stops writing
-  if (ending_) return;  // the end hooks go on (parked or calling side requests) and finish
-  ending_ = true;
+  if (hook_ == Hook::End) return;  // the end hooks go on (parked or calling side requests) and finish
   cancel_side_requests();
   if (stage_ == Stage::Parked) host_.stop_timer();
-  log_exchange();
-  end_policy_index_ = route_ != nullptr ? route_->policies.size() : 0;
-  run_end_policies();
+  finish();
 }
 
 void Exchange::log_exchange() {
-  if (logged_ || answer_ == Answer::None) return;
-  logged_ = true;
+  if (answer_ == Answer::None) return;
   std::string_view route = route_ != nullptr ? std::string_view(route_->config->name) : std::string_view();
   int status = response_complete_ ? response_status_ : 499;  // nginx's "client closed request"
   // Timed only when the upstream's head arrived: a failed attempt is a 502/504 answered by

@@ -189,7 +189,7 @@ class Exchange final : public UpstreamEvents {
   void send_last_chunk();
   void send(std::span<const std::string_view> pieces);
 
-  // the end
+  // the end: logs the exchange (once) and runs the end hooks, unless they have begun
   void finish();
   void log_exchange();
   std::string_view client_address() const noexcept;
@@ -200,13 +200,11 @@ class Exchange final : public UpstreamEvents {
   std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began
   MonotonicTime started_;
   Stage stage_ = Stage::Routing;
-  Hook hook_ = Hook::Request;
+  Hook hook_ = Hook::Request;  // Hook::End from the moment the end hooks begin (finish()), never before
   bool client_keep_alive_ = true;
   bool expect_continue_ = false;
   bool peer_is_trusted_proxy_ = false;
   bool client_gone_ = false;
-  bool ending_ = false;                    // the end hooks have begun
-  bool logged_ = false;
   bool replace_body_after_read_ = false;   // a policy's body (in scratch_.held_body) replaces the client's
   const RouteRuntime* route_ = nullptr;
   std::size_t policy_index_ = 0;           // the request-phase policy being asked
