@@ -399,7 +399,6 @@ void Exchange::resume_parked() {
 void Exchange::start_side_requests(Hook hook, std::vector<SideRequestSpec> specs) {
   stage_ = Stage::SideRequest;
   hook_ = hook;
-  side_requests_ = true;
   for (SideRequestSpec& spec : specs) {
     if (spec.upstream.empty()) spec.upstream = route_->config->upstream;
     if (spec.body_limit == SideRequestSpec::kRouteBodyLimit) spec.body_limit = route_->response_body_limit;
@@ -410,14 +409,11 @@ void Exchange::start_side_requests(Hook hook, std::vector<SideRequestSpec> specs
 }
 
 void Exchange::cancel_side_requests() {
-  if (!side_requests_) return;
-  side_requests_ = false;
-  host_.cancel_side_requests();
+  if (stage_ == Stage::SideRequest) host_.cancel_side_requests();
 }
 
 void Exchange::on_side_responses(std::vector<SideResponse> answers) {
-  if (stage_ != Stage::SideRequest || !side_requests_) return;
-  side_requests_ = false;
+  if (stage_ != Stage::SideRequest) return;
   const auto& policies = route_->policies;
   switch (hook_) {
     case Hook::Request:

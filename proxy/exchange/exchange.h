@@ -210,7 +210,6 @@ class Exchange final : public UpstreamEvents {
   std::size_t policy_index_ = 0;           // the request-phase policy being asked
   std::size_t response_policy_index_ = 0;  // response policies [0, index) are still to run
   std::size_t end_policy_index_ = 0;       // end hooks [0, index) are still to run
-  bool side_requests_ = false;             // a call is outstanding at the host
   RequestBody body_;
 
   // upstream
