@@ -316,13 +316,16 @@ RequestView Exchange::request_view() {
 void Exchange::run_request_policies() {
   stage_ = Stage::RequestPolicies;
   const auto& policies = route_->policies;
-  while (policy_index_ < policies.size()) {
-    RequestView view = request_view();
-    auto& state = scratch_.policy_states[policy_index_];
-    Decision decision = hook_ == Hook::RequestBody
-                            ? policies[policy_index_]->on_request_body(view, scratch_.request_body, state)
-                            : policies[policy_index_]->on_request(view, state);
-    if (!apply_request_decision(decision)) return;
+  if (policy_index_ < policies.size()) {
+    RequestView view = request_view();  // one per pass: its policies decide at one instant
+    do {
+      auto& state = scratch_.policy_states[policy_index_];
+      Decision decision = hook_ == Hook::RequestBody
+                              ? policies[policy_index_]->on_request_body(view, scratch_.request_body, state)
+                              : policies[policy_index_]->on_request(view, state);
+      if (!apply_request_decision(decision)) return;
+      view.body = body_.in_memory ? &scratch_.request_body : nullptr;  // a policy may have set or read it
+    } while (policy_index_ < policies.size());
   }
   connect_upstream(SIZE_MAX);
 }
@@ -439,7 +442,7 @@ void Exchange::on_side_responses(std::vector<SideResponse> answers) {
     case Hook::End: {
       std::size_t i = end_policy_index_ - 1;
       RequestView view = request_view();
-      policies[i]->on_end_side_responses(view, outcome(), answers, scratch_.policy_states[i].get());
+      policies[i]->on_end_side_responses(view, outcome(view.now), answers, scratch_.policy_states[i].get());
       --end_policy_index_;
       run_end_policies();
       return;
@@ -648,14 +651,16 @@ void Exchange::release_held_head_withheld() {
 void Exchange::run_response_policies(bool held) {
   const auto& policies = route_->policies;
   if (held) stage_ = Stage::ResponsePolicies;
-  while (response_policy_index_ > 0) {
-    std::size_t i = response_policy_index_ - 1;
-    RequestView view = request_view();
+  if (response_policy_index_ > 0) {
+    RequestView view = request_view();  // one per pass: its policies see one instant
     ResponseView response = response_view(view.now);
-    ResponseStep step = policies[i]->on_response(view, response, scratch_.policy_states[i].get());
-    response_status_ = response.status;
-    if (held && !apply_response_step(step, i)) return;
-    --response_policy_index_;
+    do {
+      std::size_t i = response_policy_index_ - 1;
+      ResponseStep step = policies[i]->on_response(view, response, scratch_.policy_states[i].get());
+      response_status_ = response.status;
+      if (held && !apply_response_step(step, i)) return;
+      --response_policy_index_;
+    } while (response_policy_index_ > 0);
   }
   if (held) deliver_held_response();
 }
@@ -853,8 +858,8 @@ void Exchange::refuse_overloaded() {
                 HeaderList{{"Retry-After", "1"}}, "proxy");
 }
 
-ExchangeOutcome Exchange::outcome() {
-  return ExchangeOutcome{response_status_, upstream_answered_, response_complete_, client_gone_, host_.now()};
+ExchangeOutcome Exchange::outcome(MonotonicTime now) {
+  return ExchangeOutcome{response_status_, upstream_answered_, response_complete_, client_gone_, now};
 }
 
 void Exchange::finish() {
@@ -867,19 +872,21 @@ void Exchange::finish() {
 
 void Exchange::run_end_policies() {
   stage_ = Stage::Ending;
-  while (end_policy_index_ > 0) {
-    std::size_t i = end_policy_index_ - 1;
-    RequestView view = request_view();
-    ResponseStep step = route_->policies[i]->on_end(view, outcome(), scratch_.policy_states[i].get());
-    if (step.fetch_first) {
-      start_side_requests(Hook::End, std::move(step.side_requests));
-      return;
-    }
-    if (step.wait) {
-      park(Hook::End, step.deadline);
-      return;
-    }
-    --end_policy_index_;
+  if (end_policy_index_ > 0) {
+    RequestView view = request_view();  // one per pass: its policies see one instant
+    do {
+      std::size_t i = end_policy_index_ - 1;
+      ResponseStep step = route_->policies[i]->on_end(view, outcome(view.now), scratch_.policy_states[i].get());
+      if (step.fetch_first) {
+        start_side_requests(Hook::End, std::move(step.side_requests));
+        return;
+      }
+      if (step.wait) {
+        park(Hook::End, step.deadline);
+        return;
+      }
+      --end_policy_index_;
+    } while (end_policy_index_ > 0);
   }
   stage_ = Stage::Done;
   host_.exchange_done(response_keep_alive_ && !client_gone_ && !host_.draining());

@@ -171,7 +171,7 @@ class Exchange final : public UpstreamEvents {
   bool apply_response_step(ResponseStep& step, std::size_t policy);
   void release_held_head_withheld();
   void deliver_held_response();
-  ExchangeOutcome outcome();
+  ExchangeOutcome outcome(MonotonicTime now);
   void run_end_policies();  // from end_policy_index_ down
 
   // the upstream
