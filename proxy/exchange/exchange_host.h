@@ -77,9 +77,11 @@ class UpstreamEvents {
   ~UpstreamEvents() = default;
 };
 
-// Containers an exchange fills and the next exchange on the connection reuses, so that a
-// request costs no allocation once a connection is warm. Owned by the host; an Exchange
-// clears what it uses when it is constructed.
+// Containers an exchange fills and the next exchange on the connection reuses, so that the
+// exchange itself allocates nothing once a connection is warm: a pass-through request costs no
+// allocation (tests/proxy/exchange/exchange_test.cpp checks it); what policies allocate (their
+// ExchangeState, the fields they build) is theirs. Owned by the host; an Exchange clears what it
+// uses when it is constructed.
 struct ExchangeScratch {
   std::string request_id;
   std::string believed_client;
