@@ -7,21 +7,20 @@
 #include "proxy/control/control_endpoints.h"
 #include "proxy/exchange/local_answer.h"
 #include "proxy/http/path_normalization.h"
+#include "proxy/net/stream_write.h"
 #include "proxy/observe/log.h"
 
 namespace arbiter {
 
 namespace {
 
-// Stop reading the upstream when this much is queued towards the client; resume below the low mark.
-constexpr std::size_t kHighWater = 256u << 10;
-constexpr std::size_t kLowWater = 64u << 10;
 // A request body up to this size is read and dropped after a local answer, to keep the
 // connection; a larger one closes it.
 constexpr std::uint64_t kMaxDrainedBody = 1u << 20;
 // A body buffer larger than this is not kept for the connection's next exchange.
 constexpr std::size_t kKeptBodyCapacity = 64u << 10;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";  // without trailer fields
 
 bool is_idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
@@ -53,15 +52,13 @@ Exchange::Exchange(ExchangeHost& host, ExchangeScratch& scratch, RequestHead& he
     : host_(host), scratch_(scratch), head_(head), runtime_(host.runtime()), started_(started) {
   scratch_.request_id.clear();
   scratch_.believed_client.clear();
-  scratch_.target.clear();
-  scratch_.routed_path.clear();
   scratch_.params.clear();
   scratch_.policy_states.clear();
   scratch_.omit_fields.clear();
   scratch_.request_body.clear();
   scratch_.held_headers.clear();
   scratch_.held_body.clear();
-  scratch_.trailers.clear();
+  scratch_.last_chunk.clear();
 }
 
 Exchange::~Exchange() {
@@ -98,20 +95,18 @@ void Exchange::start() {
                   {}, "proxy");
     return;
   }
-  if (!normalize_target()) return;
-  std::string_view path = std::string_view(scratch_.target).substr(0, path_length_);
+  if (!normalize_request_target()) return;
+  std::string_view path = scratch_.target.path();
   if (const HandlerRegistry* control = host_.control_handlers();
       control != nullptr &&
       in_control_namespace(path, config.server.control_prefix, config.server.case_insensitive_paths)) {
-    std::string_view query = std::string_view(scratch_.target).substr(path_length_);
-    answer_locally(*control, config.server.control_prefix, path, query.substr(query.empty() ? 0 : 1));
+    answer_locally(*control, config.server.control_prefix, path, scratch_.target.query());
     return;
   }
   RouteMatch match;
   match.params.swap(scratch_.params);  // reuses the capacity of the last request's captures
   std::string allowed;
-  std::string_view routed = scratch_.routed_path.empty() ? path : std::string_view(scratch_.routed_path);
-  switch (runtime_->router().match(head_.method, routed, match, &allowed)) {
+  switch (runtime_->router().match(head_.method, scratch_.target.routed(), match, &allowed)) {
     case Router::Outcome::NotFound:
       reply_problem(Problem::make("route-not-found", 404, "No route",
                                   "No route matches " + std::string(head_.method) + " " + std::string(path) + "."),
@@ -148,18 +143,11 @@ bool Exchange::validate_request_head() {
   return true;
 }
 
-bool Exchange::normalize_target() {
-  std::string_view target(head_.target);
-  std::size_t query = std::min(target.find('?'), target.size());
+bool Exchange::normalize_request_target() {
   std::string why;
-  if (!normalize_path(target.substr(0, query), scratch_.target, why)) {
+  if (!normalize_target(head_.target, runtime_->config().server.case_insensitive_paths, scratch_.target, why)) {
     reply_problem(Problem::make("malformed-path", 400, "Malformed path", std::move(why)), {}, "proxy");
     return false;
-  }
-  path_length_ = scratch_.target.size();
-  scratch_.target.append(target.substr(query));
-  if (runtime_->config().server.case_insensitive_paths) {
-    lower_case_path(std::string_view(scratch_.target).substr(0, path_length_), scratch_.routed_path);
   }
   return true;
 }
@@ -240,9 +228,12 @@ void Exchange::on_request_complete() {
   if (!forwarding_ || upstream_ == nullptr) return;
   host_.stop_timer();  // the body is all here
   if (head_.framing == BodyFraming::Chunked && !body_.in_memory) {
-    std::string last_chunk;  // with the request's trailer fields
-    write_last_chunk(last_chunk, head_.trailers, scratch_.omit_fields);
-    std::string_view last = last_chunk;
+    std::string_view last = kLastChunk;
+    std::string with_trailers;  // built only when the request has trailer fields
+    if (!head_.trailers.empty()) {
+      write_last_chunk(with_trailers, head_.trailers, scratch_.omit_fields);
+      last = with_trailers;
+    }
     if (!upstream_->send({&last, 1})) return;  // on_upstream_failed has run
   }
   upstream_->request_finished();
@@ -306,12 +297,11 @@ void Exchange::on_client_drained() {
 // ---------------------------------------------------------------- the request policies
 
 RequestView Exchange::request_view() {
-  std::string_view target(scratch_.target);
-  std::string_view query = target.substr(path_length_);
+  const NormalTarget& target = scratch_.target;
   return RequestView{head_.method,
-                     target,
-                     target.substr(0, path_length_),
-                     query.empty() ? query : query.substr(1),
+                     target.target,
+                     target.path(),
+                     target.query(),
                      head_.headers,
                      client_address(),
                      route_->config->name,
@@ -319,20 +309,23 @@ RequestView Exchange::request_view() {
                      scratch_.request_id,
                      host_.now(),
                      route_->policies.empty() ? nullptr : host_.waker(),
-                     scratch_.routed_path,
+                     target.routed_path,
                      body_.in_memory ? &scratch_.request_body : nullptr};
 }
 
 void Exchange::run_request_policies() {
   stage_ = Stage::RequestPolicies;
   const auto& policies = route_->policies;
-  while (policy_index_ < policies.size()) {
-    RequestView view = request_view();
-    auto& state = scratch_.policy_states[policy_index_];
-    Decision decision = hook_ == Hook::RequestBody
-                            ? policies[policy_index_]->on_request_body(view, scratch_.request_body, state)
-                            : policies[policy_index_]->on_request(view, state);
-    if (!apply_request_decision(decision)) return;
+  if (policy_index_ < policies.size()) {
+    RequestView view = request_view();  // one per pass: its policies decide at one instant
+    do {
+      auto& state = scratch_.policy_states[policy_index_];
+      Decision decision = hook_ == Hook::RequestBody
+                              ? policies[policy_index_]->on_request_body(view, scratch_.request_body, state)
+                              : policies[policy_index_]->on_request(view, state);
+      if (!apply_request_decision(decision)) return;
+      view.body = body_.in_memory ? &scratch_.request_body : nullptr;  // a policy may have set or read it
+    } while (policy_index_ < policies.size());
   }
   connect_upstream(SIZE_MAX);
 }
@@ -357,15 +350,9 @@ bool Exchange::apply_request_decision(Decision& decision) {
       hook_ = Hook::Request;
       ++policy_index_;
       return true;
-    case Decision::Kind::Reply: {
-      std::string_view decided_by = route_->policies[policy_index_]->kind();
-      if (decision.problem()) {
-        reply_problem(*decision.problem(), decision.headers(), decided_by);
-      } else {
-        reply(decision.status(), decision.content_type(), decision.headers(), decision.body(), decided_by);
-      }
+    case Decision::Kind::Reply:
+      reply_decision(decision, route_->policies[policy_index_]->kind());
       return false;
-    }
     case Decision::Kind::Wait:
       park(hook_, decision.deadline());
       return false;
@@ -415,7 +402,6 @@ void Exchange::resume_parked() {
 void Exchange::start_side_requests(Hook hook, std::vector<SideRequestSpec> specs) {
   stage_ = Stage::SideRequest;
   hook_ = hook;
-  side_requests_ = true;
   for (SideRequestSpec& spec : specs) {
     if (spec.upstream.empty()) spec.upstream = route_->config->upstream;
     if (spec.body_limit == SideRequestSpec::kRouteBodyLimit) spec.body_limit = route_->response_body_limit;
@@ -426,14 +412,11 @@ void Exchange::start_side_requests(Hook hook, std::vector<SideRequestSpec> specs
 }
 
 void Exchange::cancel_side_requests() {
-  if (!side_requests_) return;
-  side_requests_ = false;
-  host_.cancel_side_requests();
+  if (stage_ == Stage::SideRequest) host_.cancel_side_requests();
 }
 
 void Exchange::on_side_responses(std::vector<SideResponse> answers) {
-  if (stage_ != Stage::SideRequest || !side_requests_) return;
-  side_requests_ = false;
+  if (stage_ != Stage::SideRequest) return;
   const auto& policies = route_->policies;
   switch (hook_) {
     case Hook::Request:
@@ -459,7 +442,7 @@ void Exchange::on_side_responses(std::vector<SideResponse> answers) {
     case Hook::End: {
       std::size_t i = end_policy_index_ - 1;
       RequestView view = request_view();
-      policies[i]->on_end_side_responses(view, outcome(), answers, scratch_.policy_states[i].get());
+      policies[i]->on_end_side_responses(view, outcome(view.now), answers, scratch_.policy_states[i].get());
       --end_policy_index_;
       run_end_policies();
       return;
@@ -490,7 +473,7 @@ void Exchange::on_upstream_connected(UpstreamChannel& channel) {
   BodyFraming framing = body_in_memory ? BodyFraming::ContentLength : head_.framing;
   write_upstream_request_head(
       scratch_.head,
-      UpstreamRequest{head_.method, runtime_->config().server.forward_raw_path ? head_.target : scratch_.target,
+      UpstreamRequest{head_.method, runtime_->config().server.forward_raw_path ? head_.target : scratch_.target.target,
                       head_.headers, host_.peer_address(), peer_is_trusted_proxy_, scratch_.request_id,
                       channel.authority(), framing,
                       body_in_memory ? scratch_.request_body.size() : head_.content_length, scratch_.omit_fields,
@@ -599,7 +582,10 @@ void Exchange::on_upstream_body(std::string_view data) {
 
 void Exchange::on_upstream_trailers(const HeaderList& trailers) {
   // Only a chunked answer can carry them, and only to a client that said it takes them.
-  if (response_framing_ == BodyFraming::Chunked && accepts_trailers(head_.headers)) scratch_.trailers = trailers;
+  if (response_framing_ == BodyFraming::Chunked && accepts_trailers(head_.headers)) {
+    scratch_.last_chunk.clear();
+    write_last_chunk(scratch_.last_chunk, trailers);
+  }
 }
 
 void Exchange::on_upstream_complete() {
@@ -611,12 +597,7 @@ void Exchange::on_upstream_complete() {
     run_response_policies(true);
     return;
   }
-  if (response_framing_ == BodyFraming::Chunked) {
-    std::string last_chunk;
-    write_last_chunk(last_chunk, scratch_.trailers);
-    std::string_view pieces[2] = {{}, last_chunk};
-    send_with_pending_head(pieces, 2);
-  }
+  if (response_framing_ == BodyFraming::Chunked) send_last_chunk();
   flush_pending_head();
   if (client_gone_) return;
   stage_ = Stage::Delivering;
@@ -670,14 +651,16 @@ void Exchange::release_held_head_withheld() {
 void Exchange::run_response_policies(bool held) {
   const auto& policies = route_->policies;
   if (held) stage_ = Stage::ResponsePolicies;
-  while (response_policy_index_ > 0) {
-    std::size_t i = response_policy_index_ - 1;
-    RequestView view = request_view();
+  if (response_policy_index_ > 0) {
+    RequestView view = request_view();  // one per pass: its policies see one instant
     ResponseView response = response_view(view.now);
-    ResponseStep step = policies[i]->on_response(view, response, scratch_.policy_states[i].get());
-    response_status_ = response.status;
-    if (held && !apply_response_step(step, i)) return;
-    --response_policy_index_;
+    do {
+      std::size_t i = response_policy_index_ - 1;
+      ResponseStep step = policies[i]->on_response(view, response, scratch_.policy_states[i].get());
+      response_status_ = response.status;
+      if (held && !apply_response_step(step, i)) return;
+      --response_policy_index_;
+    } while (response_policy_index_ > 0);
   }
   if (held) deliver_held_response();
 }
@@ -688,13 +671,7 @@ bool Exchange::apply_response_step(ResponseStep& step, std::size_t policy) {
     holding_response_ = false;
     buffering_body_ = false;
     answer_ = Answer::Local;
-    const Decision& answer = *step.replacement;
-    std::string_view decided_by = route_->policies[policy]->kind();
-    if (answer.problem()) {
-      reply_problem(*answer.problem(), answer.headers(), decided_by);
-    } else {
-      reply(answer.status(), answer.content_type(), answer.headers(), answer.body(), decided_by);
-    }
+    reply_decision(*step.replacement, route_->policies[policy]->kind());
     return false;
   }
   if (step.fetch_first) {
@@ -766,6 +743,11 @@ void Exchange::send_with_pending_head(std::string_view* pieces, std::size_t coun
   send({pieces, count});
 }
 
+void Exchange::send_last_chunk() {
+  std::string_view pieces[2] = {{}, scratch_.last_chunk.empty() ? kLastChunk : std::string_view(scratch_.last_chunk)};
+  send_with_pending_head(pieces, 2);
+}
+
 void Exchange::flush_pending_head() {
   std::string_view head[1];
   if (head_pending_) send_with_pending_head(head, 1);
@@ -783,6 +765,14 @@ void Exchange::send_response_body(std::string_view data) {
     send_with_pending_head(pieces, 2);
   }
   if (upstream_ != nullptr && host_.client_backlog() > kHighWater) upstream_->pause_reading();
+}
+
+void Exchange::reply_decision(const Decision& answer, std::string_view decided_by) {
+  if (answer.problem()) {
+    reply_problem(*answer.problem(), answer.headers(), decided_by);
+  } else {
+    reply(answer.status(), answer.content_type(), answer.headers(), answer.body(), decided_by);
+  }
 }
 
 void Exchange::reply_problem(const Problem& problem, const HeaderList& extra, std::string_view decided_by) {
@@ -868,13 +858,13 @@ void Exchange::refuse_overloaded() {
                 HeaderList{{"Retry-After", "1"}}, "proxy");
 }
 
-ExchangeOutcome Exchange::outcome() {
-  return ExchangeOutcome{response_status_, upstream_answered_, response_complete_, client_gone_, host_.now()};
+ExchangeOutcome Exchange::outcome(MonotonicTime now) {
+  return ExchangeOutcome{response_status_, upstream_answered_, response_complete_, client_gone_, now};
 }
 
 void Exchange::finish() {
-  if (ending_) return;
-  ending_ = true;
+  if (hook_ == Hook::End) return;  // the end hooks have begun
+  hook_ = Hook::End;
   log_exchange();
   end_policy_index_ = route_ != nullptr ? route_->policies.size() : 0;
   run_end_policies();
@@ -882,19 +872,21 @@ void Exchange::finish() {
 
 void Exchange::run_end_policies() {
   stage_ = Stage::Ending;
-  while (end_policy_index_ > 0) {
-    std::size_t i = end_policy_index_ - 1;
-    RequestView view = request_view();
-    ResponseStep step = route_->policies[i]->on_end(view, outcome(), scratch_.policy_states[i].get());
-    if (step.fetch_first) {
-      start_side_requests(Hook::End, std::move(step.side_requests));
-      return;
-    }
-    if (step.wait) {
-      park(Hook::End, step.deadline);
-      return;
-    }
-    --end_policy_index_;
+  if (end_policy_index_ > 0) {
+    RequestView view = request_view();  // one per pass: its policies see one instant
+    do {
+      std::size_t i = end_policy_index_ - 1;
+      ResponseStep step = route_->policies[i]->on_end(view, outcome(view.now), scratch_.policy_states[i].get());
+      if (step.fetch_first) {
+        start_side_requests(Hook::End, std::move(step.side_requests));
+        return;
+      }
+      if (step.wait) {
+        park(Hook::End, step.deadline);
+        return;
+      }
+      --end_policy_index_;
+    } while (end_policy_index_ > 0);
   }
   stage_ = Stage::Done;
   host_.exchange_done(response_keep_alive_ && !client_gone_ && !host_.draining());
@@ -907,18 +899,14 @@ void Exchange::on_client_gone() {
   response_keep_alive_ = false;
   drop_upstream();
   if (auto stream = std::move(local_stream_)) stream->on_exchange_closed();  // the handler stops writing
-  if (ending_) return;  // the end hooks go on (parked or calling side requests) and finish
-  ending_ = true;
+  if (hook_ == Hook::End) return;  // the end hooks go on (parked or calling side requests) and finish
   cancel_side_requests();
   if (stage_ == Stage::Parked) host_.stop_timer();
-  log_exchange();
-  end_policy_index_ = route_ != nullptr ? route_->policies.size() : 0;
-  run_end_policies();
+  finish();
 }
 
 void Exchange::log_exchange() {
-  if (logged_ || answer_ == Answer::None) return;
-  logged_ = true;
+  if (answer_ == Answer::None) return;
   std::string_view route = route_ != nullptr ? std::string_view(route_->config->name) : std::string_view();
   int status = response_complete_ ? response_status_ : 499;  // nginx's "client closed request"
   // Timed only when the upstream's head arrived: a failed attempt is a 502/504 answered by

@@ -131,7 +131,7 @@ class Exchange final : public UpstreamEvents {
   };
 
   bool validate_request_head();
-  bool normalize_target();
+  bool normalize_request_target();
   bool read_body_first();
   void begin_body_read(std::size_t limit, std::string_view wanted_by);
   Problem body_too_large(std::uint64_t size, bool declared) const;
@@ -154,6 +154,9 @@ class Exchange final : public UpstreamEvents {
   // end at once. May destroy the exchange (its caller's last action).
   void end_local_answer();
 
+  // A policy's Decision::reply (a problem or a plain answer); `decided_by`: the policy's kind().
+  void reply_decision(const Decision& answer, std::string_view decided_by);
+
   // the hooks
   RequestView request_view();
   ResponseView response_view(MonotonicTime now);
@@ -168,7 +171,7 @@ class Exchange final : public UpstreamEvents {
   bool apply_response_step(ResponseStep& step, std::size_t policy);
   void release_held_head_withheld();
   void deliver_held_response();
-  ExchangeOutcome outcome();
+  ExchangeOutcome outcome(MonotonicTime now);
   void run_end_policies();  // from end_policy_index_ down
 
   // the upstream
@@ -182,9 +185,11 @@ class Exchange final : public UpstreamEvents {
   // pieces[0] is left free for the pending response head; sent with it if one is pending.
   void send_with_pending_head(std::string_view* pieces, std::size_t count);
   void flush_pending_head();
+  // The last chunk of a chunked answer, with the upstream's trailer fields if any were kept.
+  void send_last_chunk();
   void send(std::span<const std::string_view> pieces);
 
-  // the end
+  // the end: logs the exchange (once) and runs the end hooks, unless they have begun
   void finish();
   void log_exchange();
   std::string_view client_address() const noexcept;
@@ -195,20 +200,16 @@ class Exchange final : public UpstreamEvents {
   std::shared_ptr<const Runtime> runtime_;  // policies in force when the request began
   MonotonicTime started_;
   Stage stage_ = Stage::Routing;
-  Hook hook_ = Hook::Request;
+  Hook hook_ = Hook::Request;  // Hook::End from the moment the end hooks begin (finish()), never before
   bool client_keep_alive_ = true;
   bool expect_continue_ = false;
   bool peer_is_trusted_proxy_ = false;
   bool client_gone_ = false;
-  bool ending_ = false;                    // the end hooks have begun
-  bool logged_ = false;
   bool replace_body_after_read_ = false;   // a policy's body (in scratch_.held_body) replaces the client's
   const RouteRuntime* route_ = nullptr;
-  std::size_t path_length_ = 0;
   std::size_t policy_index_ = 0;           // the request-phase policy being asked
   std::size_t response_policy_index_ = 0;  // response policies [0, index) are still to run
   std::size_t end_policy_index_ = 0;       // end hooks [0, index) are still to run
-  bool side_requests_ = false;             // a call is outstanding at the host
   RequestBody body_;
 
   // upstream

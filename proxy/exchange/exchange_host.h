@@ -18,6 +18,7 @@
 #include "policies/policy.h"
 #include "proxy/config/config.h"
 #include "proxy/http/headers.h"
+#include "proxy/http/path_normalization.h"
 #include "proxy/http/request_parser.h"
 #include "proxy/http/side_request_spec.h"
 #include "proxy/net/side_request.h"
@@ -76,14 +77,15 @@ class UpstreamEvents {
   ~UpstreamEvents() = default;
 };
 
-// Containers an exchange fills and the next exchange on the connection reuses, so that a
-// request costs no allocation once a connection is warm. Owned by the host; an Exchange
-// clears what it uses when it is constructed.
+// Containers an exchange fills and the next exchange on the connection reuses, so that the
+// exchange itself allocates nothing once a connection is warm: a pass-through request costs no
+// allocation (tests/proxy/exchange/exchange_test.cpp checks it); what policies allocate (their
+// ExchangeState, the fields they build) is theirs. Owned by the host; an Exchange clears what it
+// uses when it is constructed.
 struct ExchangeScratch {
   std::string request_id;
   std::string believed_client;
-  std::string target;       // the normalised target
-  std::string routed_path;  // lower-cased under case_insensitive_paths
+  NormalTarget target;      // the request target as the proxy routes and forwards it
   std::vector<PathParam> params;
   std::vector<std::unique_ptr<ExchangeState>> policy_states;
   std::vector<std::string> omit_fields;
@@ -91,7 +93,7 @@ struct ExchangeScratch {
   std::string head;          // a head being written
   HeaderList held_headers;   // the response as the policies see it
   std::string held_body;
-  HeaderList trailers;
+  std::string last_chunk;    // the answer's last chunk with the upstream's trailers; empty: none
 };
 
 class ExchangeHost {

@@ -105,10 +105,7 @@ void ExchangeStream::end_response() {
   listener_ = nullptr;
   std::shared_ptr<ExchangeStream> self = std::move(exchange.local_stream_);
   if (exchange.response_framing_ == BodyFraming::Chunked) {
-    std::string last_chunk;
-    write_last_chunk(last_chunk, HeaderList{});
-    std::string_view pieces[2] = {{}, last_chunk};
-    exchange.send_with_pending_head(pieces, 2);
+    exchange.send_last_chunk();
     if (exchange.client_gone_) return;
   }
   exchange.end_local_answer();  // may destroy the exchange

@@ -11,8 +11,6 @@ namespace arbiter {
 
 namespace {
 
-// Stop reading the client when this much is queued towards the upstream.
-constexpr std::size_t kHighWater = 256u << 10;
 // Pipelined input held while an exchange runs; beyond it the socket is not read.
 constexpr std::size_t kMaxPendingInput = 64u << 10;
 constexpr Duration kLingerTimeout = std::chrono::seconds(2);

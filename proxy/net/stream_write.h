@@ -9,6 +9,11 @@
 
 namespace arbiter {
 
+// Back-pressure marks for relaying between two streams: stop reading the source while more than
+// kHighWater bytes wait to be written to the destination; resume below kLowWater.
+inline constexpr std::size_t kHighWater = 256u << 10;
+inline constexpr std::size_t kLowWater = 64u << 10;
+
 class WriteListener {
  public:
   // A queued write finished (status 0) or failed; called on the loop thread. The stream's

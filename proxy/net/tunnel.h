@@ -9,7 +9,7 @@
 // a stream closes never calls into a freed tunnel.
 //
 // Back-pressure: reading one side stops while more than kHighWater bytes wait to be written to
-// the other, and resumes below kLowWater. Half-close: the end of one side's input shuts the
+// the other, and resumes below kLowWater (proxy/net/stream_write.h). Half-close: the end of one side's input shuts the
 // other side's write direction once what is queued for it is written (uv_shutdown), and the
 // other direction goes on until it ends too.
 
@@ -46,9 +46,6 @@ class TunnelObserver {
 
 class Tunnel {
  public:
-  static constexpr std::size_t kHighWater = 256u << 10;
-  static constexpr std::size_t kLowWater = 64u << 10;
-
   Tunnel(TunnelEnd client, TunnelEnd upstream, TunnelObserver& observer);
   Tunnel(const Tunnel&) = delete;
   Tunnel& operator=(const Tunnel&) = delete;

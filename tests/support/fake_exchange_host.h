@@ -27,7 +27,6 @@ namespace arbiter::testing {
 class FakeUpstream final : public UpstreamChannel {
  public:
   bool send(std::span<const std::string_view> pieces) override {
-    if (fail_sends) return false;
     for (std::string_view piece : pieces) received.append(piece);
     return true;
   }
@@ -41,11 +40,16 @@ class FakeUpstream final : public UpstreamChannel {
   std::string_view authority() const noexcept override { return "backend:80"; }
   bool ready() const noexcept override { return true; }
 
+  // A new request on it: what the last one recorded is forgotten (`received` keeps its capacity).
+  void reopen() {
+    received.clear();
+    awaiting = finished = abandoned = false;
+  }
+
   std::string received;  // the request bytes, head and body, as the upstream got them
   bool awaiting = false;
   bool finished = false;
   bool abandoned = false;
-  bool fail_sends = false;
 };
 
 class FakeWaker final : public Waker {
@@ -170,7 +174,7 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   const HandlerRegistry* control_handlers() const noexcept override { return control_registry; }
   UpstreamChannel& open_upstream(const Runtime&, const std::string&, UpstreamEvents& events, std::size_t) override {
     ++upstream_opens;
-    upstream = FakeUpstream{};
+    upstream.reopen();
     upstream_events_ = &events;
     return upstream;
   }

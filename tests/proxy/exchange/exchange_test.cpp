@@ -7,11 +7,31 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "tests/support/fake_exchange_host.h"
+
+// Every operator new of this test binary is counted while `g_counting` is set (on the thread
+// that set it), so a test can assert what one request allocates.
+namespace {
+thread_local bool g_counting = false;
+thread_local std::size_t g_allocations = 0;
+}  // namespace
+
+void* operator new(std::size_t size) {
+  if (g_counting) ++g_allocations;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return ::operator new(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace arbiter {
 namespace {
@@ -332,6 +352,10 @@ TEST_F(ExchangeTest, ClientGoingAwayWhileTheEndHookIsParkedLetsItFinish) {
   host->advance(std::chrono::duration_cast<Duration>(kParkFor));
   EXPECT_EQ(policy->end_calls, 2);
   EXPECT_EQ(host->exchange->stage(), Stage::Done);
+  EXPECT_EQ(host->exchanges_done, 1);   // told once, after the end hook
+  EXPECT_EQ(policy->states_destroyed, 0);  // kept until the host frees the exchange
+  host.reset();  // as ClientConnection frees it when its last handle closes
+  EXPECT_EQ(policy->states_destroyed, 1);
 }
 
 TEST_F(ExchangeTest, PolicyReplacesTheRequestBodyAndSetsAField) {
@@ -367,6 +391,46 @@ TEST_F(ExchangeTest, ReadBodyOverItsLimitIs413) {
   start("PUT /items/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
   EXPECT_TRUE(host->to_client.starts_with("HTTP/1.1 413 ")) << host->to_client;
   EXPECT_EQ(host->upstream_opens, 0);
+}
+
+// ExchangeScratch's promise (proxy/exchange/exchange_host.h): once a connection is warm, a
+// pass-through request (no policies) and its response cost the Exchange no allocation. The fake
+// host keeps its own buffers' capacity and the upstream's answers are built before counting, with
+// the capacity the response parser's reused list has.
+TEST(ExchangeAllocationTest, AWarmPassThroughRequestAllocatesNothing) {
+  static RuntimeState state;
+  Config config = parse_config(
+      "[upstream.backend]\nservers = [\"127.0.0.1:9\"]\n"
+      "[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"backend\"\n",
+      "exchange_test.toml");
+  FakeExchangeHost host(std::make_shared<Runtime>(std::move(config), state));
+  constexpr int kRequests = 50;
+  host.to_client.reserve(64u << 10);
+  host.statuses.reserve(kRequests);
+  host.head_requests.reserve(kRequests);
+  host.upstream.received.reserve(4096);
+  // As the response parser's reused list: with room for the fields the exchange adds (Via).
+  std::vector<HeaderList> answers(kRequests);
+  for (HeaderList& answer : answers) {
+    answer = HeaderList{{"Content-Type", "application/json"}, {"ETag", "\"v1\""}, {"Room-For", "Via: 1.1 arbiter"}};
+    answer.clear();
+    answer.add("Content-Type", "application/json");
+    answer.add("ETag", "\"v1\"");
+  }
+  constexpr std::string_view kBody = R"({"id":1,"name":"widget"})";
+  std::size_t counted = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    bool warm = i >= 2;  // the first requests grow the buffers the later ones reuse
+    g_allocations = 0;
+    g_counting = warm;
+    host.feed("GET /items/1?x=1 HTTP/1.1\r\nHost: a\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n");
+    host.respond(200, std::move(answers[i]), kBody);
+    g_counting = false;
+    if (warm) counted += g_allocations;
+    ASSERT_FALSE(host.exchange);
+  }
+  EXPECT_EQ(host.statuses, std::vector<int>(kRequests, 200));
+  EXPECT_EQ(counted, 0u) << "allocations in " << kRequests - 2 << " warm requests";
 }
 
 }  // namespace
