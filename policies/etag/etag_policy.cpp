@@ -139,8 +139,8 @@ std::optional<std::vector<std::string_view>> template_param_names(std::string_vi
 // What one request carries from hook to hook: for a read, the store's sequence when it began;
 // for a write, its place in the resource's write queue and how far it got; and the store call
 // it waits for, when the store did not answer at once (its completions land here, so the call
-// is cancelled if the exchange ends first). Destroyed at the end of the exchange, which
-// releases the turn.
+// is cancelled if the exchange ends first). on_end() settles an unsettled write and gives the
+// turn back; destroying the state gives back whatever it still holds.
 class EtagPolicy::Exchange final : public ExchangeState {
  public:
   enum class Role : std::uint8_t { Read, Write };
@@ -158,18 +158,10 @@ class EtagPolicy::Exchange final : public ExchangeState {
     Settled,     // the store holds what is known (or the write never went upstream)
   };
 
-  Exchange(EtagPolicy& policy, Role role, std::string resource)
+  Exchange(Role role, std::string resource)
       : stage(role == Role::Read ? Stage::Reading : Stage::Settled),
-        policy_(policy),
         role_(role),
         resource_(std::move(resource)) {}
-
-  // Whichever way the exchange ended, a write that went upstream and was not settled left the
-  // resource in an unknown state: a lost response may still have changed it.
-  ~Exchange() override {
-    wait = StoreWait();  // a call still outstanding is cancelled first: its completion lands here
-    if (stage == Stage::Forwarded || stage == Stage::Refreshing) policy_.settle_unknown(*this);
-  }
 
   Role role() const noexcept { return role_; }
   const std::string& resource() const noexcept { return resource_; }
@@ -201,10 +193,11 @@ class EtagPolicy::Exchange final : public ExchangeState {
   VersionTags seen;
   std::optional<std::string> known;  // Recalling, Joining: what the store answered
 
-  StoreWait wait;  // the store call made last
+  // The store call made last. Declared after every member its completions write, so that a
+  // call still outstanding is cancelled before they go.
+  StoreWait wait;
 
  private:
-  EtagPolicy& policy_;
   Role role_;
   std::string resource_;
 };
@@ -400,7 +393,7 @@ Decision EtagPolicy::resume(const RequestView& request, std::unique_ptr<Exchange
 Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
-  auto* exchange = new Exchange(*this, Exchange::Role::Read, resource_key(request));
+  auto* exchange = new Exchange(Exchange::Role::Read, resource_key(request));
   state.reset(exchange);
   // A read with a query may be a different representation (a projection, another format)
   // than the one a write re-reads: it is tagged, but the store does not learn its tag.
@@ -478,7 +471,7 @@ Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_pt
     return Decision::reply(std::move(problem));
   }
 
-  auto* exchange = new Exchange(*this, Exchange::Role::Write, std::move(resource));
+  auto* exchange = new Exchange(Exchange::Role::Write, std::move(resource));
   state.reset(exchange);
   exchange->stage = Exchange::Stage::Acquiring;
   if (StoreCall call = turns_->acquire(exchange->resource(), config_.turn_lease, request.now, config_.max_queue,
@@ -906,6 +899,21 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
   store_->put(exchange->resource(), encode_version_tags(names_of(version)), ignored<Done>());
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
+}
+
+// ---- End of the exchange ----
+
+ResponseStep EtagPolicy::on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState* state) {
+  (void)request, (void)outcome;
+  auto* exchange = static_cast<Exchange*>(state);
+  if (!exchange) return ResponseStep::proceed();
+  // Whichever way the exchange ended, a write that went upstream and was not settled left the
+  // resource in an unknown state: a lost response may still have changed it.
+  if (exchange->stage == Exchange::Stage::Forwarded || exchange->stage == Exchange::Stage::Refreshing) {
+    settle_unknown(*exchange);
+  }
+  exchange->turn.reset();  // the next writer's turn, once the outcome is recorded
+  return ResponseStep::proceed();
 }
 
 std::optional<std::string> EtagPolicy::known_at_once(std::string_view resource) {

@@ -45,8 +45,8 @@
 //
 // Threading: one EtagPolicy serves every worker; its counters and the conflict log are
 // thread-safe and the rest is immutable. A request's state (its write turn) lives in its
-// ExchangeState and refers to the policy, so the policy must outlive every exchange that
-// used it (proxy/exchange/runtime.h keeps it so).
+// ExchangeState and holds the policy's stores' turns and calls, so the policy must outlive
+// every exchange that used it (proxy/exchange/runtime.h keeps it so).
 
 #include <atomic>
 #include <chrono>
@@ -136,6 +136,9 @@ class EtagPolicy final : public Policy {
   ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) override;
   void on_response_fetched(const RequestView& request, ResponseView& response, const FetchedResponse& fetched,
                            ExchangeState* state) override;
+  // A write forwarded and not settled (no response, or none learned from) makes the version
+  // unknown; then the write's turn goes to the next writer.
+  ResponseStep on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState* state) override;
   std::size_t response_body_limit() const noexcept override { return config_.max_body_bytes; }
   // Writes: max_body_bytes, so that the body is in before the write asks for its turn.
   std::size_t request_body_limit(const RequestView& request) const noexcept override;

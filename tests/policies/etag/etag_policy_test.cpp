@@ -54,7 +54,8 @@ FetchedResponse fetched_too_large() {
 FetchedResponse unreachable() { return FetchedResponse{}; }
 
 // One request through the policy, hook by hook, as the proxy drives it: it owns everything the
-// views point at and the ExchangeState, which end() (or the destructor) destroys.
+// views point at and the ExchangeState. end() ends the exchange as the proxy ends every one
+// (on_end, then the state goes); the destructor only destroys the state.
 class Exchange {
  public:
   Exchange(EtagPolicy& policy, FakeClock& clock, std::string method, std::string target, HeaderList headers = {},
@@ -85,7 +86,12 @@ class Exchange {
   void response_fetched(const FetchedResponse& fetched) {
     policy_.on_response_fetched(view(false), *response_, fetched, state_.get());
   }
-  void end() { state_.reset(); }
+  void end() {
+    bool answered = response_.has_value();
+    policy_.on_end(view(false), ExchangeOutcome{answered ? response_->status : 0, answered, answered, false, clock_.now},
+                   state_.get());
+    state_.reset();
+  }
 
   int status() const { return response_->status; }
   std::optional<std::string> response_etag() const {
@@ -1238,6 +1244,7 @@ TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
       Decision decision = put.request();
       if (decision.kind() == Decision::Kind::Fetch) decision = put.fetched(fetched_ok(kBody1, {{"ETag", "\"5-abc\""}}));
       EXPECT_TRUE(decision.forwards()) << held;  // no false 409
+      put.end();
     }
     // Other bytes are another version, whichever tag the client holds. The writes above ended
     // without a response, so the table forgot the version and verify = "cache" re-reads too.
