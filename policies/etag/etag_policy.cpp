@@ -26,6 +26,10 @@ bool is_write(std::string_view method) noexcept {
   return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
 }
 
+// The proxy keys resources by the lower-cased path ([server] case_insensitive_paths): it sets
+// RequestView::resource_path exactly then (policies/policy.h), to the request's path so keyed.
+bool keys_lower_case_paths(const RequestView& request) noexcept { return !request.resource_path.empty(); }
+
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
 
@@ -273,7 +277,7 @@ std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const { return confli
 
 std::string EtagPolicy::resource_key(const RequestView& request) const {
   // The path and the {param}s are normalised already (one spelling per resource).
-  if (config_.resource.empty()) return std::string(request.resource_path.empty() ? request.path : request.resource_path);
+  if (config_.resource.empty()) return std::string(keys_lower_case_paths(request) ? request.resource_path : request.path);
   std::string key;
   std::string_view pattern = config_.resource;
   std::size_t i = 0;
@@ -835,7 +839,7 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   if (!location) location = response.headers.find("Content-Location");
   std::optional<std::string> target = location ? location_target(*location, request.path) : std::nullopt;
   std::string created = target ? target->substr(0, target->find('?')) : std::string();
-  if (!request.resource_path.empty()) {  // the proxy keys resources by the lower-cased path
+  if (keys_lower_case_paths(request)) {  // keyed as a request for it would be
     std::string lowered;
     lower_case_path(created, lowered);
     created = std::move(lowered);

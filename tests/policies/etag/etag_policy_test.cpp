@@ -14,6 +14,7 @@
 #include "policies/etag/etag.h"
 #include "policies/store/memory_version_store.h"
 #include "policies/store/memory_write_queues.h"
+#include "proxy/http/path_normalization.h"
 #include "tests/policies/counting_waker.h"
 
 namespace arbiter {
@@ -103,11 +104,13 @@ class Exchange {
   CountingWaker& waker() { return *waker_; }
   bool has_state() const { return state_ != nullptr; }
   HeaderList& headers() { return headers_; }
+  // As the proxy views a request under [server] case_insensitive_paths.
+  void keyed_by_lower_case_path() { lower_case_path(path_, resource_path_); }
 
  private:
   RequestView view(bool with_waker) const {
-    return RequestView{method_, target_, path_,    query_,   headers_,     "127.0.0.1",
-                       "accounts", params_, "req-7", clock_.now, with_waker ? waker_ : nullptr};
+    return RequestView{method_,  target_, path_,  query_,     headers_, "127.0.0.1",
+                       "accounts", params_, "req-7", clock_.now, with_waker ? waker_ : nullptr, resource_path_};
   }
 
   EtagPolicy& policy_;
@@ -115,6 +118,7 @@ class Exchange {
   std::string method_, target_, path_, query_;
   HeaderList headers_;
   std::vector<PathParam> params_;
+  std::string resource_path_;
   std::shared_ptr<CountingWaker> waker_;
   std::unique_ptr<ExchangeState> state_;
   HeaderList response_headers_;
@@ -1252,6 +1256,23 @@ TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
     ASSERT_EQ(stale.request().kind(), Decision::Kind::Fetch);
     EXPECT_EQ(stale.fetched(fetched_ok(kBody2, {{"ETag", "\"6-def\""}})).status(), 409);
   }
+}
+
+TEST_F(EtagPolicyTest, A201IsLearnedUnderTheKeyARequestForItsLocationWouldHave) {
+  Exchange insensitive = exchange("POST", "/Accounts");
+  insensitive.keyed_by_lower_case_path();
+  ASSERT_TRUE(insensitive.request().forwards());
+  EXPECT_FALSE(insensitive.respond(201, {{"Location", "/Accounts/9"}, {"ETag", "\"c9\""}}, "{}").fetch_first);
+  insensitive.end();
+  EXPECT_EQ(known("/accounts/9"), "\"c9\"");  // case_insensitive_paths: keys are lower-cased paths
+  EXPECT_FALSE(known("/Accounts/9").has_value());
+
+  Exchange sensitive = exchange("POST", "/Accounts");
+  ASSERT_TRUE(sensitive.request().forwards());
+  EXPECT_FALSE(sensitive.respond(201, {{"Location", "/Accounts/10"}, {"ETag", "\"c10\""}}, "{}").fetch_first);
+  sensitive.end();
+  EXPECT_EQ(known("/Accounts/10"), "\"c10\"");
+  EXPECT_FALSE(known("/accounts/10").has_value());
 }
 
 TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
