@@ -210,9 +210,9 @@ namespace {
 
 constexpr std::uint64_t kNoSequence = UINT64_MAX;
 
-// The completion of a mutation whose outcome the policy does not wait for (the response phase
-// cannot park yet, policies/store/store_call.h): it is sent in order, and dropping its handle
-// only drops this completion.
+// The completion of a mutation whose outcome the policy does not wait for (after the request
+// phase it does not park on a store, policies/store/store_call.h): it is sent in order, and
+// dropping its handle only drops this completion.
 struct Ignore {
   template <typename T>
   void operator()(StoreResult<T>&&) const noexcept {}
@@ -225,8 +225,8 @@ Completion<T> ignored() {
 }
 
 // The value of a response-phase read when the store answers at once (the memory stores always
-// do); nullopt when it would answer later (the call is then cancelled: that phase cannot wait
-// yet) or failed.
+// do); nullopt when it would answer later (the call is then cancelled: the policy does not wait
+// there) or failed.
 template <typename T, typename Call>
 std::optional<T> answered_at_once(Call&& call) {
   std::optional<T> value;

@@ -33,10 +33,11 @@
 // call may complete later (policies/store/store_call.h). In the request phase the request then
 // waits, parked, for the answer; a write whose turn store or table fails gets 503
 // (urn:arbiter:problem:store-unavailable), a read whose sequence is unknown goes on and is not
-// learned, and verify = "cache" with the table failing re-reads the backend. The response phase
-// cannot park yet: its mutations are sent without waiting (in order), and its reads count as
-// unknown when they do not complete at once. A write whose turn was taken over past its lease
-// does not record its outcome: the version becomes unknown.
+// learned, and verify = "cache" with the table failing re-reads the backend. In the response and
+// end phases the policy does not park: its mutations are sent without waiting (in order), and
+// its reads count as unknown when they do not complete at once. A write whose turn was taken
+// over past its lease does not record its outcome: the version becomes unknown (the policy asks
+// WriteTurn::held() before recording; the fence number is not checked by anything yet).
 //
 // Large representations: a body over max_body_bytes is passed through unhashed and untagged.
 // Such a resource has no version Arbiter can check, so a conditional write to it is refused
