@@ -101,13 +101,14 @@ void BM_BucketStoreTake100kKeys(benchmark::State& state) {
 }
 BENCHMARK(BM_BucketStoreTake100kKeys);
 
-// A route's rate-limit policy deciding a request: the key, the store's take, the counters.
-void BM_RateLimitPolicyOnRequest(benchmark::State& state) {
+// A route's rate-limit policy deciding a request: the key, the store's take, the counters, and
+// the request's state (kept for the RateLimit fields when send_headers).
+void rate_limit_policy_on_request(benchmark::State& state, bool send_headers) {
   arbiter::RateLimitConfig limit;
   limit.name = "per-client";
   limit.count = 100'000'000;
   limit.burst = arbiter::BucketShape::max_burst(100'000'000, std::chrono::seconds(1));
-  arbiter::RateLimitPolicy policy("route", arbiter::RateLimitPolicyConfig{{limit}, true},
+  arbiter::RateLimitPolicy policy("route", arbiter::RateLimitPolicyConfig{{limit}, send_headers},
                                   std::make_shared<arbiter::MemoryBucketStore>());
   arbiter::HeaderList headers;
   arbiter::MonotonicTime now = arbiter::MonotonicClock::now();
@@ -119,7 +120,11 @@ void BM_RateLimitPolicyOnRequest(benchmark::State& state) {
     benchmark::DoNotOptimize(decision);
   }
 }
+void BM_RateLimitPolicyOnRequest(benchmark::State& state) { rate_limit_policy_on_request(state, true); }
 BENCHMARK(BM_RateLimitPolicyOnRequest);
+// rate_limit_headers = false: nothing is kept past the decision.
+void BM_RateLimitPolicyOnRequestWithoutFields(benchmark::State& state) { rate_limit_policy_on_request(state, false); }
+BENCHMARK(BM_RateLimitPolicyOnRequestWithoutFields);
 
 // ---- in-flight slots and write turns ------------------------------------------------------
 

@@ -26,6 +26,10 @@ bool is_write(std::string_view method) noexcept {
   return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
 }
 
+// The proxy keys resources by the lower-cased path ([server] case_insensitive_paths): it sets
+// RequestView::resource_path exactly then (policies/policy.h), to the request's path so keyed.
+bool keys_lower_case_paths(const RequestView& request) noexcept { return !request.resource_path.empty(); }
+
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
 
@@ -139,8 +143,8 @@ std::optional<std::vector<std::string_view>> template_param_names(std::string_vi
 // What one request carries from hook to hook: for a read, the store's sequence when it began;
 // for a write, its place in the resource's write queue and how far it got; and the store call
 // it waits for, when the store did not answer at once (its completions land here, so the call
-// is cancelled if the exchange ends first). Destroyed at the end of the exchange, which
-// releases the turn.
+// is cancelled if the exchange ends first). on_end() settles an unsettled write and gives the
+// turn back; destroying the state gives back whatever it still holds.
 class EtagPolicy::Exchange final : public ExchangeState {
  public:
   enum class Role : std::uint8_t { Read, Write };
@@ -158,18 +162,10 @@ class EtagPolicy::Exchange final : public ExchangeState {
     Settled,     // the store holds what is known (or the write never went upstream)
   };
 
-  Exchange(EtagPolicy& policy, Role role, std::string resource)
+  Exchange(Role role, std::string resource)
       : stage(role == Role::Read ? Stage::Reading : Stage::Settled),
-        policy_(policy),
         role_(role),
         resource_(std::move(resource)) {}
-
-  // Whichever way the exchange ended, a write that went upstream and was not settled left the
-  // resource in an unknown state: a lost response may still have changed it.
-  ~Exchange() override {
-    wait = StoreWait();  // a call still outstanding is cancelled first: its completion lands here
-    if (stage == Stage::Forwarded || stage == Stage::Refreshing) policy_.settle_unknown(*this);
-  }
 
   Role role() const noexcept { return role_; }
   const std::string& resource() const noexcept { return resource_; }
@@ -201,10 +197,11 @@ class EtagPolicy::Exchange final : public ExchangeState {
   VersionTags seen;
   std::optional<std::string> known;  // Recalling, Joining: what the store answered
 
-  StoreWait wait;  // the store call made last
+  // The store call made last. Declared after every member its completions write, so that a
+  // call still outstanding is cancelled before they go.
+  StoreWait wait;
 
  private:
-  EtagPolicy& policy_;
   Role role_;
   std::string resource_;
 };
@@ -213,9 +210,9 @@ namespace {
 
 constexpr std::uint64_t kNoSequence = UINT64_MAX;
 
-// The completion of a mutation whose outcome the policy does not wait for (the response phase
-// cannot park yet, policies/store/store_call.h): it is sent in order, and dropping its handle
-// only drops this completion.
+// The completion of a mutation whose outcome the policy does not wait for (after the request
+// phase it does not park on a store, policies/store/store_call.h): it is sent in order, and
+// dropping its handle only drops this completion.
 struct Ignore {
   template <typename T>
   void operator()(StoreResult<T>&&) const noexcept {}
@@ -228,8 +225,8 @@ Completion<T> ignored() {
 }
 
 // The value of a response-phase read when the store answers at once (the memory stores always
-// do); nullopt when it would answer later (the call is then cancelled: that phase cannot wait
-// yet) or failed.
+// do); nullopt when it would answer later (the call is then cancelled: the policy does not wait
+// there) or failed.
 template <typename T, typename Call>
 std::optional<T> answered_at_once(Call&& call) {
   std::optional<T> value;
@@ -280,7 +277,7 @@ std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const { return confli
 
 std::string EtagPolicy::resource_key(const RequestView& request) const {
   // The path and the {param}s are normalised already (one spelling per resource).
-  if (config_.resource.empty()) return std::string(request.resource_path.empty() ? request.path : request.resource_path);
+  if (config_.resource.empty()) return std::string(keys_lower_case_paths(request) ? request.resource_path : request.path);
   std::string key;
   std::string_view pattern = config_.resource;
   std::size_t i = 0;
@@ -400,7 +397,7 @@ Decision EtagPolicy::resume(const RequestView& request, std::unique_ptr<Exchange
 Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
-  auto* exchange = new Exchange(*this, Exchange::Role::Read, resource_key(request));
+  auto* exchange = new Exchange(Exchange::Role::Read, resource_key(request));
   state.reset(exchange);
   // A read with a query may be a different representation (a projection, another format)
   // than the one a write re-reads: it is tagged, but the store does not learn its tag.
@@ -478,7 +475,7 @@ Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_pt
     return Decision::reply(std::move(problem));
   }
 
-  auto* exchange = new Exchange(*this, Exchange::Role::Write, std::move(resource));
+  auto* exchange = new Exchange(Exchange::Role::Write, std::move(resource));
   state.reset(exchange);
   exchange->stage = Exchange::Stage::Acquiring;
   if (StoreCall call = turns_->acquire(exchange->resource(), config_.turn_lease, request.now, config_.max_queue,
@@ -842,7 +839,7 @@ std::optional<ResponseStep> EtagPolicy::on_created(const RequestView& request, R
   if (!location) location = response.headers.find("Content-Location");
   std::optional<std::string> target = location ? location_target(*location, request.path) : std::nullopt;
   std::string created = target ? target->substr(0, target->find('?')) : std::string();
-  if (!request.resource_path.empty()) {  // the proxy keys resources by the lower-cased path
+  if (keys_lower_case_paths(request)) {  // keyed as a request for it would be
     std::string lowered;
     lower_case_path(created, lowered);
     created = std::move(lowered);
@@ -906,6 +903,21 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
   store_->put(exchange->resource(), encode_version_tags(names_of(version)), ignored<Done>());
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
+}
+
+// ---- End of the exchange ----
+
+ResponseStep EtagPolicy::on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState* state) {
+  (void)request, (void)outcome;
+  auto* exchange = static_cast<Exchange*>(state);
+  if (!exchange) return ResponseStep::proceed();
+  // Whichever way the exchange ended, a write that went upstream and was not settled left the
+  // resource in an unknown state: a lost response may still have changed it.
+  if (exchange->stage == Exchange::Stage::Forwarded || exchange->stage == Exchange::Stage::Refreshing) {
+    settle_unknown(*exchange);
+  }
+  exchange->turn.reset();  // the next writer's turn, once the outcome is recorded
+  return ResponseStep::proceed();
 }
 
 std::optional<std::string> EtagPolicy::known_at_once(std::string_view resource) {

@@ -33,10 +33,11 @@
 // call may complete later (policies/store/store_call.h). In the request phase the request then
 // waits, parked, for the answer; a write whose turn store or table fails gets 503
 // (urn:arbiter:problem:store-unavailable), a read whose sequence is unknown goes on and is not
-// learned, and verify = "cache" with the table failing re-reads the backend. The response phase
-// cannot park yet: its mutations are sent without waiting (in order), and its reads count as
-// unknown when they do not complete at once. A write whose turn was taken over past its lease
-// does not record its outcome: the version becomes unknown.
+// learned, and verify = "cache" with the table failing re-reads the backend. In the response and
+// end phases the policy does not park: its mutations are sent without waiting (in order), and
+// its reads count as unknown when they do not complete at once. A write whose turn was taken
+// over past its lease does not record its outcome: the version becomes unknown (the policy asks
+// WriteTurn::held() before recording; the fence number is not checked by anything yet).
 //
 // Large representations: a body over max_body_bytes is passed through unhashed and untagged.
 // Such a resource has no version Arbiter can check, so a conditional write to it is refused
@@ -45,8 +46,8 @@
 //
 // Threading: one EtagPolicy serves every worker; its counters and the conflict log are
 // thread-safe and the rest is immutable. A request's state (its write turn) lives in its
-// ExchangeState and refers to the policy, so the policy must outlive every exchange that
-// used it (proxy/exchange/runtime.h keeps it so).
+// ExchangeState and holds the policy's stores' turns and calls, so the policy must outlive
+// every exchange that used it (proxy/exchange/runtime.h keeps it so).
 
 #include <atomic>
 #include <chrono>
@@ -136,6 +137,9 @@ class EtagPolicy final : public Policy {
   ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) override;
   void on_response_fetched(const RequestView& request, ResponseView& response, const FetchedResponse& fetched,
                            ExchangeState* state) override;
+  // A write forwarded and not settled (no response, or none learned from) makes the version
+  // unknown; then the write's turn goes to the next writer.
+  ResponseStep on_end(const RequestView& request, const ExchangeOutcome& outcome, ExchangeState* state) override;
   std::size_t response_body_limit() const noexcept override { return config_.max_body_bytes; }
   // Writes: max_body_bytes, so that the body is in before the write asks for its turn.
   std::size_t request_body_limit(const RequestView& request) const noexcept override;

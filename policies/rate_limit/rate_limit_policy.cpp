@@ -1,6 +1,7 @@
 #include "policies/rate_limit/rate_limit_policy.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <stdexcept>
 #include <utility>
@@ -70,25 +71,42 @@ bool is_valid_limit_name(std::string_view name) noexcept {
 // One request's decision: the outcomes of the limits asked so far (for the RateLimit fields of
 // its response, once admitted), and the store call it waits for when the store did not answer
 // at once. The completions land here, so the call is cancelled if the exchange ends first.
+// Made for every limited request: the outcomes of a route with up to kInlineOutcomes limits live
+// inside it, so that it is the request's only allocation.
 class RateLimitPolicy::Exchange final : public ExchangeState {
  public:
-  Exchange(std::uint64_t now_ns, std::size_t limits) : now_ns(now_ns) { outcomes.reserve(limits); }
+  static constexpr std::size_t kInlineOutcomes = 4;
+
+  Exchange(std::uint64_t now_ns, std::size_t limits) : now_ns(now_ns) {
+    if (limits > kInlineOutcomes) spilled_.resize(limits);
+  }
 
   void on_taken(StoreResult<TakeResult>&& result) {
-    if (result.ok()) outcomes.push_back({asking, result.value});
+    if (result.ok()) storage()[count_++] = Outcome{asking, result.value};
     wait.answered(result.ok());
   }
   void on_refunded(StoreResult<BucketStatus>&& result) {
     // A refund that failed leaves its outcome as taken: the fields then show one token fewer.
-    if (result.ok()) outcomes[asking].taken.status = result.value;
+    if (result.ok()) storage()[asking].taken.status = result.value;
     wait.answered(true);
   }
 
-  std::vector<Outcome> outcomes;
+  // In the order the limits were asked; at most one a limit.
+  std::span<Outcome> outcomes() noexcept { return {storage(), count_}; }
+
   std::uint64_t now_ns;          // the decision's one instant, also when it resumes
   bool refunding = false;        // a limit refused: giving the others' tokens back
   std::size_t next = 0;          // taking: the next limit to ask; refunding: the next outcome
   std::size_t asking = 0;        // the limit (taking) or outcome (refunding) of the call made last
+
+ private:
+  Outcome* storage() noexcept { return spilled_.empty() ? inline_.data() : spilled_.data(); }
+
+  std::array<Outcome, kInlineOutcomes> inline_;
+  std::vector<Outcome> spilled_;  // a route with more limits than kInlineOutcomes: one a limit
+  std::size_t count_ = 0;
+
+ public:
   StoreWait wait;  // the store call made last (declared last: cancelled first)
 };
 
@@ -172,7 +190,7 @@ Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<Exc
     state.reset();
     return store_unavailable("the rate-limit bucket store");
   }
-  std::vector<Outcome>& outcomes = exchange.outcomes;
+  std::span<Outcome> outcomes = exchange.outcomes();
   if (outcomes.empty()) {
     state.reset();
     return Decision::forward();
@@ -215,7 +233,7 @@ Decision RateLimitPolicy::decide(const RequestView& request, std::unique_ptr<Exc
   return Decision::forward();
 }
 
-Decision RateLimitPolicy::refuse(const std::vector<Outcome>& outcomes) const {
+Decision RateLimitPolicy::refuse(std::span<const Outcome> outcomes) const {
   std::vector<std::string_view> violated;
   std::uint64_t retry_after = 1;
   for (const Outcome& outcome : outcomes) {
@@ -249,7 +267,7 @@ Decision RateLimitPolicy::refuse(const std::vector<Outcome>& outcomes) const {
   return Decision::reply(std::move(problem), std::move(headers));
 }
 
-void RateLimitPolicy::add_fields(HeaderList& headers, const std::vector<Outcome>& outcomes) const {
+void RateLimitPolicy::add_fields(HeaderList& headers, std::span<const Outcome> outcomes) const {
   std::string policy_field, limit_field;
   for (const Outcome& outcome : outcomes) {
     const Limit& limit = *limits_[outcome.limit];
@@ -274,7 +292,7 @@ void RateLimitPolicy::add_fields(HeaderList& headers, const std::vector<Outcome>
 
 ResponseStep RateLimitPolicy::on_response(const RequestView& request, ResponseView& response, ExchangeState* state) {
   (void)request;
-  if (auto* exchange = static_cast<Exchange*>(state)) add_fields(response.headers, exchange->outcomes);
+  if (auto* exchange = static_cast<Exchange*>(state)) add_fields(response.headers, exchange->outcomes());
   return ResponseStep::proceed();
 }
 

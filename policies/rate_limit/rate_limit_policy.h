@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -133,9 +134,9 @@ class RateLimitPolicy final : public Policy {
   };
 
   Decision decide(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
-  Decision refuse(const std::vector<Outcome>& outcomes) const;
+  Decision refuse(std::span<const Outcome> outcomes) const;
   // The RateLimit-Policy and RateLimit fields for these outcomes.
-  void add_fields(HeaderList& headers, const std::vector<Outcome>& outcomes) const;
+  void add_fields(HeaderList& headers, std::span<const Outcome> outcomes) const;
 
   std::string route_name_;
   RateLimitPolicyConfig config_;

@@ -17,8 +17,9 @@
 // - Cancelling: the StoreCall is owned by the caller. Destroying it before the completion has
 //   run cancels the call, on the caller's thread: the completion will never run, and whatever
 //   the call would have handed over (a write turn, an in-flight slot) is given back by the
-//   store. A mutation the store has already sent may still take effect. Destroying it after
-//   the completion ran does nothing. So a caller keeps the StoreCall in the very object its
+//   store. A mutation (put, learn, forget, refund) is sent when the call is made: cancelling it
+//   drops only its completion, and it still lands, in order. Destroying it after the completion
+//   ran does nothing. So a caller keeps the StoreCall in the very object its
 //   completion points at (its ExchangeState): when the exchange ends, whichever way, the state
 //   goes, the call is cancelled with it, and a completion never reaches a dead exchange.
 // - Order: calls one caller makes to one store complete in the order made, so a mutation that
@@ -29,9 +30,11 @@
 //   503 application/problem+json, type urn:arbiter:problem:store-unavailable, with
 //   Retry-After: 1 (store_unavailable() below), and forwards nothing; an operator-configurable
 //   mode (fail open for rate limits, say) is for the store that can fail.
-// - The response phase cannot park yet: there a policy makes its calls and goes on without
-//   waiting for a call that did not complete at once (a mutation lands later, in order; a read
-//   counts as unknown). The memory stores always complete at once, so nothing changes for them.
+// - After the request phase today's policies do not park on a store (the exchange could, with
+//   ResponseStep::wait_until, while the response is held back): they make their calls and go
+//   on without waiting for a call that did not complete at once (a mutation lands later, in
+//   order; a read counts as unknown). The memory stores always complete at once, so nothing
+//   changes for them.
 //
 // Completion<T> is a non-owning reference to a callable (an object pointer and a function
 // pointer, as a function_ref): no allocation per call, and the store keeps it only as long as

@@ -9,7 +9,10 @@
 // a turn whose holder died (a destructor cannot run in a dead process):
 // - a turn is granted for a lease duration, from the moment its holder first sees it granted;
 // - each grant carries a fence number larger than that of every earlier grant of the store, so
-//   a holder's writes can be told from those of a holder that came after it;
+//   that a store shared by several processes can tell a holder's writes from those of a holder
+//   that came after it. Nothing checks fences yet: the VersionStore takes none, and the ETag
+//   policy relies on held() before it records (enough in one process, where a holder's record
+//   follows its check on one thread; a shared store needs the fence on put());
 // - when a holder's lease has expired, the first waiter takes the turn over (with a new fence)
 //   the next time a waiter asks (WriteTurn::held). The old holder has then lost it: held() says
 //   so, and it must not record what its write established (it forgets the version instead,

@@ -14,6 +14,7 @@
 #include "policies/etag/etag.h"
 #include "policies/store/memory_version_store.h"
 #include "policies/store/memory_write_queues.h"
+#include "proxy/http/path_normalization.h"
 #include "tests/policies/counting_waker.h"
 
 namespace arbiter {
@@ -54,7 +55,8 @@ FetchedResponse fetched_too_large() {
 FetchedResponse unreachable() { return FetchedResponse{}; }
 
 // One request through the policy, hook by hook, as the proxy drives it: it owns everything the
-// views point at and the ExchangeState, which end() (or the destructor) destroys.
+// views point at and the ExchangeState. end() ends the exchange as the proxy ends every one
+// (on_end, then the state goes); the destructor only destroys the state.
 class Exchange {
  public:
   Exchange(EtagPolicy& policy, FakeClock& clock, std::string method, std::string target, HeaderList headers = {},
@@ -85,7 +87,12 @@ class Exchange {
   void response_fetched(const FetchedResponse& fetched) {
     policy_.on_response_fetched(view(false), *response_, fetched, state_.get());
   }
-  void end() { state_.reset(); }
+  void end() {
+    bool answered = response_.has_value();
+    policy_.on_end(view(false), ExchangeOutcome{answered ? response_->status : 0, answered, answered, false, clock_.now},
+                   state_.get());
+    state_.reset();
+  }
 
   int status() const { return response_->status; }
   std::optional<std::string> response_etag() const {
@@ -97,11 +104,13 @@ class Exchange {
   CountingWaker& waker() { return *waker_; }
   bool has_state() const { return state_ != nullptr; }
   HeaderList& headers() { return headers_; }
+  // As the proxy views a request under [server] case_insensitive_paths.
+  void keyed_by_lower_case_path() { lower_case_path(path_, resource_path_); }
 
  private:
   RequestView view(bool with_waker) const {
-    return RequestView{method_, target_, path_,    query_,   headers_,     "127.0.0.1",
-                       "accounts", params_, "req-7", clock_.now, with_waker ? waker_ : nullptr};
+    return RequestView{method_,  target_, path_,  query_,     headers_, "127.0.0.1",
+                       "accounts", params_, "req-7", clock_.now, with_waker ? waker_ : nullptr, resource_path_};
   }
 
   EtagPolicy& policy_;
@@ -109,6 +118,7 @@ class Exchange {
   std::string method_, target_, path_, query_;
   HeaderList headers_;
   std::vector<PathParam> params_;
+  std::string resource_path_;
   std::shared_ptr<CountingWaker> waker_;
   std::unique_ptr<ExchangeState> state_;
   HeaderList response_headers_;
@@ -1238,6 +1248,7 @@ TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
       Decision decision = put.request();
       if (decision.kind() == Decision::Kind::Fetch) decision = put.fetched(fetched_ok(kBody1, {{"ETag", "\"5-abc\""}}));
       EXPECT_TRUE(decision.forwards()) << held;  // no false 409
+      put.end();
     }
     // Other bytes are another version, whichever tag the client holds. The writes above ended
     // without a response, so the table forgot the version and verify = "cache" re-reads too.
@@ -1245,6 +1256,23 @@ TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
     ASSERT_EQ(stale.request().kind(), Decision::Kind::Fetch);
     EXPECT_EQ(stale.fetched(fetched_ok(kBody2, {{"ETag", "\"6-def\""}})).status(), 409);
   }
+}
+
+TEST_F(EtagPolicyTest, A201IsLearnedUnderTheKeyARequestForItsLocationWouldHave) {
+  Exchange insensitive = exchange("POST", "/Accounts");
+  insensitive.keyed_by_lower_case_path();
+  ASSERT_TRUE(insensitive.request().forwards());
+  EXPECT_FALSE(insensitive.respond(201, {{"Location", "/Accounts/9"}, {"ETag", "\"c9\""}}, "{}").fetch_first);
+  insensitive.end();
+  EXPECT_EQ(known("/accounts/9"), "\"c9\"");  // case_insensitive_paths: keys are lower-cased paths
+  EXPECT_FALSE(known("/Accounts/9").has_value());
+
+  Exchange sensitive = exchange("POST", "/Accounts");
+  ASSERT_TRUE(sensitive.request().forwards());
+  EXPECT_FALSE(sensitive.respond(201, {{"Location", "/Accounts/10"}, {"ETag", "\"c10\""}}, "{}").fetch_first);
+  sensitive.end();
+  EXPECT_EQ(known("/Accounts/10"), "\"c10\"");
+  EXPECT_FALSE(known("/accounts/10").has_value());
 }
 
 TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {

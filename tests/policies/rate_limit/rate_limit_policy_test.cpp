@@ -261,6 +261,24 @@ TEST_F(RateLimitPolicyTest, EveryViolatedLimitIsNamedAndRetryAfterWaitsForTheSlo
   EXPECT_EQ(counters[2].admitted, 1u);
 }
 
+// More limits than a request's state keeps inline (4): the outcomes of all six are kept, in order.
+TEST_F(RateLimitPolicyTest, ARouteWithManyLimitsKeepsEveryOutcome) {
+  std::vector<RateLimitConfig> limits;
+  for (int i = 1; i <= 6; ++i) limits.push_back(limit("l" + std::to_string(i), 1, 1min, i == 6 ? 1 : 10));
+  make_policy(limits);
+  Outcome admitted = send();
+  ASSERT_TRUE(admitted.decision.forwards());
+  EXPECT_EQ(field(admitted.response_headers, "RateLimit"),
+            "\"l1\";r=9;t=60, \"l2\";r=9;t=60, \"l3\";r=9;t=60, \"l4\";r=9;t=60, \"l5\";r=9;t=60, "
+            "\"l6\";r=0;t=60");
+  Outcome refused = send();  // l6 is empty: the five others give their tokens back
+  ASSERT_EQ(refused.decision.status(), 429);
+  EXPECT_EQ(problem_body(refused.decision)["violated-policies"], nlohmann::json::array({"l6"}));
+  EXPECT_EQ(field(refused.decision.headers(), "RateLimit"),
+            "\"l1\";r=9;t=60, \"l2\";r=9;t=60, \"l3\";r=9;t=60, \"l4\";r=9;t=60, \"l5\";r=9;t=60, "
+            "\"l6\";r=0;t=60");
+}
+
 // ---- Keys ----
 
 TEST_F(RateLimitPolicyTest, EachClientAddressHasItsOwnBucket) {

@@ -38,7 +38,13 @@ class Request {
     response_.emplace(ResponseView{status, response_headers_, body ? &response_body_ : nullptr, false, now_});
     return policy_.on_response(view(false), *response_, state_.get());
   }
-  void end() { state_.reset(); }
+  // The end of the exchange, as the proxy ends every one: on_end, then the state goes.
+  void end() {
+    bool answered = response_.has_value();
+    policy_.on_end(view(false), ExchangeOutcome{answered ? response_->status : 0, answered, answered, false, now_},
+                   state_.get());
+    state_.reset();
+  }
 
   int wakes() const { return waker_->wakes.load(); }
   bool has_state() const { return state_ != nullptr; }
