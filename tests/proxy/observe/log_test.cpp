@@ -147,5 +147,45 @@ TEST(AccessLogTest, ALineLongerThanTheBufferIsWrittenWhole) {
   EXPECT_EQ(lines[0], lines[2]);
 }
 
+// record() makes room for a line once, before formatting it in place (proxy/observe/log.cpp):
+// kMaxFixed (512) bytes for names, punctuation, the time and the numbers, and the worst escape
+// of each text byte (JSON \u00XX: 6; combined \xHH: 4). Lines with every field at its longest
+// (text that escapes byte by byte, the longest numbers each format can write, "-" for every
+// empty field) stay within it.
+TEST(AccessLogTest, LinesWithEveryFieldAtItsLongestFitTheRoomMadeForThem) {
+  const std::string text(1000, '\x01');
+  std::vector<AccessRecord> records;
+  // 1e59 ms: 64 bytes in JSON ("%.3f"); 1e62 ms: 64 bytes as the combined format's seconds; the
+  // largest value of the short path; a negative one, with its sign.
+  for (double ms : {1e59, 1e62, 999999999999.9996, -1e58}) {
+    AccessRecord r;
+    r.request_id = r.client = r.method = r.target = r.protocol = r.referer = r.user_agent = r.route = r.decision = text;
+    r.status = 2147483647;
+    r.bytes_sent = 18446744073709551615u;
+    r.upstream_ms = r.total_ms = ms;
+    records.push_back(r);
+    AccessRecord empty;
+    empty.status = -2147483647 - 1;
+    empty.bytes_sent = r.bytes_sent;
+    empty.upstream_ms = empty.total_ms = ms;
+    records.push_back(empty);
+  }
+  for (AccessLogFormat format : {AccessLogFormat::Json, AccessLogFormat::Combined}) {
+    std::vector<std::string> lines = logged_lines(records, format, std::regex("$^"));
+    ASSERT_EQ(lines.size(), records.size());
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      const AccessRecord& r = records[i];
+      std::size_t text_bytes = r.request_id.size() + r.client.size() + r.method.size() + r.target.size() +
+                               r.route.size() + r.decision.size();
+      std::size_t room = format == AccessLogFormat::Json
+                             ? 512 + 6 * text_bytes
+                             : 512 + 4 * (text_bytes + r.protocol.size() + r.referer.size() + r.user_agent.size());
+      EXPECT_LE(lines[i].size() + 1, room) << access_log_format_name(format) << " line " << i;
+      EXPECT_GT(lines[i].size() + 1, room - 512) << "every text byte escaped at its longest: line " << i;
+      if (format == AccessLogFormat::Json) EXPECT_TRUE(nlohmann::json::accept(lines[i])) << lines[i].substr(0, 400);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace arbiter
