@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxy/http/headers.h"
+
 namespace arbiter {
 
 namespace {
@@ -26,8 +28,6 @@ class IndexHandler final : public LocalHandler {
   const HandlerRegistry& registry_;
 };
 
-char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
-
 }  // namespace
 
 void add_control_endpoints(HandlerRegistry& registry) {
@@ -37,11 +37,8 @@ void add_control_endpoints(HandlerRegistry& registry) {
 
 bool in_control_namespace(std::string_view path, std::string_view prefix, bool case_insensitive) noexcept {
   if (path.size() < prefix.size() || (path.size() > prefix.size() && path[prefix.size()] != '/')) return false;
-  if (!case_insensitive) return path.substr(0, prefix.size()) == prefix;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    if (lower(path[i]) != lower(prefix[i])) return false;
-  }
-  return true;
+  std::string_view head = path.substr(0, prefix.size());
+  return case_insensitive ? iequals(head, prefix) : head == prefix;
 }
 
 }  // namespace arbiter

@@ -50,9 +50,10 @@ enum class StreamWrite : std::uint8_t {
 };
 
 // Bytes a stream may have waiting for the client (accepted by Arbiter, not yet taken by the
-// kernel): a slow or stalled reader costs at most this much memory. A chunk that would go past
-// it is refused with StreamWrite::Full, except into an empty buffer (one chunk of any size is
-// always taken, so a chunk larger than the bound cannot wedge a stream).
+// kernel, chunk framing included): a slow or stalled reader costs at most this much memory, and
+// the framing of the last chunk (its size line and CRLF). A chunk that would go past it is
+// refused with StreamWrite::Full, except into an empty buffer (one chunk of any size is always
+// taken, so a chunk larger than the bound cannot wedge a stream; it is then all that waits).
 inline constexpr std::size_t kMaxStreamBuffered = 256u << 10;
 
 // Told what happens to a held-open response. Called on the worker's loop, never from inside a
@@ -63,8 +64,9 @@ class StreamListener {
   // or Arbiter is shutting down (draining: the response was ended cleanly first). Stop writing;
   // the stream is closed, and the listener is not called again.
   virtual void on_stream_closed() = 0;
-  // After a write was refused as Full: the client has read enough that at most half of
-  // kMaxStreamBuffered is waiting. Called once per refusal.
+  // After one or more writes were refused as Full: the client has read enough that at most half
+  // of kMaxStreamBuffered is waiting. Called once for all the refusals since the last call, not
+  // once per refusal.
   virtual void on_stream_writable() {}
 
  protected:

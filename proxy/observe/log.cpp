@@ -123,13 +123,6 @@ void log_line(std::string_view message) {
   write_all(2, line.data(), line.size());
 }
 
-void append_json_escaped(std::string& out, std::string_view text) {
-  std::size_t size = out.size();
-  out.resize(size + kMaxJsonEscaped * text.size());
-  char* end = put_escaped(out.data() + size, text, kAlways, true);
-  out.resize(static_cast<std::size_t>(end - out.data()));
-}
-
 std::string_view access_log_format_name(AccessLogFormat format) noexcept {
   return format == AccessLogFormat::Combined ? "combined" : "json";
 }

@@ -13,9 +13,6 @@ namespace arbiter {
 
 void log_line(std::string_view message);  // thread-safe, one write(2) per line
 
-// Appends `text` to `out` as a JSON string body (without the quotes).
-void append_json_escaped(std::string& out, std::string_view text);
-
 // [log] format.
 enum class AccessLogFormat : std::uint8_t {
   Json,      // {"time":...,"request_id":...,...}

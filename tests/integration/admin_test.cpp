@@ -84,18 +84,16 @@ class AdminTest : public harness::ProxyFixture {
   // can have its answer a moment before the worker counts it: scrape until `requests` are.
   // Fails the test when they are not counted by a generous deadline (it returns as soon as they are).
   std::map<std::string, double> scrape_after(double requests) {
-    auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (true) {
-      auto metrics = scrape();
-      double counted = 0;
+    std::map<std::string, double> metrics;
+    double counted = 0;
+    bool all = harness::eventually([&] {
+      metrics = scrape();
+      counted = 0;
       for (const auto& [series, value] : metrics) counted += series.starts_with("arbiter_requests_total{") ? value : 0;
-      if (counted >= requests) return metrics;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "arbiter_requests_total counts " << counted << " requests of " << requests;
-        return metrics;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
+      return counted >= requests;
+    });
+    if (!all) ADD_FAILURE() << "arbiter_requests_total counts " << counted << " requests of " << requests;
+    return metrics;
   }
   // The access log's lines so far, once at least `count` of them match `pattern`.
   std::vector<std::string> log_lines_once(const std::regex& pattern, std::size_t count) {

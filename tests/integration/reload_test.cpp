@@ -47,9 +47,7 @@ class ReloadTest : public harness::ProxyFixture {
   void hold(const std::string& request) {
     holders_.push_back(std::make_unique<HttpClient>(arbiter_->port()));
     ASSERT_TRUE(holders_.back()->send_raw(request));
-    for (int attempt = 0; attempt < 1000 && hangs_arrived() < holders_.size(); ++attempt) {
-      std::this_thread::sleep_for(10ms);
-    }
+    harness::eventually([&] { return hangs_arrived() >= holders_.size(); });
     ASSERT_EQ(hangs_arrived(), holders_.size()) << request << " never reached the backend";
   }
   std::size_t hangs_arrived() {
