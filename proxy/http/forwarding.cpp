@@ -278,4 +278,9 @@ bool status_has_no_body(int status) noexcept {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+bool is_idempotent_method(std::string_view method) noexcept {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
+         method == "TRACE";
+}
+
 }  // namespace arbiter

@@ -23,12 +23,7 @@ bool inherited(std::string_view name) {
   return true;
 }
 
-bool resendable(const SideRequestSpec& spec) {
-  std::string_view method = spec.method;
-  bool idempotent = method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
-                    method == "OPTIONS" || method == "TRACE";
-  return idempotent && spec.body.empty();
-}
+bool resendable(const SideRequestSpec& spec) { return is_idempotent_method(spec.method) && spec.body.empty(); }
 
 // RFC 9110 section 8.6: a POST, PUT or PATCH without a body still says Content-Length: 0.
 bool sends_length(const SideRequestSpec& spec) {
