@@ -10,11 +10,12 @@ namespace arbiter {
 namespace {
 
 // Fields of the client's request that would change what a plain request returns, or describe
-// a body that is not the side request's (SideRequestSpec::client_fields).
-constexpr std::array<std::string_view, 11> kNotInherited = {
-    "if-match",       "if-none-match",  "if-modified-since", "if-unmodified-since",
-    "if-range",       "range",          "content-length",    "content-type",
-    "content-encoding", "transfer-encoding", "expect"};
+// a body that is not the side request's (SideRequestSpec::client_fields). Hop-by-hop and framing
+// fields (Content-Length, Transfer-Encoding) and Expect are not listed: write_upstream_request_head
+// drops them from every request it writes.
+constexpr std::array<std::string_view, 8> kNotInherited = {
+    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+    "if-range", "range",         "content-type",      "content-encoding"};
 
 bool inherited(std::string_view name) {
   for (std::string_view excluded : kNotInherited) {
@@ -67,6 +68,9 @@ class SideRequest final : public UpstreamSink {
       for (HeaderField field : origin.client_headers) {
         if (inherited(field.name) && !spec_.fields.contains(field.name)) fields_.add(field.name, field.value);
       }
+      // The client's Connection options end at the client's hop: applied here, to its fields
+      // only, they never take away a field the spec sets.
+      remove_hop_by_hop(fields_);
     }
     for (HeaderField field : spec_.fields) fields_.add(field.name, field.value);
   }
