@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include "proxy/http/address.h"
+
 namespace arbiter {
 
 namespace {
@@ -43,13 +45,8 @@ bool is_ip_literal(std::string_view inside) {
     }
     return true;
   }
-  // inet_pton wants a NUL-terminated string: a copy on the stack, as config.cpp's parse_ip makes.
-  char address[INET6_ADDRSTRLEN + 1];
-  if (inside.size() >= sizeof address || inside.find('\0') != std::string_view::npos) return false;
-  inside.copy(address, inside.size());
-  address[inside.size()] = '\0';
   in6_addr parsed{};
-  return inet_pton(AF_INET6, address, &parsed) == 1;
+  return parse_ip_address(inside, AF_INET6, &parsed);
 }
 
 // `host [":" port]` as Host (RFC 9110 section 7.2) and an http(s) URI's authority without
