@@ -72,12 +72,6 @@ bool is_host_and_port(std::string_view text) {
   return true;
 }
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 Problem malformed(std::string detail) {
   return Problem::make("malformed-request", 400, "Malformed request", std::move(detail));
 }
@@ -322,7 +316,8 @@ int RequestParser::on_message_complete(llhttp_t* parser) {
 std::optional<Problem> check_request_head(RequestHead& head) {
   std::size_t hosts = head.headers.count("host");
   if (hosts > 1) return malformed("More than one Host field.");
-  if (auto host = head.headers.find("host"); host && !trim_ows(*host).empty() && !is_host_and_port(trim_ows(*host))) {
+  if (auto host = head.headers.find("host");
+      host && !without_ows(*host).empty() && !is_host_and_port(without_ows(*host))) {
     return malformed("The Host field '" + std::string(*host) + "' is not a valid host[:port] (RFC 9110 section 7.2).");
   }
   if (head.target.empty() || head.target.front() != '/') {
