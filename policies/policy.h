@@ -92,9 +92,18 @@ struct ResponseView {
 // failed or timed out) calls the same policy's on_side_responses / on_response_side_responses /
 // on_end_side_responses once, with the answers in the order of the specs. The exchange waits
 // meanwhile; if the client goes away first in the request or response phase, the requests are
-// cancelled and no hook is called (the end phase's go on). Decision::fetch(target) /
-// ResponseStep::fetch(target) are a call of one SideRequestSpec::fetch(target), whose answer
-// goes to on_fetched / on_response_fetched / on_end_fetched: a FetchedResponse is a SideResponse.
+// cancelled and no hook is called (the end phase's go on).
+//
+// One mechanism, one shorthand. The mechanism is call(specs), side_requests and the
+// *_side_responses hooks. The shorthand, for a policy that reads one resource: fetch(target) is
+// call({SideRequestSpec::fetch(target)}), and on_fetched / on_response_fetched / on_end_fetched
+// are where the default *_side_responses hooks pass exactly one answer. A policy overrides one
+// or the other per phase, not both. These names are the same things again, kept for the callers
+// that use them (the ETag policy, its tests, the fuzzers); new code uses the names they stand
+// for: Decision::Kind::Fetch is Kind::Call, FetchedResponse is SideResponse,
+// ResponseStep::fetch_first is "side_requests are to be made" (true exactly for a step made by
+// call or fetch), ResponseStep::fetch_target and Decision::fetch_target() are
+// side_requests.front().target.
 using FetchedResponse = SideResponse;
 
 // What a request-phase hook decided.
@@ -106,7 +115,7 @@ class Decision {
     Wait,     // park the request until the waker is woken or the deadline passes, then call
               // on_request() again (with the same state)
     Call,     // make side_requests() first and call on_side_responses() with the answers
-    Fetch = Call,  // Decision::fetch: a call of one GET (fetch_target()), answered to on_fetched()
+    Fetch = Call,  // Kind::Call under an older name (see "One mechanism, one shorthand")
     ReadBody, // read the request body whole, up to body_limit() bytes (else 413), then call
               // on_request_body() with it
   };
@@ -179,7 +188,7 @@ class Decision {
   MonotonicTime deadline() const noexcept { return deadline_; }
   const std::vector<SideRequestSpec>& side_requests() const noexcept { return side_requests_; }
   std::vector<SideRequestSpec>& side_requests() noexcept { return side_requests_; }
-  // Call: the first side request's target (a fetch's only one).
+  // Call: the first side request's target (a fetch's only one); "" otherwise.
   const std::string& fetch_target() const noexcept {
     static const std::string kNone;
     return side_requests_.empty() ? kNone : side_requests_.front().target;
@@ -240,8 +249,10 @@ struct ResponseStep {
         Decision::respond(status, std::move(headers), std::move(body), std::move(content_type)));
     return step;
   }
-  bool fetch_first = false;   // side_requests are made first (named when a fetch was the only kind)
-  std::string fetch_target;   // the first side request's target
+  // Set by call and fetch only: side_requests are made before the exchange goes on (even
+  // none). fetch_target is a copy of the first one's target, for tests.
+  bool fetch_first = false;
+  std::string fetch_target;
   std::vector<SideRequestSpec> side_requests;
   bool wait = false;
   MonotonicTime deadline{};

@@ -21,12 +21,6 @@ bool is_trusted(std::string_view address, const std::vector<Cidr>& trusted) {
   return false;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 void append_field(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
@@ -155,8 +149,8 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
     out.append(": ");
     if (!believed || !crosses(name)) return;
     for (HeaderField field : request.headers) {
-      if (!iequals(field.name, name) || trim(field.value).empty()) continue;
-      out.append(trim(field.value));
+      if (!iequals(field.name, name) || without_ows(field.value).empty()) continue;
+      out.append(without_ows(field.value));
       out.append(", ");
     }
   };
@@ -169,9 +163,9 @@ void write_upstream_request_head(std::string& out, const UpstreamRequest& reques
       // X-Forwarded-For, Forwarded and Via are written below; X-Real-IP, X-Request-Id and Expect
       // are the proxy's to send.
       if (iequals(field.name, "x-forwarded-proto") && request.peer_is_trusted_proxy) {
-        forwarded_proto = trim(field.value);
+        forwarded_proto = without_ows(field.value);
       } else if (iequals(field.name, "x-forwarded-host") && request.peer_is_trusted_proxy) {
-        forwarded_host = trim(field.value);
+        forwarded_host = without_ows(field.value);
       }
       continue;
     }
@@ -222,7 +216,7 @@ void append_forwarded_element(std::string& out, std::string_view for_address, bo
   out.append(";proto=http");
   if (has_host) {
     out.append(";host=");
-    append_token_or_quoted(out, trim(host));
+    append_token_or_quoted(out, without_ows(host));
   }
 }
 
@@ -232,7 +226,7 @@ bool accepts_trailers(const HeaderList& request_headers) {
     if (!iequals(field.name, "te")) continue;
     for_each_list_element(field.value, [&](std::string_view element) {
       // t-codings may carry parameters ("trailers" never does, but a weight may follow).
-      std::string_view coding = trim(element.substr(0, element.find(';')));
+      std::string_view coding = without_ows(element.substr(0, element.find(';')));
       accepts = accepts || iequals(coding, "trailers");
     });
   }
@@ -276,6 +270,11 @@ void write_client_response_head(std::string& out, const ClientResponse& response
 
 bool status_has_no_body(int status) noexcept {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+bool is_idempotent_method(std::string_view method) noexcept {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" || method == "OPTIONS" ||
+         method == "TRACE";
 }
 
 }  // namespace arbiter

@@ -96,4 +96,8 @@ void write_client_response_head(std::string& out, const ClientResponse& response
 // True for a status whose response never has a body (1xx, 204, 304).
 bool status_has_no_body(int status) noexcept;
 
+// True for the idempotent methods of RFC 9110 section 9.2.2 (GET, HEAD, PUT, DELETE, OPTIONS,
+// TRACE): a request with one of them may be sent again after a connection failed under it.
+bool is_idempotent_method(std::string_view method) noexcept;
+
 }  // namespace arbiter

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include "proxy/http/address.h"
+
 namespace arbiter {
 
 namespace {
@@ -43,13 +45,8 @@ bool is_ip_literal(std::string_view inside) {
     }
     return true;
   }
-  // inet_pton wants a NUL-terminated string: a copy on the stack, as config.cpp's parse_ip makes.
-  char address[INET6_ADDRSTRLEN + 1];
-  if (inside.size() >= sizeof address || inside.find('\0') != std::string_view::npos) return false;
-  inside.copy(address, inside.size());
-  address[inside.size()] = '\0';
   in6_addr parsed{};
-  return inet_pton(AF_INET6, address, &parsed) == 1;
+  return parse_ip_address(inside, AF_INET6, &parsed);
 }
 
 // `host [":" port]` as Host (RFC 9110 section 7.2) and an http(s) URI's authority without
@@ -73,12 +70,6 @@ bool is_host_and_port(std::string_view text) {
     if (c < '0' || c > '9') return false;
   }
   return true;
-}
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 Problem malformed(std::string detail) {
@@ -325,7 +316,8 @@ int RequestParser::on_message_complete(llhttp_t* parser) {
 std::optional<Problem> check_request_head(RequestHead& head) {
   std::size_t hosts = head.headers.count("host");
   if (hosts > 1) return malformed("More than one Host field.");
-  if (auto host = head.headers.find("host"); host && !trim_ows(*host).empty() && !is_host_and_port(trim_ows(*host))) {
+  if (auto host = head.headers.find("host");
+      host && !without_ows(*host).empty() && !is_host_and_port(without_ows(*host))) {
     return malformed("The Host field '" + std::string(*host) + "' is not a valid host[:port] (RFC 9110 section 7.2).");
   }
   if (head.target.empty() || head.target.front() != '/') {

@@ -79,7 +79,9 @@ int ResponseParser::on_headers_complete(llhttp_t* parser) {
   }
   if (status >= 100 && status < 200) {
     // Interim answers (100, 103) are not relayed; this 101 is a protocol switch nobody asked for.
-    return status == 101 ? -1 : 0;
+    // An interim answer ends at its empty line whatever framing fields it carries (RFC 9112
+    // section 6.3), so 1: no body follows, the next answer starts there.
+    return status == 101 ? -1 : 1;
   }
   self.head_done_ = true;
   self.collector_.collect_into(self.trailers_);  // fields after a chunked body
@@ -99,9 +101,7 @@ int ResponseParser::on_headers_complete(llhttp_t* parser) {
 }
 
 int ResponseParser::on_body(llhttp_t* parser, const char* at, std::size_t length) {
-  ResponseParser& self = self_of(parser);
-  if (!self.head_done_) return 0;  // a body on an interim 1xx answer (which has none) is dropped
-  return self.events_.on_response_body({at, length}) ? 0 : -1;
+  return self_of(parser).events_.on_response_body({at, length}) ? 0 : -1;
 }
 
 int ResponseParser::on_message_complete(llhttp_t* parser) {

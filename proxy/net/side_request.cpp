@@ -10,11 +10,12 @@ namespace arbiter {
 namespace {
 
 // Fields of the client's request that would change what a plain request returns, or describe
-// a body that is not the side request's (SideRequestSpec::client_fields).
-constexpr std::array<std::string_view, 11> kNotInherited = {
-    "if-match",       "if-none-match",  "if-modified-since", "if-unmodified-since",
-    "if-range",       "range",          "content-length",    "content-type",
-    "content-encoding", "transfer-encoding", "expect"};
+// a body that is not the side request's (SideRequestSpec::client_fields). Hop-by-hop and framing
+// fields (Content-Length, Transfer-Encoding) and Expect are not listed: write_upstream_request_head
+// drops them from every request it writes.
+constexpr std::array<std::string_view, 8> kNotInherited = {
+    "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+    "if-range", "range",         "content-type",      "content-encoding"};
 
 bool inherited(std::string_view name) {
   for (std::string_view excluded : kNotInherited) {
@@ -23,12 +24,7 @@ bool inherited(std::string_view name) {
   return true;
 }
 
-bool resendable(const SideRequestSpec& spec) {
-  std::string_view method = spec.method;
-  bool idempotent = method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
-                    method == "OPTIONS" || method == "TRACE";
-  return idempotent && spec.body.empty();
-}
+bool resendable(const SideRequestSpec& spec) { return is_idempotent_method(spec.method) && spec.body.empty(); }
 
 // RFC 9110 section 8.6: a POST, PUT or PATCH without a body still says Content-Length: 0.
 bool sends_length(const SideRequestSpec& spec) {
@@ -72,6 +68,9 @@ class SideRequest final : public UpstreamSink {
       for (HeaderField field : origin.client_headers) {
         if (inherited(field.name) && !spec_.fields.contains(field.name)) fields_.add(field.name, field.value);
       }
+      // The client's Connection options end at the client's hop: applied here, to its fields
+      // only, they never take away a field the spec sets.
+      remove_hop_by_hop(fields_);
     }
     for (HeaderField field : spec_.fields) fields_.add(field.name, field.value);
   }

@@ -1,5 +1,5 @@
 // The side-request vocabulary of policies/policy.h: calls carry their specs, and fetch is the
-// one-GET form whose answer reaches on_fetched / on_response_fetched by default.
+// one-GET form whose answer reaches on_fetched / on_response_fetched / on_end_fetched by default.
 
 #include "policies/policy.h"
 
@@ -24,8 +24,12 @@ class RecordingPolicy final : public Policy {
   void on_response_fetched(const RequestView&, ResponseView&, const FetchedResponse& fetched, ExchangeState*) override {
     response_fetched_statuses.push_back(fetched.status);
   }
+  void on_end_fetched(const RequestView&, const ExchangeOutcome&, const FetchedResponse& fetched, ExchangeState*) override {
+    end_fetched_statuses.push_back(fetched.status);
+  }
   std::vector<int> fetched_statuses;
   std::vector<int> response_fetched_statuses;
+  std::vector<int> end_fetched_statuses;
 };
 
 SideResponse answered(int status) {
@@ -104,6 +108,10 @@ TEST_F(PolicyVocabularyTest, OneAnswerGoesToTheFetchHooksByDefault) {
   std::vector<SideResponse> other = {answered(404)};
   policy.on_response_side_responses(view(), response, other, nullptr);
   EXPECT_EQ(policy.response_fetched_statuses, std::vector<int>{404});
+
+  std::vector<SideResponse> last = {answered(410)};
+  policy.on_end_side_responses(view(), ExchangeOutcome{}, last, nullptr);
+  EXPECT_EQ(policy.end_fetched_statuses, std::vector<int>{410});
 }
 
 TEST_F(PolicyVocabularyTest, SeveralAnswersWithoutAnOverrideForward) {
@@ -111,6 +119,13 @@ TEST_F(PolicyVocabularyTest, SeveralAnswersWithoutAnOverrideForward) {
   std::vector<SideResponse> two = {answered(200), answered(201)};
   EXPECT_TRUE(policy.on_side_responses(view(), two, state_).forwards());
   EXPECT_TRUE(policy.fetched_statuses.empty());
+
+  HeaderList response_headers;
+  ResponseView response{200, response_headers, nullptr, false, MonotonicClock::now()};
+  policy.on_response_side_responses(view(), response, two, nullptr);
+  policy.on_end_side_responses(view(), ExchangeOutcome{}, two, nullptr);
+  EXPECT_TRUE(policy.response_fetched_statuses.empty());
+  EXPECT_TRUE(policy.end_fetched_statuses.empty());
 }
 
 }  // namespace

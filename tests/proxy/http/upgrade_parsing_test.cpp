@@ -143,17 +143,36 @@ TEST(UpgradeResponse, AnotherAnswerToAnUpgradeRequestIsAnOrdinaryResponse) {
 }
 
 // Found by the response fuzzer: a 103 claiming a body (Content-Length: 2) must not pass those
-// bytes on as the body of the real answer that follows.
+// bytes on as the body of the real answer that follows. An interim answer has no body (RFC 9112
+// section 6.3), so the bytes after its empty line are where the next answer must start: "{}"
+// there is a bad response, refused before any head or body is passed on.
 TEST(InterimResponse, ABodyOnAnInterimAnswerIsNotPassedOn) {
   ResponseSink sink;
   ResponseParser parser(sink);
   std::string input = "HTTP/1.1 103 Early Hints\r\nContent-Length: 2\r\n\r\n{}"
                       "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
   std::size_t consumed = 0;
-  EXPECT_EQ(parser.execute(input.data(), input.size(), consumed), HPE_PAUSED);
-  EXPECT_TRUE(parser.complete());
-  EXPECT_EQ(sink.statuses, std::vector<int>{200});
-  EXPECT_EQ(sink.body, "ok");
+  EXPECT_NE(parser.execute(input.data(), input.size(), consumed), HPE_PAUSED);
+  EXPECT_FALSE(parser.complete());
+  EXPECT_TRUE(sink.statuses.empty());
+  EXPECT_TRUE(sink.body.empty());
+}
+
+// RFC 9112 section 6.3: an interim answer ends at the empty line after its fields, whatever
+// framing fields it carries, so the real answer starts right there.
+TEST(InterimResponse, FramingFieldsOnAnInterimAnswerDoNotSwallowTheRealAnswer) {
+  for (std::string_view framing : {"Content-Length: 2\r\n", "Transfer-Encoding: chunked\r\n",
+                                   "Transfer-Encoding: gzip\r\n"}) {
+    ResponseSink sink;
+    ResponseParser parser(sink);
+    std::string input = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n" + std::string(framing) +
+                        "\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    std::size_t consumed = 0;
+    EXPECT_EQ(parser.execute(input.data(), input.size(), consumed), HPE_PAUSED) << framing;
+    EXPECT_TRUE(parser.complete()) << framing;
+    EXPECT_EQ(sink.statuses, std::vector<int>{200}) << framing;
+    EXPECT_EQ(sink.body, "ok") << framing;
+  }
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "proxy/net/server.h"
@@ -291,6 +292,17 @@ TEST_F(SideRequestTest, FetchSendsTheClientsFieldsWithoutConditionals) {
   SideRequestSpec fetch = SideRequestSpec::fetch("/items/1");
   fetch.body_limit = 100;
   fetch.fields.add("Accept", "text/plain");  // replaces the client's
+  fetch.fields.add("X-Trace", "side");       // named by the client's Connection, but the spec's own
+  // The rest of what a client may send with a conditional write: none of it goes along.
+  for (auto [name, value] : {std::pair{"If-None-Match", "*"}, std::pair{"If-Modified-Since", "Tue, 01 Dec 2026"},
+                             std::pair{"If-Unmodified-Since", "Tue, 01 Dec 2026"}, std::pair{"If-Range", "\"v1\""},
+                             std::pair{"Range", "bytes=0-1"}, std::pair{"Content-Type", "text/csv"},
+                             std::pair{"Content-Encoding", "gzip"}, std::pair{"Content-Length", "12"},
+                             std::pair{"Transfer-Encoding", "chunked"}, std::pair{"Expect", "100-continue"},
+                             std::pair{"Connection", "X-Hop, X-Trace"}, std::pair{"X-Hop", "client-hop-only"},
+                             std::pair{"X-Trace", "client"}}) {
+    client_headers_.add(name, value);
+  }
   send({fetch}, {&pool("a")});
   ASSERT_TRUE(run_until([&] { return collector_.calls > 0; }));
   ASSERT_EQ(upstream.requests().size(), 1u);
@@ -302,6 +314,12 @@ TEST_F(SideRequestTest, FetchSendsTheClientsFieldsWithoutConditionals) {
   EXPECT_EQ(head.find("application/json"), std::string::npos) << head;
   EXPECT_EQ(head.find("If-Match"), std::string::npos) << head;
   EXPECT_EQ(head.find("Content-Length"), std::string::npos) << head;
+  for (std::string_view absent : {"If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
+                                  "Content-Type", "Content-Encoding", "Transfer-Encoding", "Expect", "Connection",
+                                  "X-Hop", "client-hop-only", "X-Trace: client"}) {
+    EXPECT_EQ(head.find(absent), std::string::npos) << absent << " in\n" << head;
+  }
+  EXPECT_NE(head.find("\r\nX-Trace: side\r\n"), std::string::npos) << head;
 }
 
 TEST_F(SideRequestTest, ATimeoutEndsAHangingRequestWhileTheOtherCompletes) {
