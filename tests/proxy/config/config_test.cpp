@@ -16,6 +16,8 @@
 #include "policies/rate_limit/rate_limit_policy.h"
 #include "proxy/control/config_json.h"
 
+#include <unistd.h>
+
 namespace arbiter {
 namespace {
 
@@ -713,7 +715,7 @@ TEST(ConfigErrorsTest, ErrorNamesTheFileItWasGiven) {
 // ---- Files ----
 
 TEST(LoadConfigFileTest, MissingFileHasNoPosition) {
-  const std::string path = testing::TempDir() + "arbiter_no_such_config.toml";
+  const std::string path = ::testing::TempDir() + "arbiter_no_such_config.toml";
   std::remove(path.c_str());
   try {
     load_config_file(path);
@@ -730,7 +732,7 @@ TEST(LoadConfigFileTest, MissingFileHasNoPosition) {
 }
 
 TEST(LoadConfigFileTest, DirectoryIsNotAFile) {
-  const std::string path = testing::TempDir();
+  const std::string path = ::testing::TempDir();
   try {
     load_config_file(path);
     FAIL() << "expected a ConfigError";
@@ -741,7 +743,7 @@ TEST(LoadConfigFileTest, DirectoryIsNotAFile) {
 }
 
 TEST(LoadConfigFileTest, ReadsAFileAndNamesItInErrors) {
-  const std::string path = testing::TempDir() + "arbiter_config_test.toml";
+  const std::string path = ::testing::TempDir() + "arbiter_config_test." + std::to_string(getpid()) + ".toml";
   {
     std::ofstream out(path);
     out << kUpstream << kRoute;

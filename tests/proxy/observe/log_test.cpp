@@ -8,6 +8,8 @@
 #include <regex>
 #include <sstream>
 
+#include <unistd.h>
+
 namespace arbiter {
 namespace {
 
@@ -15,7 +17,10 @@ namespace {
 // time goes (it changes every run), replaced by "TIME".
 std::vector<std::string> logged_lines(const std::vector<AccessRecord>& records, AccessLogFormat format,
                                       const std::regex& time) {
-  const std::string path = testing::TempDir() + "arbiter_log_test.log";
+  // A file of this process's own: ctest runs the tests of this file in parallel processes.
+  static int calls = 0;
+  const std::string path =
+      ::testing::TempDir() + "arbiter_log_test." + std::to_string(getpid()) + "." + std::to_string(++calls) + ".log";
   std::remove(path.c_str());
   std::string error;
   AccessLogTarget target;
