@@ -227,15 +227,6 @@ std::string type_mismatch(std::string_view expected, const toml::node& got) {
   return "expected " + std::string(expected) + ", got " + std::string(type_name(got));
 }
 
-bool is_token(std::string_view text) {
-  if (text.empty()) return false;
-  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-  return std::all_of(text.begin(), text.end(), [&](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) ||
-           kSymbols.find(c) != std::string_view::npos;
-  });
-}
-
 // ---- Tables ----
 
 namespace {

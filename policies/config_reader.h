@@ -22,6 +22,7 @@
 #include <toml++/toml.h>
 
 #include "policies/request_key.h"
+#include "proxy/http/headers.h"  // is_token
 
 namespace arbiter {
 
@@ -97,8 +98,6 @@ std::string comma_list(const std::vector<std::string>& names);
 std::optional<std::string_view> nearest_name(std::string_view typo, const std::vector<std::string_view>& candidates);
 // "expected a table, got an integer"
 std::string type_mismatch(std::string_view expected, const toml::node& got);
-// RFC 9110 section 5.6.2: a token (tchar+).
-bool is_token(std::string_view text);
 
 // Timeouts after which nothing could ever succeed must be positive; the others may be 0.
 inline constexpr Duration kNoMinimum{0};

@@ -309,8 +309,8 @@ class Policy {
   }
 
   // Response phase, in reverse policy order; state is what the request phase left (possibly
-  // null). Not called when the upstream gave no response: the state's destructor is the
-  // place to handle an unknown outcome.
+  // null). Not called when the upstream gave no response: on_end, which every exchange reaches,
+  // is the place to handle an unknown outcome (as the ETag policy settles an unsettled write).
   virtual ResponseStep on_response(const RequestView& request, ResponseView& response, ExchangeState* state) {
     (void)request, (void)response, (void)state;
     return ResponseStep::proceed();

@@ -60,7 +60,6 @@ class RateLimitKind final : public PolicyKind {
 
 void RateLimitPolicy::write_metrics(std::string_view route, MetricsWriter& out) const {
   // One store holds every route's buckets, so only a per-limit count is meaningful.
-  const auto* memory = dynamic_cast<const MemoryBucketStore*>(&store());
   std::vector<RateLimitCounters> all = counters();
   for (std::size_t i = 0; i < all.size(); ++i) {
     std::string_view limit = all[i].name;
@@ -69,9 +68,7 @@ void RateLimitPolicy::write_metrics(std::string_view route, MetricsWriter& out) 
     out.sample(kDecisions, {{"route", route}, {"limit", limit}, {"decision", "limited"}},
                static_cast<double>(all[i].limited));
     out.sample(kOverflow, {{"route", route}, {"limit", limit}}, static_cast<double>(all[i].overflow));
-    if (memory != nullptr) {
-      out.sample(kBuckets, {{"route", route}, {"limit", limit}}, static_cast<double>(memory->size(limit_id(i))));
-    }
+    out.sample(kBuckets, {{"route", route}, {"limit", limit}}, static_cast<double>(store().size(limit_id(i))));
   }
 }
 

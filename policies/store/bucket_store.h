@@ -40,6 +40,9 @@ class BucketStore {
   // Buckets held, over every limit, as far as this process knows (a gauge for /metrics; never
   // waits).
   virtual std::size_t size() const = 0;
+  // Buckets held for one limit (0 for a limit never seen), as far as this process knows; never
+  // waits.
+  virtual std::size_t size(std::string_view limit_id) const = 0;
 };
 
 }  // namespace arbiter

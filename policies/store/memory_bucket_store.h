@@ -74,8 +74,7 @@ class MemoryBucketStore final : public BucketStore {
   BucketStatus refund(std::string_view limit_id, std::string_view key, const BucketShape& shape,
                       std::uint64_t now_ns);
   std::size_t size() const override;
-  // Buckets held for one limit; 0 for a limit never seen.
-  std::size_t size(std::string_view limit_id) const;
+  std::size_t size(std::string_view limit_id) const override;
   std::size_t limit_count() const;
 
   // At most what one bucket costs on the heap once a limit's table holds max_keys of them: its

@@ -80,17 +80,6 @@ bool ends_at_this_hop(std::string_view name, std::span<const std::string_view> c
   return is_listed(name, kHopByHop) || is_listed(name, connection_options);
 }
 
-// RFC 9110 section 5.6.2.
-bool is_token(std::string_view text) {
-  if (text.empty()) return false;
-  for (char c : text) {
-    bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                 std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!tchar) return false;
-  }
-  return true;
-}
-
 // A token as it is, anything else as a quoted-string (RFC 9110 section 5.6.4).
 void append_token_or_quoted(std::string& out, std::string_view value) {
   if (is_token(value)) {

@@ -29,6 +29,15 @@ inline std::string_view without_ows(std::string_view text) noexcept {
   return text;
 }
 
+// RFC 9110 section 5.6.2: a token (1*tchar), as field names, methods and parameter names are.
+inline bool is_token(std::string_view text) noexcept {
+  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::all_of(text.begin(), text.end(), [&](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           kSymbols.find(c) != std::string_view::npos;
+  });
+}
+
 struct HeaderField {
   std::string_view name;
   std::string_view value;

@@ -128,6 +128,7 @@ class DelayedBucketStore final : public BucketStore, public DelayedCalls {
     return hold<BucketStatus>({memory.refund(limit_id, key, shape, now_ns)}, done);
   }
   std::size_t size() const override { return memory.size(); }
+  std::size_t size(std::string_view limit_id) const override { return memory.size(limit_id); }
   MemoryBucketStore memory;
 };
 
