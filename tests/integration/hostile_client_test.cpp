@@ -112,14 +112,7 @@ class RawConnection {
   bool closed_ = false;
 };
 
-// Peak resident memory of a process in kB (VmHWM).
-long peak_rss_kb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+using harness::peak_rss_kb;
 
 // Room for `wanted` client connections (each also costs the proxy a descriptor); raises the soft
 // limit towards the hard one if needed, so that the proxy started afterwards inherits it.

@@ -35,15 +35,7 @@ std::uint16_t dead_port() {
   return ntohs(address.sin_port);
 }
 
-// Peak resident memory of a process, from /proc (kB).
-long peak_rss_kb(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  }
-  return -1;
-}
+using harness::peak_rss_kb;
 
 // A backend that answers every request on a connection with `answer` and then closes it, as an
 // HTTP/1.0 server ending its body by closing does. Serves until destroyed.

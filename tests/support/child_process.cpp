@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <fstream>
 #include <stdexcept>
 
 #include <gtest/gtest.h>
@@ -396,5 +397,13 @@ void TempFile::replace(std::string_view contents) const {
 }
 
 TempFile write_temp_file(std::string_view contents, std::string_view suffix) { return TempFile(contents, suffix); }
+
+long peak_rss_kb(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
 
 }  // namespace harness

@@ -190,6 +190,10 @@ RunResult run_process(const std::string& executable, const std::vector<std::stri
 // One-shot `arbiter ARGS`, e.g. {"--check", "-c", file} or {"--version"}.
 RunResult run_arbiter(const std::vector<std::string>& arguments, Milliseconds timeout = 10s);
 
+// The most resident memory process `pid` has had (VmHWM in /proc/PID/status), in KiB; -1 when
+// unknown.
+long peak_rss_kb(pid_t pid);
+
 std::string arbiter_binary();
 // arbiter with test-only local handlers (tests/support/control_server/), same command line.
 std::string arbiter_test_handlers_binary();

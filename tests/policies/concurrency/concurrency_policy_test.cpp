@@ -15,15 +15,15 @@
 #include "policies/store/memory_slot_table.h"
 #include "tests/policies/blocking_waker.h"
 #include "tests/policies/counting_waker.h"
+#include "tests/policies/policy_test_support.h"
 
 namespace arbiter {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct FakeClock {
-  MonotonicTime now = MonotonicTime{} + 1000s;
-};
+using testing::FakeClock;
+using testing::problem_body;
 
 // One request through the policy as the proxy drives it: it owns the view's data and the
 // ExchangeState, and end() (or the destructor) ends the exchange, whichever way it ends.
@@ -64,14 +64,6 @@ ConcurrencyConfig config_of(std::size_t max_in_flight, std::size_t max_queue,
   config.key = key;
   config.header = std::move(header);
   return config;
-}
-
-nlohmann::json problem_body(const Decision& decision) {
-  if (!decision.problem()) {
-    ADD_FAILURE() << "not a problem answer";
-    return {};
-  }
-  return nlohmann::json::parse(decision.problem()->to_json(""));
 }
 
 bool is_wait(const Decision& decision) { return decision.kind() == Decision::Kind::Wait; }

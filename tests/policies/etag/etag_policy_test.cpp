@@ -16,6 +16,7 @@
 #include "policies/store/memory_write_queues.h"
 #include "proxy/http/path_normalization.h"
 #include "tests/policies/counting_waker.h"
+#include "tests/policies/policy_test_support.h"
 
 namespace arbiter {
 namespace {
@@ -23,10 +24,8 @@ namespace {
 using namespace std::chrono_literals;
 
 // The proxy's clock, moved by hand.
-struct FakeClock {
-  MonotonicTime now = MonotonicTime{} + 1000s;
-  void advance(std::chrono::milliseconds by) { now += by; }
-};
+using testing::FakeClock;
+using testing::problem_body;
 
 FetchedResponse fetched_ok(std::string body, HeaderList headers = {}) {
   FetchedResponse fetched;
@@ -125,14 +124,6 @@ class Exchange {
   std::string response_body_;
   std::optional<ResponseView> response_;
 };
-
-nlohmann::json problem_body(const Decision& decision) {
-  if (!decision.problem()) {
-    ADD_FAILURE() << "not a problem answer";
-    return {};
-  }
-  return nlohmann::json::parse(decision.problem()->to_json(""));
-}
 
 std::vector<std::string> stripped(const Decision& decision) { return decision.strip_fields(); }
 const std::vector<std::string> kPreconditionFields = {"If-Match", "If-None-Match"};

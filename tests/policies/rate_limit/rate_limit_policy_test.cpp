@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policies/store/memory_bucket_store.h"
+#include "tests/policies/policy_test_support.h"
 
 namespace arbiter {
 namespace {
@@ -18,9 +19,8 @@ namespace {
 using namespace std::chrono_literals;
 
 // The proxy's clock, moved by hand.
-struct FakeClock {
-  MonotonicTime now = MonotonicTime{} + 1000s;
-};
+using testing::FakeClock;
+using testing::problem_body;
 
 // What one request through the policy came to, as the proxy would see it.
 struct Outcome {
@@ -80,14 +80,6 @@ class RateLimitPolicyTest : public ::testing::Test {
   std::unique_ptr<RateLimitPolicy> policy_;
   FakeClock clock_;
 };
-
-nlohmann::json problem_body(const Decision& decision) {
-  if (!decision.problem()) {
-    ADD_FAILURE() << "not a problem answer";
-    return {};
-  }
-  return nlohmann::json::parse(decision.problem()->to_json(""));
-}
 
 std::string field(const HeaderList& headers, std::string_view name) {
   auto value = headers.find(name);

@@ -1,4 +1,5 @@
 #include "policies/rate_limit/token_bucket.h"
+#include "tests/policies/rate_limit/bucket_test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -14,16 +15,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kSecond = kNanosPerSecond;
-constexpr std::uint64_t kMillisecond = kSecond / 1000;
-// Any moment on the fake clock; the arithmetic only ever looks at differences.
-constexpr std::uint64_t kStart = 1000 * kSecond;
-
-BucketShape shape_of(std::uint64_t count, std::chrono::seconds per, std::uint64_t burst) {
-  auto shape = BucketShape::make(count, per, burst);
-  EXPECT_TRUE(shape.has_value()) << count << "/" << per.count() << "s burst " << burst;
-  return shape.value_or(*BucketShape::make(1, 1s, 1));
-}
+using testing::kMillisecond;
+using testing::kSecond;
+using testing::kStart;
+using testing::shape_of;
 
 // ---- The shape ----
 
@@ -350,14 +345,14 @@ TEST(ReshapeBucketTest, FractionsOfATokenArePreservedWithinRounding) {
 
 // ---- The guarantees ----
 
-struct Rate {
+struct RateCase {
   std::uint64_t count;
   std::chrono::seconds per;
 };
-const std::vector<Rate> kRates = {{20, 1s}, {3, 1s}, {1, 1s}, {7, 1min}, {100, 1min}, {1000, 1h}, {7, 1h}};
+const std::vector<RateCase> kRates = {{20, 1s}, {3, 1s}, {1, 1s}, {7, 1min}, {100, 1min}, {1000, 1h}, {7, 1h}};
 
 TEST(TokenBucketGuaranteeTest, AClientAtExactlyTheRateIsNeverRefused) {
-  for (const Rate& rate : kRates) {
+  for (const RateCase& rate : kRates) {
     for (std::uint64_t burst : {std::uint64_t{1}, std::uint64_t{2}, rate.count}) {
       BucketShape shape = shape_of(rate.count, rate.per, burst);
       std::uint64_t period = static_cast<std::uint64_t>(rate.per.count()) * kSecond;
@@ -391,7 +386,7 @@ TEST(TokenBucketGuaranteeTest, AClientUnderTheRateWithJitterIsNeverRefused) {
 TEST(TokenBucketGuaranteeTest, AdmittedCountNeverExceedsBurstPlusRateTimesInterval) {
   std::mt19937_64 random(7);
   for (int round = 0; round < 40; ++round) {
-    const Rate& rate = kRates[random() % kRates.size()];
+    const RateCase& rate = kRates[random() % kRates.size()];
     std::uint64_t burst = 1 + random() % 50;
     BucketShape shape = shape_of(rate.count, rate.per, burst);
     std::uint64_t period = static_cast<std::uint64_t>(rate.per.count()) * kSecond;

@@ -1,4 +1,5 @@
 #include "policies/store/memory_bucket_store.h"
+#include "tests/policies/rate_limit/bucket_test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -20,11 +21,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kSecond = kNanosPerSecond;
-constexpr std::uint64_t kStart = 1000 * kSecond;
+using testing::kSecond;
+using testing::kStart;
 
-BucketShape shape_of(std::uint64_t count, std::chrono::seconds per, std::uint64_t burst, std::size_t max_keys = 1000) {
-  return *BucketShape::make(count, per, burst, max_keys);
+// The store's tests hold at most 1000 keys a limit unless they say otherwise.
+BucketShape store_shape(std::uint64_t count, std::chrono::seconds per, std::uint64_t burst,
+                        std::size_t max_keys = 1000) {
+  return testing::shape_of(count, per, burst, max_keys);
 }
 
 // Takes until refused; how many were admitted.
@@ -37,7 +40,7 @@ int drain(MemoryBucketStore& store, std::string_view limit, std::string_view key
 
 TEST(MemoryBucketStoreTest, ANewKeyHasAFullBucket) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1min, 3);
+  BucketShape shape = store_shape(1, 1min, 3);
   EXPECT_EQ(store.size(), 0u);
   TakeResult first = store.take("orders/per-client", "10.0.0.1", shape, kStart);
   EXPECT_TRUE(first.admitted);
@@ -50,7 +53,7 @@ TEST(MemoryBucketStoreTest, ANewKeyHasAFullBucket) {
 
 TEST(MemoryBucketStoreTest, KeysAndLimitsHaveTheirOwnBuckets) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1min, 2);
+  BucketShape shape = store_shape(1, 1min, 2);
   EXPECT_EQ(drain(store, "orders/per-client", "10.0.0.1", shape, kStart), 2);
   EXPECT_EQ(drain(store, "orders/per-client", "10.0.0.2", shape, kStart), 2);
   EXPECT_EQ(drain(store, "orders/per-client", "", shape, kStart), 2);
@@ -62,7 +65,7 @@ TEST(MemoryBucketStoreTest, KeysAndLimitsHaveTheirOwnBuckets) {
 
 TEST(MemoryBucketStoreTest, BucketsRefillOnTheCallersClock) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(2, 1s, 2);
+  BucketShape shape = store_shape(2, 1s, 2);
   EXPECT_EQ(drain(store, "l", "k", shape, kStart), 2);
   EXPECT_FALSE(store.take("l", "k", shape, kStart + kSecond / 2 - 1).admitted);
   EXPECT_TRUE(store.take("l", "k", shape, kStart + kSecond / 2).admitted);
@@ -71,7 +74,7 @@ TEST(MemoryBucketStoreTest, BucketsRefillOnTheCallersClock) {
 
 TEST(MemoryBucketStoreTest, RefundGivesTheTokenBack) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1min, 2);
+  BucketShape shape = store_shape(1, 1min, 2);
   EXPECT_EQ(drain(store, "l", "k", shape, kStart), 2);
   BucketStatus status = store.refund("l", "k", shape, kStart);
   EXPECT_EQ(status.remaining, 1u);
@@ -86,7 +89,7 @@ TEST(MemoryBucketStoreTest, RefundGivesTheTokenBack) {
 
 TEST(MemoryBucketStoreTest, RefundForABucketItDoesNotHoldReportsItFull) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1min, 4);
+  BucketShape shape = store_shape(1, 1min, 4);
   BucketStatus status = store.refund("l", "never-seen", shape, kStart);
   EXPECT_EQ(status.remaining, 4u);
   EXPECT_EQ(status.ns_until_full, 0u);
@@ -97,9 +100,9 @@ TEST(MemoryBucketStoreTest, RefundForABucketItDoesNotHoldReportsItFull) {
 
 TEST(MemoryBucketStoreReshapeTest, ANewShapeKeepsTheSpentTokens) {
   MemoryBucketStore store;
-  BucketShape five = shape_of(1, 1min, 5);
-  BucketShape ten = shape_of(1, 1min, 10);
-  BucketShape two = shape_of(1, 1min, 2);
+  BucketShape five = store_shape(1, 1min, 5);
+  BucketShape ten = store_shape(1, 1min, 10);
+  BucketShape two = store_shape(1, 1min, 2);
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(store.take("l", "k", five, kStart).admitted);
   // 2 left; a larger burst gives nothing back: min(2, 10), then one taken.
   TakeResult taken = store.take("l", "k", ten, kStart);
@@ -109,15 +112,15 @@ TEST(MemoryBucketStoreReshapeTest, ANewShapeKeepsTheSpentTokens) {
   EXPECT_EQ(drain(store, "l", "k", ten, kStart), 1);
   // A drained bucket stays drained under any shape.
   EXPECT_FALSE(store.take("l", "k", two, kStart).admitted);
-  EXPECT_FALSE(store.take("l", "k", shape_of(1000, 1s, 1000), kStart).admitted);
+  EXPECT_FALSE(store.take("l", "k", store_shape(1000, 1s, 1000), kStart).admitted);
   EXPECT_EQ(store.size(), 1u);
   EXPECT_EQ(store.limit_count(), 1u);
 }
 
 TEST(MemoryBucketStoreReshapeTest, ASmallerBurstClampsTheLevel) {
   MemoryBucketStore store;
-  BucketShape ten = shape_of(1, 1min, 10);
-  BucketShape four = shape_of(1, 1min, 4);
+  BucketShape ten = store_shape(1, 1min, 10);
+  BucketShape four = store_shape(1, 1min, 4);
   ASSERT_TRUE(store.take("l", "a", ten, kStart).admitted);  // 9 left
   for (int i = 0; i < 8; ++i) ASSERT_TRUE(store.take("l", "b", ten, kStart).admitted);  // 2 left
   TakeResult a = store.take("l", "a", four, kStart);  // min(9, 4), then one taken
@@ -130,8 +133,8 @@ TEST(MemoryBucketStoreReshapeTest, ASmallerBurstClampsTheLevel) {
 
 TEST(MemoryBucketStoreReshapeTest, ChangingBackConvertsAgain) {
   MemoryBucketStore store;
-  BucketShape wide = shape_of(1, 1min, 10);
-  BucketShape narrow = shape_of(2, 1min, 3);
+  BucketShape wide = store_shape(1, 1min, 10);
+  BucketShape narrow = store_shape(2, 1min, 3);
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(store.take("l", "k", wide, kStart).admitted);  // 6 left
   TakeResult reloaded = store.take("l", "k", narrow, kStart);  // min(6, 3), then one taken
   EXPECT_TRUE(reloaded.admitted);
@@ -155,8 +158,8 @@ TEST(MemoryBucketStoreReshapeTest, EveryKeyKeepsItsLevelAcrossShardCounts) {
   // 3000 keys in 23 shards, then in 32 (room to spare in each, so none was evicted): every
   // key's bucket follows it to its new shard.
   MemoryBucketStore store;
-  BucketShape before = shape_of(1, 1h, 2, 6000);
-  BucketShape after = shape_of(1, 1h, 3, 20000);
+  BucketShape before = store_shape(1, 1h, 2, 6000);
+  BucketShape after = store_shape(1, 1h, 3, 20000);
   for (int i = 0; i < 3000; ++i) ASSERT_TRUE(store.take("l", "k" + std::to_string(i), before, kStart).admitted);
   for (int i = 0; i < 3000; ++i) {
     TakeResult taken = store.take("l", "k" + std::to_string(i), after, kStart);
@@ -168,8 +171,8 @@ TEST(MemoryBucketStoreReshapeTest, EveryKeyKeepsItsLevelAcrossShardCounts) {
 
 TEST(MemoryBucketStoreReshapeTest, FewerMaxKeysDropFullBucketsThenTheLeastRecentlyUsed) {
   MemoryBucketStore store(1);
-  BucketShape four_keys = shape_of(1, 1h, 2, 4);
-  BucketShape two_keys = shape_of(1, 1h, 2, 2);
+  BucketShape four_keys = store_shape(1, 1h, 2, 4);
+  BucketShape two_keys = store_shape(1, 1h, 2, 2);
   // Least recently used first: a (drained), b (full again: its token refunded), c, d (drained).
   EXPECT_EQ(drain(store, "l", "a", four_keys, kStart), 2);
   store.take("l", "b", four_keys, kStart + 1);
@@ -188,8 +191,8 @@ TEST(MemoryBucketStoreReshapeTest, FewerMaxKeysDropFullBucketsThenTheLeastRecent
 
 TEST(MemoryBucketStoreReshapeTest, RecencySurvivesTheConversion) {
   MemoryBucketStore store(1);
-  BucketShape before = shape_of(1, 1h, 2, 3);
-  BucketShape after = shape_of(2, 1h, 2, 3);
+  BucketShape before = store_shape(1, 1h, 2, 3);
+  BucketShape after = store_shape(2, 1h, 2, 3);
   store.take("l", "a", before, kStart);
   store.take("l", "b", before, kStart + 1);
   store.take("l", "c", before, kStart + 2);
@@ -208,8 +211,8 @@ TEST(MemoryBucketStoreReshapeTest, TakersOnBothSidesOfAReloadNeverGainTokens) {
   // Old and new policies overlap in a reload: threads take with either shape, so the table is
   // converted back and forth, and not one token more than the first burst is ever handed out.
   MemoryBucketStore store;
-  BucketShape old_shape = shape_of(1, 1h, 10, 100);
-  BucketShape new_shape = shape_of(2, 1h, 50, 200);
+  BucketShape old_shape = store_shape(1, 1h, 10, 100);
+  BucketShape new_shape = store_shape(2, 1h, 50, 200);
   ASSERT_TRUE(store.take("l", "k", old_shape, kStart).admitted);  // 9 left
   constexpr int kThreads = 8;
   std::atomic<int> admitted{0};
@@ -232,8 +235,8 @@ TEST(MemoryBucketStoreReshapeTest, TakersOnBothSidesOfAReloadNeverGainTokens) {
 
 TEST(MemoryBucketStoreEvictionTest, EachLimitKeepsAtMostMaxKeys) {
   MemoryBucketStore store;
-  BucketShape small = shape_of(1, 1min, 1, 3);
-  BucketShape large = shape_of(1, 1min, 1, 10);
+  BucketShape small = store_shape(1, 1min, 1, 3);
+  BucketShape large = store_shape(1, 1min, 1, 10);
   for (int i = 0; i < 20; ++i) {
     store.take("a", std::to_string(i), small, kStart);
     store.take("b", std::to_string(i), large, kStart);
@@ -245,7 +248,7 @@ TEST(MemoryBucketStoreEvictionTest, EachLimitKeepsAtMostMaxKeys) {
 
 TEST(MemoryBucketStoreEvictionTest, AFullBucketGoesBeforeTheLeastRecentlyUsed) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1s, 2, 3);  // one shard of 3
+  BucketShape shape = store_shape(1, 1s, 2, 3);  // one shard of 3
   // a: drained, least recently used. b: one token spent, refilled a second later. c: drained.
   EXPECT_EQ(drain(store, "l", "a", shape, kStart), 2);
   EXPECT_TRUE(store.take("l", "b", shape, kStart).admitted);
@@ -263,7 +266,7 @@ TEST(MemoryBucketStoreEvictionTest, AFullBucketGoesBeforeTheLeastRecentlyUsed) {
 
 TEST(MemoryBucketStoreEvictionTest, IdleFullBucketsAreTheLeastRecentlyUsed) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1s, 1, 3);
+  BucketShape shape = store_shape(1, 1s, 1, 3);
   store.take("l", "old", shape, kStart);               // full again from kStart + 1 s
   store.take("l", "recent-1", shape, kStart + 5 * kSecond);
   store.take("l", "recent-2", shape, kStart + 5 * kSecond);
@@ -276,7 +279,7 @@ TEST(MemoryBucketStoreEvictionTest, IdleFullBucketsAreTheLeastRecentlyUsed) {
 
 TEST(MemoryBucketStoreEvictionTest, WithNoFullBucketNewKeysShareTheOverflowBucket) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1h, 1, 3);  // nothing refills during the test
+  BucketShape shape = store_shape(1, 1h, 1, 3);  // nothing refills during the test
   store.take("l", "a", shape, kStart);
   store.take("l", "b", shape, kStart + 1);
   store.take("l", "c", shape, kStart + 2);
@@ -297,7 +300,7 @@ TEST(MemoryBucketStoreEvictionTest, WithNoFullBucketNewKeysShareTheOverflowBucke
 
 TEST(MemoryBucketStoreEvictionTest, AVictimsSpentBucketStaysSpentWhileAnotherClientRotatesKeys) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(20, 1s, 40, 100);  // the 20/s, burst 40, a small table
+  BucketShape shape = store_shape(20, 1s, 40, 100);  // the 20/s, burst 40, a small table
   EXPECT_EQ(drain(store, "l", "victim", shape, kStart), 40);
   // The attacker spends one token under each of 1000 keys, at once (nothing refills).
   int attacker_admitted = 0;
@@ -312,7 +315,7 @@ TEST(MemoryBucketStoreEvictionTest, AVictimsSpentBucketStaysSpentWhileAnotherCli
 
 TEST(MemoryBucketStoreEvictionTest, RotatingKeysShareTheOverflowBucketsBurstAndRefill) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(2, 1s, 4, 2);
+  BucketShape shape = store_shape(2, 1s, 4, 2);
   drain(store, "l", "x", shape, kStart);
   drain(store, "l", "y", shape, kStart);
   // 10 s with a new key every 100 ms: at most the burst plus 2/s of refill (+1 for rounding).
@@ -332,7 +335,7 @@ TEST(MemoryBucketStoreEvictionTest, RotatingKeysShareTheOverflowBucketsBurstAndR
 
 TEST(MemoryBucketStoreEvictionTest, AFullBucketCanStillBeEvicted) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1s, 2, 2);
+  BucketShape shape = store_shape(1, 1s, 2, 2);
   store.take("l", "refilled", shape, kStart);  // one token spent, full again a second later
   drain(store, "l", "spent", shape, kStart + 10 * kSecond);  // the most recently used
   TakeResult fresh = store.take("l", "new", shape, kStart + 10 * kSecond);
@@ -345,7 +348,7 @@ TEST(MemoryBucketStoreEvictionTest, AFullBucketCanStillBeEvicted) {
 
 TEST(MemoryBucketStoreEvictionTest, ARefundForAKeyWithoutABucketGoesToTheOverflowBucket) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1h, 1, 1);
+  BucketShape shape = store_shape(1, 1h, 1, 1);
   store.take("l", "held", shape, kStart);
   EXPECT_TRUE(store.take("l", "a", shape, kStart).admitted);  // the overflow bucket's token
   EXPECT_FALSE(store.take("l", "b", shape, kStart).admitted);
@@ -356,7 +359,7 @@ TEST(MemoryBucketStoreEvictionTest, ARefundForAKeyWithoutABucketGoesToTheOverflo
 TEST(MemoryBucketStoreEvictionTest, AFullBucketIsLookedForOnlyNearTheLeastRecentlyUsedEnd) {
   constexpr std::size_t kKeys = MemoryBucketStore::kEvictionScan + 4;
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1min, 2, kKeys);
+  BucketShape shape = store_shape(1, 1min, 2, kKeys);
   // The most recently used bucket is the only full one, beyond the scan: nothing is forgotten,
   // the new key shares the overflow bucket.
   for (std::size_t i = 0; i + 1 < kKeys; ++i) drain(store, "l", "k" + std::to_string(i), shape, kStart);
@@ -378,7 +381,7 @@ TEST(MemoryBucketStoreEvictionTest, MatchesAReferenceModelUnderRandomUse) {
   std::mt19937 random(99);
   for (std::size_t capacity : {1, 2, 7, 50, 300, 1500}) {
     MemoryBucketStore store(1);
-    BucketShape shape = shape_of(1, 1h, 1, capacity);
+    BucketShape shape = store_shape(1, 1h, 1, capacity);
     struct Held {
       int key;
       int epoch;  // when last taken
@@ -437,7 +440,7 @@ TEST(MemoryBucketStoreEvictionTest, MatchesAReferenceModelUnderRandomUse) {
 
 TEST(MemoryBucketStoreEvictionTest, AShardedTableHoldsExactlyMaxKeys) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1, 1h, 1, 10000);
+  BucketShape shape = store_shape(1, 1h, 1, 10000);
   for (int i = 0; i < 30000; ++i) store.take("l", "client-" + std::to_string(i), shape, kStart);
   EXPECT_EQ(store.size("l"), 10000u);
   // Spent buckets are never forgotten: the first keys still hold theirs.
@@ -454,7 +457,7 @@ TEST(MemoryBucketStoreEvictionTest, AShardedTableHoldsExactlyMaxKeys) {
 
 TEST(MemoryBucketStoreTest, ConcurrentTakersShareOneBucketExactly) {
   MemoryBucketStore store;
-  BucketShape shape = shape_of(1000, 1s, 500);
+  BucketShape shape = store_shape(1000, 1s, 500);
   constexpr int kThreads = 8;
   constexpr int kTakes = 5000;
   std::atomic<int> admitted{0};
@@ -487,7 +490,7 @@ TEST(MemoryBucketStoreTest, BucketsStayUnder64Bytes) {
     keys.push_back("10." + std::to_string(i / 65536) + "." + std::to_string(i / 256 % 256) + "." +
                    std::to_string(i % 256));
   }
-  BucketShape shape = shape_of(20, 1s, 40, kKeys);
+  BucketShape shape = store_shape(20, 1s, 40, kKeys);
   std::size_t before = mallinfo2().uordblks;
   {
     MemoryBucketStore store(1);

@@ -10,7 +10,7 @@
 namespace arbiter {
 namespace {
 
-const std::string kUpstream = "[upstream.legacy]\nservers = [\"127.0.0.1:8081\"]\n";
+const std::string kLegacyUpstream = "[upstream.legacy]\nservers = [\"127.0.0.1:8081\"]\n";
 
 std::string route(const std::string& name, const std::string& path) {
   return "[[route]]\nname = \"" + name + "\"\npath = \"" + path + "\"\nupstream = \"legacy\"\n";
@@ -18,7 +18,7 @@ std::string route(const std::string& name, const std::string& path) {
 
 // [server] and `server` (one line, or empty), the upstream, then `routes` from line 5.
 std::string config_with(const std::string& server, const std::string& routes) {
-  return "[server]\n" + server + "\n" + kUpstream + routes;
+  return "[server]\n" + server + "\n" + kLegacyUpstream + routes;
 }
 
 std::vector<std::string> errors(const std::string& toml) {
