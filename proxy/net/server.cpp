@@ -272,7 +272,7 @@ ReloadOutcome Server::reload_locked() {
   const std::string& file = running->config().file;
   Config next;
   try {
-    next = load_config_file(file);
+    next = load_config_file(file, running->config().policy_kinds);  // the kinds it was started with
   } catch (const ConfigError& error) {
     outcome.errors = error.diagnostics();
     for (const ConfigDiagnostic& diagnostic : outcome.errors) log_line("reload refused: " + diagnostic.text());

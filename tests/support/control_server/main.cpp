@@ -1,6 +1,7 @@
 // arbiter-test-handlers: the arbiter server with the test-only local handlers of
-// test_handlers.h added to every worker. Takes `-c FILE` only; the integration tests run it
-// in place of arbiter where they need a streaming handler.
+// test_handlers.h added to every worker and the test-only policy kind [route.held]
+// (held_kind.h) beside the product's. Takes `-c FILE` only; the integration tests run it in
+// place of arbiter where they need a streaming handler or a policy parked on a delayed store.
 
 #include <csignal>
 #include <iostream>
@@ -8,6 +9,7 @@
 
 #include "proxy/config/config.h"
 #include "proxy/net/server.h"
+#include "tests/support/control_server/held_kind.h"
 #include "tests/support/control_server/test_handlers.h"
 
 int main(int argc, char** argv) {
@@ -17,7 +19,7 @@ int main(int argc, char** argv) {
   }
   arbiter::Config config;
   try {
-    config = arbiter::load_config_file(argv[2]);
+    config = arbiter::load_config_file(argv[2], arbiter::testing::with_held());
   } catch (const arbiter::ConfigError& error) {
     for (const auto& diagnostic : error.diagnostics()) std::cerr << diagnostic.text() << "\n";
     return 1;

@@ -5,7 +5,11 @@
 #include <string>
 #include <vector>
 
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
+
+#include "tests/support/control_server/held_kind.h"
 
 namespace arbiter::testing {
 
@@ -133,6 +137,21 @@ class HubHandler final : public LocalHandler {
   Member member_;
 };
 
+// The HeldStore's calls on this worker (the handler runs on the worker's loop, where they wait).
+class HeldHandler final : public LocalHandler {
+ public:
+  explicit HeldHandler(bool release) : release_(release) {}
+  void handle(const LocalRequest& request, LocalResponder& responder) override {
+    nlohmann::json body;
+    if (release_) body["released"] = held_store().release(query_number(request.query, "count", SIZE_MAX));
+    body["held"] = held_store().held();
+    responder.reply(200, HeaderList{{"Content-Type", "application/json"}}, body.dump());
+  }
+
+ private:
+  bool release_;
+};
+
 }  // namespace
 
 void add_test_handlers(HandlerRegistry&, HandlerRegistry& control) {
@@ -147,6 +166,10 @@ void add_test_handlers(HandlerRegistry&, HandlerRegistry& control) {
   add("/test/abort", "POST", "test: abort every stream", &StreamHub::abort);
   add("/test/silent", "GET", "test: a handler that does not answer", &StreamHub::silent);
   add("/test/state", "GET", "test: the hub's counts", &StreamHub::state);
+  control.add("/test/held", PathMatch::Exact, {"GET"}, "test: the held store's waiting calls",
+              std::make_shared<HeldHandler>(false));
+  control.add("/test/release", PathMatch::Exact, {"POST"}, "test: release held store calls",
+              std::make_shared<HeldHandler>(true));
 }
 
 }  // namespace arbiter::testing

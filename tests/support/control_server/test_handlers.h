@@ -14,7 +14,10 @@
 //   GET  P/test/silent   returns without answering
 //   GET  P/test/state    {"open","alive","closed_told","writable_told"}: streams the hub holds,
 //                        its per-stream objects alive, and the listener calls it received
-// With one worker, every request of a test meets the same hub.
+//   GET  P/test/held     {"held"}: the HeldStore's calls waiting on this worker (held_kind.h)
+//   POST P/test/release  completes this worker's held calls, oldest first (?count=N, default
+//                        all): {"released","held"}
+// With one worker, every request of a test meets the same hub and the same held calls.
 
 #include "proxy/control/handler_registry.h"
 
