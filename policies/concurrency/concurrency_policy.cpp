@@ -3,13 +3,12 @@
 #include <stdexcept>
 #include <utility>
 
+#include "policies/config_reader.h"  // single_quoted
 #include "policies/store/memory_slot_table.h"
 
 namespace arbiter {
 
 namespace {
-
-std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
 
 std::string requests(std::size_t n) { return std::to_string(n) + (n == 1 ? " request" : " requests"); }
 

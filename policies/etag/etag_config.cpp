@@ -1,5 +1,7 @@
 #include "policies/etag/etag_config.h"
 
+#include "policies/resource_key.h"
+
 #include <algorithm>
 
 namespace arbiter {
@@ -32,44 +34,6 @@ void read_source(const TableReader& reader, const std::string& source, EtagPolic
   }
 }
 
-// route_path: the route's valid path pattern (nullopt if it is not valid, in which case the
-// template is not checked against it).
-void read_resource(const TableReader& reader, const std::string& resource, std::optional<std::string_view> route_path,
-                   EtagPolicyConfig& etag) {
-  const toml::node& at = *reader.find("resource");
-  std::string key = reader.key("resource");
-  auto names = template_param_names(resource);
-  if (resource.empty()) {
-    reader.error(at, key, "an empty resource key; leave out 'resource' to key each resource by its request path");
-    return;
-  }
-  if (!names) {
-    reader.error(at, key, "malformed template \"" + resource + "\": every '{' needs a '}' and a name between them");
-    return;
-  }
-  auto captured = route_path ? template_param_names(*route_path) : std::nullopt;
-  if (!captured) {  // an invalid path was reported already; nothing to check against
-    etag.resource = resource;
-    return;
-  }
-  bool all_known = true;
-  for (std::string_view name : *names) {
-    if (std::find(captured->begin(), captured->end(), name) != captured->end()) continue;
-    all_known = false;
-    std::string message = "unknown parameter {" + std::string(name) + "}: the route's path " +
-                          single_quoted(*route_path) + " captures ";
-    if (captured->empty()) {
-      message += "none";
-    } else {
-      for (std::size_t i = 0; i < captured->size(); ++i) {
-        message += (i == 0 ? "{" : ", {") + std::string((*captured)[i]) + "}";
-      }
-    }
-    reader.error(at, key, message);
-  }
-  if (all_known) etag.resource = resource;
-}
-
 }  // namespace
 
 std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, const TableReader& route,
@@ -99,7 +63,7 @@ std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, con
     }
   }
   if (auto source = reader.string("source")) read_source(reader, *source, etag);
-  if (auto resource = reader.string("resource")) read_resource(reader, *resource, context.path, etag);
+  read_resource_template(reader, context.path, etag.resource);
   reader.integer("max_entries", etag.max_entries, 1, kMaxEtagEntries);
   reader.size("max_body_bytes", etag.max_body_bytes, 1, kMaxEtagBodyBytes);
   reader.integer("max_queue", etag.max_queue, 0, kMaxEtagQueue);

@@ -7,6 +7,7 @@
 #include "policies/etag/byte_range.h"
 #include "policies/store/memory_write_queues.h"
 #include "proxy/http/path_normalization.h"
+#include "policies/config_reader.h"  // single_quoted
 
 namespace arbiter {
 
@@ -26,10 +27,6 @@ bool is_write(std::string_view method) noexcept {
   return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
 }
 
-// The proxy keys resources by the lower-cased path ([server] case_insensitive_paths): it sets
-// RequestView::resource_path exactly then (policies/policy.h), to the request's path so keyed.
-bool keys_lower_case_paths(const RequestView& request) noexcept { return !request.resource_path.empty(); }
-
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
 
@@ -42,8 +39,6 @@ SideRequestSpec read_of(std::string target, std::size_t max_body_bytes) {
   read.body_limit = max_body_bytes;
   return read;
 }
-
-std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
 
 // Answers a write could not be taken now, but may be in a moment.
 Decision unavailable(Problem problem) { return Decision::reply(std::move(problem), HeaderList{{"Retry-After", "1"}}); }
@@ -123,23 +118,6 @@ std::string source_name(const EtagPolicyConfig& config) {
   return "auto";
 }
 
-std::optional<std::vector<std::string_view>> template_param_names(std::string_view pattern) {
-  std::vector<std::string_view> names;
-  std::size_t i = 0;
-  while (i < pattern.size()) {
-    if (pattern[i] == '}') return std::nullopt;
-    if (pattern[i] != '{') {
-      ++i;
-      continue;
-    }
-    std::size_t close = pattern.find_first_of("{}", i + 1);
-    if (close == std::string_view::npos || pattern[close] != '}' || close == i + 1) return std::nullopt;
-    names.push_back(pattern.substr(i + 1, close - i - 1));
-    i = close + 1;
-  }
-  return names;
-}
-
 // What one request carries from hook to hook: for a read, the store's sequence when it began;
 // for a write, its place in the resource's write queue and how far it got; and the store call
 // it waits for, when the store did not answer at once (its completions land here, so the call
@@ -210,20 +188,6 @@ namespace {
 
 constexpr std::uint64_t kNoSequence = UINT64_MAX;
 
-// The completion of a mutation whose outcome the policy does not wait for (after the request
-// phase it does not park on a store, policies/store/store_call.h): it is sent in order, and
-// dropping its handle only drops this completion.
-struct Ignore {
-  template <typename T>
-  void operator()(StoreResult<T>&&) const noexcept {}
-};
-Ignore ignore_result;
-
-template <typename T>
-Completion<T> ignored() {
-  return Completion<T>(ignore_result);
-}
-
 // The value of a response-phase read when the store answers at once (the memory stores always
 // do); nullopt when it would answer later (the call is then cancelled: the policy does not wait
 // there) or failed.
@@ -276,25 +240,7 @@ EtagCounters EtagPolicy::counters() const noexcept {
 std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const { return conflicts_->recent(); }
 
 std::string EtagPolicy::resource_key(const RequestView& request) const {
-  // The path and the {param}s are normalised already (one spelling per resource).
-  if (config_.resource.empty()) return std::string(keys_lower_case_paths(request) ? request.resource_path : request.path);
-  std::string key;
-  std::string_view pattern = config_.resource;
-  std::size_t i = 0;
-  while (i < pattern.size()) {
-    std::size_t open = pattern.find('{', i);
-    if (open == std::string_view::npos) break;
-    std::size_t close = pattern.find('}', open);  // balanced: checked by the constructor
-    key.append(pattern.substr(i, open - i));
-    std::string_view name = pattern.substr(open + 1, close - open - 1);
-    auto param = std::find_if(request.params.begin(), request.params.end(),
-                              [&](const PathParam& p) { return p.name == name; });
-    // The loader refuses names the route's path does not capture; keep the text if one slips by.
-    key.append(param != request.params.end() ? param->value : pattern.substr(open, close - open + 1));
-    i = close + 1;
-  }
-  key.append(pattern.substr(std::min(i, pattern.size())));
-  return key;
+  return arbiter::resource_key(request, config_.resource);
 }
 
 EtagPolicy::Version EtagPolicy::version_of(const HeaderList& headers, const std::string* body) const {

@@ -62,6 +62,7 @@
 #include "policies/store/conflict_log.h"
 #include "policies/etag/etag.h"
 #include "policies/policy.h"
+#include "policies/resource_key.h"
 #include "policies/store/version_store.h"
 #include "policies/store/write_turn_store.h"
 
@@ -98,10 +99,6 @@ struct EtagPolicyConfig {
 // "upstream", "cache"; "auto", "hash", "json:/pointer": as the configuration writes them.
 std::string_view verify_name(EtagPolicyConfig::Verify verify) noexcept;
 std::string source_name(const EtagPolicyConfig& config);
-
-// The {name}s of a resource template or route path, in order; nullopt when a brace is
-// unbalanced or a name is empty.
-std::optional<std::vector<std::string_view>> template_param_names(std::string_view pattern);
 
 // What the policy has done since it was made; a snapshot of its counters.
 struct EtagCounters {

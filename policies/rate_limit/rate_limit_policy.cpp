@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "policies/config_reader.h"  // single_quoted
+
 namespace arbiter {
 
 namespace {
@@ -13,8 +15,6 @@ namespace {
 constexpr std::string_view kRetryAfter = "Retry-After";
 constexpr std::string_view kRateLimit = "RateLimit";
 constexpr std::string_view kRateLimitPolicy = "RateLimit-Policy";
-
-std::string single_quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
 
 // A structured-field string (RFC 9651 section 3.3.3): quoted, with '"' and '\' escaped.
 std::string sf_string(std::string_view text) {

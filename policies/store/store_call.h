@@ -95,6 +95,19 @@ class Completion {
   void (*call_)(void*, StoreResult<T>&&);
 };
 
+// The completion of a call whose outcome the caller does not wait for (a mutation after the
+// request phase, say): the call is sent in order, and dropping its StoreCall drops only this
+// completion.
+struct IgnoredResult {
+  template <typename T>
+  void operator()(StoreResult<T>&&) const noexcept {}
+};
+inline IgnoredResult ignored_result;
+template <typename T>
+Completion<T> ignored() {
+  return Completion<T>(ignored_result);
+}
+
 // A store call that has not completed yet; see the contract above. Destroying it cancels.
 class PendingStoreCall {
  public:
