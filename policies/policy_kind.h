@@ -28,6 +28,7 @@
 namespace arbiter {
 
 class PolicyKind;
+struct ResourceStores;  // policies/store/resource_stores.h
 
 // One route's settings of one kind, as read from the file: immutable once read, shared by the
 // copies of the Config.
@@ -47,6 +48,9 @@ class PolicyConfig {
   // The route table's entry (arbiter --check): the kind with what most changes its behaviour,
   // e.g. "etag(verify=upstream)".
   virtual std::string summary() const = 0;
+  // Methods the route takes because of this policy, beyond its `methods` (the lock policy's
+  // LOCK and UNLOCK, which it answers itself).
+  virtual std::vector<std::string_view> added_methods() const { return {}; }
 
  private:
   const PolicyKind& kind_;
@@ -152,8 +156,9 @@ class PolicyKind {
   // reporting why its settings were refused (route.error() and the readers of `route` and of its
   // child tables report with the route's subject).
   virtual std::shared_ptr<const PolicyConfig> read(const TableReader& route, const RouteContext& context) const = 0;
-  // A fresh state, for a RuntimeState that meets the kind for the first time.
-  virtual std::unique_ptr<PolicyKindState> make_state() const = 0;
+  // A fresh state, for a RuntimeState that meets the kind for the first time. `stores` is the
+  // process's shared resource state, which outlives the state made.
+  virtual std::unique_ptr<PolicyKindState> make_state(ResourceStores& stores) const = 0;
   // Its /metrics families, in the order they are exposed; its policies add the samples.
   virtual void declare_metrics(MetricsWriter& out) const { (void)out; }
 };

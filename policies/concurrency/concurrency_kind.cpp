@@ -51,7 +51,7 @@ class ConcurrencyKind final : public PolicyKind {
   std::shared_ptr<const PolicyConfig> read(const TableReader& route, const RouteContext&) const override {
     return read_concurrency_config(*this, route);
   }
-  std::unique_ptr<PolicyKindState> make_state() const override { return std::make_unique<ConcurrencyState>(); }
+  std::unique_ptr<PolicyKindState> make_state(ResourceStores&) const override { return std::make_unique<ConcurrencyState>(); }
   void declare_metrics(MetricsWriter& out) const override {
     out.declare(kDecisions,
                 "In-flight limit decisions by route: admitted (given a slot, at once or after waiting), queued (had "

@@ -5,9 +5,8 @@
 #include <utility>
 
 #include "policies/etag/etag_config.h"
-#include "policies/store/conflict_log.h"
 #include "policies/store/memory_version_store.h"
-#include "policies/store/memory_write_queues.h"
+#include "policies/store/resource_stores.h"
 
 namespace arbiter {
 
@@ -20,16 +19,19 @@ constexpr std::string_view kEntries = "arbiter_etag_entries";
 // Resource state is keyed by resource, not by route: every route's ETag policy shares one
 // ETag table and one set of write queues, keyed by the resource key, so routes that resolve to
 // the same key (GET/PUT on one route, PATCH on another) see one version and take turns in one
-// queue. The write queues and the conflict log are never replaced; the ETag table (a lossy
-// cache) holds the largest max_entries of the routes and is replaced when that changes.
+// queue. The write queues and the conflict log are the process's (ResourceStores), never
+// replaced; the ETag table (a lossy cache) holds the largest max_entries of the routes and is
+// replaced when that changes.
 class EtagState final : public PolicyKindState {
  public:
+  explicit EtagState(ResourceStores& stores) : stores_(stores) {}
   std::vector<std::shared_ptr<Policy>> policies(std::span<const Use> uses) override {
     size_versions(uses);
     return routes_.update(uses, [&](const Use& use, std::shared_ptr<EtagPolicy>& policy) {
       const EtagPolicyConfig& config = static_cast<const EtagConfig&>(*use.config).settings();
       if (policy == nullptr || !(policy->config() == config) || &policy->store() != versions_.get()) {
-        policy = std::make_shared<EtagPolicy>(std::string(use.route), config, versions_, write_queues_, conflicts_);
+        policy = std::make_shared<EtagPolicy>(std::string(use.route), config, versions_, stores_.write_turns,
+                                              stores_.conflicts);
       }
       return policy;
     });
@@ -46,6 +48,7 @@ class EtagState final : public PolicyKindState {
       // No ETag route: the table goes (Runtimes still using it keep it until their last request
       // ends); the write queues stay, as always.
       versions_.reset();
+      stores_.versions = nullptr;
       return;
     }
     // A new capacity needs a new table (the versions are then learned again from the backend);
@@ -53,11 +56,11 @@ class EtagState final : public PolicyKindState {
     if (versions_ == nullptr || versions_->max_entries() != capacity) {
       versions_ = std::make_shared<MemoryVersionStore>(capacity);
     }
+    stores_.versions = versions_;
   }
 
-  std::shared_ptr<MemoryWriteQueues> write_queues_ = std::make_shared<MemoryWriteQueues>();
+  ResourceStores& stores_;  // the write queues and the conflict log; the table is published there
   std::shared_ptr<MemoryVersionStore> versions_;  // null while no route has an ETag policy
-  std::shared_ptr<ConflictLog> conflicts_ = std::make_shared<ConflictLog>();
   RouteEntries<std::shared_ptr<EtagPolicy>> routes_;
 };
 
@@ -70,7 +73,9 @@ class EtagKind final : public PolicyKind {
   std::shared_ptr<const PolicyConfig> read(const TableReader& route, const RouteContext& context) const override {
     return read_etag_config(*this, route, context);
   }
-  std::unique_ptr<PolicyKindState> make_state() const override { return std::make_unique<EtagState>(); }
+  std::unique_ptr<PolicyKindState> make_state(ResourceStores& stores) const override {
+    return std::make_unique<EtagState>(stores);
+  }
   void declare_metrics(MetricsWriter& out) const override {
     out.declare(kDecisions,
                 "ETag policy decisions by route: read_tagged (a 2xx read sent with an ETag, 304s included), "

@@ -42,7 +42,7 @@ class RateLimitKind final : public PolicyKind {
   std::shared_ptr<const PolicyConfig> read(const TableReader& route, const RouteContext& context) const override {
     return read_rate_limit_config(*this, route, context);
   }
-  std::unique_ptr<PolicyKindState> make_state() const override { return std::make_unique<RateLimitState>(); }
+  std::unique_ptr<PolicyKindState> make_state(ResourceStores&) const override { return std::make_unique<RateLimitState>(); }
   void declare_metrics(MetricsWriter& out) const override {
     out.declare(kDecisions,
                 "Rate-limit decisions by route and limit: admitted (every limit of the route let the request "

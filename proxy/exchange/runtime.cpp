@@ -27,7 +27,7 @@ std::vector<std::vector<std::shared_ptr<Policy>>> RuntimeState::policies_for(con
     auto it = kinds_.find(kind);
     if (it == kinds_.end()) {
       if (uses.empty()) continue;  // nothing to make, nothing to forget
-      it = kinds_.emplace(kind, kind->make_state()).first;
+      it = kinds_.emplace(kind, kind->make_state(stores_)).first;
     }
     std::vector<std::shared_ptr<Policy>> policies = it->second->policies(uses);
     for (std::size_t u = 0; u < uses.size(); ++u) {

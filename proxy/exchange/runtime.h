@@ -13,6 +13,7 @@
 
 #include "policies/policy.h"
 #include "policies/policy_kind.h"
+#include "policies/store/resource_stores.h"
 #include "proxy/config/config.h"
 #include "proxy/exchange/router.h"
 
@@ -28,7 +29,7 @@ struct RouteRuntime {
 // What outlives one Runtime: each policy kind's state (policies/policy_kind.h), made the first
 // time a configuration uses the kind and kept for the life of the process, so that a reload
 // finds the policies' shared state again (token buckets, in-flight slots, the ETag table, write
-// queues and conflict log) and a route whose policy configuration did not change keeps the
+// queues, conflict log and locks: the resource state in ResourceStores) and a route whose policy configuration did not change keeps the
 // very same policy object (its counters go on). Used by one thread at a time (the reload lock).
 class RuntimeState {
  public:
@@ -38,7 +39,11 @@ class RuntimeState {
   // The policies of a Runtime being built: one list per route of `config`, in chain order.
   std::vector<std::vector<std::shared_ptr<Policy>>> policies_for(const Config& config);
 
+  // The resource state the kinds share, and Arbiter's own endpoints read (locks, conflicts).
+  ResourceStores& stores() noexcept { return stores_; }
+
  private:
+  ResourceStores stores_;  // declared first: outlives the kinds' states, which refer to it
   // By kind: the very object, so that a state only ever meets configs its own kind read.
   std::map<const PolicyKind*, std::unique_ptr<PolicyKindState>> kinds_;
 };

@@ -19,7 +19,7 @@ using testing::probe_kind;
 TEST(PolicyRegistryTest, ProductKindsInRegistrationOrder) {
   std::vector<std::string_view> names;
   for (const PolicyKind* kind : product_policy_registry().kinds()) names.push_back(kind->name());
-  EXPECT_EQ(names, (std::vector<std::string_view>{"etag", "rate_limit", "concurrency"}));
+  EXPECT_EQ(names, (std::vector<std::string_view>{"etag", "rate_limit", "concurrency", "lock"}));
   EXPECT_EQ(product_policy_registry().find("probe"), nullptr);
   EXPECT_EQ(testing::with_probe().find("probe"), &probe_kind());
 }
@@ -36,10 +36,10 @@ TEST(PolicyRegistryTest, ANameOrARouteKeyTakenTwiceIsRefused) {
     std::shared_ptr<const PolicyConfig> read(const TableReader&, const RouteContext&) const override {
       return nullptr;
     }
-    std::unique_ptr<PolicyKindState> make_state() const override { return nullptr; }
+    std::unique_ptr<PolicyKindState> make_state(ResourceStores&) const override { return nullptr; }
   } greedy;
   EXPECT_THROW(registry.add(greedy), std::logic_error);
-  EXPECT_EQ(registry.kinds().size(), 4u);
+  EXPECT_EQ(registry.kinds().size(), 5u);  // the product's four and the probe
 }
 
 }  // namespace

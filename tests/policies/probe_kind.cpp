@@ -49,7 +49,7 @@ class ProbeKind final : public PolicyKind {
     table->duration("pause", settings.pause, kNoMinimum);
     return std::make_shared<ProbeConfig>(*this, std::move(settings));
   }
-  std::unique_ptr<PolicyKindState> make_state() const override { return std::make_unique<ProbeState>(); }
+  std::unique_ptr<PolicyKindState> make_state(ResourceStores&) const override { return std::make_unique<ProbeState>(); }
   void declare_metrics(MetricsWriter& out) const override {
     out.declare(kRequests, "Probe decisions by route: forwarded or refused.", MetricsWriter::Type::Counter);
   }

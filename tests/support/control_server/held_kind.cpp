@@ -200,7 +200,7 @@ class HeldKind final : public PolicyKind {
     }
     return std::make_shared<HeldConfig>(*this, settings);
   }
-  std::unique_ptr<PolicyKindState> make_state() const override { return std::make_unique<HeldKindState>(); }
+  std::unique_ptr<PolicyKindState> make_state(ResourceStores&) const override { return std::make_unique<HeldKindState>(); }
   void declare_metrics(MetricsWriter& out) const override {
     out.declare(kCalls, "Held store calls by route, phase and outcome (answered, or given up after the hold limit).",
                 MetricsWriter::Type::Counter);

@@ -1,0 +1,15 @@
+#include "policies/store/resource_stores.h"
+
+#include "policies/store/memory_lock_store.h"
+#include "policies/store/memory_write_queues.h"
+
+namespace arbiter {
+
+ResourceStores::ResourceStores()
+    : write_turns(std::make_shared<MemoryWriteQueues>()),
+      conflicts(std::make_shared<ConflictLog>()),
+      locks(std::make_shared<MemoryLockStore>()) {}
+
+ResourceStores::~ResourceStores() = default;
+
+}  // namespace arbiter
