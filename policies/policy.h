@@ -175,6 +175,12 @@ class Decision {
     replaced_body_ = std::move(body);
     return std::move(*this);
   }
+  // Reply: the access log's `decision` for this answer instead of the policy's kind (the lock
+  // policy's 423 is "locked"). A string literal: kept as a view.
+  Decision logged_as(std::string_view decision) && {
+    logged_as_ = decision;
+    return std::move(*this);
+  }
 
   Kind kind() const noexcept { return kind_; }
   bool forwards() const noexcept { return kind_ == Kind::Forward; }
@@ -196,6 +202,7 @@ class Decision {
   std::size_t body_limit() const noexcept { return body_limit_; }
   const std::vector<std::pair<std::string, std::string>>& set_fields() const noexcept { return set_fields_; }
   const std::optional<std::string>& replaced_body() const noexcept { return replaced_body_; }
+  std::string_view logged_as() const noexcept { return logged_as_; }
   std::optional<std::string>& replaced_body() noexcept { return replaced_body_; }
 
  private:
@@ -212,6 +219,7 @@ class Decision {
   std::size_t body_limit_ = 0;
   std::vector<std::pair<std::string, std::string>> set_fields_;
   std::optional<std::string> replaced_body_;
+  std::string_view logged_as_;
 };
 
 // What a response-phase or end-phase hook decided: go on; make side requests first (e.g. GET

@@ -6,6 +6,7 @@
 
 #include "policies/concurrency/concurrency_kind.h"
 #include "policies/etag/etag_kind.h"
+#include "policies/lock/lock_kind.h"
 #include "policies/rate_limit/rate_limit_kind.h"
 
 namespace arbiter {
@@ -39,6 +40,7 @@ const PolicyRegistry& product_policy_registry() {
     kinds.add(etag_kind());
     kinds.add(rate_limit_kind());
     kinds.add(concurrency_kind());
+    kinds.add(lock_kind());  // after etag: it reads the ETag table etag publishes
     return kinds;
   }();
   return registry;

@@ -396,6 +396,15 @@ class FileReader {
     for (const PolicyKind* kind : kinds_.kinds()) {
       if (auto policy = kind->read(reader, context)) route.policies.push_back(std::move(policy));
     }
+    // Methods a policy answers itself (the lock policy's LOCK and UNLOCK) reach the route
+    // whatever its `methods` say.
+    for (const auto& policy : route.policies) {
+      for (std::string_view method : policy->added_methods()) {
+        if (!route.methods.empty() && std::find(route.methods.begin(), route.methods.end(), method) == route.methods.end()) {
+          route.methods.emplace_back(method);
+        }
+      }
+    }
     reader.boolean("websocket", route.websocket);
     reader.duration("tunnel_idle_timeout", route.tunnel_idle_timeout, kPositive);
     return source;

@@ -768,6 +768,7 @@ void Exchange::send_response_body(std::string_view data) {
 }
 
 void Exchange::reply_decision(const Decision& answer, std::string_view decided_by) {
+  if (!answer.logged_as().empty()) decided_by = answer.logged_as();
   if (answer.problem()) {
     reply_problem(*answer.problem(), answer.headers(), decided_by);
   } else {

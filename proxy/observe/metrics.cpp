@@ -279,20 +279,29 @@ class FamilyWriter final : public MetricsWriter {
  public:
   void declare(std::string_view name, std::string_view help, Type type) override {
     if (find(name) != nullptr) return;
-    families_.push_back(MetricFamily{std::string(name), std::string(help),
-                                     type == Type::Gauge ? MetricType::Gauge : MetricType::Counter, {}});
+    MetricType exposed = type == Type::Gauge       ? MetricType::Gauge
+                         : type == Type::Histogram ? MetricType::Histogram
+                                                   : MetricType::Counter;
+    families_.push_back(MetricFamily{std::string(name), std::string(help), exposed, {}});
   }
   void sample(std::string_view family, std::initializer_list<MetricLabelView> labels, double value) override {
     MetricFamily* target = find(family);
     if (target == nullptr) return;
-    std::vector<MetricLabel> copied;
-    copied.reserve(labels.size());
-    for (const MetricLabelView& label : labels) copied.push_back({std::string(label.name), std::string(label.value)});
-    target->add(std::move(copied), value);
+    target->add(copy(labels), value);
+  }
+  void histogram(std::string_view family, std::initializer_list<MetricLabelView> labels, std::span<const double> bounds,
+                 std::span<const std::uint64_t> bucket_counts, double sum) override {
+    if (MetricFamily* target = find(family)) target->add_histogram(copy(labels), bounds, bucket_counts, sum);
   }
   std::vector<MetricFamily> take() { return std::move(families_); }
 
  private:
+  static std::vector<MetricLabel> copy(std::initializer_list<MetricLabelView> labels) {
+    std::vector<MetricLabel> copied;
+    copied.reserve(labels.size());
+    for (const MetricLabelView& label : labels) copied.push_back({std::string(label.name), std::string(label.value)});
+    return copied;
+  }
   MetricFamily* find(std::string_view name) {
     for (MetricFamily& family : families_) {
       if (family.name == name) return &family;

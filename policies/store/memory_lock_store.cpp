@@ -1,0 +1,535 @@
+#include "policies/store/memory_lock_store.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <cstring>
+
+#include <xxhash.h>
+
+#include "policies/store/sharding.h"
+
+namespace arbiter {
+
+// ---- tokens
+
+LockToken LockToken::random() {
+  LockToken token;
+  arc4random_buf(token.bytes.data(), token.bytes.size());  // the kernel's entropy, via ChaCha20
+  token.bytes[6] = static_cast<std::uint8_t>((token.bytes[6] & 0x0f) | 0x40);  // version 4
+  token.bytes[8] = static_cast<std::uint8_t>((token.bytes[8] & 0x3f) | 0x80);  // RFC 9562 variant
+  return token;
+}
+
+namespace {
+
+constexpr std::string_view kUrnPrefix = "urn:uuid:";
+constexpr std::array<std::size_t, 4> kDashes = {8, 13, 18, 23};
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<LockToken> LockToken::parse(std::string_view uri) noexcept {
+  if (uri.size() != kUrnPrefix.size() + 36) return std::nullopt;
+  for (std::size_t i = 0; i < kUrnPrefix.size(); ++i) {
+    char c = uri[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    if (c != kUrnPrefix[i]) return std::nullopt;
+  }
+  std::string_view uuid = uri.substr(kUrnPrefix.size());
+  LockToken token;
+  std::size_t byte = 0;
+  for (std::size_t i = 0; i < uuid.size();) {
+    if (std::find(kDashes.begin(), kDashes.end(), i) != kDashes.end()) {
+      if (uuid[i] != '-') return std::nullopt;
+      ++i;
+      continue;
+    }
+    int high = hex_value(uuid[i]), low = hex_value(uuid[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    token.bytes[byte++] = static_cast<std::uint8_t>(high << 4 | low);
+    i += 2;
+  }
+  return token;
+}
+
+std::string LockToken::text() const {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(kUrnPrefix);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(kHex[bytes[i] >> 4]);
+    out.push_back(kHex[bytes[i] & 0x0f]);
+  }
+  return out;
+}
+
+std::string_view lock_end_name(LockEnd end) noexcept {
+  switch (end) {
+    case LockEnd::Released: return "released";
+    case LockEnd::Expired: return "expired";
+    case LockEnd::Broken: return "broken";
+    case LockEnd::Dropped: return "dropped";
+  }
+  return "ended";
+}
+
+// ---- the table
+
+namespace {
+
+struct StringHash {
+  using is_transparent = void;
+  std::uint64_t seed = 0;
+  std::size_t operator()(std::string_view key) const noexcept {
+    return static_cast<std::size_t>(XXH3_64bits_withSeed(key.data(), key.size(), seed));
+  }
+};
+
+// A lock that ended: its token, its resource's hash, how.
+struct EndedToken {
+  LockToken token;
+  std::uint64_t resource = 0;
+  LockEnd how = LockEnd::Expired;
+};
+
+}  // namespace
+
+struct MemoryLockStore::Entry {
+  // The lock, while fence != 0.
+  LockToken token;
+  std::uint64_t fence = 0;
+  MonotonicTime expires{};
+  std::chrono::seconds timeout{0};
+  std::string owner;
+  std::string route;
+  std::string client;
+  // The queue, first to last (places are owned by their requests).
+  Place* first = nullptr;
+  Place* last = nullptr;
+  std::size_t waiters = 0;
+
+  bool locked() const noexcept { return fence != 0; }
+};
+
+struct MemoryLockStore::Shard {
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> entries;
+  std::vector<EndedToken> ended;  // a ring of kEndedPerShard, grown on first use
+  std::size_t ended_next = 0;
+};
+
+class MemoryLockStore::Place final : public LockPlace {
+ public:
+  Place(MemoryLockStore& store, Shard& shard, std::string resource, std::shared_ptr<Waker> waker)
+      : store_(store), shard_(shard), resource_(std::move(resource)), waker_(std::move(waker)) {}
+  ~Place() override { store_.leave(*this); }
+
+  MemoryLockStore& store_;
+  Shard& shard_;
+  std::string resource_;
+  std::shared_ptr<Waker> waker_;
+  Place* previous = nullptr;
+  Place* next = nullptr;
+  bool queued = true;  // false once it went on (granted or admitted) and left the queue
+};
+
+// Wakers to call once every lock is released.
+struct MemoryLockStore::Wakes {
+  std::vector<std::shared_ptr<Waker>> wakers;
+  void add(Place* place) {
+    if (place != nullptr && place->waker_) wakers.push_back(place->waker_);
+  }
+  ~Wakes() {
+    for (const auto& waker : wakers) waker->wake();
+  }
+};
+
+namespace {
+
+void unlink(auto& entry, auto& place) {
+  (place.previous ? place.previous->next : entry.first) = place.next;
+  (place.next ? place.next->previous : entry.last) = place.previous;
+  place.previous = place.next = nullptr;
+  place.queued = false;
+  --entry.waiters;
+}
+
+LockView view_of(std::string_view resource, const auto& entry) {
+  LockView view;
+  view.resource = std::string(resource);
+  view.waiters = entry.waiters;
+  if (entry.locked()) {
+    view.owner = entry.owner;
+    view.route = entry.route;
+    view.client = entry.client;
+    view.fence = entry.fence;
+    view.timeout = entry.timeout;
+    view.expires = entry.expires;
+  }
+  return view;
+}
+
+}  // namespace
+
+MemoryLockStore::MemoryLockStore() : seed_(random_hash_seed()), shards_(std::make_unique<Shard[]>(kShards)) {
+  for (std::size_t i = 0; i < kShards; ++i) shards_[i].entries = decltype(Shard::entries)(0, StringHash{seed_});
+}
+
+MemoryLockStore::~MemoryLockStore() = default;
+
+MemoryLockStore::Shard& MemoryLockStore::shard_of(std::string_view resource) const {
+  return shards_[resource_id(resource) % kShards];
+}
+
+std::uint64_t MemoryLockStore::resource_id(std::string_view resource) const noexcept {
+  return XXH3_64bits_withSeed(resource.data(), resource.size(), seed_ ^ 0x9e3779b97f4a7c15ULL);
+}
+
+void MemoryLockStore::expire_if_due(Shard& shard, std::string_view resource, Entry& entry, MonotonicTime now,
+                                    Wakes& wakes) {
+  if (entry.locked() && entry.expires <= now) end_lock(shard, resource, entry, LockEnd::Expired, wakes);
+}
+
+void MemoryLockStore::end_lock(Shard& shard, std::string_view resource, Entry& entry, LockEnd how, Wakes& wakes) {
+  EndedToken ended{entry.token, resource_id(resource), how};
+  if (shard.ended.size() < kEndedPerShard) {
+    shard.ended.push_back(ended);
+  } else {
+    shard.ended[shard.ended_next] = ended;
+  }
+  shard.ended_next = (shard.ended_next + 1) % kEndedPerShard;
+  count_client(entry.client, -1);
+  {
+    std::lock_guard lock(counts_mutex_);
+    auto it = ended_.find(entry.route);
+    if (it == ended_.end()) it = ended_.emplace(entry.route, std::array<std::uint64_t, 4>{}).first;
+    ++it->second[static_cast<std::size_t>(how)];
+  }
+  entry.fence = 0;
+  entry.token = {};
+  std::string().swap(entry.owner);
+  std::string().swap(entry.route);
+  std::string().swap(entry.client);
+  locks_.fetch_sub(1, std::memory_order_relaxed);
+  wakes.add(entry.first);  // the first in line may go on now
+}
+
+std::optional<LockEnd> MemoryLockStore::ended_token(const Shard& shard, std::string_view resource,
+                                                    const LockToken& token) const {
+  std::uint64_t id = resource_id(resource);
+  // Newest first: a token ends once, but a ring slot may be reused.
+  std::size_t count = shard.ended.size();
+  for (std::size_t n = 0; n < count; ++n) {
+    const EndedToken& ended = shard.ended[(shard.ended_next + count - 1 - n) % count];
+    if (ended.token == token && ended.resource == id) return ended.how;
+  }
+  return std::nullopt;
+}
+
+void MemoryLockStore::erase_if_idle(Shard& shard, std::string_view resource) {
+  auto it = shard.entries.find(resource);
+  if (it != shard.entries.end() && !it->second.locked() && it->second.first == nullptr) shard.entries.erase(it);
+}
+
+void MemoryLockStore::count_client(std::string_view client, int delta) {
+  std::lock_guard lock(counts_mutex_);
+  auto it = clients_.find(client);
+  if (delta > 0) {
+    if (it == clients_.end()) it = clients_.emplace(std::string(client), 0).first;
+    ++it->second;
+  } else if (it != clients_.end() && --it->second == 0) {
+    clients_.erase(it);
+  }
+}
+
+std::size_t MemoryLockStore::client_locks(std::string_view client) {
+  std::lock_guard lock(counts_mutex_);
+  auto it = clients_.find(client);
+  return it == clients_.end() ? 0 : it->second;
+}
+
+void MemoryLockStore::sweep(MonotonicTime now) {
+  for (std::size_t i = 0; i < kShards; ++i) {
+    Wakes wakes;
+    std::lock_guard lock(shards_[i].mutex);
+    for (auto it = shards_[i].entries.begin(); it != shards_[i].entries.end();) {
+      expire_if_due(shards_[i], it->first, it->second, now, wakes);
+      if (!it->second.locked() && it->second.first == nullptr) {
+        it = shards_[i].entries.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+void MemoryLockStore::leave(Place& place) {
+  Wakes wakes;
+  std::lock_guard lock(place.shard_.mutex);
+  if (!place.queued) return;
+  auto it = place.shard_.entries.find(place.resource_);
+  if (it == place.shard_.entries.end()) return;
+  Entry& entry = it->second;
+  bool was_first = entry.first == &place;
+  unlink(entry, place);
+  // The next in line goes on if the lock is free (it may have been waiting behind this one only).
+  if (was_first && !entry.locked()) wakes.add(entry.first);
+  erase_if_idle(place.shard_, place.resource_);
+}
+
+LockAnswer MemoryLockStore::ask_now(const LockAsk& ask) {
+  for (int attempt = 0;; ++attempt) {
+    LockAnswer answer;
+    bool recount = false;
+    {
+      Wakes wakes;
+      Shard& shard = shard_of(ask.resource);
+      std::lock_guard lock(shard.mutex);
+      auto it = shard.entries.find(ask.resource);
+      if (it == shard.entries.end()) it = shard.entries.emplace(std::string(ask.resource), Entry{}).first;
+      Entry& entry = it->second;
+      expire_if_due(shard, ask.resource, entry, ask.now, wakes);
+      auto* place = static_cast<Place*>(ask.place);
+      bool queued_here = place != nullptr && place->queued;
+
+      if (ask.kind == LockAsk::Kind::Write) {
+        answer.tokens.reserve(ask.tokens.size());
+        bool holder_submitted = false;
+        for (const LockToken& token : ask.tokens) {
+          if (entry.locked() && token == entry.token) {
+            holder_submitted = true;
+            answer.tokens.push_back(TokenState::Current);
+          } else if (auto how = ended_token(shard, ask.resource, token)) {
+            if (std::find(answer.tokens.begin(), answer.tokens.end(), TokenState::Ended) == answer.tokens.end()) {
+              answer.ended = *how;
+            }
+            answer.tokens.push_back(TokenState::Ended);
+          } else {
+            answer.tokens.push_back(TokenState::Unknown);
+          }
+        }
+        if (holder_submitted) {
+          answer.outcome = LockAnswer::Outcome::Admitted;
+          answer.fence = entry.fence;
+          if (queued_here) unlink(entry, *place);
+          erase_if_idle(shard, ask.resource);
+          return answer;
+        }
+      }
+
+      bool free_for_this = !entry.locked() && (entry.first == nullptr || (queued_here && entry.first == place));
+      if (!free_for_this) {
+        answer.holder = view_of(ask.resource, entry);
+        if (queued_here) {
+          answer.outcome = LockAnswer::Outcome::Queued;
+        } else if (!ask.queue) {
+          answer.outcome = LockAnswer::Outcome::Locked;
+        } else if (entry.waiters >= ask.max_waiters) {
+          answer.outcome = LockAnswer::Outcome::QueueFull;
+        } else {
+          auto joined = std::make_unique<Place>(*this, shard, std::string(ask.resource), ask.waker);
+          joined->previous = entry.last;
+          (entry.last ? entry.last->next : entry.first) = joined.get();
+          entry.last = joined.get();
+          ++entry.waiters;
+          answer.holder.waiters = entry.waiters;
+          answer.place = std::move(joined);
+          answer.outcome = LockAnswer::Outcome::Queued;
+        }
+        erase_if_idle(shard, ask.resource);
+        return answer;
+      }
+
+      if (ask.kind == LockAsk::Kind::Write) {
+        answer.outcome = LockAnswer::Outcome::Admitted;
+        if (queued_here) {
+          unlink(entry, *place);
+          wakes.add(entry.first);  // a write holds nothing: the next in line may go on too
+        }
+        erase_if_idle(shard, ask.resource);
+        return answer;
+      }
+
+      // A LOCK on a free resource, first in line.
+      bool table_full = locks_.load(std::memory_order_relaxed) >= ask.max_locks;
+      bool client_full = ask.max_locks_per_client > 0 && client_locks(ask.client) >= ask.max_locks_per_client;
+      if (table_full || client_full) {
+        if (attempt == 0) {
+          recount = true;  // expired locks may still count: sweep, then ask again
+        } else {
+          answer.outcome = table_full ? LockAnswer::Outcome::TableFull : LockAnswer::Outcome::ClientFull;
+          answer.holder = view_of(ask.resource, entry);
+          erase_if_idle(shard, ask.resource);
+          return answer;
+        }
+      } else {
+        entry.token = LockToken::random();
+        entry.fence = next_fence_.fetch_add(1, std::memory_order_relaxed);
+        entry.timeout = ask.timeout;
+        entry.expires = ask.now + ask.timeout;
+        entry.owner = std::string(ask.owner);
+        entry.route = std::string(ask.route);
+        entry.client = std::string(ask.client);
+        locks_.fetch_add(1, std::memory_order_relaxed);
+        count_client(ask.client, +1);
+        if (queued_here) unlink(entry, *place);
+        answer.outcome = LockAnswer::Outcome::Granted;
+        answer.token = entry.token;
+        answer.fence = entry.fence;
+        answer.timeout = entry.timeout;
+        answer.expires = entry.expires;
+        answer.holder = view_of(ask.resource, entry);
+        return answer;
+      }
+    }
+    if (recount) sweep(ask.now);
+  }
+}
+
+LockChange MemoryLockStore::change(std::string_view resource, const LockToken& token, MonotonicTime now,
+                                   const std::function<void(Shard&, Entry&, Wakes&)>& apply) {
+  LockChange change;
+  Wakes wakes;
+  Shard& shard = shard_of(resource);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.entries.find(resource);
+  if (it != shard.entries.end()) {
+    expire_if_due(shard, resource, it->second, now, wakes);
+    if (it->second.locked() && it->second.token == token) {
+      change.outcome = LockChange::Outcome::Done;
+      change.view = view_of(resource, it->second);
+      apply(shard, it->second, wakes);
+      erase_if_idle(shard, resource);
+      return change;
+    }
+    erase_if_idle(shard, resource);
+  }
+  if (auto how = ended_token(shard, resource, token)) {
+    change.outcome = LockChange::Outcome::Ended;
+    change.ended = *how;
+  }
+  return change;
+}
+
+LockChange MemoryLockStore::refresh_now(std::string_view resource, const LockToken& token,
+                                        std::chrono::seconds timeout, MonotonicTime now) {
+  LockChange result = change(resource, token, now, [&](Shard&, Entry& entry, Wakes&) {
+    entry.timeout = timeout;
+    entry.expires = now + timeout;
+  });
+  if (result.outcome == LockChange::Outcome::Done) {
+    result.view.timeout = timeout;
+    result.view.expires = now + timeout;
+  }
+  return result;
+}
+
+LockChange MemoryLockStore::unlock_now(std::string_view resource, const LockToken& token, MonotonicTime now) {
+  return change(resource, token, now, [&](Shard& shard, Entry& entry, Wakes& wakes) {
+    end_lock(shard, resource, entry, LockEnd::Released, wakes);
+  });
+}
+
+std::optional<LockView> MemoryLockStore::describe_now(std::string_view resource, MonotonicTime now) {
+  return held_lock(resource, now, std::nullopt);
+}
+
+std::vector<LockView> MemoryLockStore::list_now(std::string_view after, std::size_t limit, MonotonicTime now) {
+  sweep(now);
+  std::vector<LockView> views;
+  for (std::size_t i = 0; i < kShards; ++i) {
+    std::lock_guard lock(shards_[i].mutex);
+    for (const auto& [resource, entry] : shards_[i].entries) {
+      if (entry.locked() && entry.expires > now && (after.empty() || std::string_view(resource) > after)) {
+        views.push_back(view_of(resource, entry));
+      }
+    }
+  }
+  std::sort(views.begin(), views.end(), [](const LockView& a, const LockView& b) { return a.resource < b.resource; });
+  if (views.size() > limit) views.resize(limit);
+  return views;
+}
+
+std::optional<LockView> MemoryLockStore::break_now(std::string_view resource, MonotonicTime now) {
+  return held_lock(resource, now, LockEnd::Broken);
+}
+
+std::optional<LockView> MemoryLockStore::held_lock(std::string_view resource, MonotonicTime now,
+                                                   std::optional<LockEnd> end) {
+  Wakes wakes;
+  Shard& shard = shard_of(resource);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.entries.find(resource);
+  if (it == shard.entries.end()) return std::nullopt;
+  expire_if_due(shard, resource, it->second, now, wakes);
+  std::optional<LockView> view;
+  if (it->second.locked()) {
+    view = view_of(resource, it->second);
+    if (end) end_lock(shard, resource, it->second, *end, wakes);
+  }
+  erase_if_idle(shard, resource);
+  return view;
+}
+
+std::size_t MemoryLockStore::keep_routes_now(std::span<const std::string> routes, MonotonicTime now) {
+  std::size_t dropped = 0;
+  for (std::size_t i = 0; i < kShards; ++i) {
+    Wakes wakes;
+    std::lock_guard lock(shards_[i].mutex);
+    for (auto it = shards_[i].entries.begin(); it != shards_[i].entries.end();) {
+      Entry& entry = it->second;
+      expire_if_due(shards_[i], it->first, entry, now, wakes);
+      if (entry.locked() && std::find(routes.begin(), routes.end(), entry.route) == routes.end()) {
+        end_lock(shards_[i], it->first, entry, LockEnd::Dropped, wakes);
+        ++dropped;
+      }
+      if (!entry.locked() && entry.first == nullptr) {
+        it = shards_[i].entries.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return dropped;
+}
+
+std::size_t MemoryLockStore::held(std::string_view route, MonotonicTime now) const {
+  return sum_over_shards(shards_.get(), kShards, [&](const Shard& shard) {
+    return static_cast<std::size_t>(std::count_if(shard.entries.begin(), shard.entries.end(), [&](const auto& item) {
+      return item.second.locked() && item.second.expires > now && item.second.route == route;
+    }));
+  });
+}
+
+std::uint64_t MemoryLockStore::ended(std::string_view route, LockEnd how) const {
+  std::lock_guard lock(counts_mutex_);
+  auto it = ended_.find(route);
+  return it == ended_.end() ? 0 : it->second[static_cast<std::size_t>(how)];
+}
+
+std::size_t MemoryLockStore::size(MonotonicTime now) const {
+  return sum_over_shards(shards_.get(), kShards, [&](const Shard& shard) {
+    return static_cast<std::size_t>(std::count_if(shard.entries.begin(), shard.entries.end(), [&](const auto& item) {
+      return item.second.locked() && item.second.expires > now;
+    }));
+  });
+}
+
+std::size_t MemoryLockStore::approximate_bytes_per_lock() noexcept {
+  // The node (its key, its entry, the next pointer; no cached hash: the hasher is noexcept),
+  // malloc's header rounded up, and the bucket array at the table's lowest load after growth
+  // (one bucket a node), plus one client count node of its own, the worst case.
+  std::size_t node = sizeof(void*) + sizeof(std::string) + sizeof(Entry);
+  std::size_t malloced = (node + 16 + 15) / 16 * 16;
+  std::size_t client = (sizeof(void*) + sizeof(std::string) + sizeof(std::size_t) + 16 + 15) / 16 * 16;
+  return malloced + sizeof(void*) + client + sizeof(void*);
+}
+
+}  // namespace arbiter

@@ -1,0 +1,129 @@
+#include "proxy/control/lock_endpoints.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "proxy/http/http_time.h"
+#include "proxy/http/query.h"
+#include "proxy/observe/log.h"
+
+namespace arbiter {
+
+namespace {
+
+constexpr std::size_t kDefaultPage = 100;
+constexpr std::size_t kLargestPage = 1000;
+
+const HeaderList& json_fields() {
+  static const HeaderList fields{{"Content-Type", "application/json"}};
+  return fields;
+}
+
+nlohmann::ordered_json lock_json(const LockView& lock, MonotonicTime now) {
+  auto left = std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::seconds>(lock.expires - now).count());
+  return {{"resource", lock.resource}, {"owner", lock.owner},   {"route", lock.route},
+          {"fence", lock.fence},       {"timeout", lock.timeout.count()}, {"expires", rfc3339_utc(wall_time_of(lock.expires, now))},
+          {"seconds_left", left},      {"waiters", lock.waiters}};
+}
+
+// Calls `answer` with the store's value when the call completed at once. The memory store
+// always does; a store that answers later (a network one) needs a responder that outlives
+// handle(), which local handlers do not have yet: such a call is answered 503 for now.
+template <typename T, typename Call, typename Answer>
+void with_store(LocalResponder& responder, Call call, Answer answer) {
+  std::optional<StoreResult<T>> result;
+  auto keep = [&](StoreResult<T>&& value) { result = std::move(value); };
+  StoreCall pending = call(Completion<T>(keep));
+  if (!result || !result->ok()) {
+    responder.reply_problem(store_unavailable("the lock store").problem().value(), HeaderList{{"Retry-After", "1"}});
+    return;
+  }
+  answer(std::move(result->value));
+}
+
+Problem no_resource() {
+  return Problem::make("missing-resource", 400, "Which resource?",
+                       "Name the resource: ?resource=/items/1 (its path, percent-encoded where needed).");
+}
+
+class LockEndpoint final : public LocalHandler {
+ public:
+  enum class Role { Describe, Admin };  // Admin: GET lists, DELETE breaks
+  LockEndpoint(std::shared_ptr<LockStore> locks, Role role) : locks_(std::move(locks)), role_(role) {}
+
+  void handle(const LocalRequest& request, LocalResponder& responder) override {
+    MonotonicTime now = MonotonicClock::now();
+    if (role_ == Role::Admin && request.method != "DELETE") return list(request, responder, now);
+    auto resource = query_param(request.query, "resource");
+    if (!resource || resource->empty()) return responder.reply_problem(no_resource());
+    if (role_ == Role::Describe) {
+      with_store<std::optional<LockView>>(
+          responder, [&](auto done) { return locks_->describe(*resource, now, done); },
+          [&](std::optional<LockView> lock) {
+            if (!lock) return responder.reply_problem(not_locked(*resource));
+            responder.reply(200, json_fields(), lock_json(*lock, now).dump());
+          });
+      return;
+    }
+    with_store<std::optional<LockView>>(
+        responder, [&](auto done) { return locks_->break_lock(*resource, now, done); },
+        [&](std::optional<LockView> lock) {
+          if (!lock) return responder.reply_problem(not_locked(*resource));
+          log_line("lock broken by the admin endpoint: " + lock->resource + " (owner '" + lock->owner + "', fence " +
+                   std::to_string(lock->fence) + ", route " + lock->route + ")");
+          nlohmann::ordered_json body = {{"broken", lock_json(*lock, now)}};
+          responder.reply(200, json_fields(), body.dump());
+        });
+  }
+
+ private:
+  static Problem not_locked(const std::string& resource) {
+    return Problem::make("not-locked", 404, "Not locked",
+                         resource + " has no lock (none was taken, or it was released or has expired).");
+  }
+
+  void list(const LocalRequest& request, LocalResponder& responder, MonotonicTime now) {
+    std::string after = query_param(request.query, "after").value_or("");
+    std::size_t limit = kDefaultPage;
+    if (auto text = query_param(request.query, "limit")) {
+      char* end = nullptr;
+      unsigned long parsed = std::strtoul(text->c_str(), &end, 10);
+      if (text->empty() || *end != '\0' || parsed == 0 || parsed > kLargestPage) {
+        return responder.reply_problem(Problem::make("bad-limit", 400, "Bad limit",
+                                                     "limit must be a whole number from 1 to " +
+                                                         std::to_string(kLargestPage) + "."));
+      }
+      limit = parsed;
+    }
+    with_store<std::vector<LockView>>(
+        responder, [&](auto done) { return locks_->list(after, limit + 1, now, done); },
+        [&](std::vector<LockView> locks) {
+          bool more = locks.size() > limit;
+          if (more) locks.resize(limit);
+          nlohmann::ordered_json items = nlohmann::ordered_json::array();
+          for (const LockView& lock : locks) items.push_back(lock_json(lock, now));
+          nlohmann::ordered_json body = {{"locks", std::move(items)},
+                                         {"next", more ? nlohmann::ordered_json(locks.back().resource) : nullptr}};
+          responder.reply(200, json_fields(), body.dump());
+        });
+  }
+
+  std::shared_ptr<LockStore> locks_;
+  Role role_;
+};
+
+}  // namespace
+
+void add_lock_endpoints(HandlerRegistry& control, HandlerRegistry& admin, std::shared_ptr<LockStore> locks) {
+  using Role = LockEndpoint::Role;
+  control.add("/locks", PathMatch::Exact, {"GET"}, "the lock held on ?resource= (owner, expiry, fence, waiters)",
+              std::make_shared<LockEndpoint>(locks, Role::Describe));
+  admin.add("/locks", PathMatch::Exact, {"GET", "DELETE"},
+            "held locks, paged (GET ?after=&limit=); break the lock on ?resource= (DELETE)",
+            std::make_shared<LockEndpoint>(locks, Role::Admin));
+}
+
+}  // namespace arbiter

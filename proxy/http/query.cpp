@@ -1,0 +1,42 @@
+#include "proxy/http/query.h"
+
+namespace arbiter {
+
+namespace {
+
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    std::size_t equals = pair.find('=');
+    if (pair.substr(0, equals) != name) continue;
+    std::string_view raw = equals == std::string_view::npos ? std::string_view() : pair.substr(equals + 1);
+    std::string value;
+    value.reserve(raw.size());
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] != '%') {
+        value.push_back(raw[i]);
+        continue;
+      }
+      if (i + 2 >= raw.size()) return std::nullopt;
+      int high = hex_digit(raw[i + 1]), low = hex_digit(raw[i + 2]);
+      if (high < 0 || low < 0 || (high == 0 && low == 0)) return std::nullopt;
+      value.push_back(static_cast<char>(high << 4 | low));
+      i += 2;
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace arbiter
