@@ -165,6 +165,7 @@ class EtagPolicy::Exchange final : public ExchangeState {
   Stage stage;
   std::uint64_t seen_sequence = 0;  // reads: store sequence() when the read began
   bool remember = true;             // reads: may the store learn the tag (see on_read_request)
+  Precondition::Form if_match = Precondition::Form::Absent;  // reads: the request's If-Match, parsed once
   std::vector<std::string> strip;   // reads: the request fields answered here, not forwarded
   std::string created;              // a 201's created resource, when it is being read
   std::uint64_t created_sequence = 0;
@@ -345,6 +346,7 @@ Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr
   if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
   auto* exchange = new Exchange(Exchange::Role::Read, resource_key(request));
   state.reset(exchange);
+  exchange->if_match = if_match.form;
   // A read with a query may be a different representation (a projection, another format)
   // than the one a write re-reads: it is tagged, but the store does not learn its tag.
   exchange->remember = request.query.empty();
@@ -365,14 +367,13 @@ Decision EtagPolicy::read_sequenced(const RequestView& request, Exchange& exchan
   // If-Modified-Since is ignored beside If-None-Match, If-Unmodified-Since beside If-Match).
   // A Range is served by Arbiter from the whole representation, so that a 206 carries the
   // same validator as the 200.
-  Precondition if_match = parse_precondition(request.headers, kIfMatch);
   std::vector<std::string>& strip = exchange.strip;
   if (request.headers.contains(kIfNoneMatch)) strip.insert(strip.end(), {std::string(kIfNoneMatch), std::string(kIfModifiedSince)});
-  if (if_match.present()) strip.insert(strip.end(), {std::string(kIfMatch), std::string(kIfUnmodifiedSince)});
+  if (exchange.if_match != Precondition::Form::Absent) strip.insert(strip.end(), {std::string(kIfMatch), std::string(kIfUnmodifiedSince)});
   if (request.headers.contains(kRange) || request.headers.contains(kIfRange)) {
     strip.insert(strip.end(), {std::string(kRange), std::string(kIfRange)});
   }
-  if (if_match.form == Precondition::Form::Tags) {
+  if (exchange.if_match == Precondition::Form::Tags) {
     // Which version is current is known only from a read of it: read first, then decide.
     exchange.stage = Exchange::Stage::CheckingIfMatch;
     return Decision::call({read_of(std::string(request.target), config_.max_body_bytes)});

@@ -129,7 +129,13 @@ void Exchange::start() {
   if (peer_is_trusted_proxy_) {
     scratch_.believed_client = believed_client_address(peer, head_.headers, config.server.trusted_proxies);
   }
-  if (head_.framing != BodyFraming::None && read_body_first()) return;
+  if (!route_->policies.empty()) {  // a route without policies never shows its request to one
+    const NormalTarget& target = scratch_.target;
+    view_.emplace(RequestView{head_.method, target.target, target.path(), target.query(), head_.headers,
+                              client_address(), route_->config->name, scratch_.params, scratch_.request_id,
+                              host_.now(), host_.waker(), target.routed_path});
+    if (head_.framing != BodyFraming::None && read_body_first()) return;
+  }
   run_request_policies();
 }
 
@@ -153,7 +159,7 @@ bool Exchange::normalize_request_target() {
 }
 
 bool Exchange::read_body_first() {
-  RequestView view = request_view();
+  RequestView& view = request_view();
   std::size_t limit = 0;
   std::string_view wanted_by;
   for (const auto& policy : route_->policies) {
@@ -296,28 +302,17 @@ void Exchange::on_client_drained() {
 
 // ---------------------------------------------------------------- the request policies
 
-RequestView Exchange::request_view() {
-  const NormalTarget& target = scratch_.target;
-  return RequestView{head_.method,
-                     target.target,
-                     target.path(),
-                     target.query(),
-                     head_.headers,
-                     client_address(),
-                     route_->config->name,
-                     scratch_.params,
-                     scratch_.request_id,
-                     host_.now(),
-                     route_->policies.empty() ? nullptr : host_.waker(),
-                     target.routed_path,
-                     body_.in_memory ? &scratch_.request_body : nullptr};
+RequestView& Exchange::request_view() {
+  view_->now = host_.now();
+  view_->body = body_.in_memory ? &scratch_.request_body : nullptr;
+  return *view_;
 }
 
 void Exchange::run_request_policies() {
   stage_ = Stage::RequestPolicies;
   const auto& policies = route_->policies;
   if (policy_index_ < policies.size()) {
-    RequestView view = request_view();  // one per pass: its policies decide at one instant
+    RequestView& view = request_view();  // one per pass: its policies decide at one instant
     do {
       auto& state = scratch_.policy_states[policy_index_];
       Decision decision = hook_ == Hook::RequestBody
@@ -422,7 +417,7 @@ void Exchange::on_side_responses(std::vector<SideResponse> answers) {
     case Hook::Request:
     case Hook::RequestBody: {
       stage_ = Stage::RequestPolicies;
-      RequestView view = request_view();
+      RequestView& view = request_view();
       auto& state = scratch_.policy_states[policy_index_];
       Decision decision = policies[policy_index_]->on_side_responses(view, answers, state);
       if (!apply_request_decision(decision)) return;
@@ -431,7 +426,7 @@ void Exchange::on_side_responses(std::vector<SideResponse> answers) {
     }
     case Hook::Response: {
       std::size_t i = response_policy_index_ - 1;
-      RequestView view = request_view();
+      RequestView& view = request_view();
       ResponseView response = response_view(view.now);
       policies[i]->on_response_side_responses(view, response, answers, scratch_.policy_states[i].get());
       response_status_ = response.status;
@@ -441,7 +436,7 @@ void Exchange::on_side_responses(std::vector<SideResponse> answers) {
     }
     case Hook::End: {
       std::size_t i = end_policy_index_ - 1;
-      RequestView view = request_view();
+      RequestView& view = request_view();
       policies[i]->on_end_side_responses(view, outcome(view.now), answers, scratch_.policy_states[i].get());
       --end_policy_index_;
       run_end_policies();
@@ -652,7 +647,7 @@ void Exchange::run_response_policies(bool held) {
   const auto& policies = route_->policies;
   if (held) stage_ = Stage::ResponsePolicies;
   if (response_policy_index_ > 0) {
-    RequestView view = request_view();  // one per pass: its policies see one instant
+    RequestView& view = request_view();  // one per pass: its policies see one instant
     ResponseView response = response_view(view.now);
     do {
       std::size_t i = response_policy_index_ - 1;
@@ -874,10 +869,11 @@ void Exchange::finish() {
 void Exchange::run_end_policies() {
   stage_ = Stage::Ending;
   if (end_policy_index_ > 0) {
-    RequestView view = request_view();  // one per pass: its policies see one instant
+    RequestView& view = request_view();  // one per pass: its policies see one instant
+    const ExchangeOutcome ended = outcome(view.now);
     do {
       std::size_t i = end_policy_index_ - 1;
-      ResponseStep step = route_->policies[i]->on_end(view, outcome(view.now), scratch_.policy_states[i].get());
+      ResponseStep step = route_->policies[i]->on_end(view, ended, scratch_.policy_states[i].get());
       if (step.fetch_first) {
         start_side_requests(Hook::End, std::move(step.side_requests));
         return;

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -158,7 +159,9 @@ class Exchange final : public UpstreamEvents {
   void reply_decision(const Decision& answer, std::string_view decided_by);
 
   // the hooks
-  RequestView request_view();
+  // The request as the route's policies see it: made once, when the request is routed; each pass
+  // of hooks gets it with the current time and body.
+  RequestView& request_view();
   ResponseView response_view(MonotonicTime now);
   void run_request_policies();  // from policy_index_ on
   bool apply_request_decision(Decision& decision);
@@ -207,6 +210,7 @@ class Exchange final : public UpstreamEvents {
   bool client_gone_ = false;
   bool replace_body_after_read_ = false;   // a policy's body (in scratch_.held_body) replaces the client's
   const RouteRuntime* route_ = nullptr;
+  std::optional<RequestView> view_;         // once routed: see request_view()
   std::size_t policy_index_ = 0;           // the request-phase policy being asked
   std::size_t response_policy_index_ = 0;  // response policies [0, index) are still to run
   std::size_t end_policy_index_ = 0;       // end hooks [0, index) are still to run
