@@ -39,7 +39,10 @@ std::optional<std::chrono::seconds> requested_timeout(const HeaderList& headers,
       chosen = settings.max_timeout;
     } else if (element.size() > 7 && iequals(element.substr(0, 7), "Second-")) {
       std::string_view digits = element.substr(7);
-      if (digits.size() > 12 || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) return;
+      // RFC 4918 section 10.7 bounds N at 2^32-1; any longer run of digits is as good as Infinite.
+      if (digits.size() > 12) {
+        chosen = settings.max_timeout;
         return;
       }
       auto seconds = std::chrono::seconds(std::stoll(std::string(digits)));
@@ -75,10 +78,27 @@ std::optional<std::string> owner_of(std::string_view body, std::string& why) {
     }
     std::string text;
     bool in_tag = false;
-    for (char c : inside) {
-      if (c == '<') in_tag = true;
-      else if (c == '>') in_tag = false;
-      else if (!in_tag) text.push_back(c);
+    for (std::size_t i = 0; i < inside.size(); ++i) {
+      char c = inside[i];
+      if (c == '<') {
+        in_tag = true;
+      } else if (c == '>') {
+        in_tag = false;
+      } else if (in_tag) {
+      } else if (c == '&') {  // XML's predefined entities; others are kept as written
+        static constexpr std::pair<std::string_view, char> kEntities[] = {
+            {"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&quot;", '"'}, {"&apos;", '\''}};
+        auto entity = std::find_if(std::begin(kEntities), std::end(kEntities),
+                                   [&](const auto& e) { return inside.substr(i).starts_with(e.first); });
+        if (entity == std::end(kEntities)) {
+          text.push_back(c);
+        } else {
+          text.push_back(entity->second);
+          i += entity->first.size() - 1;
+        }
+      } else {
+        text.push_back(c);
+      }
     }
     std::string_view label = without_ows(text);
     while (!label.empty() && (label.front() == '\n' || label.front() == '\r')) label.remove_prefix(1);
@@ -169,7 +189,6 @@ class LockPolicy::Exchange final : public ExchangeState {
   MonotonicTime queued_since{};
   MonotonicTime wait_deadline{};
   bool waiting = false;  // queued, until it goes on or gives up
-  bool asked = false;    // refresh, unlock: the store was asked
   StoreWait wait;        // declared last: cancelled before the place goes
 };
 
@@ -208,13 +227,7 @@ Decision LockPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
   if (auto* exchange = static_cast<Exchange*>(state.get())) {
     if (exchange->wait.parked()) {  // resumed while the store's answer was outstanding
       if (!exchange->wait.resume(request.now)) return Decision::wait_until(exchange->wait.deadline());
-      if (exchange->wait.failed()) {
-        state.reset();
-        return store_unavailable("the lock store");
-      }
-      if (exchange->step == Exchange::Step::Ask) return answered(request, state, *exchange);
-      return exchange->step == Exchange::Step::Refresh ? refresh(request, *exchange, exchange->token)
-                                                       : unlock(request, *exchange);
+      return resumed(request, state, *exchange);
     }
     if (exchange->waiting) return guard(request, state, *exchange);  // woken, or its deadline
     return Decision::forward();
@@ -237,7 +250,7 @@ Decision LockPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
     }
     exchange->tokens = submitted_tokens(*exchange->if_lists);
   }
-  if (unlocking) return unlock(request, *exchange);
+  if (unlocking) return unlock(request, state, *exchange);
   exchange->client = request_key(request, settings_.key, settings_.header);
   if (locking) {
     bool empty_body = request.body == nullptr || without_ows(*request.body).empty();
@@ -245,8 +258,12 @@ Decision LockPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
       exchange->step = Exchange::Step::Refresh;
       exchange->token = exchange->tokens.front();
       auto timeout = requested_timeout(request.headers, settings_);
-      exchange->timeout = timeout.value_or(settings_.default_timeout);
-      return refresh(request, *exchange, exchange->token);
+      if (!timeout) {
+        state.reset();
+        return malformed_timeout();
+      }
+      exchange->timeout = *timeout;
+      return refresh(request, state, *exchange);
     }
     if (auto refused = lock_request(request, *exchange)) {
       state.reset();
@@ -258,12 +275,7 @@ Decision LockPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
 
 std::optional<Decision> LockPolicy::lock_request(const RequestView& request, Exchange& exchange) const {
   auto timeout = requested_timeout(request.headers, settings_);
-  if (!timeout) {
-    return Decision::reply(Problem::make("malformed-timeout", 400, "Malformed Timeout field",
-                                         "Timeout must be Second-N or Infinite (RFC 4918 section 10.7); "
-                                         "leave it out for the route's default_timeout (" +
-                                             std::to_string(settings_.default_timeout.count()) + " s)."));
-  }
+  if (!timeout) return malformed_timeout();
   exchange.timeout = *timeout;
   std::string why;
   auto owner = owner_of(request.body ? std::string_view(*request.body) : std::string_view(), why);
@@ -275,6 +287,13 @@ std::optional<Decision> LockPolicy::lock_request(const RequestView& request, Exc
   }
   exchange.owner = std::move(*owner);
   return std::nullopt;
+}
+
+Decision LockPolicy::malformed_timeout() const {
+  return Decision::reply(Problem::make("malformed-timeout", 400, "Malformed Timeout field",
+                                       "Timeout must be Second-N or Infinite (RFC 4918 section 10.7); "
+                                       "leave it out for the route's default_timeout (" +
+                                           std::to_string(settings_.default_timeout.count()) + " s)."));
 }
 
 // Asks the store whether the request may go on (a LOCK: be granted), first or again.
@@ -299,6 +318,25 @@ Decision LockPolicy::guard(const RequestView& request, std::unique_ptr<ExchangeS
   if (StoreCall call = store_->ask(ask, Completion<LockAnswer>::to<&Exchange::on_answer>(exchange))) {
     return exchange.wait.park(request, std::move(call));
   }
+  return resumed(request, state, exchange);
+}
+
+// The store answered (at once, or after the request parked on it): the answer of the step, or
+// 503 when the store failed or did not answer in time.
+Decision LockPolicy::resumed(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
+  if (exchange.wait.failed()) {
+    stop_waiting(exchange, request.now);
+    state.reset();
+    return store_unavailable("the lock store");
+  }
+  switch (exchange.step) {
+    case Exchange::Step::Ask:
+      return answered(request, state, exchange);
+    case Exchange::Step::Refresh:
+      return refreshed(request, state, exchange);
+    case Exchange::Step::Unlock:
+      return unlocked(request, state, exchange);
+  }
   return answered(request, state, exchange);
 }
 
@@ -309,7 +347,7 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
   // A write whose If field is false for this resource (its lock token ended, say) goes nowhere.
   if (!locking && exchange.if_lists && !if_holds(*exchange.if_lists, request.path, exchange.tokens, answer.tokens)) {
     bool ended = std::find(answer.tokens.begin(), answer.tokens.end(), TokenState::Ended) != answer.tokens.end();
-    if (exchange.waiting) count_wait(exchange, request.now);
+    stop_waiting(exchange, request.now);
     state.reset();
     std::string detail = ended ? "The lock of the submitted token has " + std::string(lock_end_name(answer.ended)) +
                                      "; nothing was forwarded. LOCK the resource again and retry with the new token."
@@ -321,12 +359,12 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
   }
   switch (answer.outcome) {
     case LockAnswer::Outcome::Granted:
-      if (exchange.waiting) count_wait(exchange, request.now);
+      stop_waiting(exchange, request.now);
       exchange.place.reset();
       counters_.granted.fetch_add(1, std::memory_order_relaxed);
       return granted(request, exchange);
     case LockAnswer::Outcome::Admitted: {
-      if (exchange.waiting) count_wait(exchange, request.now);
+      stop_waiting(exchange, request.now);
       std::uint64_t fence = answer.fence;
       exchange.place.reset();
       if (settings_.require && fence == 0 && is_write(request.method)) {
@@ -336,9 +374,8 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
                           "Route '" + route_ + "' takes writes only from the holder of the resource's lock: LOCK " +
                               exchange.resource + " first, then send the write with If: (<lock token>)."));
       }
-      exchange.waiting = false;
       Decision forward = exchange.if_lists ? Decision::forward_without({"If"}) : Decision::forward();
-      if (fence != 0 && !settings_.fence_header.empty()) {
+      if (fence != 0 && is_write(request.method) && !settings_.fence_header.empty()) {
         forward = std::move(forward).with_field(settings_.fence_header, std::to_string(fence));
       }
       return forward;
@@ -355,14 +392,14 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
         if (answer.holder.fence != 0) until = std::min(until, answer.holder.expires);
         return Decision::wait_until(until);
       }
-      count_wait(exchange, request.now);
+      stop_waiting(exchange, request.now);
       LockView holder = std::move(answer.holder);
       state.reset();  // leaves the queue
       return locked(request, holder, false);
     }
     case LockAnswer::Outcome::Locked:
     case LockAnswer::Outcome::QueueFull: {
-      if (exchange.waiting) count_wait(exchange, request.now);
+      stop_waiting(exchange, request.now);
       LockView holder = std::move(answer.holder);
       bool full = answer.outcome == LockAnswer::Outcome::QueueFull;
       state.reset();
@@ -431,15 +468,17 @@ Decision LockPolicy::granted(const RequestView& request, Exchange& exchange) {
   return Decision::respond(200, std::move(headers), body.dump(), "application/json");
 }
 
-Decision LockPolicy::refresh(const RequestView& request, Exchange& exchange, const LockToken& token) {
-  if (!exchange.asked) {
-    exchange.asked = true;
-    exchange.wait.start();
-    if (StoreCall call = store_->refresh(exchange.resource, token, exchange.timeout, request.now,
-                                         Completion<LockChange>::to<&Exchange::on_change>(exchange))) {
-      return exchange.wait.park(request, std::move(call));
-    }
+Decision LockPolicy::refresh(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
+  exchange.step = Exchange::Step::Refresh;
+  exchange.wait.start();
+  if (StoreCall call = store_->refresh(exchange.resource, exchange.token, exchange.timeout, request.now,
+                                       Completion<LockChange>::to<&Exchange::on_change>(exchange))) {
+    return exchange.wait.park(request, std::move(call));
   }
+  return resumed(request, state, exchange);
+}
+
+Decision LockPolicy::refreshed(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
   const LockChange& change = exchange.change;
   if (change.outcome != LockChange::Outcome::Done) {
     std::string how = change.outcome == LockChange::Outcome::Ended
@@ -447,10 +486,11 @@ Decision LockPolicy::refresh(const RequestView& request, Exchange& exchange, con
                           : "is not a lock of " + exchange.resource;
     auto problem = Problem::make("lock-token-invalid", 412, "Precondition failed",
                                  "The lock token to refresh " + how + "; LOCK the resource again for a new one.");
+    state.reset();
     return Decision::reply(std::move(problem));
   }
   counters_.refreshed.fetch_add(1, std::memory_order_relaxed);
-  exchange.answer.token = token;
+  exchange.answer.token = exchange.token;
   exchange.answer.fence = change.view.fence;
   exchange.answer.timeout = change.view.timeout;
   exchange.answer.expires = change.view.expires;
@@ -458,28 +498,33 @@ Decision LockPolicy::refresh(const RequestView& request, Exchange& exchange, con
   return granted(request, exchange);
 }
 
-Decision LockPolicy::unlock(const RequestView& request, Exchange& exchange) {
-  if (!exchange.asked) {
-    auto field = request.headers.find("Lock-Token");
-    std::string_view text = field ? without_ows(*field) : std::string_view();
-    std::optional<LockToken> token;
-    if (text.size() > 2 && text.front() == '<' && text.back() == '>') token = LockToken::parse(text.substr(1, text.size() - 2));
-    if (!token) {
-      return Decision::reply(
-          Problem::make("malformed-lock-token", 400, "Lock-Token missing or malformed",
-                        field ? "Lock-Token must be the token a LOCK answered, in angle brackets: "
-                                "Lock-Token: <urn:uuid:...> (RFC 4918 section 10.5)."
-                              : "UNLOCK needs the lock's token: Lock-Token: <urn:uuid:...> (RFC 4918 section 9.11)."));
-    }
-    exchange.token = *token;
-    exchange.step = Exchange::Step::Unlock;
-    exchange.wait.start();
-    if (StoreCall call = store_->unlock(exchange.resource, exchange.token, request.now,
-                                        Completion<LockChange>::to<&Exchange::on_change>(exchange))) {
-      return exchange.wait.park(request, std::move(call));
-    }
+Decision LockPolicy::unlock(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
+  auto field = request.headers.find("Lock-Token");
+  std::string_view text = field ? without_ows(*field) : std::string_view();
+  std::optional<LockToken> token;
+  if (text.size() > 2 && text.front() == '<' && text.back() == '>') token = LockToken::parse(text.substr(1, text.size() - 2));
+  if (!token) {
+    state.reset();
+    return Decision::reply(
+        Problem::make("malformed-lock-token", 400, "Lock-Token missing or malformed",
+                      field ? "Lock-Token must be the token a LOCK answered, in angle brackets: "
+                              "Lock-Token: <urn:uuid:...> (RFC 4918 section 10.5)."
+                            : "UNLOCK needs the lock's token: Lock-Token: <urn:uuid:...> (RFC 4918 section 9.11)."));
   }
-  const LockChange& change = exchange.change;
+  exchange.token = *token;
+  exchange.step = Exchange::Step::Unlock;
+  exchange.wait.start();
+  if (StoreCall call = store_->unlock(exchange.resource, exchange.token, request.now,
+                                      Completion<LockChange>::to<&Exchange::on_change>(exchange))) {
+    return exchange.wait.park(request, std::move(call));
+  }
+  return resumed(request, state, exchange);
+}
+
+Decision LockPolicy::unlocked(const RequestView&, std::unique_ptr<ExchangeState>& state, Exchange& exchange) {
+  LockChange change = std::move(exchange.change);
+  std::string resource = exchange.resource;
+  state.reset();
   switch (change.outcome) {
     case LockChange::Outcome::Done:
       counters_.released.fetch_add(1, std::memory_order_relaxed);
@@ -490,9 +535,17 @@ Decision LockPolicy::unlock(const RequestView& request, Exchange& exchange) {
       break;
   }
   auto problem = Problem::make("lock-token-unknown", 409, "Not a lock of this resource",
-                               "The Lock-Token is not a token of any lock of " + exchange.resource +
-                                   " (nor of one that ended recently); nothing was unlocked.");
+                               "The Lock-Token is not a token of any lock of " + resource +
+                                   " (nor of one that ended recently); nothing was unlocked. UNLOCK the resource "
+                                   "the token was granted for.");
   return Decision::reply(std::move(problem));
+}
+
+// Ends a queued request's wait: counted in the wait histogram once, however it ends.
+void LockPolicy::stop_waiting(Exchange& exchange, MonotonicTime now) {
+  if (!exchange.waiting) return;
+  exchange.waiting = false;
+  count_wait(exchange, now);
 }
 
 void LockPolicy::count_wait(const Exchange& exchange, MonotonicTime now) {

@@ -97,8 +97,14 @@ class LockPolicy final : public Policy {
   class Exchange;
   // A LOCK's Timeout and body read into `exchange`; the refusal when they are malformed.
   std::optional<Decision> lock_request(const RequestView& request, Exchange& exchange) const;
-  Decision refresh(const RequestView& request, Exchange& exchange, const LockToken& token);
-  Decision unlock(const RequestView& request, Exchange& exchange);
+  Decision malformed_timeout() const;
+  // Each store call's step, and what its answer makes of the request (resumed() dispatches).
+  Decision refresh(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
+  Decision refreshed(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
+  Decision unlock(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
+  Decision unlocked(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
+  Decision resumed(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
+  void stop_waiting(Exchange& exchange, MonotonicTime now);
   Decision guard(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
   Decision answered(const RequestView& request, std::unique_ptr<ExchangeState>& state, Exchange& exchange);
   Decision granted(const RequestView& request, Exchange& exchange);
