@@ -337,6 +337,52 @@ TEST_F(LockTest, WaitHandsTheLockOverInArrivalOrder) {
   EXPECT_EQ(metric(R"(arbiter_lock_wait_seconds_count{route="locked"})"), 3);
 }
 
+TEST_F(LockTest, AQueuedLockIsGrantedWhenTheVanishedHolderExpires) {
+  start_locked("wait = \"60s\"\ndefault_timeout = \"1s\"\nmax_timeout = \"1s\"");
+  HttpResponse first = lock("/documents/1", "gone", {{"Timeout", "Infinite"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.header("Timeout").value_or(""), "Second-1") << "Infinite is capped by max_timeout";
+  // The waiter gets the lock when the lease ends (long before its 60 s wait would answer 423).
+  HttpClient waiter(arbiter_->port(), 60s);
+  HttpResponse granted = harness::require(waiter.request("LOCK", "/documents/1", {{"Content-Length", "0"}}), waiter);
+  ASSERT_EQ(granted.status, 200) << granted.body;
+  EXPECT_GT(json::parse(granted.body)["fence"].get<std::uint64_t>(), json::parse(first.body)["fence"].get<std::uint64_t>());
+  EXPECT_EQ(unlock("/documents/1", token_of(first)).header("Arbiter-Lock").value_or(""), "already-expired");
+}
+
+TEST_F(LockTest, AClientThatLeavesTheQueueIsNoLongerCounted) {
+  start_locked("wait = \"60s\"");
+  HttpResponse first = lock("/documents/1", "holder");
+  ASSERT_EQ(first.status, 200);
+  auto waiters = [&] {
+    HttpResponse described = describe("/documents/1");
+    return described.status == 200 ? json::parse(described.body)["waiters"].get<int>() : -1;
+  };
+  {
+    HttpClient leaving(arbiter_->port(), 60s);
+    ASSERT_TRUE(leaving.send_raw(harness::format_request("PUT", "/documents/1", arbiter_->port(), {}, "{}")));
+    ASSERT_TRUE(harness::eventually([&] { return waiters() == 1; })) << waiters();
+  }  // closed while queued
+  EXPECT_TRUE(harness::eventually([&] { return waiters() == 0; })) << waiters();
+  clear_backend_log();
+  EXPECT_EQ(unlock("/documents/1", token_of(first)).status, 204);
+  EXPECT_TRUE(backend_writes().empty()) << "the write that left was never forwarded: " << backend_log().dump();
+}
+
+TEST_F(LockTest, ThePerClientCapAnswers429AndTheProcessCap503) {
+  start_locked("key = \"header:X-Client\"\nmax_locks_per_client = 1\nmax_locks = 2");
+  EXPECT_EQ(lock("/documents/1", "a", {{"X-Client", "a"}}).status, 200);
+  HttpResponse second = lock("/documents/2", "a", {{"X-Client", "a"}});
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_EQ(second.header("Retry-After").value_or(""), "1");
+  EXPECT_EQ(second.header("Content-Type").value_or(""), "application/problem+json");
+  EXPECT_EQ(lock("/documents/2", "b", {{"X-Client", "b"}}).status, 200);
+  HttpResponse third = lock("/documents/3", "c", {{"X-Client", "c"}});
+  EXPECT_EQ(third.status, 503) << third.body;
+  EXPECT_EQ(third.header("Retry-After").value_or(""), "1");
+  EXPECT_EQ(metric(R"(arbiter_locks_held{route="locked"})"), 2);
+}
+
 TEST_F(LockTest, AReloadKeepsLocksAndRemovingTheLockTableDropsThem) {
   start_locked("");
   HttpResponse granted = lock("/documents/1", "alice");
