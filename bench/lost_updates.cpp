@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/command_line.h"
 #include "tests/support/harness.h"
 
 namespace {
@@ -60,12 +61,7 @@ struct Options {
   bool json_output = false;
 };
 
-std::optional<long> parse_number(const char* text, long min, long max) {
-  char* end = nullptr;
-  const long value = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || value < min || value > max) return std::nullopt;
-  return value;
-}
+using bench::parse_number;
 
 std::optional<Options> parse_options(int argc, char** argv) {
   Options options;
