@@ -119,6 +119,17 @@ std::optional<std::string> owner_of(std::string_view body, std::string& why) {
   return owner->get<std::string>();
 }
 
+// "has expired", "was released", ...: how a lock ended, for a problem's detail.
+std::string how_it_ended(LockEnd end) {
+  switch (end) {
+    case LockEnd::Expired: return "has expired";
+    case LockEnd::Released: return "was released";
+    case LockEnd::Broken: return "was broken by an operator";
+    case LockEnd::Dropped: return "was dropped when its route's [route.lock] was removed";
+  }
+  return "has ended";
+}
+
 // The lock tokens (urn:uuid) anywhere in the If field, as submitted (RFC 4918 section 10.4.1).
 std::vector<LockToken> submitted_tokens(const std::vector<IfList>& lists) {
   std::vector<LockToken> tokens;
@@ -349,7 +360,7 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
     bool ended = std::find(answer.tokens.begin(), answer.tokens.end(), TokenState::Ended) != answer.tokens.end();
     stop_waiting(exchange, request.now);
     state.reset();
-    std::string detail = ended ? "The lock of the submitted token has " + std::string(lock_end_name(answer.ended)) +
+    std::string detail = ended ? "The lock of the submitted token " + how_it_ended(answer.ended) +
                                      "; nothing was forwarded. LOCK the resource again and retry with the new token."
                                : "No list of the If field holds for this resource (RFC 4918 section 10.4): a lock "
                                  "token that is not this resource's current one. Nothing was forwarded.";
@@ -482,7 +493,7 @@ Decision LockPolicy::refreshed(const RequestView& request, std::unique_ptr<Excha
   const LockChange& change = exchange.change;
   if (change.outcome != LockChange::Outcome::Done) {
     std::string how = change.outcome == LockChange::Outcome::Ended
-                          ? "has " + std::string(lock_end_name(change.ended))
+                          ? how_it_ended(change.ended)
                           : "is not a lock of " + exchange.resource;
     auto problem = Problem::make("lock-token-invalid", 412, "Precondition failed",
                                  "The lock token to refresh " + how + "; LOCK the resource again for a new one.");
