@@ -562,6 +562,8 @@ std::size_t MemoryLockStore::size(MonotonicTime now) const {
 }
 
 std::size_t MemoryLockStore::approximate_bytes_per_lock() noexcept {
+  static_assert(sizeof(void*) != 8 || sizeof(std::string) != 32 || sizeof(Entry) <= 96,
+                "the README's bytes per held lock grow with the entry");
   // The node (its key, its entry, the next pointer; no cached hash: the hasher is noexcept),
   // malloc's header rounded up, and the bucket array at the table's lowest load after growth
   // (one bucket a node), plus one client count node of its own, the worst case.
