@@ -1,8 +1,8 @@
-// Memory per entry of the shared policy tables: fills the ETag version store or the
-// rate-limit bucket store with N keys and reports the growth of the resident set and of the
+// Memory per entry of the shared policy tables: fills the ETag version store, the rate-limit
+// bucket store or the lock store (one held lock a resource, each by a client of its own) with N keys and reports the growth of the resident set and of the
 // heap per entry. One table per run, so the second does not reuse memory the first freed.
 //
-//   build-bench/table_memory_bench etag|buckets [entries]
+//   build-bench/table_memory_bench etag|buckets|locks [entries]
 
 #include <malloc.h>
 
@@ -15,6 +15,7 @@
 
 #include "policies/etag/etag.h"
 #include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_lock_store.h"
 #include "policies/store/memory_version_store.h"
 #include "policies/rate_limit/token_bucket.h"
 
@@ -49,8 +50,8 @@ void measure(const char* name, std::size_t entries, const std::function<std::siz
 int main(int argc, char** argv) {
   std::string table = argc > 1 ? argv[1] : "";
   std::size_t entries = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
-  if (table != "etag" && table != "buckets") {
-    std::fprintf(stderr, "usage: table_memory_bench etag|buckets [entries]\n");
+  if (table != "etag" && table != "buckets" && table != "locks") {
+    std::fprintf(stderr, "usage: table_memory_bench etag|buckets|locks [entries]\n");
     return 2;
   }
 
@@ -75,6 +76,28 @@ int main(int argc, char** argv) {
     }
     report();
     return store.size();
+  });
+
+  if (table == "locks") measure("held locks", entries, [&](const std::function<void()>& report) {
+    arbiter::MemoryLockStore store;
+    arbiter::MonotonicTime now = arbiter::MonotonicClock::now();
+    for (std::size_t i = 0; i < entries; ++i) {
+      std::string resource = "/items/" + std::to_string(i);
+      std::string client = "10." + std::to_string(i >> 16) + "." + std::to_string((i >> 8) & 255) + "." +
+                           std::to_string(i & 255);
+      arbiter::LockAsk ask;
+      ask.kind = arbiter::LockAsk::Kind::Lock;
+      ask.resource = resource;
+      ask.route = "items";
+      ask.client = client;
+      ask.timeout = std::chrono::seconds(300);
+      ask.now = now;
+      ask.max_locks = entries;
+      ask.max_locks_per_client = 100;
+      store.ask_now(ask);
+    }
+    report();
+    return store.size(now);
   });
   return 0;
 }

@@ -102,20 +102,23 @@ struct EndedToken {
 }  // namespace
 
 struct MemoryLockStore::Entry {
-  // The lock, while fence != 0.
+  // The lock, while fence != 0. 96 bytes: the client key and the owner label share one string
+  // (on the heap only when together longer than its small-string buffer), the route is an id.
   LockToken token;
   std::uint64_t fence = 0;
   MonotonicTime expires{};
-  std::chrono::seconds timeout{0};
-  std::string owner;
-  std::string route;
-  std::string client;
+  std::uint32_t timeout_s = 0;    // the lease granted, seconds
+  std::uint32_t waiters = 0;      // places in the queue
+  std::uint32_t route = 0;        // MemoryLockStore::route_id of the route it was taken through
+  std::uint32_t client_size = 0;  // labels = client key, then owner
+  std::string labels;
   // The queue, first to last (places are owned by their requests).
   Place* first = nullptr;
   Place* last = nullptr;
-  std::size_t waiters = 0;
 
   bool locked() const noexcept { return fence != 0; }
+  std::string_view client() const noexcept { return std::string_view(labels).substr(0, client_size); }
+  std::string_view owner() const noexcept { return std::string_view(labels).substr(client_size); }
 };
 
 struct MemoryLockStore::Shard {
@@ -143,8 +146,9 @@ class MemoryLockStore::Place final : public LockPlace {
 // Wakers to call once every lock is released.
 struct MemoryLockStore::Wakes {
   std::vector<std::shared_ptr<Waker>> wakers;
+  const Place* asking = nullptr;  // the place of the request asking now: it goes on without a wake
   void add(Place* place) {
-    if (place != nullptr && place->waker_) wakers.push_back(place->waker_);
+    if (place != nullptr && place != asking && place->waker_) wakers.push_back(place->waker_);
   }
   ~Wakes() {
     for (const auto& waker : wakers) waker->wake();
@@ -161,21 +165,6 @@ void unlink(auto& entry, auto& place) {
   --entry.waiters;
 }
 
-LockView view_of(std::string_view resource, const auto& entry) {
-  LockView view;
-  view.resource = std::string(resource);
-  view.waiters = entry.waiters;
-  if (entry.locked()) {
-    view.owner = entry.owner;
-    view.route = entry.route;
-    view.client = entry.client;
-    view.fence = entry.fence;
-    view.timeout = entry.timeout;
-    view.expires = entry.expires;
-  }
-  return view;
-}
-
 }  // namespace
 
 MemoryLockStore::MemoryLockStore() : seed_(random_hash_seed()), shards_(std::make_unique<Shard[]>(kShards)) {
@@ -183,6 +172,43 @@ MemoryLockStore::MemoryLockStore() : seed_(random_hash_seed()), shards_(std::mak
 }
 
 MemoryLockStore::~MemoryLockStore() = default;
+
+LockView MemoryLockStore::view_of(std::string_view resource, const Entry& entry) const {
+  LockView view;
+  view.resource = std::string(resource);
+  view.waiters = entry.waiters;
+  if (entry.locked()) {
+    view.owner = std::string(entry.owner());
+    view.route = route_name(entry.route);
+    view.client = std::string(entry.client());
+    view.fence = entry.fence;
+    view.timeout = std::chrono::seconds(entry.timeout_s);
+    view.expires = entry.expires;
+  }
+  return view;
+}
+
+std::uint32_t MemoryLockStore::route_id(std::string_view route) {
+  std::lock_guard lock(counts_mutex_);
+  auto it = route_ids_.find(route);
+  if (it != route_ids_.end()) return it->second;
+  auto id = static_cast<std::uint32_t>(routes_.size());
+  routes_.push_back(Route{std::string(route), {}});
+  route_ids_.emplace(std::string(route), id);
+  return id;
+}
+
+std::optional<std::uint32_t> MemoryLockStore::known_route(std::string_view route) const {
+  std::lock_guard lock(counts_mutex_);
+  auto it = route_ids_.find(route);
+  if (it == route_ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string MemoryLockStore::route_name(std::uint32_t id) const {
+  std::lock_guard lock(counts_mutex_);
+  return routes_[id].name;
+}
 
 MemoryLockStore::Shard& MemoryLockStore::shard_of(std::string_view resource) const {
   return shards_[resource_id(resource) % kShards];
@@ -205,18 +231,16 @@ void MemoryLockStore::end_lock(Shard& shard, std::string_view resource, Entry& e
     shard.ended[shard.ended_next] = ended;
   }
   shard.ended_next = (shard.ended_next + 1) % kEndedPerShard;
-  count_client(entry.client, -1);
   {
     std::lock_guard lock(counts_mutex_);
-    auto it = ended_.find(entry.route);
-    if (it == ended_.end()) it = ended_.emplace(entry.route, std::array<std::uint64_t, 4>{}).first;
-    ++it->second[static_cast<std::size_t>(how)];
+    uncount_client_locked(entry.client());
+    ++routes_[entry.route].ended[static_cast<std::size_t>(how)];
   }
   entry.fence = 0;
   entry.token = {};
-  std::string().swap(entry.owner);
-  std::string().swap(entry.route);
-  std::string().swap(entry.client);
+  entry.timeout_s = 0;
+  std::string().swap(entry.labels);
+  entry.client_size = 0;
   locks_.fetch_sub(1, std::memory_order_relaxed);
   wakes.add(entry.first);  // the first in line may go on now
 }
@@ -238,21 +262,30 @@ void MemoryLockStore::erase_if_idle(Shard& shard, std::string_view resource) {
   if (it != shard.entries.end() && !it->second.locked() && it->second.first == nullptr) shard.entries.erase(it);
 }
 
-void MemoryLockStore::count_client(std::string_view client, int delta) {
-  std::lock_guard lock(counts_mutex_);
+void MemoryLockStore::uncount_client_locked(std::string_view client) {
   auto it = clients_.find(client);
-  if (delta > 0) {
-    if (it == clients_.end()) it = clients_.emplace(std::string(client), 0).first;
-    ++it->second;
-  } else if (it != clients_.end() && --it->second == 0) {
-    clients_.erase(it);
-  }
+  if (it != clients_.end() && --it->second == 0) clients_.erase(it);
 }
 
-std::size_t MemoryLockStore::client_locks(std::string_view client) {
+bool MemoryLockStore::reserve(std::string_view client, std::size_t max_locks, std::size_t max_per_client,
+                              LockAnswer::Outcome& refused) {
+  std::size_t held = locks_.load(std::memory_order_relaxed);
+  do {
+    if (held >= max_locks) {
+      refused = LockAnswer::Outcome::TableFull;
+      return false;
+    }
+  } while (!locks_.compare_exchange_weak(held, held + 1, std::memory_order_relaxed));
   std::lock_guard lock(counts_mutex_);
   auto it = clients_.find(client);
-  return it == clients_.end() ? 0 : it->second;
+  if (max_per_client > 0 && it != clients_.end() && it->second >= max_per_client) {
+    locks_.fetch_sub(1, std::memory_order_relaxed);
+    refused = LockAnswer::Outcome::ClientFull;
+    return false;
+  }
+  if (it == clients_.end()) it = clients_.emplace(std::string(client), 0).first;
+  ++it->second;
+  return true;
 }
 
 void MemoryLockStore::sweep(MonotonicTime now) {
@@ -295,9 +328,11 @@ LockAnswer MemoryLockStore::ask_now(const LockAsk& ask) {
       auto it = shard.entries.find(ask.resource);
       if (it == shard.entries.end()) it = shard.entries.emplace(std::string(ask.resource), Entry{}).first;
       Entry& entry = it->second;
-      expire_if_due(shard, ask.resource, entry, ask.now, wakes);
       auto* place = static_cast<Place*>(ask.place);
-      bool queued_here = place != nullptr && place->queued;
+      // A place of another resource (a caller's mistake) is not this queue's.
+      bool queued_here = place != nullptr && place->queued && &place->shard_ == &shard && place->resource_ == ask.resource;
+      if (queued_here) wakes.asking = place;
+      expire_if_due(shard, ask.resource, entry, ask.now, wakes);
 
       if (ask.kind == LockAsk::Kind::Write) {
         answer.tokens.reserve(ask.tokens.size());
@@ -358,13 +393,12 @@ LockAnswer MemoryLockStore::ask_now(const LockAsk& ask) {
       }
 
       // A LOCK on a free resource, first in line.
-      bool table_full = locks_.load(std::memory_order_relaxed) >= ask.max_locks;
-      bool client_full = ask.max_locks_per_client > 0 && client_locks(ask.client) >= ask.max_locks_per_client;
-      if (table_full || client_full) {
+      LockAnswer::Outcome refused = LockAnswer::Outcome::TableFull;
+      if (!reserve(ask.client, ask.max_locks, ask.max_locks_per_client, refused)) {
         if (attempt == 0) {
           recount = true;  // expired locks may still count: sweep, then ask again
         } else {
-          answer.outcome = table_full ? LockAnswer::Outcome::TableFull : LockAnswer::Outcome::ClientFull;
+          answer.outcome = refused;
           answer.holder = view_of(ask.resource, entry);
           erase_if_idle(shard, ask.resource);
           return answer;
@@ -372,18 +406,17 @@ LockAnswer MemoryLockStore::ask_now(const LockAsk& ask) {
       } else {
         entry.token = LockToken::random();
         entry.fence = next_fence_.fetch_add(1, std::memory_order_relaxed);
-        entry.timeout = ask.timeout;
+        entry.timeout_s = static_cast<std::uint32_t>(ask.timeout.count());
         entry.expires = ask.now + ask.timeout;
-        entry.owner = std::string(ask.owner);
-        entry.route = std::string(ask.route);
-        entry.client = std::string(ask.client);
-        locks_.fetch_add(1, std::memory_order_relaxed);
-        count_client(ask.client, +1);
+        entry.route = route_id(ask.route);
+        entry.client_size = static_cast<std::uint32_t>(ask.client.size());
+        entry.labels.reserve(ask.client.size() + ask.owner.size());
+        entry.labels.assign(ask.client).append(ask.owner);
         if (queued_here) unlink(entry, *place);
         answer.outcome = LockAnswer::Outcome::Granted;
         answer.token = entry.token;
         answer.fence = entry.fence;
-        answer.timeout = entry.timeout;
+        answer.timeout = ask.timeout;
         answer.expires = entry.expires;
         answer.holder = view_of(ask.resource, entry);
         return answer;
@@ -421,7 +454,7 @@ LockChange MemoryLockStore::change(std::string_view resource, const LockToken& t
 LockChange MemoryLockStore::refresh_now(std::string_view resource, const LockToken& token,
                                         std::chrono::seconds timeout, MonotonicTime now) {
   LockChange result = change(resource, token, now, [&](Shard&, Entry& entry, Wakes&) {
-    entry.timeout = timeout;
+    entry.timeout_s = static_cast<std::uint32_t>(timeout.count());
     entry.expires = now + timeout;
   });
   if (result.outcome == LockChange::Outcome::Done) {
@@ -479,6 +512,10 @@ std::optional<LockView> MemoryLockStore::held_lock(std::string_view resource, Mo
 }
 
 std::size_t MemoryLockStore::keep_routes_now(std::span<const std::string> routes, MonotonicTime now) {
+  std::vector<std::uint32_t> kept;
+  for (const std::string& route : routes) {
+    if (auto id = known_route(route)) kept.push_back(*id);
+  }
   std::size_t dropped = 0;
   for (std::size_t i = 0; i < kShards; ++i) {
     Wakes wakes;
@@ -486,7 +523,7 @@ std::size_t MemoryLockStore::keep_routes_now(std::span<const std::string> routes
     for (auto it = shards_[i].entries.begin(); it != shards_[i].entries.end();) {
       Entry& entry = it->second;
       expire_if_due(shards_[i], it->first, entry, now, wakes);
-      if (entry.locked() && std::find(routes.begin(), routes.end(), entry.route) == routes.end()) {
+      if (entry.locked() && std::find(kept.begin(), kept.end(), entry.route) == kept.end()) {
         end_lock(shards_[i], it->first, entry, LockEnd::Dropped, wakes);
         ++dropped;
       }
@@ -501,17 +538,19 @@ std::size_t MemoryLockStore::keep_routes_now(std::span<const std::string> routes
 }
 
 std::size_t MemoryLockStore::held(std::string_view route, MonotonicTime now) const {
+  auto id = known_route(route);
+  if (!id) return 0;
   return sum_over_shards(shards_.get(), kShards, [&](const Shard& shard) {
     return static_cast<std::size_t>(std::count_if(shard.entries.begin(), shard.entries.end(), [&](const auto& item) {
-      return item.second.locked() && item.second.expires > now && item.second.route == route;
+      return item.second.locked() && item.second.expires > now && item.second.route == *id;
     }));
   });
 }
 
 std::uint64_t MemoryLockStore::ended(std::string_view route, LockEnd how) const {
   std::lock_guard lock(counts_mutex_);
-  auto it = ended_.find(route);
-  return it == ended_.end() ? 0 : it->second[static_cast<std::size_t>(how)];
+  auto it = route_ids_.find(route);
+  return it == route_ids_.end() ? 0 : routes_[it->second].ended[static_cast<std::size_t>(how)];
 }
 
 std::size_t MemoryLockStore::size(MonotonicTime now) const {
@@ -523,6 +562,8 @@ std::size_t MemoryLockStore::size(MonotonicTime now) const {
 }
 
 std::size_t MemoryLockStore::approximate_bytes_per_lock() noexcept {
+  static_assert(sizeof(void*) != 8 || sizeof(std::string) != 32 || sizeof(Entry) <= 96,
+                "the README's bytes per held lock grow with the entry");
   // The node (its key, its entry, the next pointer; no cached hash: the hasher is noexcept),
   // malloc's header rounded up, and the bucket array at the table's lowest load after growth
   // (one bucket a node), plus one client count node of its own, the worst case.

@@ -20,8 +20,8 @@
 //
 // Thread-safety: every member may be called from any thread; resources are spread over shards by
 // the hash of their key, each with its own mutex, and the per-client counts have one of their
-// own (taken only inside a shard's, never the other way), as do the per-route counts of ended locks. Wakers are called after every lock is
-// released. Lifetime: must outlive every LockPlace it handed out (the policy keeps it by
+// own (taken only inside a shard's, never the other way), shared with the route names and the
+// per-route counts of ended locks. Wakers are called after every lock is released. Lifetime: must outlive every LockPlace it handed out (the policy keeps it by
 // shared_ptr).
 
 #include <array>
@@ -31,6 +31,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -128,22 +129,34 @@ class MemoryLockStore final : public LockStore {
   std::optional<LockView> held_lock(std::string_view resource, MonotonicTime now, std::optional<LockEnd> end);
   // A place's destructor: leaves its queue.
   void leave(Place& place);
-  // The locks `client` holds, counted at grant and end (expired ones not yet swept included).
-  std::size_t client_locks(std::string_view client);
-  void count_client(std::string_view client, int delta);
+  // Counts a new lock against the table (max_locks) and `client` (max_per_client, 0: no cap),
+  // exactly even when threads race; false (and `refused` says which) when either is full.
+  bool reserve(std::string_view client, std::size_t max_locks, std::size_t max_per_client,
+               LockAnswer::Outcome& refused);
+  void uncount_client_locked(std::string_view client);  // under counts_mutex_
+  // Routes are interned: an entry keeps a 4-byte id; ids are never reused nor forgotten (a
+  // process has few routes, reloads keep names).
+  std::uint32_t route_id(std::string_view route);
+  std::optional<std::uint32_t> known_route(std::string_view route) const;
+  std::string route_name(std::uint32_t id) const;
+  LockView view_of(std::string_view resource, const Entry& entry) const;
 
   std::uint64_t seed_;
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::uint64_t> next_fence_{1};
   mutable std::atomic<std::size_t> locks_{0};  // held, expired ones not yet swept included
-  mutable std::mutex counts_mutex_;  // the two maps below
-  struct ClientHash {
+  mutable std::mutex counts_mutex_;  // the three below
+  struct StringKeyHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view key) const noexcept { return std::hash<std::string_view>{}(key); }
   };
-  std::unordered_map<std::string, std::size_t, ClientHash, std::equal_to<>> clients_;  // client key -> locks held
-  // route -> locks ended, by LockEnd
-  std::unordered_map<std::string, std::array<std::uint64_t, 4>, ClientHash, std::equal_to<>> ended_;
+  std::unordered_map<std::string, std::size_t, StringKeyHash, std::equal_to<>> clients_;  // client key -> locks held
+  struct Route {
+    std::string name;
+    std::array<std::uint64_t, 4> ended{};  // locks taken through it that ended, by LockEnd
+  };
+  std::vector<Route> routes_;  // by id
+  std::unordered_map<std::string, std::uint32_t, StringKeyHash, std::equal_to<>> route_ids_;
 };
 
 }  // namespace arbiter

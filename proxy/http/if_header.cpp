@@ -70,7 +70,7 @@ class IfReader {
   void skip_ows() {
     while (pos_ < text_.size() && is_ows(text_[pos_])) ++pos_;
   }
-  // "[" entity-tag "]": entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE (RFC 9110 section 8.8.3).
+  // "[" entity-tag "]": entity-tag = [ "W/" ] opaque-tag, a quoted string (RFC 2616 section 3.11).
   std::optional<std::string> read_entity_tag() {
     ++pos_;  // '['
     skip_ows();
@@ -79,9 +79,11 @@ class IfReader {
     if (pos_ >= text_.size() || text_[pos_] != '"') return std::nullopt;
     std::size_t close = text_.find('"', pos_ + 1);
     if (close == std::string_view::npos) return std::nullopt;
+    // RFC 4918 takes entity-tag from RFC 2616, where the opaque tag is a quoted-string: its own
+    // examples have spaces inside (section 10.4.6). Control characters are refused.
     for (std::size_t i = pos_ + 1; i < close; ++i) {
       auto c = static_cast<unsigned char>(text_[i]);
-      if (c < 0x21 || c == 0x7f) return std::nullopt;
+      if ((c < 0x20 && c != '\t') || c == 0x7f) return std::nullopt;
     }
     pos_ = close + 1;
     std::string tag(text_.substr(start, pos_ - start));

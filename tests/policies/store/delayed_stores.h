@@ -13,9 +13,12 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "policies/store/bucket_store.h"
+#include "policies/store/lock_store.h"
 #include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_lock_store.h"
 #include "policies/store/memory_slot_table.h"
 #include "policies/store/memory_version_store.h"
 #include "policies/store/memory_write_queues.h"
@@ -180,6 +183,42 @@ class DelayedWriteTurns final : public WriteTurnStore, public DelayedCalls {
   }
   std::size_t queued_resources() const override { return memory.queued_resources(); }
   MemoryWriteQueues memory;
+};
+
+// A held ask that is cancelled destroys its answer: a place it queued leaves the queue (a lock
+// it granted stays held until it expires, as a remote store's would).
+class DelayedLockStore final : public LockStore, public DelayedCalls {
+ public:
+  StoreCall ask(const LockAsk& ask, Completion<LockAnswer> done) override {
+    return hold<LockAnswer>({memory.ask_now(ask)}, done);
+  }
+  StoreCall refresh(std::string_view resource, const LockToken& token, std::chrono::seconds timeout,
+                    MonotonicTime now, Completion<LockChange> done) override {
+    return hold<LockChange>({memory.refresh_now(resource, token, timeout, now)}, done);
+  }
+  StoreCall unlock(std::string_view resource, const LockToken& token, MonotonicTime now,
+                   Completion<LockChange> done) override {
+    return hold<LockChange>({memory.unlock_now(resource, token, now)}, done);
+  }
+  StoreCall describe(std::string_view resource, MonotonicTime now,
+                     Completion<std::optional<LockView>> done) override {
+    return hold<std::optional<LockView>>({memory.describe_now(resource, now)}, done);
+  }
+  StoreCall list(std::string_view after, std::size_t limit, MonotonicTime now,
+                 Completion<std::vector<LockView>> done) override {
+    return hold<std::vector<LockView>>({memory.list_now(after, limit, now)}, done);
+  }
+  StoreCall break_lock(std::string_view resource, MonotonicTime now,
+                       Completion<std::optional<LockView>> done) override {
+    return hold<std::optional<LockView>>({memory.break_now(resource, now)}, done);
+  }
+  StoreCall keep_routes(std::span<const std::string> routes, MonotonicTime now,
+                        Completion<std::size_t> done) override {
+    return hold<std::size_t>({memory.keep_routes_now(routes, now)}, done);
+  }
+  std::size_t held(std::string_view route, MonotonicTime now) const override { return memory.held(route, now); }
+  std::uint64_t ended(std::string_view route, LockEnd how) const override { return memory.ended(route, how); }
+  MemoryLockStore memory;
 };
 
 }  // namespace arbiter
