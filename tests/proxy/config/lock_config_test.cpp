@@ -11,6 +11,7 @@
 #include "policies/lock/lock_config.h"
 #include "proxy/config/config.h"
 #include "proxy/control/config_json.h"
+#include "tests/proxy/config/config_test_support.h"
 
 namespace arbiter {
 namespace {
@@ -29,15 +30,9 @@ std::string lock_config_with(const std::string& keys, const std::string& extra =
 const LockSettings* lock_of(const RouteConfig& route) { return settings_of<LockSettings>(route.policies); }
 
 std::vector<std::string> lock_config_errors(const std::string& toml) {
-  try {
-    parse_config(toml, "arbiter.toml");
-  } catch (const ConfigError& e) {
-    std::vector<std::string> texts;
-    for (const ConfigDiagnostic& d : e.diagnostics()) texts.push_back(d.text());
-    return texts;
-  }
-  ADD_FAILURE() << "parse_config accepted:\n" << toml;
-  return {};
+  std::vector<std::string> texts = testing::config_errors(toml);
+  if (texts.empty()) ADD_FAILURE() << "parse_config accepted:\n" << toml;
+  return texts;
 }
 
 std::string sole_lock_error(const std::string& keys, const std::string& extra = "") {
