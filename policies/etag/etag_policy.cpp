@@ -7,6 +7,7 @@
 #include "policies/etag/byte_range.h"
 #include "policies/store/memory_write_queues.h"
 #include "proxy/http/path_normalization.h"
+#include "proxy/http/forwarding.h"  // is_read_method, is_write_method
 #include "policies/config_reader.h"  // single_quoted
 
 namespace arbiter {
@@ -20,12 +21,6 @@ constexpr std::string_view kIfModifiedSince = "If-Modified-Since";
 constexpr std::string_view kIfUnmodifiedSince = "If-Unmodified-Since";
 constexpr std::string_view kRange = "Range";
 constexpr std::string_view kIfRange = "If-Range";
-
-bool is_read(std::string_view method) noexcept { return method == "GET" || method == "HEAD"; }
-
-bool is_write(std::string_view method) noexcept {
-  return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
-}
 
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
@@ -312,8 +307,8 @@ Decision EtagPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
     return resume(request, state, *exchange);
   }
   if (exchange && exchange->stage == Exchange::Stage::Queued) return wait_for_turn(request, *exchange);
-  if (is_read(request.method)) return on_read_request(request, state);
-  if (is_write(request.method)) return on_write_request(request, state);
+  if (is_read_method(request.method)) return on_read_request(request, state);
+  if (is_write_method(request.method)) return on_write_request(request, state);
   return Decision::forward();
 }
 
@@ -893,13 +888,13 @@ void EtagPolicy::settle_unknown(Exchange& exchange) {
 namespace arbiter {
 
 std::size_t EtagPolicy::request_body_limit(const RequestView& request) const noexcept {
-  return is_write(request.method) ? config_.max_body_bytes : 0;
+  return is_write_method(request.method) ? config_.max_body_bytes : 0;
 }
 
 std::string EtagPolicy::explain(const RequestView& request) const {
   std::string resource = resource_key(request);
   std::string conflict = std::to_string(config_.conflict_status);
-  if (is_read(request.method)) {
+  if (is_read_method(request.method)) {
     std::string text = "read of resource '" + resource + "': a 2xx answer leaves with a strong ETag (source " +
                        source_name(config_) + ", bodies up to " + std::to_string(config_.max_body_bytes) +
                        " bytes are hashed)";
@@ -908,7 +903,7 @@ std::string EtagPolicy::explain(const RequestView& request) const {
     if (request.headers.contains(kRange)) text += "; Range is served by Arbiter from the whole representation";
     return text;
   }
-  if (!is_write(request.method)) return "not a read or a write: passed through";
+  if (!is_write_method(request.method)) return "not a read or a write: passed through";
   std::string text = "write to resource '" + resource + "', serialized with every other write to it (at most " +
                      std::to_string(config_.max_queue) + " waiting, " +
                      std::to_string(config_.queue_timeout.count()) + " ms each; past that 503)";

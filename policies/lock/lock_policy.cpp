@@ -11,15 +11,11 @@
 #include "policies/resource_key.h"
 #include "proxy/http/http_time.h"
 #include "proxy/http/if_header.h"
+#include "proxy/http/forwarding.h"  // is_read_method, is_write_method
 
 namespace arbiter {
 
 namespace {
-
-bool is_write(std::string_view method) noexcept {
-  return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
-}
-bool is_read(std::string_view method) noexcept { return method == "GET" || method == "HEAD"; }
 
 // Whole seconds from now until `until`, at least 1 (a Retry-After or "seconds left").
 std::int64_t seconds_until(MonotonicTime until, MonotonicTime now) {
@@ -144,11 +140,12 @@ std::vector<LockToken> submitted_tokens(const std::vector<IfList>& lists) {
   return tokens;
 }
 
-// Whether the If field holds for this resource as far as its lock tokens go (entity tags count as
-// true: the ETag policy checks them): some list that applies has every state-token condition
-// true, or no list applies at all.
-bool if_holds(const std::vector<IfList>& lists, std::string_view path, const std::vector<LockToken>& tokens,
-              const std::vector<TokenState>& states) {
+// The list of the If field that holds for this resource as far as its lock tokens go (entity
+// tags count as true here: see etags_to_check): nullptr when no list applies at all (the field
+// then holds), nullopt when none holds.
+std::optional<const IfList*> holding_list(const std::vector<IfList>& lists, std::string_view path,
+                                          const std::vector<LockToken>& tokens,
+                                          const std::vector<TokenState>& states) {
   auto current = [&](std::string_view uri) {
     auto token = LockToken::parse(uri);
     if (!token) return false;
@@ -162,9 +159,28 @@ bool if_holds(const std::vector<IfList>& lists, std::string_view path, const std
     bool holds = std::all_of(list.conditions.begin(), list.conditions.end(), [&](const IfCondition& condition) {
       return condition.is_etag || current(condition.value) != condition.negated;
     });
-    if (holds) return true;
+    if (holds) return &list;
   }
-  return !any_applies;
+  if (!any_applies) return nullptr;
+  return std::nullopt;
+}
+
+bool if_holds(const std::vector<IfList>& lists, std::string_view path, const std::vector<LockToken>& tokens,
+              const std::vector<TokenState>& states) {
+  return holding_list(lists, path, tokens, states).has_value();
+}
+
+// The entity tags the holding list asks for (`If: (<token> ["etag"])`), as an If-Match value for
+// the route's ETag policy to check (or, without one, the backend); empty when it asks for none.
+std::string etags_to_check(const std::optional<const IfList*>& holding) {
+  std::string tags;
+  if (!holding || *holding == nullptr) return tags;
+  for (const IfCondition& condition : (*holding)->conditions) {
+    if (!condition.is_etag || condition.negated) continue;
+    if (!tags.empty()) tags += ", ";
+    tags += condition.value;
+  }
+  return tags;
 }
 
 }  // namespace
@@ -245,7 +261,7 @@ Decision LockPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
   }
 
   bool locking = request.method == "LOCK", unlocking = request.method == "UNLOCK";
-  bool guarded = is_write(request.method) || (settings_.block_reads && is_read(request.method));
+  bool guarded = is_write_method(request.method) || (settings_.block_reads && is_read_method(request.method));
   if (!locking && !unlocking && !guarded) return Decision::forward();
 
   auto* exchange = new Exchange;
@@ -358,14 +374,15 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
   // A write whose If field is false for this resource (its lock token ended, say) goes nowhere.
   if (!locking && exchange.if_lists && !if_holds(*exchange.if_lists, request.path, exchange.tokens, answer.tokens)) {
     bool ended = std::find(answer.tokens.begin(), answer.tokens.end(), TokenState::Ended) != answer.tokens.end();
+    LockEnd how = answer.ended;
     stop_waiting(exchange, request.now);
-    state.reset();
-    std::string detail = ended ? "The lock of the submitted token " + how_it_ended(answer.ended) +
+    state.reset();  // `exchange` and `answer` go with it
+    std::string detail = ended ? "The lock of the submitted token " + how_it_ended(how) +
                                      "; nothing was forwarded. LOCK the resource again and retry with the new token."
                                : "No list of the If field holds for this resource (RFC 4918 section 10.4): a lock "
                                  "token that is not this resource's current one. Nothing was forwarded.";
     auto problem = Problem::make("lock-token-invalid", 412, "Precondition failed", detail);
-    if (ended) problem.extensions.emplace_back("lock", std::string(lock_end_name(answer.ended)));
+    if (ended) problem.extensions.emplace_back("lock", std::string(lock_end_name(how)));
     return Decision::reply(std::move(problem));
   }
   switch (answer.outcome) {
@@ -378,15 +395,21 @@ Decision LockPolicy::answered(const RequestView& request, std::unique_ptr<Exchan
       stop_waiting(exchange, request.now);
       std::uint64_t fence = answer.fence;
       exchange.place.reset();
-      if (settings_.require && fence == 0 && is_write(request.method)) {
+      if (settings_.require && fence == 0 && is_write_method(request.method)) {
+        auto problem = Problem::make("lock-required", 428, "Lock required",
+                                     "Route '" + route_ + "' takes writes only from the holder of the resource's lock: "
+                                     "LOCK " + exchange.resource + " first, then send the write with If: (<lock token>).");
         state.reset();
-        return Decision::reply(
-            Problem::make("lock-required", 428, "Lock required",
-                          "Route '" + route_ + "' takes writes only from the holder of the resource's lock: LOCK " +
-                              exchange.resource + " first, then send the write with If: (<lock token>)."));
+        return Decision::reply(std::move(problem));
       }
       Decision forward = exchange.if_lists ? Decision::forward_without({"If"}) : Decision::forward();
-      if (fence != 0 && is_write(request.method) && !settings_.fence_header.empty()) {
+      // If: (<token> ["etag"]) conditions the write on the ETag too: as If-Match, which the
+      // route's ETag policy (after this one) checks, or else the backend.
+      if (exchange.if_lists && !request.headers.contains("If-Match")) {
+        std::string tags = etags_to_check(holding_list(*exchange.if_lists, request.path, exchange.tokens, answer.tokens));
+        if (!tags.empty()) forward = std::move(forward).with_field("If-Match", std::move(tags));
+      }
+      if (fence != 0 && is_write_method(request.method) && !settings_.fence_header.empty()) {
         forward = std::move(forward).with_field(settings_.fence_header, std::to_string(fence));
       }
       return forward;
@@ -575,11 +598,11 @@ std::string LockPolicy::explain(const RequestView& request) const {
   if (request.method == "LOCK" || request.method == "UNLOCK") {
     return text + std::string(request.method) + " is answered by Arbiter, nothing forwarded";
   }
-  bool guarded = is_write(request.method) || (settings_.block_reads && is_read(request.method));
+  bool guarded = is_write_method(request.method) || (settings_.block_reads && is_read_method(request.method));
   if (!guarded) return text + "this method passes whether or not the resource is locked";
   text += "while locked, this request needs the lock's token in If (else 423";
   text += settings_.wait.count() > 0 ? ", after queueing up to " + duration_text(settings_.wait) + ")" : ")";
-  if (settings_.require && is_write(request.method)) text += "; without the lock at all: 428";
+  if (settings_.require && is_write_method(request.method)) text += "; without the lock at all: 428";
   if (!settings_.fence_header.empty()) text += "; the holder's writes carry " + settings_.fence_header;
   return text;
 }

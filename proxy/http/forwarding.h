@@ -100,4 +100,11 @@ bool status_has_no_body(int status) noexcept;
 // TRACE): a request with one of them may be sent again after a connection failed under it.
 bool is_idempotent_method(std::string_view method) noexcept;
 
+// GET and HEAD: what the policies treat as reading a resource.
+inline bool is_read_method(std::string_view method) noexcept { return method == "GET" || method == "HEAD"; }
+// PUT, PATCH, DELETE and POST: what the policies treat as writing a resource.
+inline bool is_write_method(std::string_view method) noexcept {
+  return method == "PUT" || method == "PATCH" || method == "DELETE" || method == "POST";
+}
+
 }  // namespace arbiter

@@ -8,7 +8,7 @@ namespace arbiter {
 
 namespace {
 
-RequestParser& self_of(llhttp_t* parser) { return *static_cast<RequestParser*>(parser->data); }
+RequestParser& request_parser_of(llhttp_t* parser) { return *static_cast<RequestParser*>(parser->data); }
 
 bool is_hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
@@ -229,12 +229,12 @@ int RequestParser::check_head_size() {
 }
 
 int RequestParser::on_message_begin(llhttp_t* parser) {
-  self_of(parser).events_.on_request_begin();
+  request_parser_of(parser).events_.on_request_begin();
   return 0;
 }
 
 int RequestParser::on_url(llhttp_t* parser, const char* at, std::size_t length) {
-  RequestParser& self = self_of(parser);
+  RequestParser& self = request_parser_of(parser);
   self.head_.target.append(at, length);
   if (self.head_.target.size() > self.limits_.max_header_bytes) {
     self.limit_status_ = 414;
@@ -247,18 +247,18 @@ int RequestParser::on_version_complete(llhttp_t* parser) {
   // RFC 9110 section 2.5: a higher minor version is served as the highest one supported (1.1);
   // another major version is not HTTP/1 (RFC 9110 section 15.6.6).
   if (parser->http_major == 1) return 0;
-  self_of(parser).limit_status_ = parser->http_major == 0 ? 400 : 505;
+  request_parser_of(parser).limit_status_ = parser->http_major == 0 ? 400 : 505;
   return HPE_USER;
 }
 
 int RequestParser::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
-  RequestParser& self = self_of(parser);
+  RequestParser& self = request_parser_of(parser);
   self.collector_.add_name_piece({at, length});
   return self.check_head_size();
 }
 
 int RequestParser::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
-  RequestParser& self = self_of(parser);
+  RequestParser& self = request_parser_of(parser);
   if (!self.collector_.add_value_piece({at, length})) {
     llhttp_set_error_reason(parser, "obsolete line folding (obs-fold) in a header field");
     return HPE_USER;
@@ -267,12 +267,12 @@ int RequestParser::on_header_value(llhttp_t* parser, const char* at, std::size_t
 }
 
 int RequestParser::on_header_value_complete(llhttp_t* parser) {
-  self_of(parser).collector_.end_field();
+  request_parser_of(parser).collector_.end_field();
   return 0;
 }
 
 int RequestParser::on_headers_complete(llhttp_t* parser) {
-  RequestParser& self = self_of(parser);
+  RequestParser& self = request_parser_of(parser);
   RequestHead& head = self.head_;
   self.head_complete_ = true;
   self.collector_.collect_into(head.trailers);  // what follows a chunked body
@@ -297,7 +297,7 @@ int RequestParser::on_headers_complete(llhttp_t* parser) {
 }
 
 int RequestParser::on_body(llhttp_t* parser, const char* at, std::size_t length) {
-  RequestParser& self = self_of(parser);
+  RequestParser& self = request_parser_of(parser);
   self.body_bytes_ += length;
   if (self.body_bytes_ > self.limits_.max_body_bytes) {
     self.limit_status_ = 413;
@@ -307,7 +307,7 @@ int RequestParser::on_body(llhttp_t* parser, const char* at, std::size_t length)
 }
 
 int RequestParser::on_message_complete(llhttp_t* parser) {
-  RequestParser& self = self_of(parser);
+  RequestParser& self = request_parser_of(parser);
   self.message_complete_ = true;
   self.events_.on_request_complete();
   return HPE_PAUSED;  // a pipelined request waits until this one is answered

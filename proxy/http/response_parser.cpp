@@ -4,7 +4,7 @@ namespace arbiter {
 
 namespace {
 
-ResponseParser& self_of(llhttp_t* parser) { return *static_cast<ResponseParser*>(parser->data); }
+ResponseParser& response_parser_of(llhttp_t* parser) { return *static_cast<ResponseParser*>(parser->data); }
 
 }  // namespace
 
@@ -45,29 +45,29 @@ bool ResponseParser::finish_at_eof() {
 }
 
 int ResponseParser::on_status_complete(llhttp_t* parser) {
-  self_of(parser).headers_.clear();
+  response_parser_of(parser).headers_.clear();
   return 0;
 }
 
 int ResponseParser::on_header_field(llhttp_t* parser, const char* at, std::size_t length) {
-  ResponseParser& self = self_of(parser);
+  ResponseParser& self = response_parser_of(parser);
   self.collector_.add_name_piece({at, length});
   return self.headers_.byte_size() + self.trailers_.byte_size() > kMaxHeadBytes ? -1 : 0;
 }
 
 int ResponseParser::on_header_value(llhttp_t* parser, const char* at, std::size_t length) {
-  ResponseParser& self = self_of(parser);
+  ResponseParser& self = response_parser_of(parser);
   if (!self.collector_.add_value_piece({at, length})) return -1;
   return self.headers_.byte_size() + self.trailers_.byte_size() > kMaxHeadBytes ? -1 : 0;
 }
 
 int ResponseParser::on_header_value_complete(llhttp_t* parser) {
-  self_of(parser).collector_.end_field();
+  response_parser_of(parser).collector_.end_field();
   return 0;
 }
 
 int ResponseParser::on_headers_complete(llhttp_t* parser) {
-  ResponseParser& self = self_of(parser);
+  ResponseParser& self = response_parser_of(parser);
   int status = parser->status_code;
   if (status == 101 && self.upgrade_request_) {
     // The switch the client asked for: the head goes to the client with its Upgrade field,
@@ -101,11 +101,11 @@ int ResponseParser::on_headers_complete(llhttp_t* parser) {
 }
 
 int ResponseParser::on_body(llhttp_t* parser, const char* at, std::size_t length) {
-  return self_of(parser).events_.on_response_body({at, length}) ? 0 : -1;
+  return response_parser_of(parser).events_.on_response_body({at, length}) ? 0 : -1;
 }
 
 int ResponseParser::on_message_complete(llhttp_t* parser) {
-  ResponseParser& self = self_of(parser);
+  ResponseParser& self = response_parser_of(parser);
   if (!self.head_done_) {
     self.headers_.clear();
     self.collector_.reset();

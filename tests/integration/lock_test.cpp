@@ -161,6 +161,32 @@ TEST_F(LockTest, LockWriteWithTheTokenUnlockAndTheFenceGrows) {
   EXPECT_FALSE(logged_header(writes[0], "Arbiter-Fence"));
 }
 
+TEST_F(LockTest, AnEntityTagInTheIfFieldIsCheckedByTheEtagPolicy) {
+  start_locked("\n[route.etag]\n");  // the route has both policies
+  HttpResponse read = send("GET", "/documents/1");
+  ASSERT_EQ(read.status, 200) << read.body;
+  std::string etag = read.header("ETag").value_or("");
+  ASSERT_FALSE(etag.empty());
+  HttpResponse granted = lock("/documents/1", "alice");
+  ASSERT_EQ(granted.status, 200) << granted.body;
+  EXPECT_EQ(granted.header("ETag").value_or(""), etag) << "a LOCK carries the ETag Arbiter knows";
+  std::string token = token_of(granted);
+  clear_backend_log();
+  HeaderPairs json_body{{"Content-Type", "application/json"}};
+  HeaderPairs stale = json_body, current = json_body;
+  stale.emplace_back("If", "(<" + token + "> [\"0000\"])");
+  current.emplace_back("If", "(<" + token + "> [" + etag + "])");
+  HttpResponse refused = send("PUT", "/documents/1", json{{"name", "stale"}}.dump(), stale);
+  EXPECT_TRUE(refused.status == 409 || refused.status == 412) << refused.status << " " << refused.body;
+  EXPECT_TRUE(backend_writes().empty()) << backend_log().dump();
+  HttpResponse written = send("PUT", "/documents/1", json{{"name", "current"}}.dump(), current);
+  EXPECT_EQ(written.status, 200) << written.body;
+  auto writes = backend_writes();
+  ASSERT_EQ(writes.size(), 1u) << backend_log().dump();
+  EXPECT_FALSE(logged_header(writes[0], "If")) << "the If field is Arbiter's";
+  EXPECT_FALSE(logged_header(writes[0], "If-Match")) << "checked by the ETag policy, not forwarded";
+}
+
 TEST_F(LockTest, CurlStyleLockWithoutABodyAndRefresh) {
   start_locked("max_timeout = \"60s\"");
   // What `curl -X LOCK http://.../documents/2` sends: no body, no Content-Length.

@@ -248,6 +248,17 @@ TEST(LockPolicyTest, TheHoldersWriteIsForwardedWithTheFenceAndWithoutIf) {
     ASSERT_EQ(d.strip_fields().size(), 1u) << form;
     EXPECT_EQ(d.strip_fields()[0], "If");
   }
+  // The entity tag of the holding list goes on as If-Match, for the ETag policy after this one;
+  // the plain forms add none, and a client's own If-Match is left as it is.
+  EXPECT_EQ(lock_set_field(f.req("PUT", {{"If", "(<" + token + "> [\"v1\"])"}}).call(), "If-Match"), "\"v1\"");
+  EXPECT_EQ(lock_set_field(f.req("PUT", {{"If", "(<" + token + ">)"}}).call(), "If-Match"), "");
+  EXPECT_EQ(lock_set_field(f.req("PUT", {{"If", "(Not <urn:uuid:00000000-0000-4000-8000-000000000000>) (<" + token +
+                                                  "> [W/\"a\"] Not [\"b\"])"}}).call(),
+                           "If-Match"),
+            "");  // the first list holds (no tag); a later list's tags are not asked for
+  EXPECT_EQ(lock_set_field(f.req("PUT", {{"If", "(<" + token + "> [\"v1\"])"}, {"If-Match", "\"v2\""}}).call(),
+                           "If-Match"),
+            "");
   // A second grant gets a larger fence.
   f.req("UNLOCK", {{"Lock-Token", "<" + token + ">"}}).call();
   std::string next = f.lock();
