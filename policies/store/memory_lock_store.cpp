@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "policies/store/sharding.h"
+#include "proxy/http/hex.h"
 
 namespace arbiter {
 
@@ -25,13 +26,6 @@ namespace {
 
 constexpr std::string_view kUrnPrefix = "urn:uuid:";
 constexpr std::array<std::size_t, 4> kDashes = {8, 13, 18, 23};
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 }  // namespace
 
@@ -51,7 +45,7 @@ std::optional<LockToken> LockToken::parse(std::string_view uri) noexcept {
       ++i;
       continue;
     }
-    int high = hex_value(uuid[i]), low = hex_value(uuid[i + 1]);
+    int high = hex_digit_value(uuid[i]), low = hex_digit_value(uuid[i + 1]);
     if (high < 0 || low < 0) return std::nullopt;
     token.bytes[byte++] = static_cast<std::uint8_t>(high << 4 | low);
     i += 2;

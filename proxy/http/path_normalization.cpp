@@ -1,4 +1,5 @@
 #include "proxy/http/path_normalization.h"
+#include "proxy/http/hex.h"
 
 #include <algorithm>
 
@@ -7,13 +8,6 @@ namespace arbiter {
 namespace {
 
 constexpr char kHexDigits[] = "0123456789ABCDEF";
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 bool is_unreserved(unsigned char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
@@ -49,8 +43,8 @@ bool append_segment(std::string_view segment, std::string& out, std::string& why
       }
       continue;
     }
-    int high = i + 1 < segment.size() ? hex_value(segment[i + 1]) : -1;
-    int low = i + 2 < segment.size() ? hex_value(segment[i + 2]) : -1;
+    int high = i + 1 < segment.size() ? hex_digit_value(segment[i + 1]) : -1;
+    int low = i + 2 < segment.size() ? hex_digit_value(segment[i + 2]) : -1;
     if (high < 0 || low < 0) {
       why = "The request path has a '%' that is not followed by two hex digits; encode a literal '%' as %25.";
       return false;

@@ -1,17 +1,8 @@
 #include "proxy/http/query.h"
 
+#include "proxy/http/hex.h"
+
 namespace arbiter {
-
-namespace {
-
-int hex_digit(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 std::optional<std::string> query_param(std::string_view query, std::string_view name) {
   while (!query.empty()) {
@@ -29,7 +20,7 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
         continue;
       }
       if (i + 2 >= raw.size()) return std::nullopt;
-      int high = hex_digit(raw[i + 1]), low = hex_digit(raw[i + 2]);
+      int high = hex_digit_value(raw[i + 1]), low = hex_digit_value(raw[i + 2]);
       if (high < 0 || low < 0 || (high == 0 && low == 0)) return std::nullopt;
       value.push_back(static_cast<char>(high << 4 | low));
       i += 2;
