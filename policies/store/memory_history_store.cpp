@@ -105,11 +105,28 @@ char* write_packed(char* out, std::string_view text) noexcept {
   return out;
 }
 
-std::string packed(std::string_view text) {
-  std::string out(packed_size(text), '\0');
-  write_packed(out.data(), text);
-  return out;
-}
+// A text packed for comparing with packed ones, on the stack when short (a tag, usually).
+class PackedCopy {
+ public:
+  explicit PackedCopy(std::string_view text) {
+    std::size_t size = packed_size(text);
+    char* out = short_;
+    if (size > sizeof short_) {
+      long_.resize(size);
+      out = long_.data();
+    }
+    write_packed(out, text);
+    bytes_ = std::string_view(out, size);
+  }
+  PackedCopy(const PackedCopy&) = delete;
+  PackedCopy& operator=(const PackedCopy&) = delete;
+  std::string_view bytes() const noexcept { return bytes_; }
+
+ private:
+  char short_[48];
+  std::string long_;
+  std::string_view bytes_;
+};
 
 // A packed string inside a block: its header and bytes.
 struct PackedText {
@@ -574,7 +591,7 @@ std::uint64_t charged_bytes_of(const VersionInput& input) noexcept {
 RecordOutcome MemoryHistoryStore::record(const VersionInput& input, const HistoryLimits& limits) {
   State& state = *state_;
   const ResourceHash key = resource_hash(input.resource, state.seed);
-  const std::string packed_etag = packed(input.etag);
+  const PackedCopy packed_etag(input.etag);
   RecordOutcome outcome;
   // A new version is built outside the lock, after a first look found the tag new; the second
   // look links it, unless the tag was recorded in between.
@@ -593,7 +610,7 @@ RecordOutcome MemoryHistoryStore::record(const VersionInput& input, const Histor
       }
       auto it = state.resources.find(key);
       ResourceNode* node = it == state.resources.end() ? nullptr : &*it;
-      if (node && node->second.newest && VersionFields(*node->second.newest).etag.bytes == packed_etag) {
+      if (node && node->second.newest && VersionFields(*node->second.newest).etag.bytes == packed_etag.bytes()) {
         outcome.annotated = state.annotate(node, input);
         if (built) {
           built->newer = state.unlinked;
@@ -686,12 +703,12 @@ VersionLookup MemoryHistoryStore::version(std::string_view resource_key, std::ui
 }
 
 VersionLookup MemoryHistoryStore::find_tag(std::string_view resource_key, std::string_view etag) const {
-  const std::string packed_etag = packed(etag);
+  const PackedCopy packed_etag(etag);
   std::lock_guard lock(state_->mutex);
   const ResourceHistory* resource = state_->find(resource_key);
   if (!resource) return {};
   return state_->newest_where(*resource, [&](const StoredVersion& version) {
-    return VersionFields(version).etag.bytes == packed_etag;
+    return VersionFields(version).etag.bytes == packed_etag.bytes();
   });
 }
 
