@@ -181,7 +181,7 @@ enum VersionFlag : std::uint8_t {
   kBodyKept = 1,
   kHasAuthor = 2,          // method, request id and client follow (a write through Arbiter made it)
   kHasFence = 4,           // the fence, 8 bytes, opens the trailing data
-  kWideSize = 8,           // the size, 8 bytes, follows the fence (size_ is then unused)
+  kWideSize = 8,           // the size, 8 bytes, follows the fence (`size` is then UINT32_MAX)
   kInlineContentType = 16, // the Content-Type is packed after the ETag (the interned table is full)
   kInlineMethod = 32,      // the method is packed after the Content-Type (not in kMethodCodes)
 };
@@ -386,7 +386,12 @@ struct MemoryHistoryStore::State {
     for (auto& [key, resource] : resources) free_chain(resource.oldest);
   }
 
+  // Content-Types longer than this stay in their versions, so that the table, which is never
+  // emptied, holds at most about 12 MiB.
+  static constexpr std::size_t kMaxInternedLength = 100;
+
   std::optional<std::uint16_t> intern(std::string_view content_type) {
+    if (content_type.size() > kMaxInternedLength) return std::nullopt;
     std::lock_guard lock(content_types_mutex);
     if (auto it = content_type_index.find(content_type); it != content_type_index.end()) return it->second;
     if (content_types.size() > UINT16_MAX) return std::nullopt;

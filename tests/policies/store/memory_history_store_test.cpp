@@ -162,7 +162,8 @@ TEST(MemoryHistoryStoreTest, KeepsEveryFieldExactly) {
   const std::vector<std::string> tags = {minted, upper, long_tag, "\"\"", "\"0\"", "abcd", "\"abc\""};
   for (std::size_t i = 0; i < tags.size(); ++i) {
     VersionInput input = observed_version("/r", tags[i], binary_body, static_cast<int>(i));
-    input.content_type = i % 2 ? "" : "text/plain; charset=utf-8";
+    std::string long_type = "application/vnd." + std::string(120, 'v') + "+json";
+    input.content_type = i % 2 ? "" : i == 4 ? std::string_view(long_type) : "text/plain; charset=utf-8";
     std::string request_id = i % 2 ? "0123456789ABCDEF" : std::string(200, 'f');
     std::string client = "client-" + std::to_string(i);
     if (i >= 2) input.author = VersionAuthor{i == 2 ? "MKCOL" : "DELETE", request_id, client, std::nullopt};
@@ -181,6 +182,26 @@ TEST(MemoryHistoryStoreTest, KeepsEveryFieldExactly) {
   }
   EXPECT_EQ(store.find_tag("/r", upper).version.meta.number, 2u);
   EXPECT_EQ(store.find_tag("/r", "\"abcdef0123\"").find, VersionFind::Unknown);  // tags compare exactly
+}
+
+// Past 65,535 distinct Content-Types the store keeps them in the version itself (as it keeps
+// long ones: KeepsEveryFieldExactly).
+TEST(MemoryHistoryStoreTest, KeepsContentTypesBeyondTheInternedOnes) {
+  MemoryHistoryStore store;
+  HistoryLimits limits = history_limits(1);
+  constexpr int kTypes = 65540;
+  for (int i = 0; i < kTypes; ++i) {
+    std::string type = "application/x-" + std::to_string(i);
+    std::string tag = "\"" + std::to_string(i) + "\"";
+    VersionInput input = observed_version("/a", tag, "x", i);
+    input.content_type = type;
+    ASSERT_EQ(store.record(input, limits).number, static_cast<std::uint64_t>(i + 1));
+    if (i % 16381 == 0 || i >= kTypes - 3) {
+      EXPECT_EQ(store.version("/a", i + 1).version.meta.content_type, type);
+      EXPECT_EQ(store.stats("items").bytes, 1 + tag.size() + type.size());
+    }
+  }
+  EXPECT_EQ(store.stats("items").dropped_keep, static_cast<std::uint64_t>(kTypes - 1));
 }
 
 TEST(MemoryHistoryStoreTest, KeepDropsTheResourcesOldestAndCountsThem) {
