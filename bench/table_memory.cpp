@@ -1,11 +1,15 @@
 // Memory per entry of the shared policy tables: fills the ETag version store, the rate-limit
 // bucket store or the lock store (one held lock a resource, each by a client of its own) with N keys and reports the growth of the resident set and of the
 // heap per entry. One table per run, so the second does not reuse memory the first freed.
+// `history` records N versions into the version-history store (N/20 resources, 20 versions
+// each, written by PUTs with a request id and a client, 100-byte bodies) and reports the
+// memory per version beyond its body.
 //
-//   build-bench/table_memory_bench etag|buckets|locks [entries]
+//   build-bench/table_memory_bench etag|buckets|locks|history [entries]
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +19,7 @@
 
 #include "policies/etag/etag.h"
 #include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_history_store.h"
 #include "policies/store/memory_lock_store.h"
 #include "policies/store/memory_version_store.h"
 #include "policies/rate_limit/token_bucket.h"
@@ -50,8 +55,8 @@ void measure(const char* name, std::size_t entries, const std::function<std::siz
 int main(int argc, char** argv) {
   std::string table = argc > 1 ? argv[1] : "";
   std::size_t entries = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
-  if (table != "etag" && table != "buckets" && table != "locks") {
-    std::fprintf(stderr, "usage: table_memory_bench etag|buckets|locks [entries]\n");
+  if (table != "etag" && table != "buckets" && table != "locks" && table != "history") {
+    std::fprintf(stderr, "usage: table_memory_bench etag|buckets|locks|history [entries]\n");
     return 2;
   }
 
@@ -99,5 +104,48 @@ int main(int argc, char** argv) {
     report();
     return store.size(now);
   });
+
+  if (table == "history") {
+    constexpr std::size_t kVersionsPerResource = 20;
+    const std::string body(100, 'b');
+    std::size_t resources = std::max<std::size_t>(1, entries / kVersionsPerResource);
+    entries = resources * kVersionsPerResource;
+    std::printf("history: %zu resources x %zu versions, %zu-byte bodies\n", resources,
+                kVersionsPerResource, body.size());
+    measure("versions", entries, [&](const std::function<void()>& report) {
+      std::size_t heap_before = mallinfo2().uordblks;
+      arbiter::MemoryHistoryStore store;
+      arbiter::HistoryLimits limits;
+      limits.keep = kVersionsPerResource;
+      limits.max_bytes = std::size_t{1} << 40;
+      limits.max_resources = resources;
+      const auto start = std::chrono::system_clock::now();
+      char etag[19];
+      char request_id[33];
+      for (std::size_t v = 0; v < kVersionsPerResource; ++v) {
+        for (std::size_t r = 0; r < resources; ++r) {
+          std::string resource = "/items/" + std::to_string(r);
+          std::uint64_t n = v * resources + r;
+          std::snprintf(etag, sizeof etag, "\"%016llx\"", static_cast<unsigned long long>(n * 0x9e3779b97f4a7c15ull));
+          std::snprintf(request_id, sizeof request_id, "%016llx%016llx", static_cast<unsigned long long>(n),
+                        static_cast<unsigned long long>(~n));
+          arbiter::VersionInput input;
+          input.route = "items";
+          input.resource = resource;
+          input.etag = etag;
+          input.body = body;
+          input.content_type = "application/json";
+          input.time = start + std::chrono::milliseconds(n);
+          input.author = arbiter::VersionAuthor{"PUT", request_id, "127.0.0.1", std::nullopt};
+          store.record(input, limits);
+        }
+      }
+      report();
+      std::printf("%-14s heap %6.1f bytes/version beyond its body (target: at most 96)\n", "",
+                  static_cast<double>(mallinfo2().uordblks - heap_before) / static_cast<double>(entries) -
+                      static_cast<double>(body.size()));
+      return static_cast<std::size_t>(store.stats("items").versions);
+    });
+  }
   return 0;
 }
