@@ -18,12 +18,14 @@ using nlohmann::json;
 // ---- paths ----------------------------------------------------------------------------------
 
 // One step of a change's path: an object member by name, or a keyed array element by its key.
-// For a key, text is the key value's JSON text (so 1 and "1" differ) and key_member the member
-// holding it. Compared and ordered on (is_key, text): the identity of a step in every document.
+// For a key, text is the key value's JSON text (so 1 and "1" differ), key its value and
+// key_member the member holding it. Compared and ordered on (is_key, text): the identity of a
+// step in every document.
 struct PathToken {
   bool is_key = false;
   std::string text;
   std::string key_member;
+  json key;
 
   friend bool operator==(const PathToken& a, const PathToken& b) { return a.is_key == b.is_key && a.text == b.text; }
   friend bool operator<(const PathToken& a, const PathToken& b) {
@@ -52,26 +54,32 @@ std::string escape_token(std::string_view token) {
   return out;
 }
 
-// The key of a keyed array element: the JSON text of its key member when the element is an
-// object whose key member is a string or a number.
-std::optional<std::string> element_key(const json& element, const std::string& key_member) {
+// The key of a keyed array element: its key member when the element is an object whose key
+// member is a string or an integer, else nullptr. For these two types json equality is the
+// equality of their JSON text, which PathToken compares.
+const json* element_key(const json& element, const std::string& key_member) {
   if (!element.is_object()) {
-    return std::nullopt;
+    return nullptr;
   }
   auto found = element.find(key_member);
-  if (found == element.end() || !(found->is_string() || found->is_number())) {
-    return std::nullopt;
+  if (found == element.end() || !(found->is_string() || found->is_number_integer())) {
+    return nullptr;
   }
-  return found->dump();
+  return &*found;
 }
 
 std::optional<std::size_t> find_keyed(const json& array, const PathToken& token) {
   for (std::size_t i = 0; i < array.size(); ++i) {
-    if (element_key(array[i], token.key_member) == token.text) {
+    const json* key = element_key(array[i], token.key_member);
+    if (key != nullptr && *key == token.key) {
       return i;
     }
   }
   return std::nullopt;
+}
+
+PathToken key_token(const json& key, const std::string& key_member) {
+  return {.is_key = true, .text = key.dump(), .key_member = key_member, .key = key};
 }
 
 // The value `token` names inside `parent`, or nullptr when it is not there.
@@ -138,8 +146,19 @@ std::string render(const Path& path, std::initializer_list<const json*> document
 // The keys of a keyed array's elements in array order, and each key's index; nullopt when the
 // array cannot be keyed (see json_merge.h).
 struct KeyedElements {
-  std::vector<std::string> keys;
-  std::unordered_map<std::string, std::size_t> index;
+  // Equal keys hash alike: std::hash<json> would not, as it hashes an integer's storage type
+  // (a parsed 3 is unsigned, a built 3 signed) along with its value.
+  struct KeyHash {
+    std::size_t operator()(const json* key) const {
+      return key->is_string() ? std::hash<std::string>{}(key->get_ref<const std::string&>())
+                              : std::hash<std::int64_t>{}(key->get<std::int64_t>());
+    }
+  };
+  struct KeyEqual {
+    bool operator()(const json* a, const json* b) const { return *a == *b; }
+  };
+  std::vector<const json*> keys;  // into the array
+  std::unordered_map<const json*, std::size_t, KeyHash, KeyEqual> index;
 };
 
 std::optional<KeyedElements> keyed_elements(const json& array, const std::string& key_member) {
@@ -147,19 +166,19 @@ std::optional<KeyedElements> keyed_elements(const json& array, const std::string
   elements.keys.reserve(array.size());
   elements.index.reserve(array.size());
   for (std::size_t i = 0; i < array.size(); ++i) {
-    auto key = element_key(array[i], key_member);
-    if (!key || !elements.index.emplace(*key, i).second) {
+    const json* key = element_key(array[i], key_member);
+    if (key == nullptr || !elements.index.emplace(key, i).second) {
       return std::nullopt;
     }
-    elements.keys.push_back(*std::move(key));
+    elements.keys.push_back(key);
   }
   return elements;
 }
 
 // The keys both arrays hold, in the order of `elements`.
-std::vector<std::string_view> shared_keys_in_order(const KeyedElements& elements, const KeyedElements& other) {
-  std::vector<std::string_view> shared;
-  for (const auto& key : elements.keys) {
+std::vector<const json*> shared_keys_in_order(const KeyedElements& elements, const KeyedElements& other) {
+  std::vector<const json*> shared;
+  for (const json* key : elements.keys) {
     if (other.index.contains(key)) {
       shared.push_back(key);
     }
@@ -214,12 +233,17 @@ class Differ {
     auto old_elements = keyed_elements(from, key_member);
     auto new_elements = keyed_elements(to, key_member);
     if (!old_elements || !new_elements ||
-        shared_keys_in_order(*old_elements, *new_elements) != shared_keys_in_order(*new_elements, *old_elements)) {
+        !std::ranges::equal(shared_keys_in_order(*old_elements, *new_elements),
+                            shared_keys_in_order(*new_elements, *old_elements),
+                            [](const json* a, const json* b) { return *a == *b; })) {
       return false;
     }
     for (std::size_t i = 0; i < to.size(); ++i) {
-      path_.push_back({true, new_elements->keys[i], key_member});
       auto old_index = old_elements->index.find(new_elements->keys[i]);
+      if (old_index != old_elements->index.end() && from[old_index->second] == to[i]) {
+        continue;
+      }
+      path_.push_back(key_token(*new_elements->keys[i], key_member));
       if (old_index == old_elements->index.end()) {
         changes_.push_back({path_, to[i]});
       } else {
@@ -229,7 +253,7 @@ class Differ {
     }
     for (std::size_t i = 0; i < from.size(); ++i) {
       if (!new_elements->index.contains(old_elements->keys[i])) {
-        path_.push_back({true, old_elements->keys[i], key_member});
+        path_.push_back(key_token(*old_elements->keys[i], key_member));
         changes_.push_back({path_, std::nullopt});
         path_.pop_back();
       }
@@ -238,7 +262,7 @@ class Differ {
   }
 
   void enter_member(const std::string& name) {
-    path_.push_back({false, name, {}});
+    path_.push_back({.is_key = false, .text = name});
     pattern_sizes_.push_back(pattern_.size());
     pattern_ += '/';
     pattern_ += escape_token(name);
@@ -595,7 +619,7 @@ std::vector<std::string> changed_pointers(const json& from, const json& to, cons
   return pointers;
 }
 
-MergeOutcome three_way_merge(const json& base, const json& current, const json& yours, const MergeKeys& keys) {
+MergeOutcome three_way_merge(const json& base, json current, const json& yours, const MergeKeys& keys) {
   auto their_changes = changes_between(base, current, keys);
   auto your_changes = changes_between(base, yours, keys);
   MergeOutcome outcome;
@@ -605,14 +629,14 @@ MergeOutcome three_way_merge(const json& base, const json& current, const json& 
     conflicts.insert(render(theirs->path, {&yours, &current, &base}));
   }
   if (conflicts.empty()) {
-    outcome.document = current;
     for (const auto& change : your_changes) {
       // Unreachable while the overlap check is right: a change's parent missing from current
       // means current changed an ancestor, which overlaps. Refusing keeps a wrong merge out.
-      if (!apply_change(outcome.document, change)) {
-        conflicts.insert(render(change.path, {&yours, &current, &base}));
+      if (!apply_change(current, change)) {
+        conflicts.insert(render(change.path, {&yours, &base}));
       }
     }
+    outcome.document = std::move(current);
   }
   if (!conflicts.empty()) {
     outcome.document = nullptr;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -100,7 +101,8 @@ TEST(ChangedPointersTest, AKeyedArrayFallsBackToOneValueWhenAnElementCannotBeKey
   json duplicate_key = {{"lines", json::array({{{"id", 1}, {"q", 2}}, {{"id", 1}, {"q", 1}}})}};
   json object_key = {{"lines", json::array({{{"id", {{"x", 1}}}, {"q", 2}}, {{"id", 2}, {"q", 1}}})}};
   json not_an_object = {{"lines", json::array({{{"id", 1}, {"q", 2}}, 5})}};
-  for (const json& to : {missing_key, duplicate_key, object_key, not_an_object}) {
+  json fractional_key = {{"lines", json::array({{{"id", 1}, {"q", 2}}, {{"id", 2.5}, {"q", 1}}})}};
+  for (const json& to : {missing_key, duplicate_key, object_key, not_an_object, fractional_key}) {
     EXPECT_EQ(changed_pointers(from, to, kLinesById), (MergePointers{"/lines"})) << to.dump();
   }
 }
@@ -115,6 +117,13 @@ TEST(ChangedPointersTest, KeysOfDifferentTypesAreDifferentElements) {
   json from = {{"lines", json::array({{{"id", 1}}})}};
   json to = {{"lines", json::array({{{"id", "1"}}})}};
   EXPECT_EQ(changed_pointers(from, to, kLinesById), (MergePointers{"/lines/0", "/lines/0"}));  // added, removed
+}
+
+TEST(ChangedPointersTest, IntegerKeysMatchWhateverIntegerTypeHoldsThem) {
+  json from = json::parse(R"({"lines": [{"id": 3, "q": 1}, {"id": -1, "q": 1}]})");  // unsigned, signed
+  json to = {{"lines", json::array({{{"id", std::int64_t{3}}, {"q", 2}}, {{"id", -1}, {"q", 1}}})}};
+  ASSERT_NE(from["lines"][0]["id"].type(), to["lines"][0]["id"].type());
+  EXPECT_EQ(changed_pointers(from, to, kLinesById), (MergePointers{"/lines/0/q"}));
 }
 
 TEST(ChangedPointersTest, MemberNamesAreEscaped) {
