@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <compare>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string_view>
 #include <tuple>
-#include <unordered_map>
 #include <utility>
 #include <variant>
 
@@ -18,9 +19,9 @@ using nlohmann::json;
 // ---- paths ----------------------------------------------------------------------------------
 
 // One step of a change's path: an object member by name, or a keyed array element by its key.
-// For a key, text is the key value's JSON text (so 1 and "1" differ), key its value and
-// key_member the member holding it. Compared and ordered on (is_key, text): the identity of a
-// step in every document.
+// For a key, text is the key value's JSON text (so 1 and "1" differ; an integer's text is its
+// value whichever type stores it), key its value and key_member the member holding it.
+// Compared and ordered on (is_key, text): the identity of a step in every document.
 struct PathToken {
   bool is_key = false;
   std::string text;
@@ -54,24 +55,45 @@ std::string escape_token(std::string_view token) {
   return out;
 }
 
+// A keyed array element's key, compared without serializing it: a string (viewed where it is
+// stored) or an integer. Valid while the value it was read from is.
+struct ElementKey {
+  bool is_string = false;
+  std::int64_t number = 0;
+  std::string_view text;
+
+  auto operator<=>(const ElementKey&) const = default;
+};
+
 // The key of a keyed array element: its key member when the element is an object whose key
-// member is a string or an integer, else nullptr. For these two types json equality is the
-// equality of their JSON text, which PathToken compares.
-const json* element_key(const json& element, const std::string& key_member) {
+// member is a string or an integer within int64 (a parsed 3 and a built 3 are one key, whichever
+// integer type stores them).
+std::optional<ElementKey> key_of(const json& key) {
+  if (key.is_string()) {
+    return ElementKey{.is_string = true, .text = key.get_ref<const std::string&>()};
+  }
+  constexpr auto kLargestKey = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  if (key.is_number_unsigned() && key.get<std::uint64_t>() > kLargestKey) {
+    return std::nullopt;
+  }
+  if (key.is_number_integer()) {
+    return ElementKey{.number = key.get<std::int64_t>()};
+  }
+  return std::nullopt;
+}
+
+std::optional<ElementKey> element_key(const json& element, const std::string& key_member) {
   if (!element.is_object()) {
-    return nullptr;
+    return std::nullopt;
   }
   auto found = element.find(key_member);
-  if (found == element.end() || !(found->is_string() || found->is_number_integer())) {
-    return nullptr;
-  }
-  return &*found;
+  return found == element.end() ? std::nullopt : key_of(*found);
 }
 
 std::optional<std::size_t> find_keyed(const json& array, const PathToken& token) {
-  for (std::size_t i = 0; i < array.size(); ++i) {
-    const json* key = element_key(array[i], token.key_member);
-    if (key != nullptr && *key == token.key) {
+  auto wanted = key_of(token.key);
+  for (std::size_t i = 0; wanted && i < array.size(); ++i) {
+    if (element_key(array[i], token.key_member) == wanted) {
       return i;
     }
   }
@@ -143,48 +165,59 @@ std::string render(const Path& path, std::initializer_list<const json*> document
 
 // ---- the changes between two documents ------------------------------------------------------
 
-// The keys of a keyed array's elements in array order, and each key's index; nullopt when the
-// array cannot be keyed (see json_merge.h).
-struct KeyedElements {
-  // Equal keys hash alike: std::hash<json> would not, as it hashes an integer's storage type
-  // (a parsed 3 is unsigned, a built 3 signed) along with its value.
-  struct KeyHash {
-    std::size_t operator()(const json* key) const {
-      return key->is_string() ? std::hash<std::string>{}(key->get_ref<const std::string&>())
-                              : std::hash<std::int64_t>{}(key->get<std::int64_t>());
+// The keys of a keyed array's elements, in array order and sorted for lookups. Valid while the
+// array is.
+class KeyedElements {
+ public:
+  // nullopt when the array cannot be keyed (see json_merge.h).
+  static std::optional<KeyedElements> of(const json& array, const std::string& key_member) {
+    KeyedElements elements;
+    elements.keys_.reserve(array.size());
+    elements.sorted_.reserve(array.size());
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      auto key = element_key(array[i], key_member);
+      if (!key) {
+        return std::nullopt;
+      }
+      elements.keys_.push_back(*key);
+      elements.sorted_.emplace_back(*key, i);
     }
-  };
-  struct KeyEqual {
-    bool operator()(const json* a, const json* b) const { return *a == *b; }
-  };
-  std::vector<const json*> keys;  // into the array
-  std::unordered_map<const json*, std::size_t, KeyHash, KeyEqual> index;
-};
-
-std::optional<KeyedElements> keyed_elements(const json& array, const std::string& key_member) {
-  KeyedElements elements;
-  elements.keys.reserve(array.size());
-  elements.index.reserve(array.size());
-  for (std::size_t i = 0; i < array.size(); ++i) {
-    const json* key = element_key(array[i], key_member);
-    if (key == nullptr || !elements.index.emplace(key, i).second) {
+    std::sort(elements.sorted_.begin(), elements.sorted_.end());
+    auto duplicate = std::adjacent_find(elements.sorted_.begin(), elements.sorted_.end(),
+                                        [](const auto& a, const auto& b) { return a.first == b.first; });
+    if (duplicate != elements.sorted_.end()) {
       return std::nullopt;
     }
-    elements.keys.push_back(key);
+    return elements;
   }
-  return elements;
-}
 
-// The keys both arrays hold, in the order of `elements`.
-std::vector<const json*> shared_keys_in_order(const KeyedElements& elements, const KeyedElements& other) {
-  std::vector<const json*> shared;
-  for (const json* key : elements.keys) {
-    if (other.index.contains(key)) {
-      shared.push_back(key);
+  const ElementKey& key(std::size_t index) const { return keys_[index]; }
+
+  // The index of the element with this key.
+  std::optional<std::size_t> find(const ElementKey& key) const {
+    auto found = std::lower_bound(sorted_.begin(), sorted_.end(), key,
+                                  [](const auto& entry, const ElementKey& wanted) { return entry.first < wanted; });
+    if (found == sorted_.end() || found->first != key) {
+      return std::nullopt;
     }
+    return found->second;
   }
-  return shared;
-}
+
+  // The keys `other` holds too, in this array's order.
+  std::vector<ElementKey> shared_with(const KeyedElements& other) const {
+    std::vector<ElementKey> shared;
+    for (const auto& key : keys_) {
+      if (other.find(key)) {
+        shared.push_back(key);
+      }
+    }
+    return shared;
+  }
+
+ private:
+  std::vector<ElementKey> keys_;                            // in the array's order
+  std::vector<std::pair<ElementKey, std::size_t>> sorted_;  // (key, index) by key
+};
 
 class Differ {
  public:
@@ -230,30 +263,28 @@ class Differ {
 
   // False, having recorded nothing, when the arrays cannot be merged element by element.
   bool diff_keyed(const json& from, const json& to, const std::string& key_member) {
-    auto old_elements = keyed_elements(from, key_member);
-    auto new_elements = keyed_elements(to, key_member);
+    auto old_elements = KeyedElements::of(from, key_member);
+    auto new_elements = KeyedElements::of(to, key_member);
     if (!old_elements || !new_elements ||
-        !std::ranges::equal(shared_keys_in_order(*old_elements, *new_elements),
-                            shared_keys_in_order(*new_elements, *old_elements),
-                            [](const json* a, const json* b) { return *a == *b; })) {
+        old_elements->shared_with(*new_elements) != new_elements->shared_with(*old_elements)) {
       return false;
     }
     for (std::size_t i = 0; i < to.size(); ++i) {
-      auto old_index = old_elements->index.find(new_elements->keys[i]);
-      if (old_index != old_elements->index.end() && from[old_index->second] == to[i]) {
+      auto old_index = old_elements->find(new_elements->key(i));
+      if (old_index && from[*old_index] == to[i]) {
         continue;
       }
-      path_.push_back(key_token(*new_elements->keys[i], key_member));
-      if (old_index == old_elements->index.end()) {
-        changes_.push_back({path_, to[i]});
+      path_.push_back(key_token(*to[i].find(key_member), key_member));
+      if (old_index) {
+        diff(from[*old_index], to[i]);
       } else {
-        diff(from[old_index->second], to[i]);
+        changes_.push_back({path_, to[i]});
       }
       path_.pop_back();
     }
     for (std::size_t i = 0; i < from.size(); ++i) {
-      if (!new_elements->index.contains(old_elements->keys[i])) {
-        path_.push_back(key_token(*old_elements->keys[i], key_member));
+      if (!new_elements->find(old_elements->key(i))) {
+        path_.push_back(key_token(*from[i].find(key_member), key_member));
         changes_.push_back({path_, std::nullopt});
         path_.pop_back();
       }

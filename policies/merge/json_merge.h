@@ -9,9 +9,9 @@
 // unless MergeKeys names it. A keyed array is a set of objects told apart by their key member:
 // an added, removed or changed element is its own change, minimal again inside the element.
 // A keyed array falls back to one value when, in either document, an element is not an object,
-// lacks the key member, has a key that is not a string or an integer, or shares its key with
-// another element; and when the elements both documents hold are in a different order (a
-// reorder is a change of the whole array).
+// lacks the key member, has a key that is not a string or a 64-bit signed integer, or shares
+// its key with another element; and when the elements both documents hold are in a different
+// order (a reorder is a change of the whole array).
 //
 // Two changes overlap when one's path equals or contains the other's, token by token, where a
 // keyed element is its key value (not its index, which may differ between documents). The root
