@@ -1,6 +1,7 @@
 // Microbenchmarks (Google Benchmark) for the decisions Arbiter makes on every request: the
-// token-bucket arithmetic and the bucket store, the ETag table, XXH3-128 tag minting and route
-// matching. Setup (filling tables, building routes, making bodies) is outside the timed loops.
+// token-bucket arithmetic and the bucket store, the ETag table, XXH3-128 tag minting, route
+// matching and the JSON three-way merge. Setup (filling tables, building routes, making bodies,
+// documents) is outside the timed loops.
 //
 //   build-bench/micro_bench [--benchmark_min_time=0.1] [--benchmark_out=FILE --benchmark_out_format=json]
 
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "policies/etag/etag.h"
+#include "policies/merge/json_merge.h"
 #include "policies/rate_limit/rate_limit_policy.h"
 #include "policies/rate_limit/token_bucket.h"
 #include "policies/store/memory_bucket_store.h"
@@ -280,6 +282,58 @@ void BM_RouterMiss(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_RouterMiss);
+
+// ---- JSON three-way merge (on_conflict = "merge") -------------------------------------------
+
+// An order of about 10 KiB: nested objects (customer, address, shipping, audit) and 56 lines
+// keyed by "id", as [route.etag] merge_keys = { "/lines" = "id" } would name them.
+nlohmann::json ten_kib_order() {
+  nlohmann::json order = {
+      {"id", 1001},
+      {"status", "open"},
+      {"customer", {{"name", "Ada Lovelace"}, {"email", "ada@example.com"}, {"tier", "gold"},
+                    {"address", {{"street", "12 Analytical Row"}, {"city", "London"}, {"zip", "N1 7AA"}}}}},
+      {"shipping", {{"method", "express"}, {"carrier", "royal-mail"}, {"insured", true}, {"notes", nullptr}}},
+      {"audit", {{"created_by", "importer"}, {"created_at", "2026-11-30T09:00:00Z"}, {"revision", 17}}},
+  };
+  nlohmann::json lines = nlohmann::json::array();
+  for (int i = 0; i < 56; ++i) {
+    lines.push_back({{"id", "line-" + std::to_string(i)},
+                     {"sku", "SKU-" + std::to_string(100000 + i)},
+                     {"description", "replacement part number " + std::to_string(i) + " for the legacy unit"},
+                     {"quantity", i % 7 + 1},
+                     {"price", {{"amount", 1999 + i}, {"currency", "EUR"}}},
+                     {"tags", {"spare", "boxed"}}});
+  }
+  order["lines"] = std::move(lines);
+  return order;
+}
+
+void BM_ThreeWayMerge10KiB(benchmark::State& state) {
+  const arbiter::MergeKeys keys{{"/lines", "id"}};
+  const nlohmann::json base = ten_kib_order();
+  nlohmann::json current = base;  // 5 fields changed by another client
+  current["status"] = "packed";
+  current["customer"]["address"]["zip"] = "N1 7AB";
+  current["audit"]["revision"] = 18;
+  current["lines"][3]["quantity"] = 9;
+  current["lines"][30]["price"]["amount"] = 1500;
+  nlohmann::json yours = base;  // 5 other fields changed by this client
+  yours["customer"]["email"] = "ada@analytical.example";
+  yours["shipping"]["method"] = "standard";
+  yours["shipping"]["notes"] = "leave at the door";
+  yours["lines"][3]["description"] = "replacement part, revised";
+  yours["lines"][12]["tags"] = nlohmann::json::array({"spare"});
+  state.counters["document_bytes"] = static_cast<double>(base.dump().size());
+  bool merged = true;
+  for (auto _ : state) {
+    auto outcome = arbiter::three_way_merge(base, current, yours, keys);
+    merged = merged && outcome.merged;
+    benchmark::DoNotOptimize(outcome);
+  }
+  if (!merged) state.SkipWithError("the disjoint edits did not merge");
+}
+BENCHMARK(BM_ThreeWayMerge10KiB)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

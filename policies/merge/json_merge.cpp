@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <compare>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string_view>
 #include <tuple>
-#include <unordered_map>
 #include <utility>
 #include <variant>
 
@@ -18,12 +19,14 @@ using nlohmann::json;
 // ---- paths ----------------------------------------------------------------------------------
 
 // One step of a change's path: an object member by name, or a keyed array element by its key.
-// For a key, text is the key value's JSON text (so 1 and "1" differ) and key_member the member
-// holding it. Compared and ordered on (is_key, text): the identity of a step in every document.
+// For a key, text is the key value's JSON text (so 1 and "1" differ; an integer's text is its
+// value whichever type stores it), key its value and key_member the member holding it.
+// Compared and ordered on (is_key, text): the identity of a step in every document.
 struct PathToken {
   bool is_key = false;
   std::string text;
   std::string key_member;
+  json key;
 
   friend bool operator==(const PathToken& a, const PathToken& b) { return a.is_key == b.is_key && a.text == b.text; }
   friend bool operator<(const PathToken& a, const PathToken& b) {
@@ -52,26 +55,53 @@ std::string escape_token(std::string_view token) {
   return out;
 }
 
-// The key of a keyed array element: the JSON text of its key member when the element is an
-// object whose key member is a string or a number.
-std::optional<std::string> element_key(const json& element, const std::string& key_member) {
+// A keyed array element's key, compared without serializing it: a string (viewed where it is
+// stored) or an integer. Valid while the value it was read from is.
+struct ElementKey {
+  bool is_string = false;
+  std::int64_t number = 0;
+  std::string_view text;
+
+  auto operator<=>(const ElementKey&) const = default;
+};
+
+// The key of a keyed array element: its key member when the element is an object whose key
+// member is a string or an integer within int64 (a parsed 3 and a built 3 are one key, whichever
+// integer type stores them).
+std::optional<ElementKey> key_of(const json& key) {
+  if (key.is_string()) {
+    return ElementKey{.is_string = true, .text = key.get_ref<const std::string&>()};
+  }
+  constexpr auto kLargestKey = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  if (key.is_number_unsigned() && key.get<std::uint64_t>() > kLargestKey) {
+    return std::nullopt;
+  }
+  if (key.is_number_integer()) {
+    return ElementKey{.number = key.get<std::int64_t>()};
+  }
+  return std::nullopt;
+}
+
+std::optional<ElementKey> element_key(const json& element, const std::string& key_member) {
   if (!element.is_object()) {
     return std::nullopt;
   }
   auto found = element.find(key_member);
-  if (found == element.end() || !(found->is_string() || found->is_number())) {
-    return std::nullopt;
-  }
-  return found->dump();
+  return found == element.end() ? std::nullopt : key_of(*found);
 }
 
 std::optional<std::size_t> find_keyed(const json& array, const PathToken& token) {
-  for (std::size_t i = 0; i < array.size(); ++i) {
-    if (element_key(array[i], token.key_member) == token.text) {
+  auto wanted = key_of(token.key);
+  for (std::size_t i = 0; wanted && i < array.size(); ++i) {
+    if (element_key(array[i], token.key_member) == wanted) {
       return i;
     }
   }
   return std::nullopt;
+}
+
+PathToken key_token(const json& key, const std::string& key_member) {
+  return {.is_key = true, .text = key.dump(), .key_member = key_member, .key = key};
 }
 
 // The value `token` names inside `parent`, or nullptr when it is not there.
@@ -135,37 +165,59 @@ std::string render(const Path& path, std::initializer_list<const json*> document
 
 // ---- the changes between two documents ------------------------------------------------------
 
-// The keys of a keyed array's elements in array order, and each key's index; nullopt when the
-// array cannot be keyed (see json_merge.h).
-struct KeyedElements {
-  std::vector<std::string> keys;
-  std::unordered_map<std::string, std::size_t> index;
-};
-
-std::optional<KeyedElements> keyed_elements(const json& array, const std::string& key_member) {
-  KeyedElements elements;
-  elements.keys.reserve(array.size());
-  elements.index.reserve(array.size());
-  for (std::size_t i = 0; i < array.size(); ++i) {
-    auto key = element_key(array[i], key_member);
-    if (!key || !elements.index.emplace(*key, i).second) {
+// The keys of a keyed array's elements, in array order and sorted for lookups. Valid while the
+// array is.
+class KeyedElements {
+ public:
+  // nullopt when the array cannot be keyed (see json_merge.h).
+  static std::optional<KeyedElements> of(const json& array, const std::string& key_member) {
+    KeyedElements elements;
+    elements.keys_.reserve(array.size());
+    elements.sorted_.reserve(array.size());
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      auto key = element_key(array[i], key_member);
+      if (!key) {
+        return std::nullopt;
+      }
+      elements.keys_.push_back(*key);
+      elements.sorted_.emplace_back(*key, i);
+    }
+    std::sort(elements.sorted_.begin(), elements.sorted_.end());
+    auto duplicate = std::adjacent_find(elements.sorted_.begin(), elements.sorted_.end(),
+                                        [](const auto& a, const auto& b) { return a.first == b.first; });
+    if (duplicate != elements.sorted_.end()) {
       return std::nullopt;
     }
-    elements.keys.push_back(*std::move(key));
+    return elements;
   }
-  return elements;
-}
 
-// The keys both arrays hold, in the order of `elements`.
-std::vector<std::string_view> shared_keys_in_order(const KeyedElements& elements, const KeyedElements& other) {
-  std::vector<std::string_view> shared;
-  for (const auto& key : elements.keys) {
-    if (other.index.contains(key)) {
-      shared.push_back(key);
+  const ElementKey& key(std::size_t index) const { return keys_[index]; }
+
+  // The index of the element with this key.
+  std::optional<std::size_t> find(const ElementKey& key) const {
+    auto found = std::lower_bound(sorted_.begin(), sorted_.end(), key,
+                                  [](const auto& entry, const ElementKey& wanted) { return entry.first < wanted; });
+    if (found == sorted_.end() || found->first != key) {
+      return std::nullopt;
     }
+    return found->second;
   }
-  return shared;
-}
+
+  // The keys `other` holds too, in this array's order.
+  std::vector<ElementKey> shared_with(const KeyedElements& other) const {
+    std::vector<ElementKey> shared;
+    for (const auto& key : keys_) {
+      if (other.find(key)) {
+        shared.push_back(key);
+      }
+    }
+    return shared;
+  }
+
+ private:
+  std::vector<ElementKey> keys_;                            // in the array's order
+  std::vector<std::pair<ElementKey, std::size_t>> sorted_;  // (key, index) by key
+};
 
 class Differ {
  public:
@@ -211,25 +263,28 @@ class Differ {
 
   // False, having recorded nothing, when the arrays cannot be merged element by element.
   bool diff_keyed(const json& from, const json& to, const std::string& key_member) {
-    auto old_elements = keyed_elements(from, key_member);
-    auto new_elements = keyed_elements(to, key_member);
+    auto old_elements = KeyedElements::of(from, key_member);
+    auto new_elements = KeyedElements::of(to, key_member);
     if (!old_elements || !new_elements ||
-        shared_keys_in_order(*old_elements, *new_elements) != shared_keys_in_order(*new_elements, *old_elements)) {
+        old_elements->shared_with(*new_elements) != new_elements->shared_with(*old_elements)) {
       return false;
     }
     for (std::size_t i = 0; i < to.size(); ++i) {
-      path_.push_back({true, new_elements->keys[i], key_member});
-      auto old_index = old_elements->index.find(new_elements->keys[i]);
-      if (old_index == old_elements->index.end()) {
-        changes_.push_back({path_, to[i]});
+      auto old_index = old_elements->find(new_elements->key(i));
+      if (old_index && from[*old_index] == to[i]) {
+        continue;
+      }
+      path_.push_back(key_token(*to[i].find(key_member), key_member));
+      if (old_index) {
+        diff(from[*old_index], to[i]);
       } else {
-        diff(from[old_index->second], to[i]);
+        changes_.push_back({path_, to[i]});
       }
       path_.pop_back();
     }
     for (std::size_t i = 0; i < from.size(); ++i) {
-      if (!new_elements->index.contains(old_elements->keys[i])) {
-        path_.push_back({true, old_elements->keys[i], key_member});
+      if (!new_elements->find(old_elements->key(i))) {
+        path_.push_back(key_token(*from[i].find(key_member), key_member));
         changes_.push_back({path_, std::nullopt});
         path_.pop_back();
       }
@@ -238,7 +293,7 @@ class Differ {
   }
 
   void enter_member(const std::string& name) {
-    path_.push_back({false, name, {}});
+    path_.push_back({.is_key = false, .text = name});
     pattern_sizes_.push_back(pattern_.size());
     pattern_ += '/';
     pattern_ += escape_token(name);
@@ -595,7 +650,7 @@ std::vector<std::string> changed_pointers(const json& from, const json& to, cons
   return pointers;
 }
 
-MergeOutcome three_way_merge(const json& base, const json& current, const json& yours, const MergeKeys& keys) {
+MergeOutcome three_way_merge(const json& base, json current, const json& yours, const MergeKeys& keys) {
   auto their_changes = changes_between(base, current, keys);
   auto your_changes = changes_between(base, yours, keys);
   MergeOutcome outcome;
@@ -605,14 +660,14 @@ MergeOutcome three_way_merge(const json& base, const json& current, const json& 
     conflicts.insert(render(theirs->path, {&yours, &current, &base}));
   }
   if (conflicts.empty()) {
-    outcome.document = current;
     for (const auto& change : your_changes) {
       // Unreachable while the overlap check is right: a change's parent missing from current
       // means current changed an ancestor, which overlaps. Refusing keeps a wrong merge out.
-      if (!apply_change(outcome.document, change)) {
-        conflicts.insert(render(change.path, {&yours, &current, &base}));
+      if (!apply_change(current, change)) {
+        conflicts.insert(render(change.path, {&yours, &base}));
       }
     }
+    outcome.document = std::move(current);
   }
   if (!conflicts.empty()) {
     outcome.document = nullptr;

@@ -9,9 +9,9 @@
 // unless MergeKeys names it. A keyed array is a set of objects told apart by their key member:
 // an added, removed or changed element is its own change, minimal again inside the element.
 // A keyed array falls back to one value when, in either document, an element is not an object,
-// lacks the key member, has a key that is not a string or a number, or shares its key with
-// another element; and when the elements both documents hold are in a different order (a
-// reorder is a change of the whole array).
+// lacks the key member, has a key that is not a string or a 64-bit signed integer, or shares
+// its key with another element; and when the elements both documents hold are in a different
+// order (a reorder is a change of the whole array).
 //
 // Two changes overlap when one's path equals or contains the other's, token by token, where a
 // keyed element is its key value (not its index, which may differ between documents). The root
@@ -54,8 +54,10 @@ struct MergeOutcome {
 
 // Rebases the client's edit (base -> yours) onto the version now current (base -> current).
 // Merged when no change of one side overlaps a change of the other; the same change made by both
-// sides (same path, same new value or both removing) does not conflict.
-MergeOutcome three_way_merge(const nlohmann::json& base, const nlohmann::json& current, const nlohmann::json& yours,
+// sides (same path, same new value or both removing) does not conflict. `current` is taken by
+// value and becomes the merged document: pass it with std::move when it is not needed after
+// (copying a 10 KiB document is about a third of a merge's time).
+MergeOutcome three_way_merge(const nlohmann::json& base, nlohmann::json current, const nlohmann::json& yours,
                              const MergeKeys& keys);
 
 struct PatchOutcome {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -100,7 +101,9 @@ TEST(ChangedPointersTest, AKeyedArrayFallsBackToOneValueWhenAnElementCannotBeKey
   json duplicate_key = {{"lines", json::array({{{"id", 1}, {"q", 2}}, {{"id", 1}, {"q", 1}}})}};
   json object_key = {{"lines", json::array({{{"id", {{"x", 1}}}, {"q", 2}}, {{"id", 2}, {"q", 1}}})}};
   json not_an_object = {{"lines", json::array({{{"id", 1}, {"q", 2}}, 5})}};
-  for (const json& to : {missing_key, duplicate_key, object_key, not_an_object}) {
+  json fractional_key = {{"lines", json::array({{{"id", 1}, {"q", 2}}, {{"id", 2.5}, {"q", 1}}})}};
+  json huge_key = {{"lines", json::array({{{"id", 1}, {"q", 2}}, {{"id", std::uint64_t{1} << 63}, {"q", 1}}})}};
+  for (const json& to : {missing_key, duplicate_key, object_key, not_an_object, fractional_key, huge_key}) {
     EXPECT_EQ(changed_pointers(from, to, kLinesById), (MergePointers{"/lines"})) << to.dump();
   }
 }
@@ -115,6 +118,13 @@ TEST(ChangedPointersTest, KeysOfDifferentTypesAreDifferentElements) {
   json from = {{"lines", json::array({{{"id", 1}}})}};
   json to = {{"lines", json::array({{{"id", "1"}}})}};
   EXPECT_EQ(changed_pointers(from, to, kLinesById), (MergePointers{"/lines/0", "/lines/0"}));  // added, removed
+}
+
+TEST(ChangedPointersTest, IntegerKeysMatchWhateverIntegerTypeHoldsThem) {
+  json from = json::parse(R"({"lines": [{"id": 3, "q": 1}, {"id": -1, "q": 1}]})");  // unsigned, signed
+  json to = {{"lines", json::array({{{"id", std::int64_t{3}}, {"q", 2}}, {{"id", -1}, {"q", 1}}})}};
+  ASSERT_NE(from["lines"][0]["id"].type(), to["lines"][0]["id"].type());
+  EXPECT_EQ(changed_pointers(from, to, kLinesById), (MergePointers{"/lines/0/q"}));
 }
 
 TEST(ChangedPointersTest, MemberNamesAreEscaped) {
@@ -401,7 +411,8 @@ TEST(ApplyJsonPatchTest, TheRootCanBeReplacedAndEscapedNamesAddressed) {
                                   PatchOutcome::Result::Applied),
             json::array({1}));
   EXPECT_EQ(apply_json_patch_text({{"a/b", 1}, {"c~d", 2}},
-                                  R"([{"op": "replace", "path": "/a~1b", "value": 3}, {"op": "remove", "path": "/c~0d"}])",
+                                  R"([{"op": "replace", "path": "/a~1b", "value": 3},
+                                      {"op": "remove", "path": "/c~0d"}])",
                                   PatchOutcome::Result::Applied),
             (json{{"a/b", 3}}));
 }
@@ -443,7 +454,8 @@ TEST(ApplyJsonPatchTest, AMalformedPatchNamesTheOperation) {
       {R"([{"op": "remove", "path": "/list/2"}])", "operation 0 (remove /list/2): path does not exist"},
       {R"([{"op": "remove", "path": "/list/01"}])", "operation 0 (remove /list/01): path does not exist"},
       {R"([{"op": "remove", "path": ""}])", "operation 0 (remove \"\"): the root cannot be removed"},
-      {R"([{"op": "add", "path": "/x/y", "value": 1}])", "operation 0 (add /x/y): the parent of the path does not exist"},
+      {R"([{"op": "add", "path": "/x/y", "value": 1}])",
+       "operation 0 (add /x/y): the parent of the path does not exist"},
       {R"([{"op": "add", "path": "/s/y", "value": 1}])",
        "operation 0 (add /s/y): the parent of the path is not an object or an array"},
       {R"([{"op": "add", "path": "/list/3", "value": 1}])",
