@@ -416,25 +416,25 @@ bool read_methods(const TableReader& reader, std::vector<std::string>& methods) 
   return all_valid;
 }
 
-void read_key(const TableReader& reader, KeyKind& kind, std::string& header) {
-  auto text = reader.string("key");
+void read_key(const TableReader& reader, KeyKind& kind, std::string& header, std::string_view name) {
+  auto text = reader.string(name);
   if (!text) return;
-  const toml::node& at = *reader.find("key");
+  const toml::node& at = *reader.find(name);
   constexpr std::string_view kHeaderPrefix = "header:";
   if (*text == "ip" || *text == "global") {
     kind = *text == "ip" ? KeyKind::ClientAddress : KeyKind::Global;
   } else if (!std::string_view(*text).starts_with(kHeaderPrefix)) {
-    reader.error(at, reader.key("key"), "expected \"ip\", \"global\" or \"header:NAME\", got \"" + *text + "\"");
-  } else if (std::string name = text->substr(kHeaderPrefix.size()); name.empty()) {
-    reader.error(at, reader.key("key"),
+    reader.error(at, reader.key(name), "expected \"ip\", \"global\" or \"header:NAME\", got \"" + *text + "\"");
+  } else if (std::string field = text->substr(kHeaderPrefix.size()); field.empty()) {
+    reader.error(at, reader.key(name),
                  "no field name after \"header:\"; name the request field, e.g. \"header:X-Api-Key\"");
-  } else if (!is_token(name)) {
-    reader.error(at, reader.key("key"),
-                 "invalid field name \"" + name + "\"; a field name is a token of letters, digits and "
+  } else if (!is_token(field)) {
+    reader.error(at, reader.key(name),
+                 "invalid field name \"" + field + "\"; a field name is a token of letters, digits and "
                  "!#$%&'*+-.^_`|~");
   } else {
     kind = KeyKind::Header;
-    header = std::move(name);
+    header = std::move(field);
   }
 }
 

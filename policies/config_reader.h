@@ -201,8 +201,8 @@ class TableReader {
 
 // "methods": method names, upper-cased, each once; false if any was refused (reported).
 bool read_methods(const TableReader& reader, std::vector<std::string>& methods);
-// "key": "ip", "global" or "header:NAME", into kind and header.
-void read_key(const TableReader& reader, KeyKind& kind, std::string& header);
+// `name` ("key" unless another is given): "ip", "global" or "header:NAME", into kind and header.
+void read_key(const TableReader& reader, KeyKind& kind, std::string& header, std::string_view name = "key");
 // "max_keys" of a keyed limit: a bucket is about 43 bytes, an in-flight entry a little more,
 // so this is a sanity bound.
 inline constexpr std::int64_t kMaxLimitKeys = 1'000'000'000;

@@ -13,7 +13,8 @@
 // passes (the hook is then called again); call side requests (call, or fetch for one GET) and
 // get the answers in the matching *_side_responses hook (*_fetched for a fetch); in the request
 // phase also ask for the request body (Decision::read_body, then on_request_body) and forward
-// with request fields set or a body replaced (Decision::with_field, with_body).
+// with request fields set, a body or the method replaced (Decision::with_field, with_body,
+// with_method).
 //
 // Policies see read-only views and `now`; they own no sockets, timers or threads. A Policy
 // object is shared by every worker thread, so its shared state must be thread-safe; whatever
@@ -175,6 +176,12 @@ class Decision {
     replaced_body_ = std::move(body);
     return std::move(*this);
   }
+  // Forward edits: forward with this method instead of the client's (a PATCH applied here goes
+  // as a PUT). A string literal: kept as a view.
+  Decision with_method(std::string_view method) && {
+    method_ = method;
+    return std::move(*this);
+  }
   // Reply: the access log's `decision` for this answer instead of the policy's kind (the lock
   // policy's 423 is "locked"). A string literal: kept as a view.
   Decision logged_as(std::string_view decision) && {
@@ -203,6 +210,7 @@ class Decision {
   const std::vector<std::pair<std::string, std::string>>& set_fields() const noexcept { return set_fields_; }
   const std::optional<std::string>& replaced_body() const noexcept { return replaced_body_; }
   std::string_view logged_as() const noexcept { return logged_as_; }
+  std::string_view replaced_method() const noexcept { return method_; }
   std::optional<std::string>& replaced_body() noexcept { return replaced_body_; }
 
  private:
@@ -220,6 +228,7 @@ class Decision {
   std::vector<std::pair<std::string, std::string>> set_fields_;
   std::optional<std::string> replaced_body_;
   std::string_view logged_as_;
+  std::string_view method_;
 };
 
 // What a response-phase or end-phase hook decided: go on; make side requests first (e.g. GET

@@ -96,6 +96,8 @@ struct RouteContext {
     std::chrono::milliseconds response;
   };
   std::optional<UpstreamTimeouts> upstream_timeouts = std::nullopt;
+  // [server] control_prefix, where Arbiter's own endpoints are (links to them: "/_arbiter").
+  std::string_view control_prefix = {};
 };
 
 // A kind's state across Runtimes (reloads): what its policies share, and each route's policy,

@@ -13,6 +13,8 @@ namespace {
 constexpr std::int64_t kMaxEtagEntries = 1'000'000'000;
 constexpr std::uint64_t kMaxEtagBodyBytes = 1ull << 30;
 constexpr std::int64_t kMaxEtagQueue = 1'000'000;
+constexpr std::int64_t kMaxHistoryKeep = 1'000'000;
+constexpr std::uint64_t kMaxHistoryBytes = 1ull << 40;
 
 void read_source(const TableReader& reader, const std::string& source, EtagPolicyConfig& etag) {
   const toml::node& at = *reader.find("source");
@@ -34,15 +36,66 @@ void read_source(const TableReader& reader, const std::string& source, EtagPolic
   }
 }
 
+// merge_keys = { "/lines" = "id" }: each key a JSON pointer to an array, each value the member
+// that names its elements.
+void read_merge_keys(const TableReader& reader, EtagPolicyConfig& etag) {
+  const toml::node* node = reader.find("merge_keys");
+  if (node == nullptr) return;
+  const toml::table* table = node->as_table();
+  if (table == nullptr) {
+    reader.error(*node, reader.key("merge_keys"),
+                 type_mismatch("a table of array pointers to key members, e.g. { \"/lines\" = \"id\" }", *node));
+    return;
+  }
+  for (const auto& [pointer, member] : *table) {
+    std::string key = reader.key("merge_keys") + "." + std::string(pointer.str());
+    std::string text(pointer.str());
+    if (text.empty() || !is_valid_json_pointer(text)) {
+      reader.error(member, key, "invalid JSON pointer \"" + text + "\"; write the array's pointer, e.g. \"/lines\"");
+    } else if (const auto* name = member.as_string(); name == nullptr || name->get().empty()) {
+      reader.error(member, key, "expected the member naming the array's elements, e.g. \"id\"");
+    } else {
+      etag.merge_keys.emplace(std::move(text), name->get());
+    }
+  }
+}
+
+// [route.history]: read here, since the ETag policy records the versions it sees.
+void read_history(const TableReader& route, const RouteContext& context, EtagPolicyConfig& etag) {
+  auto table = route.table("history");
+  if (!table) return;
+  const TableReader& reader = *table;
+  reader.reject_unknown_keys({"keep", "max_bytes", "max_version_bytes", "max_resources", "client_key"});
+  HistoryConfig history;
+  reader.integer("keep", history.limits.keep, 1, kMaxHistoryKeep);
+  reader.size("max_bytes", history.limits.max_bytes, 1, kMaxHistoryBytes);
+  reader.size("max_version_bytes", history.limits.max_version_bytes, 0, kMaxHistoryBytes);
+  reader.integer("max_resources", history.limits.max_resources, 1, kMaxEtagEntries);
+  read_key(reader, history.client_key, history.client_header, "client_key");
+  history.control_prefix = std::string(context.control_prefix);
+  // The fence the lock policy adds to the holder's writes, recorded with the versions they make.
+  if (auto lock = route.contents().get("lock"); lock != nullptr && lock->is_table()) {
+    const toml::node* fence = lock->as_table()->get("fence_header");
+    history.fence_header = fence != nullptr && fence->is_string() ? fence->as_string()->get() : "Arbiter-Fence";
+  }
+  etag.history = std::move(history);
+}
+
 }  // namespace
 
 std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, const TableReader& route,
                                                      const RouteContext& context) {
   auto table = route.table("etag");
-  if (!table) return nullptr;
+  if (!table) {
+    if (const toml::node* history = route.find("history")) {
+      route.error(*history, route.key("history"),
+                  "history is recorded by the ETag policy: add [route.etag] to this route (or remove [route.history])");
+    }
+    return nullptr;
+  }
   const TableReader& reader = *table;
   reader.reject_unknown_keys({"conflict_status", "require_if_match", "verify", "source", "resource", "max_entries",
-                              "max_body_bytes", "max_queue", "queue_timeout"});
+                              "max_body_bytes", "max_queue", "queue_timeout", "on_conflict", "merge_keys", "patch"});
   EtagPolicyConfig etag;
   if (const toml::node* status = reader.find("conflict_status")) {
     auto number = status->as_integer();
@@ -68,6 +121,27 @@ std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, con
   reader.size("max_body_bytes", etag.max_body_bytes, 1, kMaxEtagBodyBytes);
   reader.integer("max_queue", etag.max_queue, 0, kMaxEtagQueue);
   reader.duration("queue_timeout", etag.queue_timeout, kPositive);
+  if (auto on_conflict = reader.string("on_conflict")) {
+    if (*on_conflict == "reject" || *on_conflict == "merge") {
+      etag.on_conflict = *on_conflict == "merge" ? EtagPolicyConfig::OnConflict::Merge : EtagPolicyConfig::OnConflict::Reject;
+    } else {
+      reader.error(*reader.find("on_conflict"), reader.key("on_conflict"),
+                   "expected \"reject\" or \"merge\", got \"" + *on_conflict + "\"");
+    }
+  }
+  read_merge_keys(reader, etag);
+  if (auto patch = reader.string("patch")) {
+    if (*patch == "forward" || *patch == "apply") {
+      etag.patch = *patch == "apply" ? EtagPolicyConfig::Patch::Apply : EtagPolicyConfig::Patch::Forward;
+    } else {
+      reader.error(*reader.find("patch"), reader.key("patch"), "expected \"forward\" or \"apply\", got \"" + *patch + "\"");
+    }
+  }
+  read_history(route, context, etag);
+  if (etag.on_conflict == EtagPolicyConfig::OnConflict::Merge && !etag.history) {
+    reader.error(*reader.find("on_conflict"), reader.key("on_conflict"),
+                 "a merge needs the version the client started from: add [route.history] to this route");
+  }
   if (context.upstream_timeouts) {
     etag.turn_lease = write_turn_lease(context.upstream_timeouts->connect, context.upstream_timeouts->response);
   }
@@ -85,9 +159,27 @@ void EtagConfig::write_json(nlohmann::ordered_json& route) const {
                        {"max_entries", etag.max_entries},
                        {"max_body_bytes", etag.max_body_bytes},
                        {"max_queue", etag.max_queue},
-                       {"queue_timeout", duration_text(etag.queue_timeout)}};
+                       {"queue_timeout", duration_text(etag.queue_timeout)},
+                       {"on_conflict", etag.on_conflict == EtagPolicyConfig::OnConflict::Merge ? "merge" : "reject"},
+                       {"merge_keys", Json(etag.merge_keys)},
+                       {"patch", etag.patch == EtagPolicyConfig::Patch::Apply ? "apply" : "forward"}};
+  if (etag.history) {
+    const HistoryConfig& history = *etag.history;
+    route["history"] = Json{{"keep", history.limits.keep},
+                            {"max_bytes", history.limits.max_bytes},
+                            {"max_version_bytes", history.limits.max_version_bytes},
+                            {"max_resources", history.limits.max_resources},
+                            {"client_key", key_name(history.client_key, history.client_header)}};
+  }
 }
 
-std::string EtagConfig::summary() const { return "etag(verify=" + std::string(verify_name(settings().verify)) + ")"; }
+std::string EtagConfig::summary() const {
+  const EtagPolicyConfig& etag = settings();
+  std::string text = "etag(verify=" + std::string(verify_name(etag.verify));
+  if (etag.on_conflict == EtagPolicyConfig::OnConflict::Merge) text += ", merge";
+  if (etag.patch == EtagPolicyConfig::Patch::Apply) text += ", patch=apply";
+  if (etag.history) text += ", history=" + std::to_string(etag.history->limits.keep);
+  return text + ")";
+}
 
 }  // namespace arbiter

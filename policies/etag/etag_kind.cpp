@@ -15,6 +15,11 @@ namespace {
 constexpr std::string_view kDecisions = "arbiter_etag_decisions_total";
 constexpr std::string_view kHitRatio = "arbiter_etag_hit_ratio";
 constexpr std::string_view kEntries = "arbiter_etag_entries";
+constexpr std::string_view kHistoryVersions = "arbiter_history_versions";
+constexpr std::string_view kHistoryResources = "arbiter_history_resources";
+constexpr std::string_view kHistoryBytes = "arbiter_history_bytes";
+constexpr std::string_view kHistoryRecorded = "arbiter_history_recorded_total";
+constexpr std::string_view kHistoryDropped = "arbiter_history_dropped_total";
 
 // Resource state is keyed by resource, not by route: every route's ETag policy shares one
 // ETag table and one set of write queues, keyed by the resource key, so routes that resolve to
@@ -31,7 +36,7 @@ class EtagState final : public PolicyKindState {
       const EtagPolicyConfig& config = static_cast<const EtagConfig&>(*use.config).settings();
       if (policy == nullptr || !(policy->config() == config) || &policy->store() != versions_.get()) {
         policy = std::make_shared<EtagPolicy>(std::string(use.route), config, versions_, stores_.write_turns,
-                                              stores_.conflicts);
+                                              stores_.conflicts, stores_.history);
       }
       return policy;
     });
@@ -67,7 +72,7 @@ class EtagState final : public PolicyKindState {
 class EtagKind final : public PolicyKind {
  public:
   std::string_view name() const noexcept override { return "etag"; }
-  std::vector<std::string_view> route_keys() const override { return {"etag"}; }
+  std::vector<std::string_view> route_keys() const override { return {"etag", "history"}; }
   // Last: it may read the backend, so it runs after the cheap refusals and within a slot.
   int chain_position() const noexcept override { return 300; }
   std::shared_ptr<const PolicyConfig> read(const TableReader& route, const RouteContext& context) const override {
@@ -82,7 +87,10 @@ class EtagKind final : public PolicyKind {
                 "not_modified (304 for If-None-Match), conflict (a stale write refused with conflict_status, 409 or "
                 "412), precondition_required (428), write_forwarded, queue_full and queue_timeout (503: the "
                 "resource's write queue), verify_failure (503: the current version could not be read), "
-                "unknown_after_write (the new ETag of a write could not be learned).",
+                "unknown_after_write (the new ETag of a write could not be learned), merged (a stale write merged into the "
+                "current version, on_conflict = \"merge\"), merge_conflict (a stale write whose changes overlapped: "
+                "refused), patch_applied (a PATCH applied by Arbiter and sent as a PUT), memento (a read answered "
+                "from the history for Accept-Datetime).",
                 MetricsWriter::Type::Counter);
     out.declare(kHitRatio,
                 "Share of tagged reads whose If-None-Match already named the current ETag, so that Arbiter answered "
@@ -90,6 +98,16 @@ class EtagKind final : public PolicyKind {
                 MetricsWriter::Type::Gauge);
     out.declare(kEntries, "Resources in the route's ETag table (tombstones of forgotten tags included).",
                 MetricsWriter::Type::Gauge);
+    out.declare(kHistoryVersions, "Versions the route's history holds ([route.history]).", MetricsWriter::Type::Gauge);
+    out.declare(kHistoryResources, "Resources the route's history holds.", MetricsWriter::Type::Gauge);
+    out.declare(kHistoryBytes, "Bytes the route's history holds, as counted against its max_bytes.",
+                MetricsWriter::Type::Gauge);
+    out.declare(kHistoryRecorded, "Versions the route's history recorded.", MetricsWriter::Type::Counter);
+    out.declare(kHistoryDropped,
+                "What the route's history dropped, by reason: keep (a resource's oldest version over `keep`), "
+                "max_bytes (the route's oldest version over max_bytes), max_resources (a resource dropped whole), "
+                "body_omitted (a version recorded without its body, over max_version_bytes).",
+                MetricsWriter::Type::Counter);
   }
 };
 
@@ -107,6 +125,10 @@ void EtagPolicy::write_metrics(std::string_view route, MetricsWriter& out) const
       {"queue_timeout", c.queue_timeouts},
       {"verify_failure", c.verify_failures},
       {"unknown_after_write", c.etag_unknown_after_write},
+      {"merged", c.merged},
+      {"merge_conflict", c.merge_conflicts},
+      {"patch_applied", c.patches_applied},
+      {"memento", c.mementos},
   };
   for (const auto& [decision, count] : decisions) {
     out.sample(kDecisions, {{"route", route}, {"decision", decision}}, static_cast<double>(count));
@@ -115,6 +137,19 @@ void EtagPolicy::write_metrics(std::string_view route, MetricsWriter& out) const
              c.reads_tagged == 0 ? std::numeric_limits<double>::quiet_NaN()
                                  : static_cast<double>(c.not_modified) / static_cast<double>(c.reads_tagged));
   out.sample(kEntries, {{"route", route}}, static_cast<double>(store().size()));
+  if (history_ == nullptr) return;
+  HistoryStats stats = history_->stats(route_name_);
+  out.sample(kHistoryVersions, {{"route", route}}, static_cast<double>(stats.versions));
+  out.sample(kHistoryResources, {{"route", route}}, static_cast<double>(stats.resources));
+  out.sample(kHistoryBytes, {{"route", route}}, static_cast<double>(stats.bytes));
+  out.sample(kHistoryRecorded, {{"route", route}}, static_cast<double>(stats.recorded));
+  const std::pair<std::string_view, std::uint64_t> dropped[] = {{"keep", stats.dropped_keep},
+                                                                 {"max_bytes", stats.dropped_bytes},
+                                                                 {"max_resources", stats.dropped_resources},
+                                                                 {"body_omitted", stats.bodies_omitted}};
+  for (const auto& [reason, count] : dropped) {
+    out.sample(kHistoryDropped, {{"route", route}, {"reason", reason}}, static_cast<double>(count));
+  }
 }
 
 const PolicyKind& etag_kind() {

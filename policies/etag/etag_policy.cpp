@@ -1,5 +1,7 @@
 #include "policies/etag/etag_policy.h"
 
+#include "policies/etag/etag_exchange.h"
+
 #include <algorithm>
 #include <stdexcept>
 #include <utility>
@@ -113,99 +115,22 @@ std::string source_name(const EtagPolicyConfig& config) {
   return "auto";
 }
 
-// What one request carries from hook to hook: for a read, the store's sequence when it began;
-// for a write, its place in the resource's write queue and how far it got; and the store call
-// it waits for, when the store did not answer at once (its completions land here, so the call
-// is cancelled if the exchange ends first). on_end() settles an unsettled write and gives the
-// turn back; destroying the state gives back whatever it still holds.
-class EtagPolicy::Exchange final : public ExchangeState {
- public:
-  enum class Role : std::uint8_t { Read, Write };
-  enum class Stage : std::uint8_t {
-    Reading,     // a read, forwarded
-    Sequencing,  // a read, asking the store for the resource's sequence
-    CheckingIfMatch,  // a read with If-Match, reading the current version first
-    Acquiring,   // a write, asking the store for its place in the write queue
-    Queued,      // a write waiting for its turn
-    Recalling,   // holding the turn (verify = "cache"), asking the store for the known version
-    Joining,     // holding the turn, re-read: asking the store for the version's other names
-    Verifying,   // holding the turn, re-reading the current version
-    Forwarded,   // the write went upstream; its outcome is not known yet
-    Refreshing,  // the write succeeded; re-reading its new version
-    Settled,     // the store holds what is known (or the write never went upstream)
-  };
-
-  Exchange(Role role, std::string resource)
-      : stage(role == Role::Read ? Stage::Reading : Stage::Settled),
-        role_(role),
-        resource_(std::move(resource)) {}
-
-  Role role() const noexcept { return role_; }
-  const std::string& resource() const noexcept { return resource_; }
-
-  // Completions of the request-phase store calls.
-  void on_sequence(StoreResult<std::uint64_t>&& result) {
-    seen_sequence = result.value;
-    wait.answered(result.ok());
-  }
-  void on_turn(StoreResult<std::unique_ptr<WriteTurn>>&& result) {
-    turn = std::move(result.value);
-    wait.answered(result.ok());
-  }
-  void on_known(StoreResult<std::optional<std::string>>&& result) {
-    known = std::move(result.value);
-    wait.answered(result.ok());
-  }
-
-  Stage stage;
-  std::uint64_t seen_sequence = 0;  // reads: store sequence() when the read began
-  bool remember = true;             // reads: may the store learn the tag (see on_read_request)
-  Precondition::Form if_match = Precondition::Form::Absent;  // reads: the request's If-Match, parsed once
-  std::vector<std::string> strip;   // reads: the request fields answered here, not forwarded
-  std::string created;              // a 201's created resource, when it is being read
-  std::uint64_t created_sequence = 0;
-  MonotonicTime queue_deadline{};
-  std::unique_ptr<WriteTurn> turn;  // writes: released with the exchange, or on a queue timeout
-  // Joining: what the re-read showed, until the store's names of the version are known.
-  std::optional<std::string> shown;
-  VersionTags seen;
-  std::optional<std::string> known;  // Recalling, Joining: what the store answered
-
-  // The store call made last. Declared after every member its completions write, so that a
-  // call still outstanding is cancelled before they go.
-  StoreWait wait;
-
- private:
-  Role role_;
-  std::string resource_;
-};
-
 namespace {
 
 constexpr std::uint64_t kNoSequence = UINT64_MAX;
 
-// The value of a response-phase read when the store answers at once (the memory stores always
-// do); nullopt when it would answer later (the call is then cancelled: the policy does not wait
-// there) or failed.
-template <typename T, typename Call>
-std::optional<T> answered_at_once(Call&& call) {
-  std::optional<T> value;
-  auto record = [&value](StoreResult<T>&& result) {
-    if (result.ok()) value = std::move(result.value);
-  };
-  StoreCall pending = call(Completion<T>(record));
-  return value;
-}
 
 }  // namespace
 
 EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
-                       std::shared_ptr<WriteTurnStore> turns, std::shared_ptr<ConflictLog> conflicts)
+                       std::shared_ptr<WriteTurnStore> turns, std::shared_ptr<ConflictLog> conflicts,
+                       std::shared_ptr<HistoryStore> history)
     : route_name_(std::move(route_name)),
       config_(std::move(config)),
       store_(std::move(store)),
       turns_(turns ? std::move(turns) : std::make_shared<MemoryWriteQueues>()),
-      conflicts_(conflicts ? std::move(conflicts) : std::make_shared<ConflictLog>()) {
+      conflicts_(conflicts ? std::move(conflicts) : std::make_shared<ConflictLog>()),
+      history_(config_.history ? std::move(history) : nullptr) {
   if (config_.conflict_status != 409 && config_.conflict_status != 412) {
     throw std::invalid_argument("etag: conflict_status must be 409 or 412");
   }
@@ -216,6 +141,7 @@ EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::sha
     throw std::invalid_argument("etag: malformed resource template " + single_quoted(config_.resource));
   }
   if (!store_) throw std::invalid_argument("etag: no version store");
+  if (config_.history && !history_) throw std::invalid_argument("etag: [route.history] without a history store");
 }
 
 EtagCounters EtagPolicy::counters() const noexcept {
@@ -230,6 +156,10 @@ EtagCounters EtagPolicy::counters() const noexcept {
   snapshot.queue_timeouts = read(counters_.queue_timeouts);
   snapshot.verify_failures = read(counters_.verify_failures);
   snapshot.etag_unknown_after_write = read(counters_.etag_unknown_after_write);
+  snapshot.merged = read(counters_.merged);
+  snapshot.merge_conflicts = read(counters_.merge_conflicts);
+  snapshot.patches_applied = read(counters_.patches_applied);
+  snapshot.mementos = read(counters_.mementos);
   return snapshot;
 }
 
@@ -331,12 +261,16 @@ Decision EtagPolicy::resume(const RequestView& request, std::unique_ptr<Exchange
     case Exchange::Stage::Joining:
       if (exchange.wait.failed()) return store_unavailable("the ETag store");
       return joined(request, exchange);
+    case Exchange::Stage::Remembering:
+      if (exchange.wait.failed()) return store_unavailable("the history store");
+      return answer_memento(request, exchange);
     default:
       return Decision::forward();
   }
 }
 
 Decision EtagPolicy::on_read_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) {
+  if (history_ && request.headers.contains("Accept-Datetime")) return on_accept_datetime(request, state);
   Precondition if_match = parse_precondition(request.headers, kIfMatch);
   if (if_match.form == Precondition::Form::Malformed) return malformed_precondition(kIfMatch, if_match);
   auto* exchange = new Exchange(Exchange::Role::Read, resource_key(request));
@@ -419,6 +353,17 @@ Decision EtagPolicy::on_write_request(const RequestView& request, std::unique_pt
 
   auto* exchange = new Exchange(Exchange::Role::Write, std::move(resource));
   state.reset(exchange);
+  if (config_.patch == EtagPolicyConfig::Patch::Apply && request.method == "PATCH") {
+    if (auto refused = prepare_patch(request, *exchange)) {
+      state.reset();
+      return std::move(*refused);
+    }
+  }
+  // The current representation is read (and kept) for a patch applied here, and for a write
+  // that may be merged.
+  exchange->wants_document = exchange->patch != Exchange::PatchType::None ||
+                             (config_.on_conflict == EtagPolicyConfig::OnConflict::Merge &&
+                              if_match.form == Precondition::Form::Tags && request.method == "PUT");
   exchange->stage = Exchange::Stage::Acquiring;
   if (StoreCall call = turns_->acquire(exchange->resource(), config_.turn_lease, request.now, config_.max_queue,
                                        request.waker,
@@ -476,8 +421,9 @@ Decision EtagPolicy::wait_for_turn(const RequestView& request, Exchange& exchang
 
 Decision EtagPolicy::with_the_turn(const RequestView& request, Exchange& exchange) {
   bool conditional = request.headers.contains(kIfMatch) || request.headers.contains(kIfNoneMatch);
-  if (!conditional) return forward_write(exchange, false);
-  if (config_.verify == EtagPolicyConfig::Verify::Cache) {
+  bool patching = exchange.patch != Exchange::PatchType::None;  // needs the current document, always read
+  if (!conditional && !patching) return forward_write(request, exchange, false);
+  if (config_.verify == EtagPolicyConfig::Verify::Cache && !patching) {
     exchange.stage = Exchange::Stage::Recalling;
     exchange.wait.start();
     if (StoreCall call = store_->get(exchange.resource(),
@@ -505,6 +451,11 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
   exchange->stage = Exchange::Stage::Settled;  // until forwarded: a refusal changes nothing
   if (fetched.reached && is_success(fetched.status)) {
     Version version = version_of(fetched.headers, fetched.body_complete ? &fetched.body : nullptr);
+    record_version(request, exchange->resource(), version, {});
+    if (exchange->wants_document && fetched.body_complete) {
+      exchange->document = fetched.body;
+      exchange->have_document = true;
+    }
     if (version.etag) {
       // The re-read is of the writer's variant; the table may know the version's other
       // representations (another client's gzip read), which If-Match may name as well.
@@ -535,6 +486,7 @@ Decision EtagPolicy::on_fetched(const RequestView& request, const FetchedRespons
     return unavailable(std::move(problem));
   }
   store_->forget(exchange->resource(), ignored<Done>());  // gone
+  exchange->document_gone = true;
   return check_preconditions(request, *exchange, CurrentVersion{});
 }
 
@@ -553,7 +505,10 @@ Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& e
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
   PreconditionOutcome match = evaluate_if_match(if_match, current);
   PreconditionOutcome none_match = evaluate_if_none_match(if_none_match, current);
-  if (match == PreconditionOutcome::Fails) return conflict(request, exchange, kIfMatch, if_match, current);
+  if (match == PreconditionOutcome::Fails) {
+    if (auto merged = try_merge(request, exchange, if_match, current)) return std::move(*merged);
+    return conflict(request, exchange, kIfMatch, if_match, current);
+  }
   if (none_match == PreconditionOutcome::Fails) {
     return conflict(request, exchange, kIfNoneMatch, if_none_match, current);
   }
@@ -562,21 +517,29 @@ Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& e
                         " and refuses conditional writes to it. If-Match: * and unconditional writes are still "
                         "accepted; raising max_body_bytes lets Arbiter version it.");
   }
-  return forward_write(exchange, true);
+  return forward_write(request, exchange, true);
 }
 
-Decision EtagPolicy::forward_write(Exchange& exchange, bool strip_preconditions) {
+Decision EtagPolicy::forward_write(const RequestView& request, Exchange& exchange, bool strip_preconditions) {
+  if (exchange.patch != Exchange::PatchType::None) return apply_patch(request, exchange);
   exchange.stage = Exchange::Stage::Forwarded;
   counters_.writes_forwarded.fetch_add(1, std::memory_order_relaxed);
-  if (!strip_preconditions) return Decision::forward();
-  return Decision::forward_without({std::string(kIfMatch), std::string(kIfNoneMatch)});
+  std::vector<std::string> strip;
+  if (strip_preconditions) strip = {std::string(kIfMatch), std::string(kIfNoneMatch)};
+  if (request.headers.contains(kRestoreField)) strip.emplace_back(kRestoreField);
+  return strip.empty() ? Decision::forward() : Decision::forward_without(std::move(strip));
 }
 
 Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
-                              const Precondition& failed, const CurrentVersion& current) {
+                              const Precondition& failed, const CurrentVersion& current, const Overlap* overlap) {
   bool by_if_match = failed_field == kIfMatch;
   std::string detail;
-  if (!by_if_match && failed.form == Precondition::Form::Any) {
+  if (overlap != nullptr) {
+    std::string where;
+    for (const std::string& pointer : overlap->pointers) where += (where.empty() ? "" : ", ") + (pointer.empty() ? "the whole document" : pointer);
+    detail = "The resource changed since your version, and those changes overlap yours at " + where +
+             ", so they cannot be merged; nothing was written. GET it again and reapply your change.";
+  } else if (!by_if_match && failed.form == Precondition::Form::Any) {
     detail = "The resource already exists; If-None-Match: * only creates it. GET it and send its ETag in If-Match "
              "to change it.";
   } else if (!by_if_match) {
@@ -593,6 +556,10 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
   if (!by_if_match) problem.extensions.emplace_back("your_if_none_match", failed.text);
   problem.extensions.emplace_back("current_etag",
                                   current.etag ? nlohmann::json(*current.etag) : nlohmann::json(nullptr));
+  if (overlap != nullptr) {
+    problem.extensions.emplace_back("base_etag", overlap->base_etag);
+    problem.extensions.emplace_back("conflicts", overlap->pointers);
+  }
   HeaderList headers;
   if (current.etag) headers.set(kEtag, *current.etag);
 
@@ -604,7 +571,10 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
                                     std::string(failed_field),
                                     failed.text,
                                     current.exists ? current.etag : std::nullopt,
-                                    std::string(request.request_id)});
+                                    std::string(request.request_id),
+                                    "conflict",
+                                    overlap != nullptr ? std::optional<std::string>(overlap->base_etag) : std::nullopt,
+                                    overlap != nullptr ? overlap->pointers : std::vector<std::string>{}});
   return Decision::reply(std::move(problem), std::move(headers));
 }
 
@@ -613,8 +583,10 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
 ResponseStep EtagPolicy::on_response(const RequestView& request, ResponseView& response, ExchangeState* state) {
   auto* exchange = static_cast<Exchange*>(state);
   if (!exchange) return ResponseStep::proceed();
+  if (history_) add_history_fields(request, response, *exchange);
   if (exchange->role() == Exchange::Role::Write) {
     if (exchange->stage != Exchange::Stage::Forwarded) return ResponseStep::proceed();
+    if (!exchange->merged.empty()) response.headers.set("Arbiter-Merge", exchange->merged);
     return on_write_response(request, response, *exchange);
   }
   // A stream is relayed as it arrives (the proxy does not hold it) and has no single version.
@@ -662,6 +634,12 @@ void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Ex
   const std::string& etag = *version.etag;
   response.headers.set(kEtag, etag);
   counters_.reads_tagged.fetch_add(1, std::memory_order_relaxed);
+  // A read is history only if no write changed the resource since it began (else a slow read
+  // would record an older representation as the newest version).
+  if (history_ && exchange.remember && response.status == 200 &&
+      sequence_at_once(exchange.resource()) == exchange.seen_sequence) {
+    record_version(request, exchange.resource(), version, {});
+  }
   if (exchange.remember) {
     // Bytes the table already names (the steady state of a resource read again and again)
     // teach it nothing: only a new representation or version pays for its names (the content
@@ -758,7 +736,7 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
     if (auto step = on_created(request, response, exchange)) return std::move(*step);
   }
   Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
-  if (version.etag) {
+  if (version.etag && !history_) {  // with a history, the new representation is read to record it
     store_->put(exchange.resource(), *version.etag, ignored<Done>());
     exchange.stage = Exchange::Stage::Settled;
     return ResponseStep::proceed();
@@ -843,6 +821,8 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
     return;
   }
   store_->put(exchange->resource(), encode_version_tags(names_of(version)), ignored<Done>());
+  record_version(request, exchange->resource(), version,
+                 exchange->patch != Exchange::PatchType::None ? std::string_view("PATCH") : request.method);
   response.headers.set(kEtag, *etag);
   exchange->stage = Exchange::Stage::Settled;
 }

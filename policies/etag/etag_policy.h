@@ -53,6 +53,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,7 +63,9 @@
 #include "policies/store/conflict_log.h"
 #include "policies/etag/etag.h"
 #include "policies/policy.h"
+#include "policies/request_key.h"
 #include "policies/resource_key.h"
+#include "policies/store/history_store.h"
 #include "policies/store/version_store.h"
 #include "policies/store/write_turn_store.h"
 
@@ -75,6 +78,18 @@ constexpr std::chrono::milliseconds write_turn_lease(std::chrono::milliseconds c
                                                      std::chrono::milliseconds response_timeout) noexcept {
   return 3 * (2 * connect_timeout + response_timeout) + std::chrono::seconds(1);
 }
+
+// [route.history]: the versions the ETag policy records (policies/store/history_store.h).
+struct HistoryConfig {
+  HistoryLimits limits;
+  KeyKind client_key = KeyKind::ClientAddress;  // who made a version: `client_key`, as [[route.limit]] key
+  std::string client_header;                    // KeyKind::Header: the field
+  // Not keys of their own, set by the loader: [server] control_prefix (for the Link to the
+  // history), and the lock policy's fence_header on the route ("" without one).
+  std::string control_prefix = "/_arbiter";
+  std::string fence_header;
+  bool operator==(const HistoryConfig&) const = default;
+};
 
 struct EtagPolicyConfig {
   int conflict_status = 409;          // or 412
@@ -92,9 +107,23 @@ struct EtagPolicyConfig {
   // How long a write's turn is leased (policies/store/write_turn_store.h): not a key of its own,
   // set by the loader from the route's upstream (write_turn_lease()).
   std::chrono::milliseconds turn_lease{write_turn_lease(std::chrono::seconds(2), std::chrono::seconds(30))};
+  // A write whose If-Match names an older version: refused (conflict_status), or merged into the
+  // current version when that older one is in the history and the changes do not overlap.
+  enum class OnConflict : std::uint8_t { Reject, Merge };
+  OnConflict on_conflict = OnConflict::Reject;
+  // Arrays merged element by element: the array's pointer -> the member naming its elements.
+  std::map<std::string, std::string, std::less<>> merge_keys;
+  // PATCH: forwarded as it is, or applied here (merge patch, JSON Patch) and sent as a PUT.
+  enum class Patch : std::uint8_t { Forward, Apply };
+  Patch patch = Patch::Forward;
+  std::optional<HistoryConfig> history;  // nullopt: no [route.history]
 
   bool operator==(const EtagPolicyConfig&) const = default;
 };
+
+// Marks a write that restores a version of the history (Arbiter's restore endpoint sets it): it
+// replaces the whole document, so a stale If-Match is refused, never merged. Never forwarded.
+inline constexpr std::string_view kRestoreField = "Arbiter-Restore";
 
 // "upstream", "cache"; "auto", "hash", "json:/pointer": as the configuration writes them.
 std::string_view verify_name(EtagPolicyConfig::Verify verify) noexcept;
@@ -111,6 +140,10 @@ struct EtagCounters {
   std::uint64_t queue_timeouts = 0;           // 503: waited queue_timeout for the turn
   std::uint64_t verify_failures = 0;          // 503: the current version could not be read
   std::uint64_t etag_unknown_after_write = 0; // a write's outcome or new tag could not be learned
+  std::uint64_t merged = 0;                   // stale writes merged into the current version
+  std::uint64_t merge_conflicts = 0;          // stale writes whose changes overlapped: refused
+  std::uint64_t patches_applied = 0;          // PATCHes applied here and sent as PUTs
+  std::uint64_t mementos = 0;                 // reads answered from the history (Accept-Datetime)
 };
 
 class EtagPolicy final : public Policy {
@@ -121,8 +154,11 @@ class EtagPolicy final : public Policy {
   // its own).
   // turns: the write-turn store shared with the other routes, which outlives this policy (null: a
   // MemoryWriteQueues of its own).
+  // history: where the versions are recorded, shared with the other routes and Arbiter's
+  // endpoints; required when config.history is set (std::invalid_argument otherwise).
   EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
-             std::shared_ptr<WriteTurnStore> turns = nullptr, std::shared_ptr<ConflictLog> conflicts = nullptr);
+             std::shared_ptr<WriteTurnStore> turns = nullptr, std::shared_ptr<ConflictLog> conflicts = nullptr,
+             std::shared_ptr<HistoryStore> history = nullptr);
 
   std::string_view kind() const noexcept override { return "etag"; }
   std::string explain(const RequestView& request) const override;
@@ -152,6 +188,10 @@ class EtagPolicy final : public Policy {
   const VersionStore& store() const noexcept { return *store_; }
   const WriteTurnStore& turns() const noexcept { return *turns_; }
   const std::string& route_name() const noexcept { return route_name_; }
+  // Null without [route.history].
+  const HistoryStore* history() const noexcept { return history_.get(); }
+  // The wall clock versions are recorded by (tests set a fake one). Before the policy is shared.
+  void set_wall_clock(WallTime (*clock)()) noexcept { wall_clock_ = clock; }
 
   static constexpr std::size_t kConflictLogCapacity = ConflictLog::kDefaultCapacity;
 
@@ -160,7 +200,8 @@ class EtagPolicy final : public Policy {
 
   struct AtomicCounters {
     std::atomic<std::uint64_t> reads_tagged{0}, not_modified{0}, conflicts{0}, precondition_required{0},
-        writes_forwarded{0}, queue_full{0}, queue_timeouts{0}, verify_failures{0}, etag_unknown_after_write{0};
+        writes_forwarded{0}, queue_full{0}, queue_timeouts{0}, verify_failures{0}, etag_unknown_after_write{0},
+        merged{0}, merge_conflicts{0}, patches_applied{0}, mementos{0};
   };
   // The outcome of computing a representation's ETag.
   struct Version {
@@ -192,9 +233,14 @@ class EtagPolicy final : public Policy {
   Decision recalled(const RequestView& request, Exchange& exchange, const std::string& known);
   Decision joined(const RequestView& request, Exchange& exchange);
   Decision check_preconditions(const RequestView& request, Exchange& exchange, const CurrentVersion& current);
-  Decision forward_write(Exchange& exchange, bool strip_preconditions);
+  Decision forward_write(const RequestView& request, Exchange& exchange, bool strip_preconditions);
+  // A merge that found the changes overlapping: the version the client started from, and where.
+  struct Overlap {
+    std::string base_etag;
+    std::vector<std::string> pointers;
+  };
   Decision conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
-                    const Precondition& failed, const CurrentVersion& current);
+                    const Precondition& failed, const CurrentVersion& current, const Overlap* overlap = nullptr);
 
   Decision on_read_if_match(const RequestView& request, const FetchedResponse& fetched, Exchange& exchange);
   void tag_read(const RequestView& request, ResponseView& response, Exchange& exchange, const Version& version);
@@ -203,6 +249,28 @@ class EtagPolicy final : public Policy {
   std::optional<ResponseStep> on_created(const RequestView& request, ResponseView& response, Exchange& exchange);
   ResponseStep on_write_response(const RequestView& request, ResponseView& response, Exchange& exchange);
   void settle_unknown(Exchange& exchange);
+
+  // History, merge and PATCH (etag_history.cpp).
+  // Records `version` (its body and Content-Type) as the resource's newest, if the route keeps a
+  // history and the representation is one: identity-coded, with its body. `made_by`: the method
+  // of this request's write that made it (a PATCH applied here went as a PUT); "": only seen.
+  void record_version(const RequestView& request, const std::string& resource, const Version& version,
+                      std::string_view made_by);
+  // The Link to the resource's history (and Vary: accept-datetime on reads) on a response.
+  void add_history_fields(const RequestView& request, ResponseView& response, const Exchange& exchange) const;
+  std::string history_link(std::string_view resource) const;
+  // A read with Accept-Datetime: answered from the history, the backend not asked.
+  Decision on_accept_datetime(const RequestView& request, std::unique_ptr<ExchangeState>& state);
+  Decision answer_memento(const RequestView& request, Exchange& exchange);
+  // A PATCH this route applies: its media type and body checked before the write takes a turn;
+  // a refusal, or nullopt to go on (exchange.patch set).
+  std::optional<Decision> prepare_patch(const RequestView& request, Exchange& exchange);
+  // The current document applied the patch, forwarded as a PUT; or the patch's refusal.
+  Decision apply_patch(const RequestView& request, Exchange& exchange);
+  // A stale If-Match under on_conflict = "merge": the write merged and forwarded, or refused
+  // with the overlapping pointers; nullopt: it cannot be merged (today's conflict answers).
+  std::optional<Decision> try_merge(const RequestView& request, Exchange& exchange, const Precondition& if_match,
+                                    const CurrentVersion& current);
   // Response-phase reads: the store's answer when it gives it at once, else nullopt.
   std::optional<std::string> known_at_once(std::string_view resource);
   std::optional<std::uint64_t> sequence_at_once(std::string_view resource);
@@ -215,6 +283,8 @@ class EtagPolicy final : public Policy {
   std::shared_ptr<WriteTurnStore> turns_;
   mutable AtomicCounters counters_;
   std::shared_ptr<ConflictLog> conflicts_;
+  std::shared_ptr<HistoryStore> history_;  // null without [route.history]
+  WallTime (*wall_clock_)() = &std::chrono::system_clock::now;
 };
 
 }  // namespace arbiter

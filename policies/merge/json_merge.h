@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -72,6 +74,14 @@ struct PatchOutcome {
   // (from 0) with its op and path: "operation 2 (replace /a/b): path does not exist".
   std::string error;
 };
+
+// Documents nested deeper than this are not merged, patched or diffed: the merge, nlohmann's
+// comparison and dump recurse once per level, and a request body of a megabyte of '[' would
+// otherwise overflow a worker's stack.
+inline constexpr std::size_t kMaxJsonDepth = 512;
+
+// `text` parsed as JSON, when it is JSON nested at most kMaxJsonDepth deep; nullopt otherwise.
+std::optional<nlohmann::json> parse_json_document(std::string_view text);
 
 // RFC 7396 JSON Merge Patch: any JSON value is a patch (null members remove), so always Applied.
 PatchOutcome apply_merge_patch(const nlohmann::json& document, const nlohmann::json& patch);

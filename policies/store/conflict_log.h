@@ -17,7 +17,7 @@
 
 namespace arbiter {
 
-// One refused write.
+// One refused write (type "conflict"), or one merged instead of refused ("merged").
 struct ConflictRecord {
   MonotonicTime time;
   std::string route;
@@ -27,6 +27,9 @@ struct ConflictRecord {
   std::string your_etag;                    // that field's value as sent
   std::optional<std::string> current_etag;  // nullopt: the resource does not exist
   std::string request_id;
+  std::string type = "conflict";            // "conflict" or "merged"
+  std::optional<std::string> base_etag;     // a merge's base: the version the client's If-Match named
+  std::vector<std::string> pointers;        // merged: the client's changes; refused by a merge: the overlap
 };
 
 class ConflictLog {

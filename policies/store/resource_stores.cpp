@@ -1,5 +1,6 @@
 #include "policies/store/resource_stores.h"
 
+#include "policies/store/memory_history_store.h"
 #include "policies/store/memory_lock_store.h"
 #include "policies/store/memory_write_queues.h"
 
@@ -8,7 +9,8 @@ namespace arbiter {
 ResourceStores::ResourceStores()
     : write_turns(std::make_shared<MemoryWriteQueues>()),
       conflicts(std::make_shared<ConflictLog>()),
-      locks(std::make_shared<MemoryLockStore>()) {}
+      locks(std::make_shared<MemoryLockStore>()),
+      history(std::make_shared<MemoryHistoryStore>()) {}
 
 ResourceStores::~ResourceStores() = default;
 

@@ -390,6 +390,7 @@ class FileReader {
     // Each kind reads its own keys, in registration order.
     RouteContext context{route.name, path_valid ? std::optional<std::string_view>(route.path) : std::nullopt,
                          route.methods, methods_valid};
+    context.control_prefix = config.server.control_prefix;
     if (const UpstreamConfig* upstream = config.find_upstream(route.upstream)) {
       context.upstream_timeouts = RouteContext::UpstreamTimeouts{upstream->connect_timeout, upstream->response_timeout};
     }

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "proxy/http/headers.h"
@@ -94,8 +95,17 @@ class LocalStream {
   virtual std::size_t buffered() const = 0;
 };
 
+// A request a handler hands on to the routes instead of answering it (LocalResponder::pass_on):
+// an internal redirect, as nginx's, that changes the request on the way.
+struct PassedOnRequest {
+  std::string_view method;  // a string literal ("PUT"): kept as a view
+  std::string target;       // origin-form: a path, and a query if any
+  HeaderList fields;        // set on the request, replacing the client's fields of those names
+  std::string body;         // the request body, framed by its length
+};
+
 // How a handler answers; valid during LocalHandler::handle only. A handler answers exactly once:
-// reply, reply_problem or start_stream (later calls are ignored). A handler that returns without
+// reply, reply_problem, start_stream or pass_on (later calls are ignored). A handler that returns without
 // answering gets a 500 problem sent for it. Answering may end the exchange and let the
 // connection read its next request at once, so a handler reads nothing of its LocalRequest after
 // it has answered (nor after LocalStream::finish).
@@ -113,6 +123,12 @@ class LocalResponder {
   // no-store unless `fields` has a Cache-Control.
   virtual std::shared_ptr<LocalStream> start_stream(int status, const HeaderList& fields,
                                                     StreamListener& listener) = 0;
+  // Answers by handing the request on, changed as `request` says, after handle() returns: it is
+  // routed (never to a local handler again) and goes through its route's policies and upstream
+  // as if the client had sent it so; the client's other fields, its address and the request id
+  // stay. The client gets that request's answer. Only a request without a body of its own can
+  // be handed on (one with a body is answered 400).
+  virtual void pass_on(PassedOnRequest request) = 0;
 
  protected:
   ~LocalResponder() = default;

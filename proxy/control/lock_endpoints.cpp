@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxy/control/endpoint_support.h"
 #include "proxy/http/http_time.h"
 #include "proxy/http/query.h"
 #include "proxy/observe/log.h"
@@ -17,36 +18,11 @@ namespace {
 constexpr std::size_t kDefaultPage = 100;
 constexpr std::size_t kLargestPage = 1000;
 
-const HeaderList& json_fields() {
-  static const HeaderList fields{{"Content-Type", "application/json"}};
-  return fields;
-}
-
 nlohmann::ordered_json lock_json(const LockView& lock, MonotonicTime now) {
   auto left = std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::seconds>(lock.expires - now).count());
   return {{"resource", lock.resource}, {"owner", lock.owner},   {"route", lock.route},
           {"fence", lock.fence},       {"timeout", lock.timeout.count()}, {"expires", rfc3339_utc(wall_time_of(lock.expires, now))},
           {"seconds_left", left},      {"waiters", lock.waiters}};
-}
-
-// Calls `answer` with the store's value when the call completed at once. The memory store
-// always does; a store that answers later (a network one) needs a responder that outlives
-// handle(), which local handlers do not have yet: such a call is answered 503 for now.
-template <typename T, typename Call, typename Answer>
-void with_store(LocalResponder& responder, Call call, Answer answer) {
-  std::optional<StoreResult<T>> result;
-  auto keep = [&](StoreResult<T>&& value) { result = std::move(value); };
-  StoreCall pending = call(Completion<T>(keep));
-  if (!result || !result->ok()) {
-    responder.reply_problem(store_unavailable("the lock store").problem().value(), HeaderList{{"Retry-After", "1"}});
-    return;
-  }
-  answer(std::move(result->value));
-}
-
-Problem no_resource() {
-  return Problem::make("missing-resource", 400, "Which resource?",
-                       "Name the resource: ?resource=/items/1 (its path, percent-encoded where needed).");
 }
 
 class LockEndpoint final : public LocalHandler {
@@ -57,11 +33,11 @@ class LockEndpoint final : public LocalHandler {
   void handle(const LocalRequest& request, LocalResponder& responder) override {
     MonotonicTime now = MonotonicClock::now();
     if (role_ == Role::Admin && request.method != "DELETE") return list(request, responder, now);
-    auto resource = query_param(request.query, "resource");
-    if (!resource || resource->empty()) return responder.reply_problem(no_resource());
+    auto resource = resource_param(request.query, responder);
+    if (!resource) return;
     if (role_ == Role::Describe) {
       with_store<std::optional<LockView>>(
-          responder, [&](auto done) { return locks_->describe(*resource, now, done); },
+          responder, "the lock store", [&](auto done) { return locks_->describe(*resource, now, done); },
           [&](std::optional<LockView> lock) {
             if (!lock) return responder.reply_problem(not_locked(*resource));
             responder.reply(200, json_fields(), lock_json(*lock, now).dump());
@@ -69,7 +45,7 @@ class LockEndpoint final : public LocalHandler {
       return;
     }
     with_store<std::optional<LockView>>(
-        responder, [&](auto done) { return locks_->break_lock(*resource, now, done); },
+        responder, "the lock store", [&](auto done) { return locks_->break_lock(*resource, now, done); },
         [&](std::optional<LockView> lock) {
           if (!lock) return responder.reply_problem(not_locked(*resource));
           log_line("lock broken by the admin endpoint: " + lock->resource + " (owner '" + lock->owner + "', fence " +
@@ -99,7 +75,7 @@ class LockEndpoint final : public LocalHandler {
       limit = parsed;
     }
     with_store<std::vector<LockView>>(
-        responder, [&](auto done) { return locks_->list(after, limit + 1, now, done); },
+        responder, "the lock store", [&](auto done) { return locks_->list(after, limit + 1, now, done); },
         [&](std::vector<LockView> locks) {
           bool more = locks.size() > limit;
           if (more) locks.resize(limit);

@@ -103,6 +103,12 @@ void Exchange::start() {
     answer_locally(*control, config.server.control_prefix, path, scratch_.target.query());
     return;
   }
+  route_request();
+}
+
+void Exchange::route_request() {
+  const Config& config = runtime_->config();
+  std::string_view path = scratch_.target.path();
   RouteMatch match;
   match.params.swap(scratch_.params);  // reuses the capacity of the last request's captures
   std::string allowed;
@@ -330,6 +336,7 @@ bool Exchange::apply_request_decision(Decision& decision) {
     case Decision::Kind::Forward:
       for (const std::string& field : decision.strip_fields()) scratch_.omit_fields.push_back(field);
       for (const auto& [name, value] : decision.set_fields()) head_.headers.set(name, value);
+      if (!decision.replaced_method().empty()) view_->method = head_.method = decision.replaced_method();
       if (decision.replaced_body()) {
         if (head_.framing != BodyFraming::None && !body_.in_memory) {
           // The client's body has not been read: it is read whole (and dropped) first.

@@ -131,6 +131,8 @@ class Exchange final : public UpstreamEvents {
     bool timer_is_deadline = false;    // the timer was armed for body_deadline, not body_timeout
   };
 
+  // Routes the (normalised) request and runs its route's policies, or answers 404/405.
+  void route_request();
   bool validate_request_head();
   bool normalize_request_target();
   bool read_body_first();
@@ -151,6 +153,8 @@ class Exchange final : public UpstreamEvents {
                       std::string_view query);
   std::shared_ptr<LocalStream> start_stream(int status, const HeaderList& fields, StreamListener& listener,
                                             std::string_view decided_by);
+  // A handler's pass_on: the request, changed, goes to route_request.
+  void pass_on(PassedOnRequest request);
   // The local answer is complete: read the rest of the request (dropping any body) and end, or
   // end at once. May destroy the exchange (its caller's last action).
   void end_local_answer();

@@ -14,6 +14,10 @@ void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view 
   ExchangeResponder responder(*this, registry.name());
   LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount};
   registry.dispatch(request, responder);
+  if (responder.passed_on()) {
+    pass_on(std::move(*responder.passed_on()));
+    return;
+  }
   if (!responder.answered()) {
     reply_problem(Problem::make("internal-error", 500, "Internal error",
                                 "The " + registry.name() + " endpoint " + std::string(path) + " gave no answer."),
@@ -60,6 +64,27 @@ void Exchange::on_drain() {
   if (auto stream = local_stream_) stream->on_drain();
 }
 
+void Exchange::pass_on(PassedOnRequest request) {
+  bool bodiless = head_.framing == BodyFraming::None ||
+                  (head_.framing == BodyFraming::ContentLength && head_.content_length == 0);
+  if (!bodiless) {
+    reply_problem(Problem::make("unexpected-body", 400, "Unexpected body",
+                                std::string(head_.method) + " " + std::string(scratch_.target.path()) +
+                                    " takes no body: its parameters are in the query. Send it without one."),
+                  {}, "control");
+    return;
+  }
+  head_.method = request.method;
+  head_.target = std::move(request.target);
+  head_.framing = BodyFraming::None;
+  head_.content_length = 0;
+  for (const auto& [name, value] : request.fields) head_.headers.set(name, value);
+  if (!normalize_request_target()) return;
+  scratch_.request_body = std::move(request.body);
+  body_.in_memory = true;
+  route_request();
+}
+
 // ---------------------------------------------------------------- ExchangeResponder
 
 void ExchangeResponder::reply(int status, const HeaderList& fields, std::string_view body) {
@@ -79,6 +104,12 @@ std::shared_ptr<LocalStream> ExchangeResponder::start_stream(int status, const H
   if (answered_) return std::make_shared<ExchangeStream>(nullptr, listener);
   answered_ = true;
   return exchange_.start_stream(status, fields, listener, decided_by_);
+}
+
+void ExchangeResponder::pass_on(PassedOnRequest request) {
+  if (answered_) return;
+  answered_ = true;
+  passed_on_ = std::move(request);
 }
 
 // ---------------------------------------------------------------- ExchangeStream

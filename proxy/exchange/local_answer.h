@@ -6,6 +6,7 @@
 // Loop thread only, as the exchange.
 
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "proxy/control/local_handler.h"
@@ -23,12 +24,16 @@ class ExchangeResponder final : public LocalResponder {
   void reply(int status, const HeaderList& fields, std::string_view body) override;
   void reply_problem(const Problem& problem, const HeaderList& fields = {}) override;
   std::shared_ptr<LocalStream> start_stream(int status, const HeaderList& fields, StreamListener& listener) override;
+  void pass_on(PassedOnRequest request) override;
   bool answered() const noexcept { return answered_; }
+  // The request a handler handed on (pass_on), for the exchange to route once handle() returned.
+  std::optional<PassedOnRequest>& passed_on() noexcept { return passed_on_; }
 
  private:
   Exchange& exchange_;
   std::string_view decided_by_;  // the access log's "decision"
   bool answered_ = false;
+  std::optional<PassedOnRequest> passed_on_;
 };
 
 // Shared by the handler and the exchange (its local_stream_) while the response is open;

@@ -12,4 +12,8 @@ namespace arbiter {
 // nullopt when the name is absent or its value has a malformed or NUL escape.
 std::optional<std::string> query_param(std::string_view query, std::string_view name);
 
+// `value` written as a query value: every byte but RFC 3986's unreserved characters and '/'
+// percent-encoded, so query_param reads it back as it was ("/items/a&b" -> "/items/a%26b").
+std::string query_value(std::string_view value);
+
 }  // namespace arbiter

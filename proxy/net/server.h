@@ -42,6 +42,7 @@ class Server {
   // The process's lock store: made with the RuntimeState and never replaced, so any thread may
   // read it without the reload lock.
   std::shared_ptr<LockStore> lock_store() const { return lock_store_; }
+  std::shared_ptr<HistoryStore> history_store() const { return history_store_; }
 
   // Any thread; reloads are serialized. Parses and validates the whole file before anything
   // changes; on success new requests use the new Runtime at once.
@@ -67,6 +68,7 @@ class Server {
   std::mutex reload_mutex_;
   RuntimeState state_;  // guarded by reload_mutex_ (and used by the constructor)
   std::shared_ptr<LockStore> lock_store_ = state_.stores().locks;
+  std::shared_ptr<HistoryStore> history_store_ = state_.stores().history;
   std::shared_ptr<const Runtime> runtime_;  // atomic_load / atomic_store
   AccessLogTarget access_log_target_;
   std::vector<std::unique_ptr<Worker>> workers_;

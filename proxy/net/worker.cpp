@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "proxy/control/control_endpoints.h"
+#include "proxy/control/history_endpoints.h"
 #include "proxy/control/lock_endpoints.h"
 #include "proxy/net/client_connection.h"
 #include "proxy/observe/metrics.h"
@@ -43,6 +44,7 @@ Worker::Worker(Server& server)
   add_admin_endpoints(admin_handlers_, *this);
   add_control_endpoints(control_handlers_);
   add_lock_endpoints(control_handlers_, admin_handlers_, server.lock_store());
+  add_history_endpoints(control_handlers_, server.history_store());
   for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);
 }
 

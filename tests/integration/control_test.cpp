@@ -49,11 +49,16 @@ TEST_F(ControlTest, IndexListsTheControlEndpointsAndTheRestOfThePrefixIsAProblem
   EXPECT_EQ(index.header("Content-Type").value_or(""), "application/json");
   EXPECT_EQ(index.header("Cache-Control").value_or(""), "no-store");
   json listed = json::parse(index.body);
-  ASSERT_EQ(listed["endpoints"].size(), 2u) << index.body;  // the index and the locks (issue #14)
+  // The index, the locks (issue #14), the history and its restore (issue #15).
+  ASSERT_EQ(listed["endpoints"].size(), 4u) << index.body;
   EXPECT_EQ(listed["endpoints"][0]["path"], "/_arbiter/");
   EXPECT_EQ(listed["endpoints"][0]["methods"], json::array({"GET", "HEAD"}));
   EXPECT_EQ(listed["endpoints"][1]["path"], "/_arbiter/locks");
   EXPECT_EQ(listed["endpoints"][1]["methods"], json::array({"GET", "HEAD"}));
+  EXPECT_EQ(listed["endpoints"][2]["path"], "/_arbiter/history");
+  EXPECT_EQ(listed["endpoints"][2]["methods"], json::array({"GET", "HEAD"}));
+  EXPECT_EQ(listed["endpoints"][3]["path"], "/_arbiter/history/restore");
+  EXPECT_EQ(listed["endpoints"][3]["methods"], json::array({"POST"}));
 
   HttpClient client(arbiter_->port());
   HttpResponse head = harness::require(client.request("HEAD", "/_arbiter/"), client);

@@ -78,7 +78,7 @@ TEST(PolicyKindsTest, ATestKindsErrorsArePositionedAndSuggestedLikeTheProductsOw
   // Unregistered, [route.probe] is a key no kind reads.
   EXPECT_EQ(errors_of(probe_config("greeting = \"hello\""), product_policy_registry()),
             "probe.toml:11:8: route[0].probe: route 'items': unknown key; expected one of: name, path, methods, "
-            "upstream, etag, limit, concurrency, lock, rate_limit_headers, websocket, tunnel_idle_timeout");
+            "upstream, etag, limit, concurrency, lock, history, rate_limit_headers, websocket, tunnel_idle_timeout");
 }
 
 TEST(PolicyKindsTest, ATestKindWritesItsOwnConfigJson) {

@@ -16,114 +16,19 @@
 #include "policies/store/memory_write_queues.h"
 #include "proxy/http/path_normalization.h"
 #include "tests/policies/counting_waker.h"
+#include "tests/policies/etag/etag_test_support.h"
 #include "tests/policies/policy_test_support.h"
 
 namespace arbiter {
 namespace {
+
+using namespace etag_testing;
 
 using namespace std::chrono_literals;
 
 // The proxy's clock, moved by hand.
 using testing::FakeClock;
 using testing::problem_body;
-
-FetchedResponse fetched_ok(std::string body, HeaderList headers = {}) {
-  FetchedResponse fetched;
-  fetched.reached = true;
-  fetched.status = 200;
-  fetched.headers = std::move(headers);
-  fetched.body = std::move(body);
-  fetched.body_complete = true;
-  return fetched;
-}
-
-FetchedResponse fetched_status(int status) {
-  FetchedResponse fetched;
-  fetched.reached = true;
-  fetched.status = status;
-  fetched.body_complete = true;
-  return fetched;
-}
-
-FetchedResponse fetched_too_large() {
-  FetchedResponse fetched = fetched_ok("");
-  fetched.body_complete = false;
-  return fetched;
-}
-
-FetchedResponse unreachable() { return FetchedResponse{}; }
-
-// One request through the policy, hook by hook, as the proxy drives it: it owns everything the
-// views point at and the ExchangeState. end() ends the exchange as the proxy ends every one
-// (on_end, then the state goes); the destructor only destroys the state.
-class Exchange {
- public:
-  Exchange(EtagPolicy& policy, FakeClock& clock, std::string method, std::string target, HeaderList headers = {},
-           std::vector<PathParam> params = {})
-      : policy_(policy),
-        clock_(clock),
-        method_(std::move(method)),
-        target_(std::move(target)),
-        headers_(std::move(headers)),
-        params_(std::move(params)),
-        waker_(std::make_shared<CountingWaker>()) {
-    std::size_t question = target_.find('?');
-    path_ = target_.substr(0, question);
-    if (question != std::string::npos) query_ = target_.substr(question + 1);
-  }
-
-  Decision request() { return policy_.on_request(view(true), state_); }
-  Decision fetched(const FetchedResponse& fetched) { return policy_.on_fetched(view(true), fetched, state_); }
-
-  // The upstream's response: body nullopt = none; withheld = too large to be shown.
-  ResponseStep respond(int status, HeaderList headers, std::optional<std::string> body, bool withheld = false) {
-    response_headers_ = std::move(headers);
-    response_body_ = body.value_or("");
-    response_.emplace(ResponseView{status, response_headers_, body && !withheld ? &response_body_ : nullptr,
-                                   withheld, clock_.now});
-    return policy_.on_response(view(false), *response_, state_.get());
-  }
-  void response_fetched(const FetchedResponse& fetched) {
-    policy_.on_response_fetched(view(false), *response_, fetched, state_.get());
-  }
-  void end() {
-    bool answered = response_.has_value();
-    policy_.on_end(view(false), ExchangeOutcome{answered ? response_->status : 0, answered, answered, false, clock_.now},
-                   state_.get());
-    state_.reset();
-  }
-
-  int status() const { return response_->status; }
-  std::optional<std::string> response_etag() const {
-    auto value = response_headers_.find("ETag");
-    return value ? std::optional<std::string>(*value) : std::nullopt;
-  }
-  const std::string& response_body() const { return response_body_; }
-  const HeaderList& response_headers() const { return response_headers_; }
-  CountingWaker& waker() { return *waker_; }
-  bool has_state() const { return state_ != nullptr; }
-  HeaderList& headers() { return headers_; }
-  // As the proxy views a request under [server] case_insensitive_paths.
-  void keyed_by_lower_case_path() { lower_case_path(path_, resource_path_); }
-
- private:
-  RequestView view(bool with_waker) const {
-    return RequestView{method_,  target_, path_,  query_,     headers_, "127.0.0.1",
-                       "accounts", params_, "req-7", clock_.now, with_waker ? waker_ : nullptr, resource_path_};
-  }
-
-  EtagPolicy& policy_;
-  FakeClock& clock_;
-  std::string method_, target_, path_, query_;
-  HeaderList headers_;
-  std::vector<PathParam> params_;
-  std::string resource_path_;
-  std::shared_ptr<CountingWaker> waker_;
-  std::unique_ptr<ExchangeState> state_;
-  HeaderList response_headers_;
-  std::string response_body_;
-  std::optional<ResponseView> response_;
-};
 
 std::vector<std::string> stripped(const Decision& decision) { return decision.strip_fields(); }
 const std::vector<std::string> kPreconditionFields = {"If-Match", "If-None-Match"};
@@ -146,14 +51,14 @@ class EtagPolicyTest : public ::testing::Test {
     return decode_version_tags(*stored).primary();
   }
 
-  Exchange exchange(std::string method, std::string target, HeaderList headers = {}) {
-    return Exchange(*policy_, clock_, std::move(method), std::move(target), std::move(headers));
+  EtagExchange exchange(std::string method, std::string target, HeaderList headers = {}) {
+    return EtagExchange(*policy_, clock_, std::move(method), std::move(target), std::move(headers));
   }
 
   // The ETag a GET of /accounts/1 leaves with when the backend answers 200 with these fields and
   // body ("" and a test failure when it leaves without one).
   std::string read_tag(HeaderList request_headers, HeaderList response_headers, std::string body) {
-    Exchange read = exchange("GET", "/accounts/1", std::move(request_headers));
+    EtagExchange read = exchange("GET", "/accounts/1", std::move(request_headers));
     read.request();
     read.respond(200, std::move(response_headers), std::move(body));
     std::optional<std::string> tag = read.response_etag();
@@ -163,8 +68,8 @@ class EtagPolicyTest : public ::testing::Test {
 
   // A write with If-Match the tag of kBody1, checked against a backend that still holds kBody1
   // (verify = upstream) and forwarded; what the store knows is then that tag.
-  Exchange forwarded_write(std::string method = "PUT") {
-    Exchange write = exchange(std::move(method), "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange forwarded_write(std::string method = "PUT") {
+    EtagExchange write = exchange(std::move(method), "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
     EXPECT_EQ(write.request().kind(), Decision::Kind::Fetch);
     EXPECT_TRUE(write.fetched(fetched_ok(kBody1)).forwards());
     EXPECT_EQ(known("/accounts/1"), mint_etag(kBody1));
@@ -180,7 +85,7 @@ class EtagPolicyTest : public ::testing::Test {
 // ---- Reads ----
 
 TEST_F(EtagPolicyTest, ReadLeavesWithAMintedEtagAndTheStoreLearnsIt) {
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   Decision decision = get.request();
   EXPECT_TRUE(decision.forwards());
   EXPECT_TRUE(decision.strip_fields().empty());
@@ -196,14 +101,14 @@ TEST_F(EtagPolicyTest, ReadLeavesWithAMintedEtagAndTheStoreLearnsIt) {
 }
 
 TEST_F(EtagPolicyTest, WeakBackendEtagIsReplaced) {
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {{"ETag", "W/\"backend-7\""}}, kBody1);
   EXPECT_EQ(get.response_etag(), mint_etag(kBody1));
 }
 
 TEST_F(EtagPolicyTest, StrongBackendEtagIsKeptWithSourceAutoAndReplacedWithHash) {
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {{"ETag", "\"backend-7\""}}, kBody1);
   EXPECT_EQ(get.response_etag(), "\"backend-7\"");
@@ -212,7 +117,7 @@ TEST_F(EtagPolicyTest, StrongBackendEtagIsKeptWithSourceAutoAndReplacedWithHash)
   EtagPolicyConfig config;
   config.source = EtagPolicyConfig::Source::Hash;
   make_policy(config);
-  Exchange hashed = exchange("GET", "/accounts/1");
+  EtagExchange hashed = exchange("GET", "/accounts/1");
   hashed.request();
   hashed.respond(200, {{"ETag", "\"backend-7\""}}, kBody1);
   EXPECT_EQ(hashed.response_etag(), mint_etag(kBody1));
@@ -224,14 +129,14 @@ TEST_F(EtagPolicyTest, JsonPointerSourceTagsByTheVersionField) {
   config.source = EtagPolicyConfig::Source::JsonPointer;
   config.json_pointer = "/version";
   make_policy(config);
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {{"ETag", "\"backend\""}}, R"({"id":1,"version":7,"balance":10})");
   EXPECT_EQ(get.response_etag(), "\"7\"");
   EXPECT_EQ(known("/accounts/1"), "\"7\"");
 
   // A body without that field is still versioned, by its hash.
-  Exchange other = exchange("GET", "/accounts/2");
+  EtagExchange other = exchange("GET", "/accounts/2");
   other.request();
   other.respond(200, {}, R"({"id":2})");
   EXPECT_EQ(other.response_etag(), mint_etag(R"({"id":2})"));
@@ -240,7 +145,7 @@ TEST_F(EtagPolicyTest, JsonPointerSourceTagsByTheVersionField) {
 TEST_F(EtagPolicyTest, IfNoneMatchMatchingAnswers304WithoutABody) {
   for (std::string if_none_match : {mint_etag(kBody1), "W/" + mint_etag(kBody1), "\"other\", " + mint_etag(kBody1),
                                     std::string("*")}) {
-    Exchange get = exchange("GET", "/accounts/1", {{"If-None-Match", if_none_match}});
+    EtagExchange get = exchange("GET", "/accounts/1", {{"If-None-Match", if_none_match}});
     Decision decision = get.request();
     EXPECT_TRUE(decision.forwards());
     // Arbiter answers it, and If-Modified-Since is ignored beside it (RFC 9110 section 13.1.3).
@@ -254,7 +159,7 @@ TEST_F(EtagPolicyTest, IfNoneMatchMatchingAnswers304WithoutABody) {
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchNotMatchingGetsTheFullResponse) {
-  Exchange get = exchange("GET", "/accounts/1", {{"If-None-Match", mint_etag(kBody2)}});
+  EtagExchange get = exchange("GET", "/accounts/1", {{"If-None-Match", mint_etag(kBody2)}});
   get.request();
   get.respond(200, {}, kBody1);
   EXPECT_EQ(get.status(), 200);
@@ -264,7 +169,7 @@ TEST_F(EtagPolicyTest, IfNoneMatchNotMatchingGetsTheFullResponse) {
 }
 
 TEST_F(EtagPolicyTest, MalformedIfNoneMatchOnAReadIsIgnored) {
-  Exchange get = exchange("GET", "/accounts/1", {{"If-None-Match", "junk"}});
+  EtagExchange get = exchange("GET", "/accounts/1", {{"If-None-Match", "junk"}});
   get.request();
   get.respond(200, {}, kBody1);
   EXPECT_EQ(get.status(), 200);
@@ -272,7 +177,7 @@ TEST_F(EtagPolicyTest, MalformedIfNoneMatchOnAReadIsIgnored) {
 }
 
 TEST_F(EtagPolicyTest, HeadIsTaggedFromAGetOfThePath) {
-  Exchange head = exchange("HEAD", "/accounts/1", {{"If-None-Match", mint_etag(kBody1)}});
+  EtagExchange head = exchange("HEAD", "/accounts/1", {{"If-None-Match", mint_etag(kBody1)}});
   head.request();
   ResponseStep step = head.respond(200, {{"Content-Type", "application/json"}}, std::nullopt);
   ASSERT_TRUE(step.fetch_first);
@@ -284,7 +189,7 @@ TEST_F(EtagPolicyTest, HeadIsTaggedFromAGetOfThePath) {
 }
 
 TEST_F(EtagPolicyTest, HeadWithAStrongBackendTagNeedsNoGet) {
-  Exchange head = exchange("HEAD", "/accounts/1");
+  EtagExchange head = exchange("HEAD", "/accounts/1");
   head.request();
   ResponseStep step = head.respond(200, {{"ETag", "\"b1\""}}, std::nullopt);
   EXPECT_FALSE(step.fetch_first);
@@ -293,7 +198,7 @@ TEST_F(EtagPolicyTest, HeadWithAStrongBackendTagNeedsNoGet) {
 
 TEST_F(EtagPolicyTest, TooLargeReadIsSentWithoutEtagAndForgetsNothing) {
   store_->put("/accounts/1", "\"known\"");
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {{"ETag", "W/\"weak\""}}, std::string(10, 'x'), /*withheld=*/true);
   EXPECT_FALSE(get.response_etag().has_value());
@@ -305,7 +210,7 @@ TEST_F(EtagPolicyTest, BodyOverMaxBodyBytesIsNotHashedEvenIfShown) {
   EtagPolicyConfig config;
   config.max_body_bytes = 8;  // another policy of the route may buffer more than this one wants
   make_policy(config);
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {}, kBody1);
   EXPECT_FALSE(get.response_etag().has_value());
@@ -314,7 +219,7 @@ TEST_F(EtagPolicyTest, BodyOverMaxBodyBytesIsNotHashedEvenIfShown) {
 
 TEST_F(EtagPolicyTest, NonSuccessAndPartialReadsAreLeftAlone) {
   for (int status : {206, 301, 404, 500}) {
-    Exchange get = exchange("GET", "/accounts/1");
+    EtagExchange get = exchange("GET", "/accounts/1");
     get.request();
     get.respond(status, {{"ETag", "W/\"w\""}}, "body");
     EXPECT_EQ(get.response_etag(), "W/\"w\"") << status;
@@ -324,7 +229,7 @@ TEST_F(EtagPolicyTest, NonSuccessAndPartialReadsAreLeftAlone) {
 }
 
 TEST_F(EtagPolicyTest, ReadWithAQueryIsTaggedButNotRemembered) {
-  Exchange get = exchange("GET", "/accounts/1?fields=balance");
+  EtagExchange get = exchange("GET", "/accounts/1?fields=balance");
   get.request();
   get.respond(200, {}, R"({"balance":10})");
   EXPECT_EQ(get.response_etag(), mint_etag(R"({"balance":10})"));
@@ -332,10 +237,10 @@ TEST_F(EtagPolicyTest, ReadWithAQueryIsTaggedButNotRemembered) {
 }
 
 TEST_F(EtagPolicyTest, ASlowReadDoesNotOverwriteWhatAWriteEstablished) {
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();  // the read starts
 
-  Exchange put = exchange("PUT", "/accounts/1");
+  EtagExchange put = exchange("PUT", "/accounts/1");
   ASSERT_TRUE(put.request().forwards());
   put.respond(200, {{"ETag", "\"after-write\""}}, "");
   put.end();
@@ -346,7 +251,7 @@ TEST_F(EtagPolicyTest, ASlowReadDoesNotOverwriteWhatAWriteEstablished) {
 }
 
 TEST_F(EtagPolicyTest, OtherMethodsPassUntouched) {
-  Exchange options = exchange("OPTIONS", "/accounts/1", {{"If-Match", "junk"}});
+  EtagExchange options = exchange("OPTIONS", "/accounts/1", {{"If-Match", "junk"}});
   Decision decision = options.request();
   EXPECT_TRUE(decision.forwards());
   EXPECT_TRUE(decision.strip_fields().empty());
@@ -360,7 +265,7 @@ TEST_F(EtagPolicyTest, WriteWithoutIfMatchGets428WhenRequired) {
   config.require_if_match = true;
   make_policy(config);
   for (std::string method : {"PUT", "PATCH", "DELETE", "POST"}) {
-    Exchange write = exchange(method, "/accounts/1");
+    EtagExchange write = exchange(method, "/accounts/1");
     Decision decision = write.request();
     ASSERT_EQ(decision.kind(), Decision::Kind::Reply) << method;
     EXPECT_EQ(decision.status(), 428);
@@ -382,7 +287,7 @@ TEST_F(EtagPolicyTest, IfNoneMatchStarSatisfiesRequireIfMatchAndCreates) {
   EtagPolicyConfig config;
   config.require_if_match = true;
   make_policy(config);
-  Exchange put = exchange("PUT", "/accounts/9", {{"If-None-Match", "*"}});
+  EtagExchange put = exchange("PUT", "/accounts/9", {{"If-None-Match", "*"}});
   ASSERT_EQ(put.request().kind(), Decision::Kind::Fetch);
   Decision decision = put.fetched(fetched_status(404));
   EXPECT_TRUE(decision.forwards());
@@ -391,7 +296,7 @@ TEST_F(EtagPolicyTest, IfNoneMatchStarSatisfiesRequireIfMatchAndCreates) {
 
 TEST_F(EtagPolicyTest, UnconditionalWriteIsForwardedAndItsResponseRefreshesTheEtag) {
   store_->put("/accounts/1", mint_etag(kBody1));
-  Exchange put = exchange("PUT", "/accounts/1");
+  EtagExchange put = exchange("PUT", "/accounts/1");
   Decision decision = put.request();
   EXPECT_EQ(decision.kind(), Decision::Kind::Forward);
   EXPECT_TRUE(decision.strip_fields().empty());
@@ -407,7 +312,7 @@ TEST_F(EtagPolicyTest, UnconditionalWriteIsForwardedAndItsResponseRefreshesTheEt
 
 TEST_F(EtagPolicyTest, MalformedIfMatchGets400) {
   for (std::string value : {"abc", "W/abc", "*, \"a\"", "\"unterminated"}) {
-    Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", value}});
+    EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", value}});
     Decision decision = put.request();
     ASSERT_EQ(decision.kind(), Decision::Kind::Reply) << value;
     EXPECT_EQ(decision.status(), 400);
@@ -415,7 +320,7 @@ TEST_F(EtagPolicyTest, MalformedIfMatchGets400) {
     EXPECT_EQ(body["type"], "urn:arbiter:problem:malformed-precondition");
     EXPECT_NE(std::string(body["detail"]).find(value), std::string::npos);
   }
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/"}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/"}});
   EXPECT_EQ(put.request().status(), 400);
   EXPECT_EQ(turns_->queued_resources(), 0u);
 }
@@ -425,7 +330,7 @@ TEST_F(EtagPolicyTest, MalformedIfMatchGets400) {
 TEST_F(EtagPolicyTest, StaleIfMatchGets409WithTheCurrentEtag) {
   std::string yours = mint_etag(kBody1);
   std::string current = mint_etag(kBody2);
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", yours}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", yours}});
   Decision fetch = put.request();
   ASSERT_EQ(fetch.kind(), Decision::Kind::Fetch);
   EXPECT_EQ(fetch.fetch_target(), "/accounts/1");
@@ -464,7 +369,7 @@ TEST_F(EtagPolicyTest, ConflictStatus412) {
   EtagPolicyConfig config;
   config.conflict_status = 412;
   make_policy(config);
-  Exchange put = exchange("PATCH", "/accounts/1", {{"If-Match", "\"old\", \"older\""}});
+  EtagExchange put = exchange("PATCH", "/accounts/1", {{"If-Match", "\"old\", \"older\""}});
   put.request();
   Decision decision = put.fetched(fetched_ok(kBody2));
   EXPECT_EQ(decision.status(), 412);
@@ -477,7 +382,7 @@ TEST_F(EtagPolicyTest, ConflictStatus412) {
 }
 
 TEST_F(EtagPolicyTest, MatchingIfMatchIsForwardedWithoutThePreconditions) {
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   ASSERT_EQ(put.request().kind(), Decision::Kind::Fetch);
   Decision decision = put.fetched(fetched_ok(kBody1));
   EXPECT_EQ(decision.kind(), Decision::Kind::Forward);
@@ -487,13 +392,13 @@ TEST_F(EtagPolicyTest, MatchingIfMatchIsForwardedWithoutThePreconditions) {
 }
 
 TEST_F(EtagPolicyTest, AListMatchesIfAnyTagDoes) {
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"nope\""}, {"If-Match", mint_etag(kBody1)}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"nope\""}, {"If-Match", mint_etag(kBody1)}});
   put.request();
   EXPECT_TRUE(put.fetched(fetched_ok(kBody1)).forwards());
 }
 
 TEST_F(EtagPolicyTest, AWeakIfMatchNeverMatches) {
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", "W/" + mint_etag(kBody1)}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", "W/" + mint_etag(kBody1)}});
   put.request();
   Decision decision = put.fetched(fetched_ok(kBody1));
   EXPECT_EQ(decision.status(), 409);
@@ -501,12 +406,12 @@ TEST_F(EtagPolicyTest, AWeakIfMatchNeverMatches) {
 }
 
 TEST_F(EtagPolicyTest, IfMatchStarNeedsTheResourceToExist) {
-  Exchange exists = exchange("PUT", "/accounts/1", {{"If-Match", "*"}});
+  EtagExchange exists = exchange("PUT", "/accounts/1", {{"If-Match", "*"}});
   exists.request();
   EXPECT_TRUE(exists.fetched(fetched_ok(kBody1)).forwards());
   exists.end();
 
-  Exchange missing = exchange("PUT", "/accounts/2", {{"If-Match", "*"}});
+  EtagExchange missing = exchange("PUT", "/accounts/2", {{"If-Match", "*"}});
   missing.request();
   Decision decision = missing.fetched(fetched_status(404));
   EXPECT_EQ(decision.status(), 409);
@@ -518,7 +423,7 @@ TEST_F(EtagPolicyTest, IfMatchStarNeedsTheResourceToExist) {
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchStarRefusesToOverwrite) {
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-None-Match", "*"}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-None-Match", "*"}});
   put.request();
   Decision decision = put.fetched(fetched_ok(kBody1));
   EXPECT_EQ(decision.status(), 409);
@@ -532,14 +437,14 @@ TEST_F(EtagPolicyTest, IfNoneMatchStarRefusesToOverwrite) {
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchListOnAWriteUsesWeakComparison) {
-  Exchange excluded = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/" + mint_etag(kBody1)}});
+  EtagExchange excluded = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/" + mint_etag(kBody1)}});
   excluded.request();
   Decision decision = excluded.fetched(fetched_ok(kBody1));
   EXPECT_EQ(decision.status(), 409);
   EXPECT_EQ(problem_body(decision)["your_if_none_match"], "W/" + mint_etag(kBody1));
   excluded.end();
 
-  Exchange allowed = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/" + mint_etag(kBody1)}});
+  EtagExchange allowed = exchange("PUT", "/accounts/1", {{"If-None-Match", "W/" + mint_etag(kBody1)}});
   allowed.request();
   EXPECT_TRUE(allowed.fetched(fetched_ok(kBody2)).forwards());
 }
@@ -550,14 +455,14 @@ TEST_F(EtagPolicyTest, VerifyCacheWithAKnownTagDecidesWithoutFetching) {
   make_policy(config);
   store_->put("/accounts/1", mint_etag(kBody1));
 
-  Exchange fresh = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange fresh = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   Decision decision = fresh.request();
   EXPECT_EQ(decision.kind(), Decision::Kind::Forward);
   EXPECT_EQ(stripped(decision), kPreconditionFields);
   fresh.end();  // no response seen: the tag becomes unknown
   store_->put("/accounts/1", mint_etag(kBody1));
 
-  Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody2)}});
+  EtagExchange stale = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody2)}});
   decision = stale.request();
   EXPECT_EQ(decision.kind(), Decision::Kind::Reply);
   EXPECT_EQ(decision.status(), 409);
@@ -568,7 +473,7 @@ TEST_F(EtagPolicyTest, VerifyCacheWithAnUnknownTagFetches) {
   EtagPolicyConfig config;
   config.verify = EtagPolicyConfig::Verify::Cache;
   make_policy(config);
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   Decision decision = put.request();
   ASSERT_EQ(decision.kind(), Decision::Kind::Fetch);
   EXPECT_TRUE(put.fetched(fetched_ok(kBody1)).forwards());
@@ -576,19 +481,19 @@ TEST_F(EtagPolicyTest, VerifyCacheWithAnUnknownTagFetches) {
 
 TEST_F(EtagPolicyTest, VerifyUpstreamFetchesEvenWhenTheTagIsKnown) {
   store_->put("/accounts/1", mint_etag(kBody1));
-  Exchange put = exchange("PUT", "/accounts/1?dry_run=false", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange put = exchange("PUT", "/accounts/1?dry_run=false", {{"If-Match", mint_etag(kBody1)}});
   Decision decision = put.request();
   ASSERT_EQ(decision.kind(), Decision::Kind::Fetch);
   EXPECT_EQ(decision.fetch_target(), "/accounts/1");  // the resource, not the write's query
 }
 
 TEST_F(EtagPolicyTest, VerifyUpstreamCatchesAWriteMadeBehindArbitersBack) {
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {}, kBody1);
   get.end();
   // Someone changes the record directly at the backend; the client still holds the old tag.
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   put.request();
   Decision decision = put.fetched(fetched_ok(kBody2));
   EXPECT_EQ(decision.status(), 409);
@@ -598,7 +503,7 @@ TEST_F(EtagPolicyTest, VerifyUpstreamCatchesAWriteMadeBehindArbitersBack) {
 TEST_F(EtagPolicyTest, AFailedReReadAnswers503AndForwardsNothing) {
   for (const FetchedResponse& failure : {unreachable(), fetched_status(500), fetched_status(503),
                                          fetched_status(401)}) {
-    Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+    EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
     put.request();
     Decision decision = put.fetched(failure);
     ASSERT_EQ(decision.kind(), Decision::Kind::Reply);
@@ -618,7 +523,7 @@ TEST_F(EtagPolicyTest, AFailedReReadAnswers503AndForwardsNothing) {
 
 TEST_F(EtagPolicyTest, ATooLargeResourceCannotBeVersioned) {
   store_->put("/accounts/1", "\"stale\"");
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"whatever\""}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"whatever\""}});
   put.request();
   Decision decision = put.fetched(fetched_too_large());
   ASSERT_EQ(decision.kind(), Decision::Kind::Reply);
@@ -631,7 +536,7 @@ TEST_F(EtagPolicyTest, ATooLargeResourceCannotBeVersioned) {
   put.end();
 
   // If-Match: * needs existence only.
-  Exchange star = exchange("PUT", "/accounts/1", {{"If-Match", "*"}});
+  EtagExchange star = exchange("PUT", "/accounts/1", {{"If-Match", "*"}});
   star.request();
   EXPECT_TRUE(star.fetched(fetched_too_large()).forwards());
 }
@@ -641,13 +546,13 @@ TEST_F(EtagPolicyTest, ResourceTemplateKeysByTheRouteParams) {
   config.resource = "/accounts/{id}";
   make_policy(config);
   std::vector<PathParam> params = {{"id", "5"}, {"part", "profile"}};
-  Exchange get(*policy_, clock_, "GET", "/accounts/5/profile", {}, params);
+  EtagExchange get(*policy_, clock_, "GET", "/accounts/5/profile", {}, params);
   get.request();
   get.respond(200, {}, kBody1);
   EXPECT_EQ(known("/accounts/5"), mint_etag(kBody1));
   EXPECT_FALSE(known("/accounts/5/profile").has_value());
 
-  Exchange put(*policy_, clock_, "PUT", "/accounts/5/profile", {{"If-Match", "\"old\""}}, params);
+  EtagExchange put(*policy_, clock_, "PUT", "/accounts/5/profile", {{"If-Match", "\"old\""}}, params);
   put.request();
   Decision decision = put.fetched(fetched_ok(kBody2));
   EXPECT_EQ(problem_body(decision)["resource"], "/accounts/5");
@@ -656,7 +561,7 @@ TEST_F(EtagPolicyTest, ResourceTemplateKeysByTheRouteParams) {
 // ---- Writes: the new version ----
 
 TEST_F(EtagPolicyTest, AStrongBackendTagOnTheWriteResponseIsTheNewVersion) {
-  Exchange put = forwarded_write();
+  EtagExchange put = forwarded_write();
   ResponseStep step = put.respond(200, {{"ETag", "\"v2\""}}, std::nullopt);
   EXPECT_FALSE(step.fetch_first);
   EXPECT_EQ(put.response_etag(), "\"v2\"");
@@ -667,7 +572,7 @@ TEST_F(EtagPolicyTest, AStrongBackendTagOnTheWriteResponseIsTheNewVersion) {
 }
 
 TEST_F(EtagPolicyTest, WithoutAStrongTagTheWriteIsFollowedByAReRead) {
-  Exchange put = forwarded_write("PATCH");
+  EtagExchange put = forwarded_write("PATCH");
   ResponseStep step = put.respond(204, {{"ETag", "W/\"2\""}}, std::nullopt);
   ASSERT_TRUE(step.fetch_first);
   EXPECT_EQ(step.fetch_target, "/accounts/1");
@@ -679,7 +584,7 @@ TEST_F(EtagPolicyTest, WithoutAStrongTagTheWriteIsFollowedByAReRead) {
   EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
 
   // A GET that follows serves the same tag.
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   get.respond(200, {}, kBody2);
   EXPECT_EQ(get.response_etag(), put.response_etag());
@@ -712,7 +617,7 @@ TEST_F(EtagPolicyTest, WriteResponsesThatSettleTheTagWithoutAReRead) {
   for (const SettledWrite& write : cases) {
     SCOPED_TRACE(write.method + " " + std::to_string(write.status));
     make_policy(EtagPolicyConfig{});
-    Exchange exchange = forwarded_write(write.method);
+    EtagExchange exchange = forwarded_write(write.method);
     ResponseStep step = exchange.respond(write.status, {}, write.body, write.withheld);
     EXPECT_FALSE(step.fetch_first);
     EXPECT_EQ(known("/accounts/1"), write.tag_after);
@@ -724,7 +629,7 @@ TEST_F(EtagPolicyTest, WriteResponsesThatSettleTheTagWithoutAReRead) {
 }
 
 TEST_F(EtagPolicyTest, AWriteThatEndsWithoutAResponseMakesTheTagUnknown) {
-  Exchange put = forwarded_write();
+  EtagExchange put = forwarded_write();
   EXPECT_EQ(turns_->queued_resources(), 1u);
   put.end();  // upstream reset, timeout or client gone: on_response never came
   EXPECT_FALSE(known("/accounts/1").has_value());
@@ -733,7 +638,7 @@ TEST_F(EtagPolicyTest, AWriteThatEndsWithoutAResponseMakesTheTagUnknown) {
 }
 
 TEST_F(EtagPolicyTest, AWriteThatEndsDuringItsReReadMakesTheTagUnknown) {
-  Exchange put = forwarded_write();
+  EtagExchange put = forwarded_write();
   ASSERT_TRUE(put.respond(200, {}, "").fetch_first);
   put.end();
   EXPECT_FALSE(known("/accounts/1").has_value());
@@ -742,7 +647,7 @@ TEST_F(EtagPolicyTest, AWriteThatEndsDuringItsReReadMakesTheTagUnknown) {
 
 TEST_F(EtagPolicyTest, AFailedReReadAfterTheWriteMakesTheTagUnknown) {
   for (const FetchedResponse& failure : {unreachable(), fetched_status(500), fetched_too_large()}) {
-    Exchange put = forwarded_write();
+    EtagExchange put = forwarded_write();
     ASSERT_TRUE(put.respond(200, {}, "").fetch_first);
     put.response_fetched(failure);
     EXPECT_FALSE(put.response_etag().has_value());
@@ -753,7 +658,7 @@ TEST_F(EtagPolicyTest, AFailedReReadAfterTheWriteMakesTheTagUnknown) {
 }
 
 TEST_F(EtagPolicyTest, AResourceGoneAfterTheWriteIsForgotten) {
-  Exchange post = forwarded_write("POST");
+  EtagExchange post = forwarded_write("POST");
   ASSERT_TRUE(post.respond(200, {}, "{}").fetch_first);
   post.response_fetched(fetched_status(404));
   EXPECT_FALSE(post.response_etag().has_value());
@@ -763,10 +668,10 @@ TEST_F(EtagPolicyTest, AResourceGoneAfterTheWriteIsForgotten) {
 // ---- Writes: the queue ----
 
 TEST_F(EtagPolicyTest, ASecondWriterWaitsAndIsWokenWhenTheFirstEnds) {
-  Exchange first = exchange("PUT", "/accounts/1");
+  EtagExchange first = exchange("PUT", "/accounts/1");
   ASSERT_TRUE(first.request().forwards());
 
-  Exchange second = exchange("PUT", "/accounts/1");
+  EtagExchange second = exchange("PUT", "/accounts/1");
   Decision decision = second.request();
   ASSERT_EQ(decision.kind(), Decision::Kind::Wait);
   EXPECT_EQ(decision.deadline(), clock_.now + EtagPolicyConfig{}.queue_timeout);
@@ -786,9 +691,9 @@ TEST_F(EtagPolicyTest, ASecondWriterWaitsAndIsWokenWhenTheFirstEnds) {
 }
 
 TEST_F(EtagPolicyTest, AWriterThatWaitsPastTheTimeoutGets503AndLeavesTheQueue) {
-  Exchange first = exchange("PUT", "/accounts/1");
+  EtagExchange first = exchange("PUT", "/accounts/1");
   first.request();
-  Exchange second = exchange("PUT", "/accounts/1");
+  EtagExchange second = exchange("PUT", "/accounts/1");
   Decision decision = second.request();
   ASSERT_EQ(decision.kind(), Decision::Kind::Wait);
 
@@ -801,7 +706,7 @@ TEST_F(EtagPolicyTest, AWriterThatWaitsPastTheTimeoutGets503AndLeavesTheQueue) {
   EXPECT_EQ(policy_->counters().queue_timeouts, 1u);
 
   // Its place is given up at once, before its exchange ends.
-  Exchange third = exchange("PUT", "/accounts/1");
+  EtagExchange third = exchange("PUT", "/accounts/1");
   ASSERT_EQ(third.request().kind(), Decision::Kind::Wait);
   first.respond(200, {{"ETag", "\"v2\""}}, std::nullopt);
   first.end();
@@ -816,11 +721,11 @@ TEST_F(EtagPolicyTest, AFullQueueAnswers503AtOnce) {
   EtagPolicyConfig config;
   config.max_queue = 1;
   make_policy(config);
-  Exchange holder = exchange("PUT", "/accounts/1");
+  EtagExchange holder = exchange("PUT", "/accounts/1");
   holder.request();
-  Exchange waiter = exchange("PUT", "/accounts/1");
+  EtagExchange waiter = exchange("PUT", "/accounts/1");
   ASSERT_EQ(waiter.request().kind(), Decision::Kind::Wait);
-  Exchange refused = exchange("PUT", "/accounts/1");
+  EtagExchange refused = exchange("PUT", "/accounts/1");
   Decision decision = refused.request();
   ASSERT_EQ(decision.kind(), Decision::Kind::Reply);
   EXPECT_EQ(decision.status(), 503);
@@ -830,7 +735,7 @@ TEST_F(EtagPolicyTest, AFullQueueAnswers503AtOnce) {
   EXPECT_EQ(body["resource"], "/accounts/1");
   EXPECT_EQ(policy_->counters().queue_full, 1u);
   // Writes to another resource are not held up.
-  Exchange elsewhere = exchange("PUT", "/accounts/2");
+  EtagExchange elsewhere = exchange("PUT", "/accounts/2");
   EXPECT_TRUE(elsewhere.request().forwards());
 }
 
@@ -838,24 +743,24 @@ TEST_F(EtagPolicyTest, MaxQueueZeroLetsNoWriterWait) {
   EtagPolicyConfig config;
   config.max_queue = 0;
   make_policy(config);
-  Exchange holder = exchange("PUT", "/accounts/1");
+  EtagExchange holder = exchange("PUT", "/accounts/1");
   ASSERT_TRUE(holder.request().forwards());
-  Exchange refused = exchange("PUT", "/accounts/1");
+  EtagExchange refused = exchange("PUT", "/accounts/1");
   Decision decision = refused.request();
   EXPECT_EQ(decision.status(), 503);
   EXPECT_NE(std::string(problem_body(decision)["detail"]).find("lets no other wait"), std::string::npos);
   holder.respond(204, {{"ETag", "\"v2\""}}, std::nullopt);
   holder.end();
-  Exchange later = exchange("PUT", "/accounts/1");
+  EtagExchange later = exchange("PUT", "/accounts/1");
   EXPECT_TRUE(later.request().forwards());
 }
 
 TEST_F(EtagPolicyTest, AClientThatLeavesWhileWaitingFreesItsPlace) {
-  Exchange holder = exchange("PUT", "/accounts/1");
+  EtagExchange holder = exchange("PUT", "/accounts/1");
   holder.request();
-  Exchange leaving = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange leaving = exchange("PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   ASSERT_EQ(leaving.request().kind(), Decision::Kind::Wait);
-  Exchange next = exchange("PUT", "/accounts/1");
+  EtagExchange next = exchange("PUT", "/accounts/1");
   ASSERT_EQ(next.request().kind(), Decision::Kind::Wait);
   leaving.end();  // client gone
   holder.respond(200, {{"ETag", "\"v2\""}}, std::nullopt);
@@ -875,14 +780,14 @@ TEST_P(TwoWritersTest, TheSecondWriterWithTheSameTagGets409) {
   make_policy(config);
   bool upstream = GetParam() == EtagPolicyConfig::Verify::Upstream;
 
-  Exchange read = exchange("GET", "/accounts/1");
+  EtagExchange read = exchange("GET", "/accounts/1");
   read.request();
   read.respond(200, {}, kBody1);
   std::string tag = *read.response_etag();
   read.end();
 
-  Exchange alice = exchange("PUT", "/accounts/1", {{"If-Match", tag}});
-  Exchange bob = exchange("PUT", "/accounts/1", {{"If-Match", tag}});
+  EtagExchange alice = exchange("PUT", "/accounts/1", {{"If-Match", tag}});
+  EtagExchange bob = exchange("PUT", "/accounts/1", {{"If-Match", tag}});
   Decision alice_decision = alice.request();
   ASSERT_EQ(bob.request().kind(), Decision::Kind::Wait);
   if (upstream) {
@@ -919,12 +824,12 @@ INSTANTIATE_TEST_SUITE_P(Verify, TwoWritersTest,
 // ---- A reload: a new policy on the same store ----
 
 TEST_F(EtagPolicyTest, ANewPolicyOnTheSameStoreKeepsTheTableAndTheWriteQueues) {
-  Exchange read = exchange("GET", "/accounts/1");
+  EtagExchange read = exchange("GET", "/accounts/1");
   read.request();
   read.respond(200, {}, kBody1);
   read.end();
   // The old policy's writer holds the resource's turn.
-  Exchange old_writer = exchange("PUT", "/accounts/1");
+  EtagExchange old_writer = exchange("PUT", "/accounts/1");
   ASSERT_TRUE(old_writer.request().forwards());
 
   EtagPolicyConfig changed;
@@ -932,9 +837,9 @@ TEST_F(EtagPolicyTest, ANewPolicyOnTheSameStoreKeepsTheTableAndTheWriteQueues) {
   changed.max_queue = 4;
   EtagPolicy reloaded("accounts", changed, store_, turns_);
   // A writer through the new policy waits for the old one's turn ...
-  Exchange new_writer(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange new_writer(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   ASSERT_EQ(new_writer.request().kind(), Decision::Kind::Wait);
-  Exchange stale(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", "\"stale\""}});
+  EtagExchange stale(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", "\"stale\""}});
   ASSERT_EQ(stale.request().kind(), Decision::Kind::Wait);
   EXPECT_EQ(turns_->queued_resources(), 1u);
   clock_.advance(100ms);
@@ -957,14 +862,14 @@ TEST_F(EtagPolicyTest, ANewPolicyOnTheSameStoreKeepsTheTableAndTheWriteQueues) {
 }
 
 TEST_F(EtagPolicyTest, ATagLearnedThroughTheOldPolicyDecidesForTheNewOne) {
-  Exchange read = exchange("GET", "/accounts/1");
+  EtagExchange read = exchange("GET", "/accounts/1");
   read.request();
   read.respond(200, {}, kBody1);
   read.end();
   EtagPolicyConfig changed;
   changed.verify = EtagPolicyConfig::Verify::Cache;
   EtagPolicy reloaded("accounts", changed, store_, turns_);
-  Exchange write(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange write(reloaded, clock_, "PUT", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   Decision decision = write.request();  // known, so no re-read
   EXPECT_TRUE(decision.forwards());
   EXPECT_EQ(decision.strip_fields(), kPreconditionFields);
@@ -992,7 +897,7 @@ TEST_F(EtagPolicyTest, TheConflictLogKeepsTheLatest) {
   store_->put("/accounts/1", "\"current\"");
   constexpr std::size_t kMore = 5;
   for (std::size_t i = 0; i < EtagPolicy::kConflictLogCapacity + kMore; ++i) {
-    Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"stale-" + std::to_string(i) + "\""}});
+    EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"stale-" + std::to_string(i) + "\""}});
     ASSERT_EQ(put.request().status(), 409);
   }
   auto conflicts = policy_->recent_conflicts();
@@ -1078,12 +983,12 @@ TEST(VersionTagsCodec, OneNameIsStoredAsThatTagAndMoreRoundTrip) {
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchStripsIfModifiedSinceAndABackendsOwn304CarriesTheCurrentEtag) {
-  Exchange both = exchange("GET", "/accounts/1", {{"If-None-Match", "\"stale\""},
+  EtagExchange both = exchange("GET", "/accounts/1", {{"If-None-Match", "\"stale\""},
                                                   {"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
   EXPECT_EQ(stripped(both.request()), (std::vector<std::string>{"If-None-Match", "If-Modified-Since"}));
 
   // If-Modified-Since alone is the backend's to answer; its 304 gets Arbiter's current tag.
-  Exchange dated = exchange("GET", "/accounts/1", {{"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
+  EtagExchange dated = exchange("GET", "/accounts/1", {{"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
   Decision decision = dated.request();
   EXPECT_TRUE(decision.forwards());
   EXPECT_TRUE(stripped(decision).empty());
@@ -1095,14 +1000,14 @@ TEST_F(EtagPolicyTest, IfNoneMatchStripsIfModifiedSinceAndABackendsOwn304Carries
   EXPECT_EQ(dated.response_etag(), mint_etag(kBody1));
 
   // A strong backend tag on its 304 is the one Arbiter hands out (source = "auto").
-  Exchange strong = exchange("GET", "/accounts/1", {{"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
+  EtagExchange strong = exchange("GET", "/accounts/1", {{"If-Modified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
   strong.request();
   EXPECT_FALSE(strong.respond(304, {{"ETag", "\"b7\""}}, std::nullopt).fetch_first);
   EXPECT_EQ(strong.response_etag(), "\"b7\"");
 }
 
 TEST_F(EtagPolicyTest, ReadIfMatchIsEvaluatedAgainstArbitersTagsAndNeverForwarded) {
-  Exchange current = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)},
+  EtagExchange current = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)},
                                                      {"If-Unmodified-Since", "Tue, 01 Dec 2026 00:00:00 GMT"}});
   Decision fetch = current.request();
   ASSERT_EQ(fetch.kind(), Decision::Kind::Fetch);
@@ -1114,7 +1019,7 @@ TEST_F(EtagPolicyTest, ReadIfMatchIsEvaluatedAgainstArbitersTagsAndNeverForwarde
   EXPECT_EQ(current.status(), 200);
   EXPECT_EQ(current.response_etag(), mint_etag(kBody1));
 
-  Exchange stale = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange stale = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   stale.request();
   Decision refused = stale.fetched(fetched_ok(kBody2));
   ASSERT_EQ(refused.kind(), Decision::Kind::Reply);
@@ -1125,14 +1030,14 @@ TEST_F(EtagPolicyTest, ReadIfMatchIsEvaluatedAgainstArbitersTagsAndNeverForwarde
   EXPECT_EQ(body["current_etag"], mint_etag(kBody2));
 
   // A resource that is not there answers for itself (404), and If-Match: * needs no read.
-  Exchange gone = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange gone = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   gone.request();
   EXPECT_TRUE(gone.fetched(fetched_status(404)).forwards());
-  Exchange any = exchange("GET", "/accounts/1", {{"If-Match", "*"}});
+  EtagExchange any = exchange("GET", "/accounts/1", {{"If-Match", "*"}});
   EXPECT_TRUE(any.request().forwards());
 
   // A representation too large to hash has no version to compare with.
-  Exchange large = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
+  EtagExchange large = exchange("GET", "/accounts/1", {{"If-Match", mint_etag(kBody1)}});
   large.request();
   Decision unverifiable = large.fetched(fetched_too_large());
   EXPECT_EQ(unverifiable.status(), 412);
@@ -1142,12 +1047,12 @@ TEST_F(EtagPolicyTest, ReadIfMatchIsEvaluatedAgainstArbitersTagsAndNeverForwarde
   EXPECT_EQ(unverifiable_body["max_body_bytes"], EtagPolicyConfig{}.max_body_bytes);
   EXPECT_EQ(unverifiable_body["resource"], "/accounts/1");
 
-  Exchange malformed = exchange("GET", "/accounts/1", {{"If-Match", "junk"}});
+  EtagExchange malformed = exchange("GET", "/accounts/1", {{"If-Match", "junk"}});
   EXPECT_EQ(malformed.request().status(), 400);
 }
 
 TEST_F(EtagPolicyTest, RangeIsServedFromTheWholeRepresentationUnderTheSameTag) {
-  Exchange range = exchange("GET", "/accounts/1", {{"Range", "bytes=0-4"}});
+  EtagExchange range = exchange("GET", "/accounts/1", {{"Range", "bytes=0-4"}});
   EXPECT_EQ(stripped(range.request()), (std::vector<std::string>{"Range", "If-Range"}));
   range.respond(200, {{"Content-Type", "application/json"}}, kBody1);
   EXPECT_EQ(range.status(), 206);
@@ -1155,19 +1060,19 @@ TEST_F(EtagPolicyTest, RangeIsServedFromTheWholeRepresentationUnderTheSameTag) {
   EXPECT_EQ(range.response_etag(), mint_etag(kBody1));  // the 200's validator
   EXPECT_EQ(range.response_headers().find("Content-Range"), "bytes 0-4/" + std::to_string(kBody1.size()));
 
-  Exchange matching = exchange("GET", "/accounts/1", {{"Range", "bytes=-3"}, {"If-Range", mint_etag(kBody1)}});
+  EtagExchange matching = exchange("GET", "/accounts/1", {{"Range", "bytes=-3"}, {"If-Range", mint_etag(kBody1)}});
   matching.request();
   matching.respond(200, {}, kBody1);
   EXPECT_EQ(matching.status(), 206);
   EXPECT_EQ(matching.response_body(), kBody1.substr(kBody1.size() - 3));
 
-  Exchange changed = exchange("GET", "/accounts/1", {{"Range", "bytes=0-4"}, {"If-Range", mint_etag(kBody2)}});
+  EtagExchange changed = exchange("GET", "/accounts/1", {{"Range", "bytes=0-4"}, {"If-Range", mint_etag(kBody2)}});
   changed.request();
   changed.respond(200, {}, kBody1);
   EXPECT_EQ(changed.status(), 200);
   EXPECT_EQ(changed.response_body(), kBody1);
 
-  Exchange past_the_end = exchange("GET", "/accounts/1", {{"Range", "bytes=500-"}});
+  EtagExchange past_the_end = exchange("GET", "/accounts/1", {{"Range", "bytes=500-"}});
   past_the_end.request();
   past_the_end.respond(200, {{"Content-Type", "application/json"}}, kBody1);
   EXPECT_EQ(past_the_end.status(), 416);
@@ -1184,7 +1089,7 @@ TEST_F(EtagPolicyTest, EitherRepresentationOfTheCurrentVersionPassesIfMatchFromT
   std::string identity_tag = read_tag({}, {{"Vary", "Accept-Encoding"}}, kBody1);
   ASSERT_NE(gzip_tag, identity_tag);  // two representations, two strong tags
 
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
   EXPECT_TRUE(put.request().forwards());  // no false 409
   ASSERT_TRUE(put.respond(200, {}, "").fetch_first);
   put.response_fetched(fetched_ok(kBody2));
@@ -1192,7 +1097,7 @@ TEST_F(EtagPolicyTest, EitherRepresentationOfTheCurrentVersionPassesIfMatchFromT
 
   // Tags of the version before the write never match.
   for (const std::string& old : {gzip_tag, identity_tag}) {
-    Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", old}});
+    EtagExchange stale = exchange("PUT", "/accounts/1", {{"If-Match", old}});
     EXPECT_EQ(stale.request().status(), 409);
   }
 }
@@ -1204,7 +1109,7 @@ TEST_F(EtagPolicyTest, ARepresentationOfAnotherVersionReplacesWhatTheCacheKnew) 
   std::string old_gzip_tag = read_tag({{"Accept-Encoding", "gzip"}}, {{"Content-Encoding", "gzip"}}, gzip(kBody1));
   // The backend changed behind Arbiter's back; an identity read sees the new content.
   read_tag({}, {}, kBody2);
-  Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", old_gzip_tag}});
+  EtagExchange stale = exchange("PUT", "/accounts/1", {{"If-Match", old_gzip_tag}});
   EXPECT_EQ(stale.request().status(), 409);
 }
 
@@ -1213,13 +1118,13 @@ TEST_F(EtagPolicyTest, UpstreamVerifyDoesNotDependOnTheVariantTheWriterNegotiate
   read_tag({}, {}, kBody1);
 
   // The writer's request asks for identity; its re-read is the identity representation.
-  Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
   ASSERT_EQ(put.request().kind(), Decision::Kind::Fetch);
   EXPECT_TRUE(put.fetched(fetched_ok(kBody1)).forwards());
   put.end();
 
   // The same, for a version that is not the current one.
-  Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
+  EtagExchange stale = exchange("PUT", "/accounts/1", {{"If-Match", gzip_tag}});
   ASSERT_EQ(stale.request().kind(), Decision::Kind::Fetch);
   EXPECT_EQ(stale.fetched(fetched_ok(kBody2)).status(), 409);
 }
@@ -1235,7 +1140,7 @@ TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
     EXPECT_EQ(read_tag({}, {{"ETag", "\"5-abc\""}}, kBody1), "\"5-abc\"");
 
     for (const std::string& held : {minted, std::string("\"5-abc\"")}) {
-      Exchange put = exchange("PUT", "/accounts/1", {{"If-Match", held}});
+      EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", held}});
       Decision decision = put.request();
       if (decision.kind() == Decision::Kind::Fetch) decision = put.fetched(fetched_ok(kBody1, {{"ETag", "\"5-abc\""}}));
       EXPECT_TRUE(decision.forwards()) << held;  // no false 409
@@ -1243,14 +1148,14 @@ TEST_F(EtagPolicyTest, ABackendTagTurningStrongKeepsTheVersion) {
     }
     // Other bytes are another version, whichever tag the client holds. The writes above ended
     // without a response, so the table forgot the version and verify = "cache" re-reads too.
-    Exchange stale = exchange("PUT", "/accounts/1", {{"If-Match", minted}});
+    EtagExchange stale = exchange("PUT", "/accounts/1", {{"If-Match", minted}});
     ASSERT_EQ(stale.request().kind(), Decision::Kind::Fetch);
     EXPECT_EQ(stale.fetched(fetched_ok(kBody2, {{"ETag", "\"6-def\""}})).status(), 409);
   }
 }
 
 TEST_F(EtagPolicyTest, A201IsLearnedUnderTheKeyARequestForItsLocationWouldHave) {
-  Exchange insensitive = exchange("POST", "/Accounts");
+  EtagExchange insensitive = exchange("POST", "/Accounts");
   insensitive.keyed_by_lower_case_path();
   ASSERT_TRUE(insensitive.request().forwards());
   EXPECT_FALSE(insensitive.respond(201, {{"Location", "/Accounts/9"}, {"ETag", "\"c9\""}}, "{}").fetch_first);
@@ -1258,7 +1163,7 @@ TEST_F(EtagPolicyTest, A201IsLearnedUnderTheKeyARequestForItsLocationWouldHave) 
   EXPECT_EQ(known("/accounts/9"), "\"c9\"");  // case_insensitive_paths: keys are lower-cased paths
   EXPECT_FALSE(known("/Accounts/9").has_value());
 
-  Exchange sensitive = exchange("POST", "/Accounts");
+  EtagExchange sensitive = exchange("POST", "/Accounts");
   ASSERT_TRUE(sensitive.request().forwards());
   EXPECT_FALSE(sensitive.respond(201, {{"Location", "/Accounts/10"}, {"ETag", "\"c10\""}}, "{}").fetch_first);
   sensitive.end();
@@ -1267,7 +1172,7 @@ TEST_F(EtagPolicyTest, A201IsLearnedUnderTheKeyARequestForItsLocationWouldHave) 
 }
 
 TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
-  Exchange post = exchange("POST", "/accounts");
+  EtagExchange post = exchange("POST", "/accounts");
   ASSERT_TRUE(post.request().forwards());
   ResponseStep step = post.respond(201, {{"Location", "/accounts/9"}, {"ETag", "W/\"collection\""}}, "{}");
   ASSERT_TRUE(step.fetch_first);
@@ -1279,7 +1184,7 @@ TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
   EXPECT_FALSE(known("/accounts").has_value());  // the collection changed: re-read when needed
 
   // An absolute Location, and a backend's strong tag for what it created.
-  Exchange absolute = exchange("POST", "/accounts");
+  EtagExchange absolute = exchange("POST", "/accounts");
   absolute.request();
   EXPECT_FALSE(absolute.respond(201, {{"Location", "http://backend:8080/accounts/10"}, {"ETag", "\"c10\""}}, "{}")
                    .fetch_first);
@@ -1288,7 +1193,7 @@ TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
   EXPECT_EQ(known("/accounts/10"), "\"c10\"");
 
   // No Location: nothing names the created resource, so no validator at all.
-  Exchange anonymous = exchange("POST", "/accounts");
+  EtagExchange anonymous = exchange("POST", "/accounts");
   anonymous.request();
   EXPECT_FALSE(anonymous.respond(201, {{"ETag", "\"collection\""}}, "{}").fetch_first);
   EXPECT_FALSE(anonymous.response_etag().has_value());
@@ -1297,28 +1202,28 @@ TEST_F(EtagPolicyTest, A201IsTaggedByTheResourceItCreated) {
 // The created resource is keyed as a request for it would be: the Location's path in the normal
 // form the proxy gives request paths before routing.
 TEST_F(EtagPolicyTest, A201sLocationIsKeyedByItsNormalisedPath) {
-  Exchange post = exchange("POST", "/accounts");
+  EtagExchange post = exchange("POST", "/accounts");
   ASSERT_TRUE(post.request().forwards());
   EXPECT_FALSE(post.respond(201, {{"Location", "/x/../accounts/%31%32"}, {"ETag", "\"c12\""}}, "{}").fetch_first);
   EXPECT_EQ(post.response_etag(), "\"c12\"");
   post.end();
   EXPECT_EQ(known("/accounts/12"), "\"c12\"");
 
-  Exchange relative = exchange("POST", "/accounts/");
+  EtagExchange relative = exchange("POST", "/accounts/");
   relative.request();
   EXPECT_FALSE(relative.respond(201, {{"Location", "./%7e13"}, {"ETag", "\"c13\""}}, "{}").fetch_first);
   relative.end();
   EXPECT_EQ(known("/accounts/~13"), "\"c13\"");
 
   // A Location that climbs above the root names nothing Arbiter can key: no validator.
-  Exchange escaping = exchange("POST", "/accounts");
+  EtagExchange escaping = exchange("POST", "/accounts");
   escaping.request();
   EXPECT_FALSE(escaping.respond(201, {{"Location", "/../../etc"}, {"ETag", "\"c14\""}}, "{}").fetch_first);
   EXPECT_FALSE(escaping.response_etag().has_value());
 }
 
 TEST_F(EtagPolicyTest, AStreamIsLeftUntagged) {
-  Exchange get = exchange("GET", "/accounts/1");
+  EtagExchange get = exchange("GET", "/accounts/1");
   get.request();
   ResponseStep step =
       get.respond(200, {{"Content-Type", "text/event-stream; charset=utf-8"}, {"ETag", "\"b1\""}}, std::nullopt,

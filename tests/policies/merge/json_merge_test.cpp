@@ -504,5 +504,17 @@ TEST(ThreeWayMergeTest, APatchAppliedToTheBaseRebasesOntoCurrent) {
   expect_merged(base, current, merge_patched.document, kLinesById, expected);
 }
 
+TEST(ParseJsonDocumentTest, RefusesWhatIsNotJsonAndWhatIsNestedTooDeep) {
+  EXPECT_EQ(parse_json_document(R"({"a":[1,{"b":"[[[["}]})"), nlohmann::json::parse(R"({"a":[1,{"b":"[[[["}]})"));
+  EXPECT_FALSE(parse_json_document("{\"a\":"));
+  EXPECT_FALSE(parse_json_document(""));
+  std::string deep = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(parse_json_document(deep));
+  std::string deeper = "[" + deep + "]";
+  EXPECT_FALSE(parse_json_document(deeper));
+  // Brackets inside strings (escaped quotes included) do not count.
+  EXPECT_TRUE(parse_json_document("[\"\\\"" + std::string(2 * kMaxJsonDepth, '[') + "\"]"));
+}
+
 }  // namespace
 }  // namespace arbiter

@@ -1617,7 +1617,11 @@ upstream = "b"
                                               {"max_entries", 1000000},
                                               {"max_body_bytes", 1u << 20},
                                               {"max_queue", 64},
-                                              {"queue_timeout", "1500ms"}}));
+                                              {"queue_timeout", "1500ms"},
+                                              {"on_conflict", "reject"},
+                                              {"merge_keys", nlohmann::json::object()},
+                                              {"patch", "forward"}}));
+  EXPECT_FALSE(accounts.contains("history"));
   EXPECT_EQ(accounts["rate_limit_headers"], false);
   EXPECT_EQ(accounts["limit"], nlohmann::json::array({nlohmann::json{{"name", "accounts-limit-0"},
                                                                      {"rate", "20/m"},

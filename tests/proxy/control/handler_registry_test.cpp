@@ -31,6 +31,11 @@ struct FakeResponder final : LocalResponder {
     fields = f;
     body = b;
   }
+  void pass_on(PassedOnRequest request) override {
+    ++answers;
+    status = -1;
+    body = std::string(request.method) + " " + request.target;
+  }
   void reply_problem(const Problem& problem, const HeaderList& f) override {
     HeaderList with_type = f;
     with_type.add("Content-Type", kProblemContentType);
