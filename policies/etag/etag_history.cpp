@@ -73,8 +73,13 @@ void EtagPolicy::record_version(const RequestView& request, const std::string& r
 }
 
 std::string EtagPolicy::history_link(std::string_view resource) const {
-  return "<" + config_.history->control_prefix + "/history?resource=" + query_value(resource) +
-         ">; rel=\"version-history\"";
+  static constexpr std::string_view kPath = "/history?resource=", kRel = ">; rel=\"version-history\"";
+  const std::string& prefix = config_.history->control_prefix;
+  std::string encoded = query_value(resource);
+  std::string link;
+  link.reserve(1 + prefix.size() + kPath.size() + encoded.size() + kRel.size());
+  link.append("<").append(prefix).append(kPath).append(encoded).append(kRel);
+  return link;
 }
 
 void EtagPolicy::add_history_fields(const RequestView& request, ResponseView& response,

@@ -634,23 +634,23 @@ void EtagPolicy::tag_read(const RequestView& request, ResponseView& response, Ex
   const std::string& etag = *version.etag;
   response.headers.set(kEtag, etag);
   counters_.reads_tagged.fetch_add(1, std::memory_order_relaxed);
-  // A read is history only if no write changed the resource since it began (else a slow read
-  // would record an older representation as the newest version).
-  if (history_ && exchange.remember && response.status == 200 &&
-      sequence_at_once(exchange.resource()) == exchange.seen_sequence) {
-    record_version(request, exchange.resource(), version, {});
-  }
   if (exchange.remember) {
     // Bytes the table already names (the steady state of a resource read again and again)
     // teach it nothing: only a new representation or version pays for its names (the content
     // identity may mean decoding gzip) and for a new entry.
     std::optional<std::string> known = known_at_once(exchange.resource());
-    bool known_bytes = known && stored_version_names(*known, etag) &&
-                       (!version.raw || stored_version_names(*known, *version.raw));
-    if (!known_bytes) {
-      store_->learn(exchange.resource(), encode_version_tags(joined_with_known(known, names_of(version))),
-                    exchange.seen_sequence, ignored<bool>());
+    bool current = known && stored_version_names(*known, etag) &&
+                   (!version.raw || stored_version_names(*known, *version.raw));
+    if (!current) {
+      std::string names = encode_version_tags(joined_with_known(known, names_of(version)));
+      current = answered_at_once<bool>([&](Completion<bool> done) {
+                  return store_->learn(exchange.resource(), names, exchange.seen_sequence, done);
+                }).value_or(false);
     }
+    // History records what is current: the table names these bytes, or learned them (no write
+    // changed the resource since the read began; else a slow read would record an older
+    // representation as the newest version).
+    if (history_ && current && response.status == 200) record_version(request, exchange.resource(), version, {});
   }
   Precondition if_none_match = parse_precondition(request.headers, kIfNoneMatch);
   bool evaluable = if_none_match.form == Precondition::Form::Any || if_none_match.form == Precondition::Form::Tags;

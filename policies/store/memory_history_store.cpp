@@ -32,11 +32,16 @@ enum TextForm : std::uint8_t {
   kQuotedHexText = 2,  // '"' + such hex + '"' (an ETag)
 };
 
-int lower_hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
+// A table: tags are checked and packed on every record() (every read of a route with history).
+constexpr std::array<std::int8_t, 256> kLowerHexValues = [] {
+  std::array<std::int8_t, 256> values{};
+  for (auto& value : values) value = -1;
+  for (int c = '0'; c <= '9'; ++c) values[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) values[static_cast<std::size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+  return values;
+}();
+
+int lower_hex_value(char c) noexcept { return kLowerHexValues[static_cast<unsigned char>(c)]; }
 
 bool is_lower_hex(std::string_view text) noexcept {
   if (text.empty() || text.size() % 2 != 0) return false;
@@ -85,14 +90,13 @@ std::uint64_t read_varint(const char*& in) noexcept {
   }
 }
 
-std::size_t packed_size(std::string_view text) noexcept {
-  TextForm form = form_of(text);
+std::size_t packed_size(std::string_view text, TextForm form) noexcept {
   std::size_t length = packed_length(text, form);
   return varint_size(length << 2 | form) + length;
 }
+std::size_t packed_size(std::string_view text) noexcept { return packed_size(text, form_of(text)); }
 
-char* write_packed(char* out, std::string_view text) noexcept {
-  TextForm form = form_of(text);
+char* write_packed(char* out, std::string_view text, TextForm form) noexcept {
   std::size_t length = packed_length(text, form);
   out = write_varint(out, length << 2 | form);
   if (form == kRawText) {
@@ -104,18 +108,20 @@ char* write_packed(char* out, std::string_view text) noexcept {
     *out++ = static_cast<char>(lower_hex_value(hex[2 * i]) << 4 | lower_hex_value(hex[2 * i + 1]));
   return out;
 }
+char* write_packed(char* out, std::string_view text) noexcept { return write_packed(out, text, form_of(text)); }
 
 // A text packed for comparing with packed ones, on the stack when short (a tag, usually).
 class PackedCopy {
  public:
   explicit PackedCopy(std::string_view text) {
-    std::size_t size = packed_size(text);
+    TextForm form = form_of(text);  // once: it reads every character
+    std::size_t size = packed_size(text, form);
     char* out = short_;
     if (size > sizeof short_) {
       long_.resize(size);
       out = long_.data();
     }
-    write_packed(out, text);
+    write_packed(out, text, form);
     bytes_ = std::string_view(out, size);
   }
   PackedCopy(const PackedCopy&) = delete;
