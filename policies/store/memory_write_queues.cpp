@@ -20,8 +20,8 @@ MonotonicTime lease_end(MonotonicTime now, std::chrono::nanoseconds lease) noexc
   return now + std::chrono::duration_cast<MonotonicClock::duration>(lease);
 }
 
-struct Waiter {
-  Waiter(std::shared_ptr<Waker> w, std::chrono::nanoseconds l) : waker(std::move(w)), lease(l) {}
+struct TurnWaiter {
+  TurnWaiter(std::shared_ptr<Waker> w, std::chrono::nanoseconds l) : waker(std::move(w)), lease(l) {}
   std::shared_ptr<Waker> waker;  // may be null (nobody to wake)
   std::chrono::nanoseconds lease;
   // Set under the shard's lock; fence is read by WriteTurn::fence() without it.
@@ -33,10 +33,10 @@ struct Waiter {
 // The front writer holds the turn; the others wait in arrival order. A list, so that each
 // turn keeps an iterator to its own place whatever the others do (an overtaken holder's node
 // is spliced to the shard's `overtaken` list, which keeps the iterator valid).
-using WriteQueue = std::list<Waiter>;
+using WriteQueue = std::list<TurnWaiter>;
 
 // Makes `writer` the holder; returns its waker. The caller holds the shard's lock.
-const std::shared_ptr<Waker>& grant(Waiter& writer, MonotonicTime expires_at, std::uint64_t fence) noexcept {
+const std::shared_ptr<Waker>& grant(TurnWaiter& writer, MonotonicTime expires_at, std::uint64_t fence) noexcept {
   writer.expires_at = expires_at;
   writer.fence.store(fence, std::memory_order_release);
   return writer.waker;
@@ -85,13 +85,13 @@ class MemoryWriteQueues::Turn final : public WriteTurn {
       std::lock_guard lock(shard_.mutex);
       if (place_->overtaken) return false;
       WriteQueue& writers = shard_.queues.find(key_)->second;
-      Waiter& holder = writers.front();
+      TurnWaiter& holder = writers.front();
       // The lease runs from the first time anyone sees the grant.
       if (holder.expires_at == kNotStarted) holder.expires_at = lease_end(now, holder.lease);
       if (place_ != writers.begin() && now >= holder.expires_at) {
         holder.overtaken = true;
         shard_.overtaken.splice(shard_.overtaken.end(), writers, writers.begin());
-        Waiter& next = writers.front();
+        TurnWaiter& next = writers.front();
         std::shared_ptr<Waker> waker = grant(next, lease_end(now, next.lease), store_.next_fence());
         if (&next != &*place_) next_writer = std::move(waker);
       }
