@@ -4,17 +4,16 @@
 
 namespace arbiter {
 
-bool FeedFilter::matches(const FeedEvent& event) const {
-  if (!route.empty() && event.route != route) return false;
+bool FeedFilter::matches(std::string_view type, std::string_view event_route, std::string_view event_resource) const {
+  if (!route.empty() && event_route != route) return false;
   if (!resource.empty()) {
     if (resource.back() == '*') {
-      if (!std::string_view(event.resource).starts_with(std::string_view(resource).substr(0, resource.size() - 1)))
-        return false;
-    } else if (event.resource != resource) {
+      if (!event_resource.starts_with(std::string_view(resource).substr(0, resource.size() - 1))) return false;
+    } else if (event_resource != resource) {
       return false;
     }
   }
-  return types.empty() || std::find(types.begin(), types.end(), event.type) != types.end();
+  return types.empty() || std::find(types.begin(), types.end(), type) != types.end();
 }
 
 namespace {

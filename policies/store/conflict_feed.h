@@ -90,7 +90,8 @@ struct FeedFilter {
   std::string resource;            // "": any; "/a/b": exactly; "/a/*": every resource starting "/a/"
   std::string route;               // "": any; else exactly
   std::vector<std::string> types;  // empty: any; else one of them
-  bool matches(const FeedEvent& event) const;
+  bool matches(const FeedEvent& event) const { return matches(event.type, event.route, event.resource); }
+  bool matches(std::string_view type, std::string_view route, std::string_view resource) const;
 };
 
 // What read() answers.

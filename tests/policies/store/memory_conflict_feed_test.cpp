@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -194,6 +195,32 @@ TEST(MemoryConflictFeedTest, GetTellsFoundFromDroppedFromUnknown) {
   EXPECT_EQ(feed.get(3).find, FeedFind::Found);
   EXPECT_EQ(feed.get(4).find, FeedFind::Unknown);
   EXPECT_EQ(feed.get(0).find, FeedFind::Unknown);
+}
+
+TEST(MemoryConflictFeedTest, TextsOfAnyLengthAndAbsentEtagsComeBackAsPublished) {
+  MemoryConflictFeed feed(limits_of(10));
+  FeedEvent event = event_of(kFeedMerged, "/items/" + std::string(300, 'r'), std::string(254, 'o'), 7);
+  event.your_etag = "";  // sent empty: present, unlike current_etag
+  event.base_etag = "\"base\"";
+  event.details = std::string(70000, 'd');
+  event.conflicts = {"/" + std::string(255, 'p'), "", "/x"};
+  FeedEvent published = event;
+  feed.publish(std::move(event));
+  FeedEvent stored = feed.get(1).event;
+  EXPECT_EQ(stored.type, published.type);
+  EXPECT_EQ(stored.route, published.route);
+  EXPECT_EQ(stored.resource, published.resource);
+  EXPECT_EQ(stored.time, at_second(7));
+  EXPECT_EQ(stored.request_id, published.request_id);
+  EXPECT_EQ(stored.client, "10.0.0.1");
+  EXPECT_EQ(stored.method, "PUT");
+  EXPECT_EQ(stored.your_etag, std::optional<std::string>(""));
+  EXPECT_EQ(stored.current_etag, std::nullopt);
+  EXPECT_EQ(stored.base_etag, "\"base\"");
+  EXPECT_EQ(stored.details, published.details);
+  EXPECT_EQ(stored.conflicts, published.conflicts);
+  EXPECT_EQ(stored.body, FeedBody::None);
+  EXPECT_EQ(ids_of(feed.read(0, {.resource = "/items/r*", .route = std::string(254, 'o')}, 10)), (Ids{1}));
 }
 
 TEST(MemoryConflictFeedTest, BodiesAreKeptForGetNotCopiedByRead) {
