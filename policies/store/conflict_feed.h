@@ -177,7 +177,9 @@ class ConflictFeed {
   // destroyed. Meant for one listener a worker (which turns it into a uv_async wake-up), not one
   // a subscriber: every publish calls every listener.
   // - It runs on the thread that learned of the publish (the publishing thread in memory), after
-  //   the store's lock is released: it may call the store. It must be cheap and must not block.
+  //   the store's lock is released: it may read the store, but must not publish or resolve (that
+  //   would wait for its own call to end). It must be cheap and must not block: a publisher
+  //   waits while another thread's call of the same listener runs.
   // - Calls of one listener never overlap, and the ids it is given only increase: a call may
   //   stand for several publishes (it is given the newest), and a publish whose id the listener
   //   was already given (or passed) calls nothing. When publish() has returned, the listener has
