@@ -4,8 +4,11 @@
 // `history` records N versions into the version-history store (N/20 resources, 20 versions
 // each, written by PUTs with a request id and a client, 100-byte bodies) and reports the
 // memory per version beyond its body.
+// `feed` publishes N conflict events without a body into a conflict feed of capacity N (PUTs on
+// N/100 resources, each with a request id, a client, both ETags and a small details object) and
+// reports the memory per event.
 //
-//   build-bench/table_memory_bench etag|buckets|locks|history [entries]
+//   build-bench/table_memory_bench etag|buckets|locks|history|feed [entries]
 
 #include <malloc.h>
 
@@ -19,6 +22,7 @@
 
 #include "policies/etag/etag.h"
 #include "policies/store/memory_bucket_store.h"
+#include "policies/store/memory_conflict_feed.h"
 #include "policies/store/memory_history_store.h"
 #include "policies/store/memory_lock_store.h"
 #include "policies/store/memory_version_store.h"
@@ -55,8 +59,9 @@ void measure(const char* name, std::size_t entries, const std::function<std::siz
 int main(int argc, char** argv) {
   std::string table = argc > 1 ? argv[1] : "";
   std::size_t entries = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1000000;
-  if (table != "etag" && table != "buckets" && table != "locks" && table != "history") {
-    std::fprintf(stderr, "usage: table_memory_bench etag|buckets|locks|history [entries]\n");
+  if (table != "etag" && table != "buckets" && table != "locks" && table != "history" &&
+      table != "feed") {
+    std::fprintf(stderr, "usage: table_memory_bench etag|buckets|locks|history|feed [entries]\n");
     return 2;
   }
 
@@ -147,5 +152,34 @@ int main(int argc, char** argv) {
       return static_cast<std::size_t>(store.stats("items").versions);
     });
   }
+
+  if (table == "feed") measure("feed events", entries, [&](const std::function<void()>& report) {
+    arbiter::FeedLimits limits;
+    limits.capacity = entries;
+    arbiter::MemoryConflictFeed feed(limits);
+    const auto start = std::chrono::system_clock::now();
+    char etag[19];
+    char request_id[33];
+    for (std::size_t i = 0; i < entries; ++i) {
+      arbiter::FeedEvent event;
+      event.type = arbiter::kFeedConflict;
+      event.time = start + std::chrono::milliseconds(i);
+      event.route = "items";
+      event.resource = "/items/" + std::to_string(i / 100);
+      std::snprintf(request_id, sizeof request_id, "%016llx%016llx", static_cast<unsigned long long>(i),
+                    static_cast<unsigned long long>(~i));
+      event.request_id = request_id;
+      event.client = "10.0." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+      event.method = "PUT";
+      std::snprintf(etag, sizeof etag, "\"%016llx\"", static_cast<unsigned long long>(i * 0x9e3779b97f4a7c15ull));
+      event.your_etag = etag;
+      std::snprintf(etag, sizeof etag, "\"%016llx\"", static_cast<unsigned long long>(~i * 0x9e3779b97f4a7c15ull));
+      event.current_etag = etag;
+      event.details = R"({"precondition":"If-Match"})";
+      feed.publish(std::move(event));
+    }
+    report();
+    return feed.size();
+  });
   return 0;
 }
