@@ -39,7 +39,7 @@ char* write_length(char* out, std::size_t length) noexcept {
 
 char* write_text(char* out, std::string_view text) noexcept {
   out = write_length(out, text.size());
-  std::memcpy(out, text.data(), text.size());
+  if (!text.empty()) std::memcpy(out, text.data(), text.size());  // an empty view's data() may be null
   return out + text.size();
 }
 

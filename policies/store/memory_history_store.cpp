@@ -100,7 +100,7 @@ char* write_packed(char* out, std::string_view text, TextForm form) noexcept {
   std::size_t length = packed_length(text, form);
   out = write_varint(out, length << 2 | form);
   if (form == kRawText) {
-    std::memcpy(out, text.data(), length);
+    if (length > 0) std::memcpy(out, text.data(), length);  // an empty view's data() may be null
     return out + length;
   }
   std::string_view hex = form == kQuotedHexText ? text.substr(1, text.size() - 2) : text;
@@ -321,7 +321,7 @@ StoredVersion* make_version(const VersionParts& parts) {
     out = write_packed(out, parts.author->request_id);
     out = write_packed(out, parts.author->client);
   }
-  if (parts.body) std::memcpy(out, parts.body->data(), parts.body->size());
+  if (parts.body && !parts.body->empty()) std::memcpy(out, parts.body->data(), parts.body->size());
   return version;
 }
 
