@@ -16,6 +16,20 @@
 
 namespace arbiter {
 
+inline constexpr std::string_view kIfMatch = "If-Match";
+inline constexpr std::string_view kIfNoneMatch = "If-None-Match";
+
+// The policy's reads of a resource (the verify GET, the re-read after a write, the
+// representation behind a HEAD or a 304, the current document a merge or a patch needs): side
+// requests to the route's upstream as the client would GET it, the body kept up to
+// max_body_bytes for hashing. Answered to on_fetched and on_response_fetched
+// (Policy::on_side_responses' default).
+inline SideRequestSpec read_of(std::string target, std::size_t max_body_bytes) {
+  SideRequestSpec read = SideRequestSpec::fetch(std::move(target));
+  read.body_limit = max_body_bytes;
+  return read;
+}
+
 // What one request carries from hook to hook: for a read, the store's sequence when it began;
 // for a write, its place in the resource's write queue and how far it got; and the store call
 // it waits for, when the store did not answer at once (its completions land here, so the call

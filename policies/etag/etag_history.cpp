@@ -15,27 +15,10 @@ namespace arbiter {
 
 namespace {
 
-constexpr std::string_view kIfMatch = "If-Match";
-constexpr std::string_view kIfNoneMatch = "If-None-Match";
 constexpr std::string_view kAcceptDatetime = "Accept-Datetime";
 constexpr std::string_view kMergePatchType = "application/merge-patch+json";
 constexpr std::string_view kJsonPatchType = "application/json-patch+json";
 constexpr std::string_view kAcceptPatch = "application/merge-patch+json, application/json-patch+json";
-
-// The media type of a Content-Type value, without parameters, lower-cased.
-std::string media_type(std::optional<std::string_view> content_type) {
-  if (!content_type) return {};
-  std::string_view type = without_ows(content_type->substr(0, content_type->find(';')));
-  std::string lowered(type);
-  for (char& c : lowered) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  return lowered;
-}
-
-// A representation sent without a content coding: its bytes are the document.
-bool identity_coded(const HeaderList& headers) {
-  auto coding = headers.find("Content-Encoding");
-  return !coding || without_ows(*coding).empty() || iequals(without_ows(*coding), "identity");
-}
 
 std::optional<std::uint64_t> fence_of(const HeaderList& headers, std::string_view field) {
   if (field.empty()) return std::nullopt;
@@ -157,10 +140,10 @@ Decision EtagPolicy::answer_memento(const RequestView& request, Exchange& exchan
 // ---- PATCH applied here ----
 
 std::optional<Decision> EtagPolicy::prepare_patch(const RequestView& request, Exchange& exchange) {
-  std::string type = media_type(request.headers.find("Content-Type"));
-  if (type == kMergePatchType) {
+  std::string_view type = media_type_of(request.headers.find("Content-Type"));
+  if (iequals(type, kMergePatchType)) {
     exchange.patch = Exchange::PatchType::MergePatch;
-  } else if (type == kJsonPatchType) {
+  } else if (iequals(type, kJsonPatchType)) {
     exchange.patch = Exchange::PatchType::JsonPatch;
   } else {
     return patch_refused("unsupported-patch-type", 415, "Unsupported patch type",
@@ -199,8 +182,7 @@ PatchOutcome patched(const nlohmann::json& document, const nlohmann::json& patch
 
 }  // namespace
 
-Decision EtagPolicy::apply_patch(const RequestView& request, Exchange& exchange) {
-  (void)request;
+Decision EtagPolicy::apply_patch(Exchange& exchange) {
   const std::string& resource = exchange.resource();
   if (!exchange.have_document) {
     if (exchange.document_gone) {
@@ -260,9 +242,7 @@ std::optional<Decision> EtagPolicy::try_merge(const RequestView& request, Exchan
     exchange.fetching_document = true;
     exchange.wants_document = true;
     exchange.stage = Exchange::Stage::Verifying;
-    SideRequestSpec read = SideRequestSpec::fetch(std::string(request.path));
-    read.body_limit = config_.max_body_bytes;
-    return Decision::call({std::move(read)});
+    return Decision::call({read_of(std::string(request.path), config_.max_body_bytes)});
   }
   if (!theirs) return std::nullopt;
   // The base: the version the client's If-Match names, if the history has it.

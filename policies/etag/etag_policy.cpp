@@ -16,8 +16,6 @@ namespace arbiter {
 
 namespace {
 
-constexpr std::string_view kIfMatch = "If-Match";
-constexpr std::string_view kIfNoneMatch = "If-None-Match";
 constexpr std::string_view kEtag = "ETag";
 constexpr std::string_view kIfModifiedSince = "If-Modified-Since";
 constexpr std::string_view kIfUnmodifiedSince = "If-Unmodified-Since";
@@ -26,16 +24,6 @@ constexpr std::string_view kIfRange = "If-Range";
 
 bool is_success(int status) noexcept { return status >= 200 && status <= 299; }
 bool is_gone(int status) noexcept { return status == 404 || status == 410; }
-
-// The policy's reads of a resource (the verify GET, the re-read after a write, the
-// representation behind a HEAD or a 304): side requests to the route's upstream as the client
-// would GET it, the body kept up to max_body_bytes for hashing. Answered to on_fetched and
-// on_response_fetched (Policy::on_side_responses' default).
-SideRequestSpec read_of(std::string target, std::size_t max_body_bytes) {
-  SideRequestSpec read = SideRequestSpec::fetch(std::move(target));
-  read.body_limit = max_body_bytes;
-  return read;
-}
 
 // Answers a write could not be taken now, but may be in a moment.
 Decision unavailable(Problem problem) { return Decision::reply(std::move(problem), HeaderList{{"Retry-After", "1"}}); }
@@ -192,10 +180,10 @@ VersionTags EtagPolicy::names_of(const Version& version) const {
   if (version.raw) {  // the body was hashed: it is there and within max_body_bytes
     // The same content under another coding is the same version: its identity is the hash of
     // the content decoded (without a coding, the hash of the bytes themselves).
-    auto coding = version.headers->find("Content-Encoding");
-    if (!coding || without_ows(*coding).empty() || iequals(without_ows(*coding), "identity")) {
+    if (identity_coded(*version.headers)) {
       names.identity = *version.raw;
-    } else if (auto identity = content_identity(*version.body, *coding, config_.max_body_bytes)) {
+    } else if (auto identity = content_identity(*version.body, *version.headers->find("Content-Encoding"),
+                                                config_.max_body_bytes)) {
       names.identity = std::move(*identity);
     }
   }
@@ -521,7 +509,7 @@ Decision EtagPolicy::check_preconditions(const RequestView& request, Exchange& e
 }
 
 Decision EtagPolicy::forward_write(const RequestView& request, Exchange& exchange, bool strip_preconditions) {
-  if (exchange.patch != Exchange::PatchType::None) return apply_patch(request, exchange);
+  if (exchange.patch != Exchange::PatchType::None) return apply_patch(exchange);
   exchange.stage = Exchange::Stage::Forwarded;
   counters_.writes_forwarded.fetch_add(1, std::memory_order_relaxed);
   std::vector<std::string> strip;

@@ -266,7 +266,7 @@ class EtagPolicy final : public Policy {
   // a refusal, or nullopt to go on (exchange.patch set).
   std::optional<Decision> prepare_patch(const RequestView& request, Exchange& exchange);
   // The current document applied the patch, forwarded as a PUT; or the patch's refusal.
-  Decision apply_patch(const RequestView& request, Exchange& exchange);
+  Decision apply_patch(Exchange& exchange);
   // A stale If-Match under on_conflict = "merge": the write merged and forwarded, or refused
   // with the overlapping pointers; nullopt: it cannot be merged (today's conflict answers).
   std::optional<Decision> try_merge(const RequestView& request, Exchange& exchange, const Precondition& if_match,

@@ -70,10 +70,17 @@ void HeaderList::append_value(std::string_view piece) {
   e.value_length += static_cast<std::uint32_t>(piece.size());
 }
 
+std::string_view media_type_of(std::optional<std::string_view> content_type) noexcept {
+  return content_type ? without_ows(content_type->substr(0, content_type->find(';'))) : std::string_view();
+}
+
+bool identity_coded(const HeaderList& headers) noexcept {
+  auto coding = headers.find("Content-Encoding");
+  return !coding || without_ows(*coding).empty() || iequals(without_ows(*coding), "identity");
+}
+
 bool is_stream_response(const HeaderList& headers) noexcept {
-  auto content_type = headers.find("Content-Type");
-  if (!content_type) return false;
-  std::string_view media_type = without_ows(content_type->substr(0, content_type->find(';')));
+  std::string_view media_type = media_type_of(headers.find("Content-Type"));
   return iequals(media_type, "text/event-stream") || iequals(media_type, "multipart/x-mixed-replace");
 }
 

@@ -125,6 +125,14 @@ void for_each_list_element(std::string_view value, Fn&& fn) {
   }
 }
 
+// The media type of a Content-Type value ("application/json; charset=utf-8" -> "application/json"),
+// as sent (compare it with iequals); "" when there is none.
+std::string_view media_type_of(std::optional<std::string_view> content_type) noexcept;
+
+// A representation sent without a content coding (no Content-Encoding, or "identity"): its bytes
+// are the content itself.
+bool identity_coded(const HeaderList& headers) noexcept;
+
 // A response that is a stream rather than a document: Content-Type text/event-stream
 // (server-sent events) or multipart/x-mixed-replace (a "push" stream). Such a body may never
 // end, so it is relayed as it arrives and never held for hashing.
