@@ -1,5 +1,6 @@
 #include "policies/store/resource_stores.h"
 
+#include "policies/store/memory_conflict_feed.h"
 #include "policies/store/memory_history_store.h"
 #include "policies/store/memory_lock_store.h"
 #include "policies/store/memory_write_queues.h"
@@ -9,6 +10,7 @@ namespace arbiter {
 ResourceStores::ResourceStores()
     : write_turns(std::make_shared<MemoryWriteQueues>()),
       conflicts(std::make_shared<ConflictLog>()),
+      feed(std::make_shared<MemoryConflictFeed>()),
       locks(std::make_shared<MemoryLockStore>()),
       history(std::make_shared<MemoryHistoryStore>()) {}
 

@@ -14,6 +14,7 @@
 #include "policies/config_reader.h"
 #include "policies/policy_kind.h"
 #include "policies/policy_registry.h"
+#include "proxy/config/control_config.h"
 #include "proxy/http/address.h"
 #include "proxy/observe/log.h"
 
@@ -90,6 +91,7 @@ struct Config {
   ServerConfig server;
   AdminConfig admin;
   LogConfig log;
+  ControlConfig control;
   std::vector<UpstreamConfig> upstreams;  // in file order
   std::vector<RouteConfig> routes;         // in file order: first match wins
   // The kinds it was read with (those its routes' policies belong to among them), in

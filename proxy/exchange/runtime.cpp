@@ -54,6 +54,7 @@ Runtime::Runtime(Config config, RuntimeState& state)
   // (rate limit) first, then the in-flight slot (held while the request is at the backend,
   // ETag re-reads included), then the ETag check, which may read the backend.
   std::vector<std::vector<std::shared_ptr<Policy>>> chains = state.policies_for(config_);
+  state.stores().feed->set_limits(config_.control.feed);
   routes_.reserve(config_.routes.size());
   for (std::size_t r = 0; r < config_.routes.size(); ++r) {
     RouteRuntime rt;

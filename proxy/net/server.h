@@ -43,6 +43,7 @@ class Server {
   // read it without the reload lock.
   std::shared_ptr<LockStore> lock_store() const { return lock_store_; }
   std::shared_ptr<HistoryStore> history_store() const { return history_store_; }
+  std::shared_ptr<ConflictFeed> conflict_feed() const { return conflict_feed_; }
 
   // Any thread; reloads are serialized. Parses and validates the whole file before anything
   // changes; on success new requests use the new Runtime at once.
@@ -69,6 +70,7 @@ class Server {
   RuntimeState state_;  // guarded by reload_mutex_ (and used by the constructor)
   std::shared_ptr<LockStore> lock_store_ = state_.stores().locks;
   std::shared_ptr<HistoryStore> history_store_ = state_.stores().history;
+  std::shared_ptr<ConflictFeed> conflict_feed_ = state_.stores().feed;
   std::shared_ptr<const Runtime> runtime_;  // atomic_load / atomic_store
   AccessLogTarget access_log_target_;
   std::vector<std::unique_ptr<Worker>> workers_;
