@@ -35,6 +35,9 @@ class HandlerRegistry {
     std::vector<std::string> methods;  // upper-case, not empty; GET implies HEAD
     std::string summary;               // one line for listings, e.g. "Prometheus metrics"
     std::shared_ptr<LocalHandler> handler;
+    // The [control] token scope a caller needs (proxy/config/control_config.h's kControlScopes);
+    // empty: none beyond reaching the registry (the control index; every admin endpoint).
+    std::string scope;
   };
 
   // `name` says whose endpoints these are in the 404 detail: "No admin endpoint /x; ...".
@@ -43,7 +46,7 @@ class HandlerRegistry {
   // Throws std::invalid_argument for a path that does not start with '/', no methods, or a
   // method already taken for that path.
   void add(std::string path, PathMatch match, std::vector<std::string> methods, std::string summary,
-           std::shared_ptr<LocalHandler> handler);
+           std::shared_ptr<LocalHandler> handler, std::string scope = {});
 
   enum class Outcome : std::uint8_t { Found, NotFound, MethodNotAllowed };
   struct Lookup {

@@ -40,6 +40,9 @@ struct LocalRequest {
   std::string_view request_id;  // also carried by every problem Arbiter answers
   std::string_view mount;       // where the registry answers: [server] control_prefix on a client
                                 // listener ("/_arbiter"), empty on the admin listener
+  std::string_view principal;   // who is asking, for records such as a `resolved` event: the
+                                // [control] token's name when one was presented, else the client's
+                                // address (X-Forwarded-For from a trusted proxy, as elsewhere)
 };
 
 // StreamWrite::Full: the bound below is reached. Nothing was queued; the handler decides (drop

@@ -12,7 +12,7 @@ namespace arbiter {
 void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view mount, std::string_view path,
                               std::string_view query) {
   ExchangeResponder responder(*this, registry.name());
-  LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount};
+  LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount, {}};
   registry.dispatch(request, responder);
   if (responder.passed_on()) {
     pass_on(std::move(*responder.passed_on()));

@@ -63,7 +63,7 @@ FakeResponder dispatch(const HandlerRegistry& registry, std::string_view method,
                        std::string_view mount = {}, std::string_view query = {}) {
   HeaderList headers;
   FakeResponder responder;
-  registry.dispatch(LocalRequest{method, path, path, query, headers, {}, "rid", mount}, responder);
+  registry.dispatch(LocalRequest{method, path, path, query, headers, {}, "rid", mount, {}}, responder);
   EXPECT_EQ(responder.answers, 1) << method << " " << path;
   return responder;
 }
