@@ -4,6 +4,7 @@
 
 #include "proxy/exchange/local_answer.h"
 
+#include "proxy/control/control_access.h"
 #include "proxy/control/handler_registry.h"
 #include "proxy/exchange/exchange.h"
 
@@ -12,7 +13,17 @@ namespace arbiter {
 void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view mount, std::string_view path,
                               std::string_view query) {
   ExchangeResponder responder(*this, registry.name());
-  LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount, {}};
+  ControlAccess access;  // [control] decides on the control prefix; the admin listener has no mount
+  if (!mount.empty()) {
+    access = check_control_access(runtime_->config(), registry, head_.method, path.substr(mount.size()), head_.headers,
+                                  host_.peer_address());
+  }
+  if (!access.granted()) {
+    reply_problem(*access.refusal, access.fields, "control-access");
+    return;
+  }
+  LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount,
+                       access.principal};
   registry.dispatch(request, responder);
   if (responder.passed_on()) {
     pass_on(std::move(*responder.passed_on()));
