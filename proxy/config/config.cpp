@@ -340,11 +340,13 @@ class FileReader {
       }
       const toml::node* hash_at = reader.require("sha256");
       if (auto hash = hash_at ? reader.string("sha256") : std::nullopt) {
+        // Not echoed: a token pasted here by mistake would reach the log and POST /reload's answer.
         if (hash->size() != 64 ||
             !std::all_of(hash->begin(), hash->end(), [](char c) { return hex_digit_value(c) >= 0; })) {
           reader.error(*hash_at, reader.key("sha256"),
-                       "expected the 64 hex digits of the token's SHA-256 (`arbiter hash-token` prints the line), "
-                       "got \"" + *hash + "\"");
+                       "expected the 64 hex digits of the token's SHA-256 (`arbiter hash-token` prints the line), got " +
+                           std::to_string(hash->size()) + " characters" +
+                           (hash->size() == 64 ? " that are not all hex digits" : std::string()));
         } else {
           std::transform(hash->begin(), hash->end(), std::back_inserter(token.sha256),
                          [](char c) { return static_cast<char>(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c); });

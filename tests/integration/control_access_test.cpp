@@ -137,6 +137,35 @@ TEST_F(ControlAccessIt, TheTokenIsNeitherInTheAccessLogNorInConfig) {
             (json{{"name", "ops"}, {"scopes", {"history", "locks"}}}));
 }
 
+TEST_F(ControlAccessIt, AReloadAppliesTheTokensAndTakesThemAway) {
+  start_with("");
+  EXPECT_EQ(get("/_arbiter/").status, 200);
+  auto reload = [&](const std::string& control) {
+    arbiter_->config_file().replace(
+        harness::make_config(backend_.port(), ConfigOptions{.leading_routes = kDocumentsRoute, .routes = control}));
+    HttpClient admin(*arbiter_->admin_port());
+    HttpResponse applied = harness::require(admin.request("POST", "/reload"), admin);
+    ASSERT_EQ(applied.status, 200) << applied.body;
+  };
+  reload(tokens_table());
+  EXPECT_EQ(get("/_arbiter/").status, 401);
+  EXPECT_EQ(get("/_arbiter/", bearer(kOpsToken)).status, 200);
+  reload("\n[control]\nallow = [\"10.0.0.0/8\"]\n");
+  EXPECT_EQ(get("/_arbiter/", bearer(kOpsToken)).status, 403);
+  reload("");
+  EXPECT_EQ(get("/_arbiter/").status, 200);
+}
+
+TEST(ControlAccessCli, ExplainOfAControlPathSaysTheModeAndNotTheToken) {
+  auto file = harness::write_temp_file(harness::make_config(9, ConfigOptions{.routes = tokens_table()}), ".toml");
+  auto explained = harness::run_arbiter(
+      {"explain", "-c", file.path(), "GET", "/_arbiter/locks", "-H", "Authorization: Bearer " + std::string(kOpsToken)});
+  EXPECT_EQ(explained.exit_code, std::optional<int>(0)) << explained.stderr_text;
+  EXPECT_NE(explained.stdout_text.find("control access: bearer tokens (ops, reader)"), std::string::npos)
+      << explained.stdout_text;
+  EXPECT_EQ(explained.stdout_text.find(kOpsToken), std::string::npos) << explained.stdout_text;
+}
+
 TEST(ControlAccessCli, HashTokenPrintsTheSha256LineFromTheArgumentOrStdin) {
   // SHA-256("abc"), FIPS 180-2 appendix B.1.
   const std::string abc = "sha256 = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"";
