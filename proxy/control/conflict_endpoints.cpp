@@ -169,7 +169,8 @@ class ConflictRecordEndpoint final : public LocalHandler {
       body[name] = std::move(shown);
     };
     show("current", version_of(event.resource, event.current_etag), current);
-    show("base", version_of(event.resource, event.base_etag), base);
+    // A merge names its base; a refused write was based on the version its If-Match named.
+    show("base", version_of(event.resource, event.base_etag ? event.base_etag : event.your_etag), base);
     if (base && (current || yours)) {
       nlohmann::json diff = nlohmann::json::object();
       if (current) diff["base_to_current"] = nlohmann::json::diff(*base, *current);

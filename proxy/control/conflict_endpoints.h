@@ -13,10 +13,11 @@
 //                     Both take the filters ?resource= (exact, or a prefix ending in '*'),
 //                     ?route= and ?type= (a comma list; an unknown type is 400).
 //   GET P/conflicts/{id}  the record: the event (feed_json.h) plus "yours" (the refused write's
-//                     body, when kept), "current" and "base" (the versions of current_etag and
-//                     base_etag, when the history has their bodies) and "diff" (RFC 6902 patches
+//                     body, when kept), "current" and "base" (the versions, with their bodies,
+//                     when the history has them) and "diff" (RFC 6902 patches
 //                     base_to_current and base_to_yours, when those are JSON). 404 never
-//                     published, 410 dropped from the ring. A path below an id
+//                     published, 410 dropped from the ring. "base" is base_etag's version (a
+//                     merge's), else your_etag's: the version a refused write was based on. A path below an id
 //                     (P/conflicts/5/x) is 404 for GET: the prefix entry's POST is the resolve
 //                     endpoint's, registered elsewhere.
 // A body is shown as JSON when its Content-Type is JSON (application/json, or +json) and it

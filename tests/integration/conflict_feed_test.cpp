@@ -114,6 +114,7 @@ TEST_F(ConflictFeedTest, AConflictReachesASubscribedStreamWithItsFields) {
   EXPECT_EQ(data["your_etag"], writer.stale_etag);
   EXPECT_EQ(data["current_etag"], refused["current_etag"]);
   EXPECT_EQ(data["request_id"], refused["request-id"]);
+  EXPECT_EQ(data["id"], refused["conflict_id"]);
   EXPECT_FALSE(data["client"].get<std::string>().empty());
   EXPECT_EQ(data["time"].get<std::string>().size(), 24u) << data["time"];  // 2026-12-01T18:02:37.123Z
 }
@@ -287,23 +288,25 @@ TEST_F(ConflictFeedTest, PollingWithSinceAndLimit) {
 TEST_F(ConflictFeedTest, TheRecordShowsYourBodyAndTheCurrentOne) {
   start(feed_options("", "keep = 10\n"));
   StaleWriter writer = stale_writer("/accounts/7");
-  json refused = conflict(writer, R"({"balance": 42})");
-  json page = json::parse(send("GET", std::string(kFeed)).body);
-  ASSERT_FALSE(page["events"].empty()) << page.dump();
-  std::uint64_t id = page["events"].back()["id"];
+  json refused = conflict(writer, R"({"id": "7", "balance": 42})");
+  ASSERT_TRUE(refused.contains("conflict_id")) << refused.dump();
+  std::uint64_t id = refused["conflict_id"];
+  EXPECT_EQ(refused["conflict_record"], std::string(kFeed) + "/" + std::to_string(id));
   HttpResponse response = send("GET", std::string(kFeed) + "/" + std::to_string(id));
   ASSERT_EQ(response.status, 200) << response.body;
   json record = json::parse(response.body);
   EXPECT_EQ(record["id"], id);
+  EXPECT_EQ(record["type"], "conflict");
   EXPECT_EQ(record["resource"], "/accounts/7");
-  EXPECT_EQ(record["yours"]["body"], json::parse(R"({"balance": 42})")) << record.dump();
-  ASSERT_TRUE(record.contains("current")) << record.dump();
-  EXPECT_EQ(record["current"]["etag"], refused["current_etag"]);
+  EXPECT_EQ(record["yours"]["body"], json::parse(R"({"id": "7", "balance": 42})")) << record.dump();
+  EXPECT_EQ(record["current"]["etag"], refused["current_etag"]) << record.dump();
   EXPECT_EQ(record["current"]["body"]["balance"], 1) << record.dump();
-  if (record.contains("base")) {
-    EXPECT_EQ(record["diff"]["base_to_yours"].is_array(), true) << record.dump();
-    EXPECT_EQ(record["diff"]["base_to_current"].is_array(), true) << record.dump();
-  }
+  EXPECT_EQ(record["base"]["etag"], writer.stale_etag) << record.dump();
+  EXPECT_EQ(record["base"]["body"]["balance"], 0) << record.dump();
+  EXPECT_EQ(record["diff"]["base_to_current"], json::parse(R"([{"op": "replace", "path": "/balance", "value": 1}])"))
+      << record.dump();
+  EXPECT_EQ(record["diff"]["base_to_yours"], json::parse(R"([{"op": "replace", "path": "/balance", "value": 42}])"))
+      << record.dump();
   EXPECT_EQ(send("GET", std::string(kFeed) + "/" + std::to_string(id) + "/x").status, 404);
 }
 
