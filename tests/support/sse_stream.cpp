@@ -9,13 +9,13 @@ namespace harness {
 
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
+using SseClock = std::chrono::steady_clock;
 
-Milliseconds left_until(SteadyClock::time_point deadline) {
-  return std::max(Milliseconds(0), std::chrono::duration_cast<Milliseconds>(deadline - SteadyClock::now()));
+Milliseconds sse_time_left(SseClock::time_point deadline) {
+  return std::max(Milliseconds(0), std::chrono::duration_cast<Milliseconds>(deadline - SseClock::now()));
 }
 
-bool iequal(std::string_view a, std::string_view b) {
+bool same_field_name(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
          });
@@ -43,7 +43,7 @@ std::optional<std::string> SseStream::header(std::string_view name) const {
     std::string_view line = rest.substr(0, end);
     rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 2);
     std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos || !iequal(line.substr(0, colon), name)) continue;
+    if (colon == std::string_view::npos || !same_field_name(line.substr(0, colon), name)) continue;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
@@ -52,16 +52,16 @@ std::optional<std::string> SseStream::header(std::string_view name) const {
   return std::nullopt;
 }
 
-bool SseStream::read_chunk(SteadyClock::time_point deadline) {
+bool SseStream::read_chunk(SseClock::time_point deadline) {
   if (ended_) return false;
   std::string line, byte;
   while (!line.ends_with("\r\n")) {
-    if (!socket_.read_exact(1, byte, left_until(deadline))) return false;
+    if (!socket_.read_exact(1, byte, sse_time_left(deadline))) return false;
     line += byte;
   }
   std::size_t size = std::stoul(line, nullptr, 16);
   std::string data;
-  if (!socket_.read_exact(size + 2, data, left_until(deadline))) return false;
+  if (!socket_.read_exact(size + 2, data, sse_time_left(deadline))) return false;
   if (size == 0) {
     ended_ = true;
     return false;
@@ -71,7 +71,7 @@ bool SseStream::read_chunk(SteadyClock::time_point deadline) {
 }
 
 std::optional<SseEvent> SseStream::next(Milliseconds timeout) {
-  auto deadline = SteadyClock::now() + timeout;
+  auto deadline = SseClock::now() + timeout;
   for (;;) {
     // A block ends at a blank line; skip blank lines that end nothing.
     std::size_t start = text_.find_first_not_of('\n');
@@ -91,17 +91,17 @@ std::optional<SseEvent> SseStream::next(Milliseconds timeout) {
 }
 
 std::optional<SseEvent> SseStream::next_event(Milliseconds timeout) {
-  auto deadline = SteadyClock::now() + timeout;
+  auto deadline = SseClock::now() + timeout;
   for (;;) {
-    auto block = next(left_until(deadline));
+    auto block = next(sse_time_left(deadline));
     if (!block || !block->data.empty()) return block;
   }
 }
 
 bool SseStream::ends_within(Milliseconds timeout) {
-  auto deadline = SteadyClock::now() + timeout;
+  auto deadline = SseClock::now() + timeout;
   while (read_chunk(deadline)) text_.clear();
-  return ended_ || socket_.closed_by_peer(left_until(deadline));
+  return ended_ || socket_.closed_by_peer(sse_time_left(deadline));
 }
 
 }  // namespace harness
