@@ -128,7 +128,7 @@ class ResolveEndpoint final : public LocalHandler {
     if (choice.take == "theirs") {
       with_store<ResolveOutcome>(
           responder, "the conflict feed",
-          [&](auto done) { return feed_->resolve(id, resolution, resolved_event(id, request), done); },
+          [&](auto done) { return feed_->resolve(id, resolution, resolved_event(id, request, resolution), done); },
           [&](ResolveOutcome outcome) {
             if (outcome.result != ResolveResult::Resolved) return responder.reply_problem(already_resolved(id, outcome.resolution));
             nlohmann::json body = {{"conflict", id},
@@ -157,11 +157,12 @@ class ResolveEndpoint final : public LocalHandler {
     }
     write.target = event.resource;
     write.fields.set(kRestoreField, "resolve");  // the chosen document replaces the current one: never merged
-    write.on_answer = [feed = feed_, id, resolution, event = resolved_event(id, request)](int status,
-                                                                                         HeaderList& fields) mutable {
+    write.on_answer = [feed = feed_, id, resolution, event = resolved_event(id, request, resolution)](
+                          int status, HeaderList& fields) mutable {
       if (status < 200 || status > 299) return;
       if (auto etag = fields.find("ETag")) resolution.new_etag = std::string(*etag);
-      resolution.time = std::chrono::system_clock::now();
+      resolution.time = event.time = std::chrono::system_clock::now();
+      event.details = resolved_details(id, resolution);
       std::optional<ResolveOutcome> outcome;
       auto keep = [&](StoreResult<ResolveOutcome>&& result) {
         if (result.ok()) outcome = std::move(result.value);
@@ -174,15 +175,21 @@ class ResolveEndpoint final : public LocalHandler {
     responder.pass_on(std::move(write));
   }
 
-  // The `resolved` event's own part (the store adds the conflict's route, resource and resolution).
-  static FeedEvent resolved_event(std::uint64_t id, const LocalRequest& request) {
+  // The `resolved` event's own part (the store adds the conflict's route and resource): which
+  // conflict, who settled it, how, and the new ETag, as its details.
+  static FeedEvent resolved_event(std::uint64_t id, const LocalRequest& request, const FeedResolution& resolution) {
     FeedEvent event;
-    event.time = std::chrono::system_clock::now();
+    event.time = resolution.time;
     event.request_id = std::string(request.request_id);
     event.client = std::string(request.principal);
     event.method = std::string(request.method);
-    event.details = nlohmann::json{{"conflict", id}}.dump();
+    event.details = resolved_details(id, resolution);
     return event;
+  }
+  static std::string resolved_details(std::uint64_t id, const FeedResolution& resolution) {
+    nlohmann::json details = {{"conflict", id}, {"by", resolution.by}, {"choice", resolution.choice}};
+    details["etag"] = resolution.new_etag ? nlohmann::json(*resolution.new_etag) : nlohmann::json(nullptr);
+    return details.dump();
   }
 
   // PassedOnRequest::method is a view: the literal for a method a refused write had.

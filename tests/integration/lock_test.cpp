@@ -106,6 +106,14 @@ class LockTest : public harness::ProxyFixture {
     if (at == std::string::npos) return -1;
     return std::stod(scraped.body.substr(at + sample.size() + 2));
   }
+  // The conflict feed's polling form: every event of `type` the feed holds, oldest first.
+  std::vector<json> feed_events_of(std::string_view type) {
+    HttpResponse polled = send("GET", "/_arbiter/conflicts?type=" + std::string(type));
+    EXPECT_EQ(polled.status, 200) << polled.body;
+    json body = json::parse(polled.body, nullptr, false);
+    if (!body.is_object() || !body["events"].is_array()) return {};
+    return body["events"].get<std::vector<json>>();
+  }
   void reload_by_signal(const std::string& config_text) {
     harness::LinePosition before = arbiter_->process().position();
     arbiter_->config_file().replace(config_text);
@@ -583,6 +591,45 @@ TEST_F(LockTest, ContendedIncrementsUnderTheLockLoseNothing) {
   EXPECT_EQ(json::parse(final_read.body)["balance"], start_balance + kClients * kIncrements) << final_read.body;
   EXPECT_EQ(metric(R"(arbiter_lock_events_total{route="accounts",event="granted"})"), kClients * kIncrements);
   EXPECT_EQ(metric(R"(arbiter_locks_held{route="accounts"})"), 0);
+}
+
+TEST_F(LockTest, RefusalsBreaksAndExpiriesArePublishedToTheConflictFeed) {
+  start_locked("default_timeout = \"1s\"\nmax_timeout = \"2s\"");
+  HttpResponse granted = lock("/documents/1", "alice", {{"Timeout", "Second-1"}});
+  ASSERT_EQ(granted.status, 200) << granted.body;
+  std::string token = token_of(granted);
+  ASSERT_EQ(send("PUT", "/documents/1", "{\"name\":\"bob\"}", {{"Content-Type", "application/json"}, {"X-Request-Id", "bob-1"}}).status, 423);
+
+  std::vector<json> locked = feed_events_of("locked");
+  ASSERT_EQ(locked.size(), 1u);
+  EXPECT_EQ(locked[0]["route"], "locked");
+  EXPECT_EQ(locked[0]["resource"], "/documents/1");
+  EXPECT_EQ(locked[0]["request_id"], "bob-1");
+  EXPECT_EQ(locked[0]["method"], "PUT");
+  EXPECT_EQ(locked[0]["owner"], "alice");
+  EXPECT_EQ(locked[0]["status"], 423);
+  EXPECT_EQ(locked[0].dump().find(token), std::string::npos) << "the token is the holder's alone";
+
+  // Nobody comes back for it: within a second of its end, the expiry is announced.
+  std::vector<json> expired;
+  EXPECT_TRUE(harness::eventually([&] {
+    expired = feed_events_of("lock-expired");
+    return !expired.empty();
+  }));
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0]["resource"], "/documents/1");
+  EXPECT_EQ(expired[0]["owner"], "alice");
+  EXPECT_EQ(expired[0]["route"], "locked");
+
+  // An operator breaks another.
+  ASSERT_EQ(lock("/documents/2", "carol").status, 200);
+  ASSERT_EQ(admin("DELETE", "/locks?resource=/documents/2").status, 200);
+  std::vector<json> broken = feed_events_of("lock-broken");
+  ASSERT_EQ(broken.size(), 1u);
+  EXPECT_EQ(broken[0]["resource"], "/documents/2");
+  EXPECT_EQ(broken[0]["owner"], "carol");
+  EXPECT_EQ(broken[0]["by"], "admin");
+  EXPECT_EQ(feed_events_of("lock-expired").size(), 1u) << "a broken lock is not an expiry";
 }
 
 }  // namespace lock_it

@@ -75,6 +75,23 @@ TEST_F(ResolveTest, TakeYoursWritesTheRefusedBodyOverTheCurrentVersion) {
   EXPECT_TRUE(resolved.header("Arbiter-Resolved").value_or("").starts_with(std::to_string(id) + "; event="));
   EXPECT_EQ(backend_->stored_record("items", 1), (json{{"id", 1}, {"name", "yours"}, {"count", 7}}));
   EXPECT_EQ(current_etag("/items/1"), new_etag);
+  // The feed says so: who (no [control] tokens: the client's address), how, and the new tag.
+  HttpResponse polled = send("GET", "/_arbiter/conflicts?type=resolved");
+  ASSERT_EQ(polled.status, 200) << polled.body;
+  json events = json::parse(polled.body)["events"];
+  ASSERT_EQ(events.size(), 1u) << polled.body;
+  EXPECT_EQ(events[0]["conflict"], id);
+  EXPECT_EQ(events[0]["resource"], "/items/1");
+  EXPECT_EQ(events[0]["route"], "items");
+  EXPECT_EQ(events[0]["choice"], "yours");
+  EXPECT_EQ(events[0]["by"], "127.0.0.1");
+  EXPECT_EQ(events[0]["etag"], new_etag);
+  // The conflict's own event says it was settled.
+  HttpResponse conflict = send("GET", "/_arbiter/conflicts/" + std::to_string(id));
+  ASSERT_EQ(conflict.status, 200) << conflict.body;
+  EXPECT_EQ(json::parse(conflict.body)["resolved"]["etag"], new_etag) << conflict.body;
+  EXPECT_EQ(resolved.header("Arbiter-Resolved").value_or(""),
+            std::to_string(id) + "; event=" + std::to_string(events[0]["id"].get<std::uint64_t>()));
 
   // Once settled, it stays settled, and says by whom.
   HttpResponse again = resolve(id, {{"take", "yours"}}, {{"If-Match", new_etag}});
