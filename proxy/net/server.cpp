@@ -174,6 +174,7 @@ int Server::run() {
   uv_timer_init(&loop_, &watchdog_timer_);
 
   workers_running_ = worker_count;
+  webhooks_.start(config.control.webhooks);
   for (auto& worker : workers_) worker->start();
   for (const std::string& line : announcements) log_line(line);
   log_line("started " + std::to_string(worker_count) + " worker(s) with " + config.file);
@@ -189,6 +190,7 @@ int Server::run() {
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& worker : workers_) worker->join();
+  webhooks_.stop();  // after the workers: a reload on a worker (POST /reload) may reconfigure it
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
@@ -295,6 +297,7 @@ ReloadOutcome Server::reload_locked() {
   auto replacement = std::make_shared<const Runtime>(std::move(next), state_);
   std::atomic_store(&runtime_, std::shared_ptr<const Runtime>(replacement));
   for (auto& worker : workers_) worker->runtime_changed();
+  webhooks_.reconfigure(replacement->config().control.webhooks);
   outcome.applied = true;
   log_line("reloaded " + file + ": " + std::to_string(replacement->route_count()) + " route(s)");
   return outcome;
