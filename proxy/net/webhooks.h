@@ -131,7 +131,7 @@ class WebhookSender {
   // Starts the thread with `targets` (from the newest event published: earlier ones are not
   // sent) and adds its metrics to every /metrics scrape. Once.
   void start(std::vector<WebhookConfig> targets);
-  // Any thread (a reload): the targets from now on. A target whose url and secret are unchanged
+  // Any thread (a reload), but not while stop() runs: the targets from now on. A target whose url and secret are unchanged
   // keeps its queue, the delivery in progress and its counters, and takes the new events,
   // max_retry, queue and timeout; a new one gets the events published from now on; a removed
   // one is dropped with what it held. Before start(): replaces start()'s targets.
