@@ -96,6 +96,11 @@ Duration WebhookBackoff::delay(unsigned failures, double jitter) const {
   return Duration(full.count() - half + static_cast<Duration::rep>(static_cast<double>(half) * jitter));
 }
 
+const std::string& WebhookPayload::body() const {
+  if (rendered_body.empty()) rendered_body = feed_event_json(event).dump();
+  return rendered_body;
+}
+
 std::size_t WebhookQueue::push(WebhookPayloadRef payload) {
   std::size_t dropped = 0;
   while (events_.size() >= capacity_) {
@@ -387,13 +392,14 @@ void WebhookTarget::close() {
 }
 
 std::string WebhookTarget::request_for(const WebhookPayload& payload) const {
+  const std::string& body = payload.body();
   std::string request = "POST " + url_->target + " HTTP/1.1\r\nHost: " + url_->authority +
                         "\r\nUser-Agent: arbiter/" ARBITER_VERSION "\r\nContent-Type: application/json\r\nContent-Length: " +
-                        std::to_string(payload.body.size()) + "\r\nArbiter-Event: " + payload.type +
-                        "\r\nArbiter-Delivery: " + std::to_string(payload.event_id) + "\r\n";
-  if (!config_.secret.empty()) request += "Arbiter-Signature: " + webhook_signature(config_.secret, payload.body) + "\r\n";
+                        std::to_string(body.size()) + "\r\nArbiter-Event: " + payload.event.type +
+                        "\r\nArbiter-Delivery: " + std::to_string(payload.event.id) + "\r\n";
+  if (!config_.secret.empty()) request += "Arbiter-Signature: " + webhook_signature(config_.secret, body) + "\r\n";
   request += "Connection: close\r\n\r\n";
-  request += payload.body;
+  request += body;
   return request;
 }
 
@@ -463,7 +469,7 @@ void WebhookTarget::attempt_finished(int status, std::string detail) {
 }
 
 void WebhookTarget::give_up(const std::string& why) {
-  log_line("webhook " + config_.url + ": gave up event " + std::to_string(current_->event_id) + " after " +
+  log_line("webhook " + config_.url + ": gave up event " + std::to_string(current_->event.id) + " after " +
            std::to_string(failures_) + " attempt(s) over max_retry; last: " + why);
   current_.reset();
   publish_queued();
@@ -610,14 +616,11 @@ void WebhookSender::on_feed_page(StoreResult<FeedPage>&& result) {
     log_line("webhooks: the conflict feed dropped events after id " + std::to_string(last_id_) +
              " before they were read; they are not sent");
   }
-  for (const FeedEvent& event : page.events) {
+  for (FeedEvent& event : page.events) {
     WebhookPayloadRef payload;
     for (WebhookTarget* target : targets_) {
-      if (!target->wants(event.type)) continue;
-      if (payload == nullptr) {
-        payload = std::make_shared<const WebhookPayload>(
-            WebhookPayload{event.id, event.type, feed_event_json(event).dump()});
-      }
+      if (!target->wants(payload ? payload->event.type : event.type)) continue;  // event is moved into the first
+      if (payload == nullptr) payload = std::make_shared<const WebhookPayload>(WebhookPayload{std::move(event), {}});
       target->enqueue(payload);
     }
   }

@@ -66,11 +66,13 @@ struct WebhookBackoff {
   Duration delay(unsigned failures, double jitter) const;
 };
 
-// An event as it is sent: rendered once, shared by every target's queue.
+// An event waiting to be sent, shared by every target's queue. Rendered when a delivery first
+// needs it, so that events a full queue drops are never rendered. The sender's thread only.
 struct WebhookPayload {
-  std::uint64_t event_id = 0;
-  std::string type;
-  std::string body;  // feed_event_json(event).dump()
+  FeedEvent event;                    // as read from the feed (without the refused body's bytes)
+  mutable std::string rendered_body;  // "" until body() ran
+  // feed_event_json(event).dump()
+  const std::string& body() const;
 };
 using WebhookPayloadRef = std::shared_ptr<const WebhookPayload>;
 

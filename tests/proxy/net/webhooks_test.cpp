@@ -55,7 +55,10 @@ TEST(WebhookBackoff, DoublesFromOneSecondUpToSixtyWithJitterInTheUpperHalf) {
 }
 
 WebhookPayloadRef payload_with_id(std::uint64_t id) {
-  return std::make_shared<const WebhookPayload>(WebhookPayload{id, "conflict", "{}"});
+  FeedEvent event;
+  event.id = id;
+  event.type = "conflict";
+  return std::make_shared<const WebhookPayload>(WebhookPayload{std::move(event), {}});
 }
 
 TEST(WebhookQueue, DropsTheOldestWhenFullAndCountsIt) {
@@ -65,10 +68,10 @@ TEST(WebhookQueue, DropsTheOldestWhenFullAndCountsIt) {
   EXPECT_EQ(queue.push(payload_with_id(5)), 1u);
   EXPECT_EQ(queue.dropped(), 2u);
   EXPECT_EQ(queue.size(), 3u);
-  EXPECT_EQ(queue.pop()->event_id, 3u);
+  EXPECT_EQ(queue.pop()->event.id, 3u);
   EXPECT_EQ(queue.set_capacity(1), 1u);  // 4 goes
   EXPECT_EQ(queue.dropped(), 3u);
-  EXPECT_EQ(queue.pop()->event_id, 5u);
+  EXPECT_EQ(queue.pop()->event.id, 5u);
   EXPECT_EQ(queue.pop(), nullptr);
   EXPECT_TRUE(queue.empty());
 }
