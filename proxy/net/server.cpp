@@ -180,6 +180,7 @@ int Server::run() {
   uv_timer_start(&lock_expiry_timer_, on_lock_expiry, kLockExpiryPeriodMs, kLockExpiryPeriodMs);
 
   workers_running_ = worker_count;
+  webhooks_.start(config.control.webhooks);
   for (auto& worker : workers_) worker->start();
   for (const std::string& line : announcements) log_line(line);
   log_line("started " + std::to_string(worker_count) + " worker(s) with " + config.file);
@@ -195,6 +196,7 @@ int Server::run() {
 
   uv_run(&loop_, UV_RUN_DEFAULT);
   for (auto& worker : workers_) worker->join();
+  webhooks_.stop();  // after the workers: a reload on a worker (POST /reload) may reconfigure it
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sighup_), nullptr);
@@ -302,6 +304,7 @@ ReloadOutcome Server::reload_locked() {
   auto replacement = std::make_shared<const Runtime>(std::move(next), state_);
   std::atomic_store(&runtime_, std::shared_ptr<const Runtime>(replacement));
   for (auto& worker : workers_) worker->runtime_changed();
+  webhooks_.reconfigure(replacement->config().control.webhooks);
   outcome.applied = true;
   log_line("reloaded " + file + ": " + std::to_string(replacement->route_count()) + " route(s)");
   return outcome;

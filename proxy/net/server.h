@@ -17,6 +17,7 @@
 #include "proxy/control/handler_registry.h"
 #include "proxy/observe/log.h"
 #include "proxy/exchange/runtime.h"
+#include "proxy/net/webhooks.h"
 
 namespace arbiter {
 
@@ -78,6 +79,8 @@ class Server {
   std::shared_ptr<HistoryStore> history_store_ = state_.stores().history;
   std::shared_ptr<ConflictFeed> conflict_feed_ = state_.stores().feed;
   std::shared_ptr<const Runtime> runtime_;  // atomic_load / atomic_store
+  // [[control.webhook]]: its thread runs from run()'s start until the workers have stopped.
+  WebhookSender webhooks_{conflict_feed_};
   AccessLogTarget access_log_target_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<HandlerSetup> handler_setups_;

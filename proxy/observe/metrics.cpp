@@ -324,6 +324,34 @@ std::vector<MetricFamily> policy_metric_families(const Runtime& runtime) {
   return writer.take();
 }
 
+namespace {
+
+struct MetricSources {
+  std::mutex mutex;
+  std::uint64_t last_id = 0;                                        // guarded by mutex
+  std::vector<std::pair<std::uint64_t, MetricSource>> sources;      // guarded by mutex
+};
+
+MetricSources& metric_sources() {
+  static MetricSources sources;
+  return sources;
+}
+
+}  // namespace
+
+std::uint64_t add_metric_source(MetricSource source) {
+  MetricSources& registry = metric_sources();
+  std::lock_guard<std::mutex> lock(registry.mutex);
+  registry.sources.emplace_back(++registry.last_id, std::move(source));
+  return registry.last_id;
+}
+
+void remove_metric_source(std::uint64_t id) {
+  MetricSources& registry = metric_sources();
+  std::lock_guard<std::mutex> lock(registry.mutex);
+  std::erase_if(registry.sources, [id](const auto& entry) { return entry.first == id; });
+}
+
 std::string render_metrics(const Runtime& runtime) {
   const ProcessMetrics& process = process_metrics();
   std::vector<MetricFamily> families =
@@ -333,6 +361,11 @@ std::string render_metrics(const Runtime& runtime) {
                                             process.retired_upstream_pools.load(std::memory_order_relaxed)});
   for (MetricFamily& family : policy_metric_families(runtime)) families.push_back(std::move(family));
   for (MetricFamily& family : feed_subscriber_metric_families(feed_subscriber_counters())) families.push_back(std::move(family));
+  {
+    MetricSources& registry = metric_sources();
+    std::lock_guard<std::mutex> lock(registry.mutex);
+    for (const auto& entry : registry.sources) entry.second(families);
+  }
   return render_exposition(families);
 }
 

@@ -177,8 +177,15 @@ std::vector<MetricFamily> request_metric_families(const MetricsSnapshot& snapsho
 // of the policies on its routes (Policy::write_metrics).
 std::vector<MetricFamily> policy_metric_families(const Runtime& runtime);
 
-// The whole GET /metrics body: the process registry, process_metrics() and the runtime's
-// policies.
+// Parts of the process outside the Runtime (the webhook sender) that add families to every
+// scrape. Any thread. A source runs on the scraping thread under a lock that removing it takes,
+// so it never runs after remove_metric_source() returns.
+using MetricSource = std::function<void(std::vector<MetricFamily>& families)>;
+std::uint64_t add_metric_source(MetricSource source);  // returns its id for removal (never 0)
+void remove_metric_source(std::uint64_t id);
+
+// The whole GET /metrics body: the process registry, process_metrics(), the runtime's policies
+// and the metric sources.
 std::string render_metrics(const Runtime& runtime);
 
 inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
