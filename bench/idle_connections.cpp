@@ -11,13 +11,9 @@
 // and max_connections above N. Every socket operation has a 5 s timeout and the whole run a
 // 120 s deadline. Exits 1 if a request fails or a connection is closed while idle.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -30,6 +26,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "bench/loopback_request.h"
 
 namespace {
 
@@ -49,31 +47,9 @@ long resident_kb(long pid) {
 // Opens a connection, sends GET path, reads one whole answer (Content-Length framing); the
 // socket, or -1 with the reason in `error`.
 int open_and_request(int port, const std::string& path, std::string& error) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return -1;
-  }
-  timeval timeout{kSocketTimeoutSeconds, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);  // also bounds connect()
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    error = std::string("connect: ") + std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-    error = std::string("send: ") + std::strerror(errno);
-    ::close(fd);
-    return -1;
-  }
+  int fd = bench::open_loopback_request(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                                        kSocketTimeoutSeconds, error);
+  if (fd < 0) return -1;
   std::string answer;
   char buffer[4096];
   std::size_t header_end = std::string::npos;
