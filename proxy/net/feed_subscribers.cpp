@@ -54,9 +54,9 @@ class FeedSubscribers::Subscriber final : public StreamListener {
 
   const FeedFilter filter;
   std::uint64_t after;           // the last id examined: written, or not matching the filter
-  std::string refused;           // a frame the stream refused as Full; written first when there is room
+  std::string refused;           // frames the stream refused as Full; written first when there is room
   std::uint64_t refused_after = 0;  // `after` once `refused` is written
-  bool refused_is_event = false;
+  std::size_t refused_events = 0;   // events among them
   bool waiting_for_room = false;  // refused as Full: nothing is written until on_stream_writable
   bool ended = false;             // removed at the next sweep
   std::shared_ptr<LocalStream> stream;
@@ -123,7 +123,7 @@ void FeedSubscribers::subscribe(FeedSubscription subscription, LocalResponder& r
   subscribers_.push_back(std::move(owned));
   arm_heartbeat(settings);
   delivering_ = true;
-  if (write_frame(subscriber, sse_retry_frame(static_cast<std::uint64_t>(settings.retry.count())), after, false,
+  if (write_frame(subscriber, sse_retry_frame(static_cast<std::uint64_t>(settings.retry.count())), after, 0,
                   settings)) {
     pump(subscriber, settings);
   }
@@ -179,16 +179,16 @@ void FeedSubscribers::resume(Subscriber& subscriber) {
 }
 
 bool FeedSubscribers::write_frame(Subscriber& subscriber, std::string frame, std::uint64_t after_written,
-                                  bool is_event, const FeedStreamSettings& settings) {
+                                  std::size_t events, const FeedStreamSettings& settings) {
   switch (subscriber.stream->write(frame)) {
     case StreamWrite::Written:
       subscriber.after = after_written;
-      if (is_event) counters_.events_sent.fetch_add(1, std::memory_order_relaxed);
+      if (events > 0) counters_.events_sent.fetch_add(events, std::memory_order_relaxed);
       return true;
     case StreamWrite::Full:
       subscriber.refused = std::move(frame);
       subscriber.refused_after = after_written;
-      subscriber.refused_is_event = is_event;
+      subscriber.refused_events = events;
       subscriber.waiting_for_room = true;
       cut_off_if_lagging(subscriber, settings);
       return false;
@@ -203,7 +203,7 @@ void FeedSubscribers::pump(Subscriber& subscriber, const FeedStreamSettings& set
   if (!subscriber.refused.empty()) {
     std::string frame = std::move(subscriber.refused);
     subscriber.refused.clear();
-    if (!write_frame(subscriber, std::move(frame), subscriber.refused_after, subscriber.refused_is_event, settings)) {
+    if (!write_frame(subscriber, std::move(frame), subscriber.refused_after, subscriber.refused_events, settings)) {
       return;
     }
   }
@@ -216,18 +216,27 @@ void FeedSubscribers::pump(Subscriber& subscriber, const FeedStreamSettings& set
     }
     if (!result || !result->ok()) return;
     FeedPage& page = result->value;
+    // The page leaves in one write: one chunk, one system call, whatever the number of events.
+    std::string frames;
+    std::uint64_t last = subscriber.after;
     if (page.reset) {
-      std::uint64_t resume_from = page.events.empty() ? page.next : page.events.front().id - 1;
-      if (!write_frame(subscriber, sse_reset_frame(subscriber.after, resume_from), resume_from, false, settings)) {
-        return;
-      }
+      last = page.events.empty() ? page.next : page.events.front().id - 1;
+      frames = sse_reset_frame(subscriber.after, last);
     }
     for (const FeedEvent& event : page.events) {
-      if (!write_frame(subscriber, sse_event_frame(event), event.id, true, settings)) return;
+      frames += frame_of(event);
+      last = event.id;
     }
+    if (!frames.empty() && !write_frame(subscriber, std::move(frames), last, page.events.size(), settings)) return;
     subscriber.after = page.next;
     if (page.events.size() < kFeedPageEvents) return;
   }
+}
+
+const std::string& FeedSubscribers::frame_of(const FeedEvent& event) {
+  if (auto it = frames_.find(event.id); it != frames_.end()) return it->second;
+  if (frames_.size() >= kCachedFrames) frames_.erase(frames_.begin());  // the oldest id
+  return frames_.emplace(event.id, sse_event_frame(event)).first->second;
 }
 
 bool FeedSubscribers::cut_off_if_lagging(Subscriber& subscriber, const FeedStreamSettings& settings) {

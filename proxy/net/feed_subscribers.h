@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -118,8 +119,13 @@ class FeedSubscribers {
   void pump(Subscriber& subscriber, const FeedStreamSettings& settings);
   // Writes `frame`; on success the subscriber has examined up to `after_written`. False when it
   // can take no more now: the frame was refused and kept (Full), or the subscriber ended.
-  bool write_frame(Subscriber& subscriber, std::string frame, std::uint64_t after_written, bool is_event,
+  bool write_frame(Subscriber& subscriber, std::string frame, std::uint64_t after_written, std::size_t events,
                    const FeedStreamSettings& settings);
+  // The SSE frame of `event`, made once for all of this worker's subscribers (they read the same
+  // new events at each wake-up): kept for the newest kCachedFrames ids seen.
+  const std::string& frame_of(const FeedEvent& event);
+  static constexpr std::size_t kCachedFrames = 1024;
+  std::map<std::uint64_t, std::string> frames_;
   // Cuts `subscriber` off (abort, counted) if it lags past the bounds at the top of this file.
   bool cut_off_if_lagging(Subscriber& subscriber, const FeedStreamSettings& settings);
   // Marks it ended; it is destroyed at once, or by the sweep after the loop over subscribers_.
