@@ -7,6 +7,7 @@
 #include "proxy/control/control_endpoints.h"
 #include "proxy/control/history_endpoints.h"
 #include "proxy/control/lock_endpoints.h"
+#include "proxy/control/ui_endpoints.h"
 #include "proxy/net/client_connection.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/net/server.h"
@@ -45,6 +46,7 @@ Worker::Worker(Server& server)
   add_control_endpoints(control_handlers_);
   add_lock_endpoints(control_handlers_, admin_handlers_, server.lock_store());
   add_history_endpoints(control_handlers_, server.history_store());
+  add_ui_endpoints(control_handlers_, *this);
   for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);
 }
 
