@@ -61,7 +61,7 @@ void read_merge_keys(const TableReader& reader, EtagPolicyConfig& etag) {
 }
 
 // [route.history]: read here, since the ETag policy records the versions it sees.
-void read_history(const TableReader& route, const RouteContext& context, EtagPolicyConfig& etag) {
+void read_history(const TableReader& route, EtagPolicyConfig& etag) {
   auto table = route.table("history");
   if (!table) return;
   const TableReader& reader = *table;
@@ -72,7 +72,6 @@ void read_history(const TableReader& route, const RouteContext& context, EtagPol
   reader.size("max_version_bytes", history.limits.max_version_bytes, 0, kMaxHistoryBytes);
   reader.integer("max_resources", history.limits.max_resources, 1, kMaxEtagEntries);
   read_key(reader, history.client_key, history.client_header, "client_key");
-  history.control_prefix = std::string(context.control_prefix);
   // The fence the lock policy adds to the holder's writes, recorded with the versions they make.
   if (auto lock = route.contents().get("lock"); lock != nullptr && lock->is_table()) {
     const toml::node* fence = lock->as_table()->get("fence_header");
@@ -137,7 +136,8 @@ std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, con
       reader.error(*reader.find("patch"), reader.key("patch"), "expected \"forward\" or \"apply\", got \"" + *patch + "\"");
     }
   }
-  read_history(route, context, etag);
+  read_history(route, etag);
+  etag.control_prefix = std::string(context.control_prefix);
   if (etag.on_conflict == EtagPolicyConfig::OnConflict::Merge && !etag.history) {
     reader.error(*reader.find("on_conflict"), reader.key("on_conflict"),
                  "a merge needs the version the client started from: add [route.history] to this route");

@@ -57,7 +57,7 @@ void EtagPolicy::record_version(const RequestView& request, const std::string& r
 
 std::string EtagPolicy::history_link(std::string_view resource) const {
   static constexpr std::string_view kPath = "/history?resource=", kRel = ">; rel=\"version-history\"";
-  const std::string& prefix = config_.history->control_prefix;
+  const std::string& prefix = config_.control_prefix;
   std::string encoded = query_value(resource);
   std::string link;
   link.reserve(1 + prefix.size() + kPath.size() + encoded.size() + kRel.size());
@@ -101,7 +101,7 @@ Decision EtagPolicy::on_accept_datetime(const RequestView& request, std::unique_
 Decision EtagPolicy::answer_memento(const RequestView& request, Exchange& exchange) {
   exchange.stage = Exchange::Stage::Settled;
   const std::string& resource = exchange.resource();
-  std::string listing = config_.history->control_prefix + "/history?resource=" + query_value(resource);
+  std::string listing = config_.control_prefix + "/history?resource=" + query_value(resource);
   VersionLookup& found = exchange.lookup;
   auto refuse = [&](std::string type, int status, std::string title, std::string detail) {
     Problem problem = Problem::make(std::move(type), status, std::move(title), std::move(detail));
@@ -274,10 +274,12 @@ std::optional<Decision> EtagPolicy::try_merge(const RequestView& request, Exchan
   counters_.writes_forwarded.fetch_add(1, std::memory_order_relaxed);
   if (patching) counters_.patches_applied.fetch_add(1, std::memory_order_relaxed);
   exchange.merged = "merged; base=" + base_etag + "; current=" + *current.etag;
-  conflicts_->record(ConflictRecord{request.now, route_name_, resource, std::string(request.method),
-                                    std::string(kIfMatch), if_match.text, current.etag,
-                                    std::string(request.request_id), "merged", base_etag,
-                                    std::move(merge.applied)});
+  FeedEvent event = feed_event(kFeedMerged, request, exchange);
+  event.your_etag = if_match.text;
+  event.current_etag = current.etag;
+  event.base_etag = base_etag;
+  event.conflicts = std::move(merge.applied);
+  publish_event(*feed_, std::move(event));
   exchange.stage = Exchange::Stage::Forwarded;
   return forward_document(merge.document.dump(), patching);
 }

@@ -36,7 +36,7 @@ class EtagState final : public PolicyKindState {
       const EtagPolicyConfig& config = static_cast<const EtagConfig&>(*use.config).settings();
       if (policy == nullptr || !(policy->config() == config) || &policy->store() != versions_.get()) {
         policy = std::make_shared<EtagPolicy>(std::string(use.route), config, versions_, stores_.write_turns,
-                                              stores_.conflicts, stores_.history);
+                                              stores_.feed, stores_.history);
       }
       return policy;
     });

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "policies/etag/byte_range.h"
+#include "policies/store/memory_conflict_feed.h"
 #include "policies/store/memory_write_queues.h"
 #include "proxy/http/path_normalization.h"
 #include "proxy/http/forwarding.h"  // is_read_method, is_write_method
@@ -111,13 +112,13 @@ constexpr std::uint64_t kNoSequence = UINT64_MAX;
 }  // namespace
 
 EtagPolicy::EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
-                       std::shared_ptr<WriteTurnStore> turns, std::shared_ptr<ConflictLog> conflicts,
+                       std::shared_ptr<WriteTurnStore> turns, std::shared_ptr<ConflictFeed> feed,
                        std::shared_ptr<HistoryStore> history)
     : route_name_(std::move(route_name)),
       config_(std::move(config)),
       store_(std::move(store)),
       turns_(turns ? std::move(turns) : std::make_shared<MemoryWriteQueues>()),
-      conflicts_(conflicts ? std::move(conflicts) : std::make_shared<ConflictLog>()),
+      feed_(feed ? std::move(feed) : std::make_shared<MemoryConflictFeed>()),
       history_(config_.history ? std::move(history) : nullptr) {
   if (config_.conflict_status != 409 && config_.conflict_status != 412) {
     throw std::invalid_argument("etag: conflict_status must be 409 or 412");
@@ -151,7 +152,22 @@ EtagCounters EtagPolicy::counters() const noexcept {
   return snapshot;
 }
 
-std::vector<ConflictRecord> EtagPolicy::recent_conflicts() const { return conflicts_->recent(); }
+FeedEvent EtagPolicy::feed_event(std::string_view type, const RequestView& request, const Exchange& exchange) const {
+  FeedEvent event;
+  event.type = std::string(type);
+  event.time = wall_clock_();
+  event.route = route_name_;
+  event.resource = exchange.resource();
+  event.request_id = std::string(request.request_id);
+  event.client = config_.history ? request_key(request, config_.history->client_key, config_.history->client_header)
+                                 : std::string(request.client_address);
+  event.method = std::string(request.method);
+  if (request.body != nullptr && !request.body->empty()) {
+    event.your_body = *request.body;
+    event.your_content_type = std::string(request.headers.find("Content-Type").value_or(std::string_view()));
+  }
+  return event;
+}
 
 std::string EtagPolicy::resource_key(const RequestView& request) const {
   return arbiter::resource_key(request, config_.resource);
@@ -552,17 +568,19 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
   if (current.etag) headers.set(kEtag, *current.etag);
 
   counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
-  conflicts_->record(ConflictRecord{request.now,
-                                    route_name_,
-                                    exchange.resource(),
-                                    std::string(request.method),
-                                    std::string(failed_field),
-                                    failed.text,
-                                    current.exists ? current.etag : std::nullopt,
-                                    std::string(request.request_id),
-                                    "conflict",
-                                    overlap != nullptr ? std::optional<std::string>(overlap->base_etag) : std::nullopt,
-                                    overlap != nullptr ? overlap->pointers : std::vector<std::string>{}});
+  FeedEvent event = feed_event(kFeedConflict, request, exchange);
+  event.your_etag = failed.text;
+  event.current_etag = current.exists ? current.etag : std::nullopt;
+  if (overlap != nullptr) {
+    event.base_etag = overlap->base_etag;
+    event.conflicts = overlap->pointers;
+  }
+  event.details = nlohmann::json{{"status", config_.conflict_status}, {"precondition", failed_field}}.dump();
+  if (auto id = publish_event(*feed_, std::move(event))) {
+    // Where to see both sides, and settle it (proxy/control/conflict_endpoints.h).
+    problem.extensions.emplace_back("conflict_id", *id);
+    problem.extensions.emplace_back("conflict_record", config_.control_prefix + "/conflicts/" + std::to_string(*id));
+  }
   return Decision::reply(std::move(problem), std::move(headers));
 }
 

@@ -60,7 +60,7 @@
 #include <string_view>
 #include <vector>
 
-#include "policies/store/conflict_log.h"
+#include "policies/store/conflict_feed.h"
 #include "policies/etag/etag.h"
 #include "policies/policy.h"
 #include "policies/request_key.h"
@@ -84,9 +84,8 @@ struct HistoryConfig {
   HistoryLimits limits;
   KeyKind client_key = KeyKind::ClientAddress;  // who made a version: `client_key`, as [[route.limit]] key
   std::string client_header;                    // KeyKind::Header: the field
-  // Not keys of their own, set by the loader: [server] control_prefix (for the Link to the
-  // history), and the lock policy's fence_header on the route ("" without one).
-  std::string control_prefix = "/_arbiter";
+  // Not a key of its own, set by the loader: the lock policy's fence_header on the route ("" without
+  // one).
   std::string fence_header;
   bool operator==(const HistoryConfig&) const = default;
 };
@@ -117,6 +116,9 @@ struct EtagPolicyConfig {
   enum class Patch : std::uint8_t { Forward, Apply };
   Patch patch = Patch::Forward;
   std::optional<HistoryConfig> history;  // nullopt: no [route.history]
+  // Not a key of its own, set by the loader: [server] control_prefix, where the links in answers
+  // point (the history, a refused write's conflict record).
+  std::string control_prefix = "/_arbiter";
 
   bool operator==(const EtagPolicyConfig&) const = default;
 };
@@ -150,14 +152,14 @@ class EtagPolicy final : public Policy {
  public:
   // Throws std::invalid_argument for a config the loader would have refused (a bad JSON
   // pointer, a conflict_status other than 409/412).
-  // conflicts: the log shared with the other routes, which outlives this policy (null: a log of
-  // its own).
+  // feed: where refused and merged writes are published (the conflict feed), shared with the
+  // other routes (null: a MemoryConflictFeed of its own).
   // turns: the write-turn store shared with the other routes, which outlives this policy (null: a
   // MemoryWriteQueues of its own).
   // history: where the versions are recorded, shared with the other routes and Arbiter's
   // endpoints; required when config.history is set (std::invalid_argument otherwise).
   EtagPolicy(std::string route_name, EtagPolicyConfig config, std::shared_ptr<VersionStore> store,
-             std::shared_ptr<WriteTurnStore> turns = nullptr, std::shared_ptr<ConflictLog> conflicts = nullptr,
+             std::shared_ptr<WriteTurnStore> turns = nullptr, std::shared_ptr<ConflictFeed> feed = nullptr,
              std::shared_ptr<HistoryStore> history = nullptr);
 
   std::string_view kind() const noexcept override { return "etag"; }
@@ -180,20 +182,16 @@ class EtagPolicy final : public Policy {
   EtagCounters counters() const noexcept;
   // Defined in policies/etag/etag_kind.cpp, beside the families it fills.
   void write_metrics(std::string_view route, MetricsWriter& out) const override;
-  // The last kConflictLogCapacity conflicts of the log this policy writes to (every route
-  // sharing it), oldest first.
-  std::vector<ConflictRecord> recent_conflicts() const;
-  const std::shared_ptr<ConflictLog>& conflict_log() const noexcept { return conflicts_; }
+  const std::shared_ptr<ConflictFeed>& conflict_feed() const noexcept { return feed_; }
   const EtagPolicyConfig& config() const noexcept { return config_; }
   const VersionStore& store() const noexcept { return *store_; }
   const WriteTurnStore& turns() const noexcept { return *turns_; }
   const std::string& route_name() const noexcept { return route_name_; }
   // Null without [route.history].
   const HistoryStore* history() const noexcept { return history_.get(); }
-  // The wall clock versions are recorded by (tests set a fake one). Before the policy is shared.
+  // The wall clock versions and feed events are stamped with (tests set a fake one). Before the
+  // policy is shared.
   void set_wall_clock(WallTime (*clock)()) noexcept { wall_clock_ = clock; }
-
-  static constexpr std::size_t kConflictLogCapacity = ConflictLog::kDefaultCapacity;
 
  private:
   class Exchange;
@@ -241,6 +239,9 @@ class EtagPolicy final : public Policy {
   };
   Decision conflict(const RequestView& request, const Exchange& exchange, std::string_view failed_field,
                     const Precondition& failed, const CurrentVersion& current, const Overlap* overlap = nullptr);
+  // A feed event of `type` about this exchange's write: route, resource, request id, client key,
+  // method, the refused or merged body, and the wall time.
+  FeedEvent feed_event(std::string_view type, const RequestView& request, const Exchange& exchange) const;
 
   Decision on_read_if_match(const RequestView& request, const FetchedResponse& fetched, Exchange& exchange);
   void tag_read(const RequestView& request, ResponseView& response, Exchange& exchange, const Version& version);
@@ -282,7 +283,7 @@ class EtagPolicy final : public Policy {
   std::shared_ptr<VersionStore> store_;
   std::shared_ptr<WriteTurnStore> turns_;
   mutable AtomicCounters counters_;
-  std::shared_ptr<ConflictLog> conflicts_;
+  std::shared_ptr<ConflictFeed> feed_;
   std::shared_ptr<HistoryStore> history_;  // null without [route.history]
   WallTime (*wall_clock_)() = &std::chrono::system_clock::now;
 };

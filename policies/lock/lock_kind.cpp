@@ -27,7 +27,8 @@ class LockState final : public PolicyKindState {
     return routes_.update(uses, [&](const Use& use, std::shared_ptr<LockPolicy>& policy) {
       const LockSettings& settings = static_cast<const LockConfig&>(*use.config).settings();
       if (policy == nullptr || !(policy->settings() == settings) || policy->versions() != stores_.versions.get()) {
-        policy = std::make_shared<LockPolicy>(std::string(use.route), settings, stores_.locks, stores_.versions);
+        policy = std::make_shared<LockPolicy>(std::string(use.route), settings, stores_.locks, stores_.versions,
+                                              stores_.feed);
       }
       return policy;
     });

@@ -220,8 +220,12 @@ class LockPolicy::Exchange final : public ExchangeState {
 };
 
 LockPolicy::LockPolicy(std::string route, LockSettings settings, std::shared_ptr<LockStore> store,
-                       std::shared_ptr<VersionStore> versions)
-    : route_(std::move(route)), settings_(std::move(settings)), store_(std::move(store)), versions_(std::move(versions)) {
+                       std::shared_ptr<VersionStore> versions, std::shared_ptr<ConflictFeed> feed)
+    : route_(std::move(route)),
+      settings_(std::move(settings)),
+      store_(std::move(store)),
+      versions_(std::move(versions)),
+      feed_(std::move(feed)) {
   if (!store_) throw std::invalid_argument("lock: no lock store");
   if (settings_.max_timeout.count() <= 0 || settings_.default_timeout.count() <= 0 ||
       settings_.default_timeout > settings_.max_timeout) {
@@ -479,6 +483,20 @@ Decision LockPolicy::locked(const RequestView& request, const LockView& holder, 
   if (held) {
     problem.extensions.emplace_back("owner", holder.owner);
     problem.extensions.emplace_back("seconds_left", left);
+  }
+  if (feed_) {
+    FeedEvent event;
+    event.type = std::string(kFeedLocked);
+    event.time = std::chrono::system_clock::now();
+    event.route = route_;
+    event.resource = holder.resource;
+    event.request_id = std::string(request.request_id);
+    event.client = request_key(request, settings_.key, settings_.header);
+    event.method = std::string(request.method);
+    nlohmann::json details = {{"status", 423}, {"queue_full", queue_full}};
+    if (held) details.update({{"owner", holder.owner}, {"fence", holder.fence}, {"seconds_left", left}});
+    event.details = details.dump();
+    publish_event(*feed_, std::move(event));
   }
   Decision refusal = Decision::reply(std::move(problem), HeaderList{{"Retry-After", std::to_string(left)}});
   return std::move(refusal).logged_as("locked");

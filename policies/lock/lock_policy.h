@@ -35,6 +35,7 @@
 
 #include "policies/policy.h"
 #include "policies/request_key.h"
+#include "policies/store/conflict_feed.h"
 #include "policies/store/lock_store.h"
 #include "policies/store/version_store.h"
 
@@ -68,9 +69,10 @@ struct LockCounters {
 
 class LockPolicy final : public Policy {
  public:
-  // versions: the ETag table, for the ETag of a LOCK's answer (null: none).
+  // versions: the ETag table, for the ETag of a LOCK's answer (null: none). feed: where 423s are
+  // published as `locked` events (null: nowhere).
   LockPolicy(std::string route, LockSettings settings, std::shared_ptr<LockStore> store,
-             std::shared_ptr<VersionStore> versions);
+             std::shared_ptr<VersionStore> versions, std::shared_ptr<ConflictFeed> feed = nullptr);
 
   std::string_view kind() const noexcept override { return "lock"; }
   Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
@@ -115,6 +117,7 @@ class LockPolicy final : public Policy {
   LockSettings settings_;
   std::shared_ptr<LockStore> store_;
   std::shared_ptr<VersionStore> versions_;
+  std::shared_ptr<ConflictFeed> feed_;
   struct Counters {
     std::atomic<std::uint64_t> granted{0}, refreshed{0}, released{0}, refused{0}, queued{0};
     std::array<std::atomic<std::uint64_t>, kWaitBuckets.size() + 1> wait_buckets{};

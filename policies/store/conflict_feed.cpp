@@ -16,6 +16,15 @@ bool FeedFilter::matches(std::string_view type, std::string_view event_route, st
   return types.empty() || std::find(types.begin(), types.end(), type) != types.end();
 }
 
+std::optional<std::uint64_t> publish_event(ConflictFeed& feed, FeedEvent event) {
+  std::optional<std::uint64_t> id;
+  auto keep = [&](StoreResult<std::uint64_t>&& result) {
+    if (result.ok()) id = result.value;
+  };
+  StoreCall pending = feed.publish(std::move(event), Completion<std::uint64_t>(keep));
+  return id;  // a pending call dropped here drops only its completion (policies/store/store_call.h)
+}
+
 namespace {
 
 // One watch() call's listener. `mutex` serialises its calls and its unsubscribing.

@@ -194,6 +194,11 @@ class ConflictFeed {
   virtual FeedStats stats() const = 0;
 };
 
+// Publishes `event` for a caller that does not wait for the outcome (a policy refusing a write):
+// the event's id when the store answered at once, else nullopt (it is published all the same,
+// in order; a failed store loses it).
+std::optional<std::uint64_t> publish_event(ConflictFeed& feed, FeedEvent event);
+
 // The listeners of one store, for its implementations: watch() adds one, notify() calls them all
 // as ConflictFeed::watch describes. Thread-safe.
 class FeedWatchers {

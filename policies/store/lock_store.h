@@ -165,6 +165,12 @@ class LockStore {
   virtual StoreCall keep_routes(std::span<const std::string> routes, MonotonicTime now,
                                 Completion<std::size_t> done) = 0;
 
+  // Ends every lock whose lease ran out by `now`, then answers the locks that ended by expiry
+  // since the last call (here, or found expired by any other call), oldest first, and forgets
+  // them: what the conflict feed's `lock-expired` events are made of. A store keeps a bounded
+  // number between calls (the oldest are dropped); one caller per process calls it, on a timer.
+  virtual StoreCall take_expired(MonotonicTime now, Completion<std::vector<LockView>> done) = 0;
+
   // Locks held now through `route`, as far as this process knows (a gauge; never waits).
   virtual std::size_t held(std::string_view route, MonotonicTime now) const = 0;
   // Locks taken through `route` that ended `how`, as far as this process knows (never waits).

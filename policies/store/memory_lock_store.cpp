@@ -218,6 +218,12 @@ void MemoryLockStore::expire_if_due(Shard& shard, std::string_view resource, Ent
 }
 
 void MemoryLockStore::end_lock(Shard& shard, std::string_view resource, Entry& entry, LockEnd how, Wakes& wakes) {
+  if (how == LockEnd::Expired) {
+    LockView view = view_of(resource, entry);
+    std::lock_guard lock(expired_mutex_);
+    if (expired_.size() == kMaxUnreportedExpiries) expired_.pop_front();
+    expired_.push_back(std::move(view));
+  }
   EndedToken ended{entry.token, resource_id(resource), how};
   if (shard.ended.size() < kEndedPerShard) {
     shard.ended.push_back(ended);
@@ -280,6 +286,14 @@ bool MemoryLockStore::reserve(std::string_view client, std::size_t max_locks, st
   if (it == clients_.end()) it = clients_.emplace(std::string(client), 0).first;
   ++it->second;
   return true;
+}
+
+std::vector<LockView> MemoryLockStore::take_expired_now(MonotonicTime now) {
+  if (locks_.load(std::memory_order_relaxed) > 0) sweep(now);
+  std::lock_guard lock(expired_mutex_);
+  std::vector<LockView> taken(std::make_move_iterator(expired_.begin()), std::make_move_iterator(expired_.end()));
+  expired_.clear();
+  return taken;
 }
 
 void MemoryLockStore::sweep(MonotonicTime now) {

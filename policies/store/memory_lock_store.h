@@ -27,6 +27,7 @@
 #include <array>
 #include <atomic>
 #include <cstddef>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -77,6 +78,10 @@ class MemoryLockStore final : public LockStore {
     done(break_now(resource, now));
     return nullptr;
   }
+  StoreCall take_expired(MonotonicTime now, Completion<std::vector<LockView>> done) override {
+    done(take_expired_now(now));
+    return nullptr;
+  }
   StoreCall keep_routes(std::span<const std::string> routes, MonotonicTime now, Completion<std::size_t> done) override {
     done(keep_routes_now(routes, now));
     return nullptr;
@@ -90,6 +95,7 @@ class MemoryLockStore final : public LockStore {
   std::optional<LockView> describe_now(std::string_view resource, MonotonicTime now);
   std::vector<LockView> list_now(std::string_view after, std::size_t limit, MonotonicTime now);
   std::optional<LockView> break_now(std::string_view resource, MonotonicTime now);
+  std::vector<LockView> take_expired_now(MonotonicTime now);
   std::size_t keep_routes_now(std::span<const std::string> routes, MonotonicTime now);
 
   // Locks held at `now`, over every route.
@@ -102,6 +108,8 @@ class MemoryLockStore final : public LockStore {
 
   static constexpr std::size_t kShards = 32;
   static constexpr std::size_t kEndedPerShard = 1024;
+  // Expired locks kept for take_expired between two calls; beyond, the oldest are dropped.
+  static constexpr std::size_t kMaxUnreportedExpiries = 10000;
 
  private:
   struct Entry;
@@ -156,6 +164,8 @@ class MemoryLockStore final : public LockStore {
     std::array<std::uint64_t, 4> ended{};  // locks taken through it that ended, by LockEnd
   };
   std::vector<Route> routes_;  // by id
+  std::mutex expired_mutex_;     // the one below; taken under a shard's mutex, never the reverse
+  std::deque<LockView> expired_;  // ended by expiry since the last take_expired, oldest first
   std::unordered_map<std::string, std::uint32_t, StringKeyHash, std::equal_to<>> route_ids_;
 };
 

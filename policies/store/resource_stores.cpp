@@ -9,7 +9,6 @@ namespace arbiter {
 
 ResourceStores::ResourceStores()
     : write_turns(std::make_shared<MemoryWriteQueues>()),
-      conflicts(std::make_shared<ConflictLog>()),
       feed(std::make_shared<MemoryConflictFeed>()),
       locks(std::make_shared<MemoryLockStore>()),
       history(std::make_shared<MemoryHistoryStore>()) {}

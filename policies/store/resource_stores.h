@@ -11,7 +11,6 @@
 #include <memory>
 
 #include "policies/store/conflict_feed.h"
-#include "policies/store/conflict_log.h"
 #include "policies/store/history_store.h"
 #include "policies/store/lock_store.h"
 #include "policies/store/version_store.h"
@@ -24,7 +23,6 @@ struct ResourceStores {
   ~ResourceStores();
 
   std::shared_ptr<WriteTurnStore> write_turns;  // the ETag policy's write queues; never replaced
-  std::shared_ptr<ConflictLog> conflicts;       // never replaced
   std::shared_ptr<ConflictFeed> feed;           // the conflict feed's events ([control]); never replaced
   std::shared_ptr<LockStore> locks;             // the lock leases; never replaced
   std::shared_ptr<HistoryStore> history;        // the versions [route.history] records; never replaced

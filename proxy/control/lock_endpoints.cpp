@@ -28,7 +28,8 @@ nlohmann::ordered_json lock_json(const LockView& lock, MonotonicTime now) {
 class LockEndpoint final : public LocalHandler {
  public:
   enum class Role { Describe, Admin };  // Admin: GET lists, DELETE breaks
-  LockEndpoint(std::shared_ptr<LockStore> locks, Role role) : locks_(std::move(locks)), role_(role) {}
+  LockEndpoint(std::shared_ptr<LockStore> locks, Role role, std::shared_ptr<ConflictFeed> feed = nullptr)
+      : locks_(std::move(locks)), role_(role), feed_(std::move(feed)) {}
 
   void handle(const LocalRequest& request, LocalResponder& responder) override {
     MonotonicTime now = MonotonicClock::now();
@@ -50,6 +51,7 @@ class LockEndpoint final : public LocalHandler {
           if (!lock) return responder.reply_problem(not_locked(*resource));
           log_line("lock broken by the admin endpoint: " + lock->resource + " (owner '" + lock->owner + "', fence " +
                    std::to_string(lock->fence) + ", route " + lock->route + ")");
+          if (feed_) publish_lock_ended(*feed_, kFeedLockBroken, *lock, "admin");
           nlohmann::ordered_json body = {{"broken", lock_json(*lock, now)}};
           responder.reply(200, json_fields(), body.dump());
         });
@@ -89,17 +91,32 @@ class LockEndpoint final : public LocalHandler {
 
   std::shared_ptr<LockStore> locks_;
   Role role_;
+  std::shared_ptr<ConflictFeed> feed_;  // Admin: where a broken lock is published
 };
 
 }  // namespace
 
-void add_lock_endpoints(HandlerRegistry& control, HandlerRegistry& admin, std::shared_ptr<LockStore> locks) {
+void publish_lock_ended(ConflictFeed& feed, std::string_view type, const LockView& lock, std::string_view by) {
+  FeedEvent event;
+  event.type = std::string(type);
+  event.time = std::chrono::system_clock::now();
+  event.route = lock.route;
+  event.resource = lock.resource;
+  event.client = lock.client;
+  nlohmann::json details = {{"owner", lock.owner}, {"fence", lock.fence}, {"timeout", lock.timeout.count()}};
+  if (!by.empty()) details["by"] = by;
+  event.details = details.dump();
+  publish_event(feed, std::move(event));
+}
+
+void add_lock_endpoints(HandlerRegistry& control, HandlerRegistry& admin, std::shared_ptr<LockStore> locks,
+                        std::shared_ptr<ConflictFeed> feed) {
   using Role = LockEndpoint::Role;
   control.add("/locks", PathMatch::Exact, {"GET"}, "the lock held on ?resource= (owner, expiry, fence, waiters)",
               std::make_shared<LockEndpoint>(locks, Role::Describe));
   admin.add("/locks", PathMatch::Exact, {"GET", "DELETE"},
             "held locks, paged (GET ?after=&limit=); break the lock on ?resource= (DELETE)",
-            std::make_shared<LockEndpoint>(locks, Role::Admin));
+            std::make_shared<LockEndpoint>(locks, Role::Admin, std::move(feed)));
 }
 
 }  // namespace arbiter

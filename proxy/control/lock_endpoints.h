@@ -9,17 +9,24 @@
 //   GET /locks?after=R&limit=N      held locks in resource order after R, N a page (default 100,
 //                                   at most 1000): {"locks": [...], "next": "<last resource>"|null}
 //   DELETE /locks?resource=R        breaks the lock on R (its holder's next write gets 412): 200
-//                                   with the lock that was broken, or 404 problem; logged
+//                                   with the lock that was broken, or 404 problem; logged, and
+//                                   published to the conflict feed as `lock-broken`
 // `resource` and `after` are percent-decoded resource keys: the request path, or the key the
 // route's `resource` template makes.
 
 #include <memory>
 
+#include "policies/store/conflict_feed.h"
 #include "policies/store/lock_store.h"
 #include "proxy/control/handler_registry.h"
 
 namespace arbiter {
 
-void add_lock_endpoints(HandlerRegistry& control, HandlerRegistry& admin, std::shared_ptr<LockStore> locks);
+void add_lock_endpoints(HandlerRegistry& control, HandlerRegistry& admin, std::shared_ptr<LockStore> locks,
+                        std::shared_ptr<ConflictFeed> feed);
+
+// Publishes the end of `lock` as a feed event of `type` (kFeedLockBroken, kFeedLockExpired): its
+// route, resource, client key, owner, fence and lease; `by` who ended it ("" for an expiry).
+void publish_lock_ended(ConflictFeed& feed, std::string_view type, const LockView& lock, std::string_view by);
 
 }  // namespace arbiter

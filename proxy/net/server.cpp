@@ -1,5 +1,7 @@
 #include "proxy/net/server.h"
 
+#include "proxy/control/lock_endpoints.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "proxy/control/lock_endpoints.h"
 #include "proxy/observe/log.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/net/systemd.h"
@@ -172,6 +175,9 @@ int Server::run() {
   uv_timer_init(&loop_, &check_timer_);
   drain_timer_.data = check_timer_.data = this;
   uv_timer_init(&loop_, &watchdog_timer_);
+  uv_timer_init(&loop_, &lock_expiry_timer_);
+  lock_expiry_timer_.data = this;
+  uv_timer_start(&lock_expiry_timer_, on_lock_expiry, kLockExpiryPeriodMs, kLockExpiryPeriodMs);
 
   workers_running_ = worker_count;
   for (auto& worker : workers_) worker->start();
@@ -196,6 +202,7 @@ int Server::run() {
   uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_timer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&watchdog_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&lock_expiry_timer_), nullptr);
   uv_run(&loop_, UV_RUN_DEFAULT);
   uv_loop_close(&loop_);
   workers_.clear();
@@ -313,6 +320,16 @@ void Server::on_drain_timeout(uv_timer_t* timer) {
   auto* self = static_cast<Server*>(timer->data);
   log_line("drain_timeout reached: closing remaining connections");
   for (auto& worker : self->workers_) worker->request_shutdown(true);
+}
+
+void Server::on_lock_expiry(uv_timer_t* timer) {
+  auto* self = static_cast<Server*>(timer->data);
+  auto publish = [self](StoreResult<std::vector<LockView>>&& expired) {
+    if (!expired.ok()) return;
+    for (const LockView& lock : expired.value) publish_lock_ended(*self->conflict_feed_, kFeedLockExpired, lock, "");
+  };
+  // A store that answers later is asked again at the next tick; this one's answer is dropped.
+  StoreCall pending = self->lock_store_->take_expired(MonotonicClock::now(), Completion<std::vector<LockView>>(publish));
 }
 
 void Server::on_check_workers(uv_timer_t* timer) {

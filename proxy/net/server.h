@@ -22,6 +22,10 @@ namespace arbiter {
 
 class Worker;
 
+// How often the locks whose lease ran out are looked for and announced (`lock-expired`): an
+// expiry is published at most this long after it happened.
+inline constexpr std::uint64_t kLockExpiryPeriodMs = 1000;
+
 class Server {
  public:
   // `config` was loaded from config.file, which reloads read again.
@@ -60,6 +64,8 @@ class Server {
   static void on_signal(uv_signal_t* signal, int signum);
   static void on_drain_timeout(uv_timer_t* timer);
   static void on_check_workers(uv_timer_t* timer);
+  // Publishes the locks whose lease ran out as `lock-expired` feed events (LockStore::take_expired).
+  static void on_lock_expiry(uv_timer_t* timer);
   void begin_shutdown();
   // Points the access log at `config`'s [log] access: the file opened anew (a reopen), or stdout.
   // On failure logs why (naming the path), keeps the previous destination and returns false.
@@ -81,6 +87,7 @@ class Server {
   uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   uv_timer_t drain_timer_{};
   uv_timer_t check_timer_{};
+  uv_timer_t lock_expiry_timer_{};  // every kLockExpiryPeriod
   uv_timer_t watchdog_timer_{};  // WATCHDOG=1 at half of WatchdogSec, when systemd asks for it
   bool shutting_down_ = false;
 

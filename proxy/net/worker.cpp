@@ -44,7 +44,7 @@ Worker::Worker(Server& server)
   }
   add_admin_endpoints(admin_handlers_, *this);
   add_control_endpoints(control_handlers_);
-  add_lock_endpoints(control_handlers_, admin_handlers_, server.lock_store());
+  add_lock_endpoints(control_handlers_, admin_handlers_, server.lock_store(), server.conflict_feed());
   add_history_endpoints(control_handlers_, server.history_store());
   add_ui_endpoints(control_handlers_, *this);
   for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);

@@ -186,9 +186,12 @@ TEST_F(EtagHistoryTest, AStaleWriteOfOtherFieldsIsMergedIntoTheCurrentVersion) {
   EXPECT_EQ(put.response_headers().find("Arbiter-Merge"),
             "merged; base=" + base + "; current=" + mint_etag(current));
   EXPECT_EQ(policy_->counters().merged, 1u);
-  ASSERT_FALSE(policy_->recent_conflicts().empty());
-  EXPECT_EQ(policy_->recent_conflicts().back().type, "merged");
-  EXPECT_EQ(policy_->recent_conflicts().back().pointers, std::vector<std::string>{"/price"});
+  FeedEvent event = last_published(*policy_);
+  EXPECT_EQ(event.type, "merged");
+  EXPECT_EQ(event.conflicts, std::vector<std::string>{"/price"});
+  EXPECT_EQ(event.base_etag, base);
+  EXPECT_EQ(event.current_etag, mint_etag(current));
+  EXPECT_EQ(event.time, history_wall_now);
 }
 
 TEST_F(EtagHistoryTest, AStaleWriteOfTheSameFieldIsRefusedWithThePointers) {
@@ -205,7 +208,8 @@ TEST_F(EtagHistoryTest, AStaleWriteOfTheSameFieldIsRefusedWithThePointers) {
   EXPECT_EQ(body["current_etag"], mint_etag(current));
   EXPECT_EQ(body["your_etag"], base);
   EXPECT_EQ(policy_->counters().merge_conflicts, 1u);
-  EXPECT_EQ(policy_->recent_conflicts().back().pointers, std::vector<std::string>{"/name"});
+  EXPECT_EQ(last_published(*policy_).conflicts, std::vector<std::string>{"/name"});
+  EXPECT_EQ(last_published(*policy_).your_body, R"({"id":1,"name":"gizmo","price":10,"tags":["a"]})");
 }
 
 TEST_F(EtagHistoryTest, ABaseTheHistoryDoesNotHoldGetsTodaysConflict) {

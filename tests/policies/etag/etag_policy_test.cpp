@@ -351,16 +351,20 @@ TEST_F(EtagPolicyTest, StaleIfMatchGets409WithTheCurrentEtag) {
   EtagCounters counters = policy_->counters();
   EXPECT_EQ(counters.conflicts, 1u);
   EXPECT_EQ(counters.writes_forwarded, 0u);
-  auto conflicts = policy_->recent_conflicts();
+  auto conflicts = published_events(*policy_);
   ASSERT_EQ(conflicts.size(), 1u);
-  EXPECT_EQ(conflicts[0].time, clock_.now);
+  EXPECT_EQ(conflicts[0].type, "conflict");
   EXPECT_EQ(conflicts[0].route, "accounts");
   EXPECT_EQ(conflicts[0].resource, "/accounts/1");
   EXPECT_EQ(conflicts[0].method, "PUT");
-  EXPECT_EQ(conflicts[0].precondition, "If-Match");
+  EXPECT_EQ(nlohmann::json::parse(conflicts[0].details)["precondition"], "If-Match");
+  EXPECT_EQ(nlohmann::json::parse(conflicts[0].details)["status"], 409);
   EXPECT_EQ(conflicts[0].your_etag, yours);
   EXPECT_EQ(conflicts[0].current_etag, current);
   EXPECT_EQ(conflicts[0].request_id, "req-7");
+  // The problem names the conflict's record, where both sides are and it can be settled.
+  EXPECT_EQ(body["conflict_id"], conflicts[0].id);
+  EXPECT_EQ(body["conflict_record"], "/_arbiter/conflicts/" + std::to_string(conflicts[0].id));
   // What the check read is now the known version.
   EXPECT_EQ(known("/accounts/1"), current);
 }
@@ -419,7 +423,7 @@ TEST_F(EtagPolicyTest, IfMatchStarNeedsTheResourceToExist) {
   nlohmann::json body = problem_body(decision);
   EXPECT_EQ(body["your_etag"], "*");
   EXPECT_TRUE(body["current_etag"].is_null());
-  EXPECT_FALSE(policy_->recent_conflicts().back().current_etag.has_value());
+  EXPECT_FALSE(last_published(*policy_).current_etag.has_value());
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchStarRefusesToOverwrite) {
@@ -433,7 +437,7 @@ TEST_F(EtagPolicyTest, IfNoneMatchStarRefusesToOverwrite) {
   EXPECT_TRUE(body["your_etag"].is_null());
   EXPECT_EQ(body["your_if_none_match"], "*");
   EXPECT_EQ(body["current_etag"], mint_etag(kBody1));
-  EXPECT_EQ(policy_->recent_conflicts().back().precondition, "If-None-Match");
+  EXPECT_EQ(nlohmann::json::parse(last_published(*policy_).details)["precondition"], "If-None-Match");
 }
 
 TEST_F(EtagPolicyTest, IfNoneMatchListOnAWriteUsesWeakComparison) {
@@ -890,22 +894,27 @@ TEST(EtagPolicyConfigTest, EqualityTellsAChangedConfigFromAnUnchangedOne) {
 
 // ---- Bookkeeping ----
 
-TEST_F(EtagPolicyTest, TheConflictLogKeepsTheLatest) {
+TEST_F(EtagPolicyTest, ARefusedWriteIsPublishedWithItsBody) {
   EtagPolicyConfig config;
   config.verify = EtagPolicyConfig::Verify::Cache;
   make_policy(config);
   store_->put("/accounts/1", "\"current\"");
-  constexpr std::size_t kMore = 5;
-  for (std::size_t i = 0; i < EtagPolicy::kConflictLogCapacity + kMore; ++i) {
-    EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"stale-" + std::to_string(i) + "\""}});
-    ASSERT_EQ(put.request().status(), 409);
-  }
-  auto conflicts = policy_->recent_conflicts();
-  ASSERT_EQ(conflicts.size(), EtagPolicy::kConflictLogCapacity);
-  EXPECT_EQ(conflicts.front().your_etag, "\"stale-" + std::to_string(kMore) + "\"");
-  std::size_t last = EtagPolicy::kConflictLogCapacity + kMore - 1;
-  EXPECT_EQ(conflicts.back().your_etag, "\"stale-" + std::to_string(last) + "\"");
-  EXPECT_EQ(policy_->counters().conflicts, EtagPolicy::kConflictLogCapacity + kMore);
+  EtagExchange put = exchange("PUT", "/accounts/1", {{"If-Match", "\"stale\""}, {"Content-Type", "application/json"}});
+  put.set_body(R"({"balance":5})");
+  ASSERT_EQ(put.request().status(), 409);
+  FeedEvent event = last_published(*policy_);
+  EXPECT_EQ(event.type, "conflict");
+  EXPECT_EQ(event.your_etag, "\"stale\"");
+  EXPECT_EQ(event.current_etag, "\"current\"");
+  EXPECT_EQ(event.body, FeedBody::Kept);
+  EXPECT_EQ(event.your_body, R"({"balance":5})");
+  EXPECT_EQ(event.your_content_type, "application/json");
+  EXPECT_EQ(event.client, "127.0.0.1");
+  put.end();
+  // A write that goes through publishes nothing.
+  EtagExchange current = exchange("PUT", "/accounts/1", {{"If-Match", "\"current\""}});
+  EXPECT_TRUE(current.request().forwards());
+  EXPECT_EQ(published_events(*policy_).size(), 1u);
 }
 
 TEST(EtagPolicyConstructionTest, RefusesAConfigTheLoaderWouldRefuse) {

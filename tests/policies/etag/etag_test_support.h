@@ -42,6 +42,23 @@ inline FetchedResponse fetched_too_large() {
 
 inline FetchedResponse unreachable() { return FetchedResponse{}; }
 
+// The events a policy published to its conflict feed, oldest first, without bodies.
+inline std::vector<FeedEvent> published_events(const EtagPolicy& policy) {
+  std::vector<FeedEvent> events;
+  auto keep = [&](StoreResult<FeedPage>&& page) { events = std::move(page.value.events); };
+  StoreCall pending = policy.conflict_feed()->read(0, FeedFilter{}, 1u << 20, Completion<FeedPage>(keep));
+  return events;
+}
+
+// The newest event a policy published, with its body when the feed kept it.
+inline FeedEvent last_published(const EtagPolicy& policy) {
+  ConflictFeed& feed = *policy.conflict_feed();
+  FeedEvent event;
+  auto keep = [&](StoreResult<FeedLookup>&& lookup) { event = std::move(lookup.value.event); };
+  StoreCall pending = feed.get(feed.stats().last_id, Completion<FeedLookup>(keep));
+  return event;
+}
+
 // One request through the policy, hook by hook, as the proxy drives it: it owns everything the
 // views point at and the ExchangeState. end() ends the exchange as the proxy ends every one
 // (on_end, then the state goes); the destructor only destroys the state.

@@ -86,6 +86,9 @@ class DelayedLockStoreForPolicy final : public LockStore, public DelayedCalls {
   StoreCall keep_routes(std::span<const std::string> routes, MonotonicTime now, Completion<std::size_t> done) override {
     return memory.keep_routes(routes, now, done);
   }
+  StoreCall take_expired(MonotonicTime now, Completion<std::vector<LockView>> done) override {
+    return memory.take_expired(now, done);
+  }
   std::size_t held(std::string_view route, MonotonicTime now) const override { return memory.held(route, now); }
   std::uint64_t ended(std::string_view route, LockEnd how) const override { return memory.ended(route, how); }
 

@@ -216,6 +216,9 @@ class DelayedLockStore final : public LockStore, public DelayedCalls {
                         Completion<std::size_t> done) override {
     return hold<std::size_t>({memory.keep_routes_now(routes, now)}, done);
   }
+  StoreCall take_expired(MonotonicTime now, Completion<std::vector<LockView>> done) override {
+    return hold<std::vector<LockView>>({memory.take_expired_now(now)}, done);
+  }
   std::size_t held(std::string_view route, MonotonicTime now) const override { return memory.held(route, now); }
   std::uint64_t ended(std::string_view route, LockEnd how) const override { return memory.ended(route, how); }
   MemoryLockStore memory;

@@ -229,6 +229,42 @@ TEST(MemoryLockStoreTest, ExpiresExactlyAtItsExpiryNotBefore) {
   EXPECT_EQ(store.unlock_now("/items/1", held.token, end).outcome, LockChange::Outcome::Ended);
 }
 
+TEST(MemoryLockStoreTest, TakeExpiredEndsDueLocksAndReportsEachExpiryOnce) {
+  MemoryLockStore store;
+  LockAnswer first = grant(store, "/items/1");
+  grant(store, "/items/2", kT0 + 10s, "10.0.0.2");
+  EXPECT_TRUE(store.take_expired_now(kT0 + 29s).empty());
+  // Found expired by another call first (a new LOCK takes the resource over): reported all the same.
+  ASSERT_EQ(Ask("/items/1", LockAsk::Kind::Lock, kT0 + 30s).client("b").on(store).outcome, Outcome::Granted);
+  std::vector<LockView> expired = store.take_expired_now(kT0 + 30s);
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].resource, "/items/1");
+  EXPECT_EQ(expired[0].fence, first.fence);
+  EXPECT_EQ(expired[0].owner, "alice");
+  EXPECT_EQ(expired[0].route, "items");
+  EXPECT_EQ(expired[0].client, "10.0.0.1");
+  // Ended by the call itself; a released lock is not an expiry.
+  LockAnswer released = grant(store, "/items/3", kT0 + 30s);
+  store.unlock_now("/items/3", released.token, kT0 + 31s);
+  expired = store.take_expired_now(kT0 + 40s);
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].resource, "/items/2");
+  EXPECT_TRUE(store.take_expired_now(kT0 + 40s).empty());
+  EXPECT_EQ(store.held("items", kT0 + 40s), 1u);  // the takeover of /items/1
+}
+
+TEST(MemoryLockStoreTest, UnreportedExpiriesAreBounded) {
+  MemoryLockStore store;
+  const std::size_t locks = MemoryLockStore::kMaxUnreportedExpiries + 3;
+  for (std::size_t i = 0; i < locks; ++i) {
+    LockAnswer answer = Ask("/items/" + std::to_string(i), LockAsk::Kind::Lock, kT0).caps(locks, locks).on(store);
+    ASSERT_EQ(answer.outcome, Outcome::Granted);
+  }
+  std::vector<LockView> expired = store.take_expired_now(kT0 + 30s);
+  EXPECT_EQ(expired.size(), MemoryLockStore::kMaxUnreportedExpiries);
+  EXPECT_EQ(store.ended("items", LockEnd::Expired), locks);
+}
+
 TEST(MemoryLockStoreTest, FencesStrictlyIncreaseAcrossGrantsAndResources) {
   MemoryLockStore store;
   std::uint64_t last = 0;

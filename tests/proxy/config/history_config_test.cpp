@@ -57,7 +57,7 @@ TEST(HistoryConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(etag->history->limits, (HistoryLimits{5, 2u << 20, 10u << 10, 7}));
   EXPECT_EQ(etag->history->client_key, KeyKind::Header);
   EXPECT_EQ(etag->history->client_header, "X-User");
-  EXPECT_EQ(etag->history->control_prefix, "/_arbiter");
+  EXPECT_EQ(etag->control_prefix, "/_arbiter");
   EXPECT_EQ(etag->history->fence_header, "X-Fence");  // the lock policy's, recorded with each version
 
   auto json = nlohmann::json::parse(config_to_json(config));
@@ -75,7 +75,7 @@ TEST(HistoryConfigTest, TheHistoryLinksUnderTheControlPrefix) {
   Config config = parse_config("[server]\ncontrol_prefix = \"/ops/\"\n" + history_config_with("", "[route.history]\n"),
                                "arbiter.toml");
   ASSERT_TRUE(history_etag_of(config.routes.at(0))->history.has_value());
-  EXPECT_EQ(history_etag_of(config.routes.at(0))->history->control_prefix, "/ops");
+  EXPECT_EQ(history_etag_of(config.routes.at(0))->control_prefix, "/ops");
   EXPECT_EQ(history_etag_of(config.routes.at(0))->history->fence_header, "");  // no lock policy on the route
 }
 

@@ -11,6 +11,7 @@
 
 #include "policies/etag/etag_policy.h"
 #include "tests/policies/counting_waker.h"
+#include "tests/policies/etag/etag_test_support.h"
 
 namespace arbiter {
 namespace {
@@ -118,7 +119,7 @@ TEST(RuntimeStateTest, WriteTurnsSurviveAReloadThatReplacesTheEtagTable) {
   EXPECT_EQ(new_write.request().kind(), Decision::Kind::Forward);
 }
 
-TEST(RuntimeStateTest, TheConflictLogSurvivesAReloadThatReplacesThePolicies) {
+TEST(RuntimeStateTest, TheConflictFeedSurvivesAReloadThatReplacesThePolicies) {
   RuntimeState state;
   auto before = std::make_unique<Runtime>(config_of(etag_routes("", "")), state);
   ASSERT_FALSE(read_through(etag_of(*before, 0), "/accounts/1").empty());
@@ -129,15 +130,16 @@ TEST(RuntimeStateTest, TheConflictLogSurvivesAReloadThatReplacesThePolicies) {
   Runtime after(config_of(etag_routes("max_entries = 2000000", "conflict_status = 412")), state);
   ASSERT_NE(&dynamic_cast<const EtagPolicy&>(etag_of(*before, 0)).store(),
             &dynamic_cast<const EtagPolicy&>(etag_of(after, 0)).store());
-  std::shared_ptr<ConflictLog> old_log = dynamic_cast<const EtagPolicy&>(etag_of(*before, 0)).conflict_log();
+  std::shared_ptr<ConflictFeed> old_feed = dynamic_cast<const EtagPolicy&>(etag_of(*before, 0)).conflict_feed();
   before.reset();
   const auto& policy = dynamic_cast<const EtagPolicy&>(etag_of(after, 0));
-  std::vector<ConflictRecord> conflicts = policy.recent_conflicts();
+  std::vector<FeedEvent> conflicts = etag_testing::published_events(policy);
   ASSERT_EQ(conflicts.size(), 1u);
   EXPECT_EQ(conflicts[0].route, "patch");
   EXPECT_EQ(conflicts[0].resource, "/accounts/1");
   EXPECT_EQ(conflicts[0].your_etag, "\"stale\"");
-  EXPECT_EQ(policy.conflict_log(), old_log);  // the state's one log, not a new one
+  EXPECT_EQ(policy.conflict_feed(), old_feed);  // the state's one feed, not a new one
+  EXPECT_EQ(policy.conflict_feed(), state.stores().feed);
 }
 
 std::string concurrency_route(int max_keys) {
