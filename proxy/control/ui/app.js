@@ -161,7 +161,9 @@
     if (!response.ok) return;
     const page = await response.json();
     for (const event of page.events || []) showEvent(event);
-    if (typeof page.next === 'number' && page.next > 0) lastEventId = String(page.next);
+    // Even 0 (nothing held yet): the stream then starts from the ring's oldest, so an event
+    // published between this read and the subscription is not missed.
+    if (typeof page.next === 'number') lastEventId = String(page.next);
   }
 
   // Subscribes and stays subscribed: after a drop it reconnects with Last-Event-ID, after
@@ -245,6 +247,7 @@
 
   function onStreamEvent(type, data) {
     if (type === 'reset') {
+      if (events.size === 0 && lastEventId === '0') return;  // nothing seen yet: nothing was missed
       const notice = $('feed-notice');
       notice.textContent = 'Some events were missed while disconnected: the feed had already dropped them.';
       notice.hidden = false;
@@ -455,15 +458,29 @@
     container.replaceChildren(...lines);
   }
 
+  // The pointers at which two JSON documents differ (the deepest), for a record without diffs
+  // (no base in the history): then only "differs" can be said, not who changed what.
+  function differingPointers(a, b, pointer = '', out = new Set()) {
+    const isObject = (v) => v !== null && typeof v === 'object';
+    if (isObject(a) && isObject(b) && Array.isArray(a) === Array.isArray(b)) {
+      for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+        differingPointers(a[key], b[key], pointer + '/' + escapePointer(key), out);
+      }
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+      out.add(pointer);
+    }
+    return out;
+  }
+
   function renderVersion(container, version, marks) {
     const doc = documentOf(version);
+    container.classList.toggle('missing', Boolean(doc.missing));
     if (doc.json !== undefined) {
       renderJson(container, doc.json, marks);
     } else {
       const text = document.createElement('pre');
       text.textContent = doc.missing ? '(not available)' : doc.text;
       container.replaceChildren(text);
-      container.classList.toggle('missing', Boolean(doc.missing));
     }
   }
 
@@ -498,7 +515,14 @@
     detail.scrollIntoView({block: 'nearest'});
   }
 
-  function showRecord(record) {
+  // How each version's lines are marked: from the record's diffs (base→current, base→yours)
+  // and the conflict's pointers; without diffs (no base), where theirs and yours differ.
+  function versionMarks(record, currentDoc, yoursDoc) {
+    if (!record.diff && currentDoc.json !== undefined && yoursDoc.json !== undefined) {
+      const differs = differingPointers(currentDoc.json, yoursDoc.json);
+      const marks = (pointer) => (touched(pointer, differs) ? 'differs' : null);
+      return {base: marks, current: marks, yours: marks};
+    }
     const diff = record.diff || {};
     const theirs = patchPaths(diff.base_to_current);
     const yours = patchPaths(diff.base_to_yours);
@@ -511,23 +535,32 @@
       const b = touched(pointer, yours);
       return a && b ? 'changed-both' : a ? 'changed-current' : b ? 'changed-yours' : null;
     };
+    return {
+      base: mark,
+      current: (pointer) => (touched(pointer, theirs) ? mark(pointer) : null),
+      yours: (pointer) => (touched(pointer, yours) ? mark(pointer) : null),
+    };
+  }
+
+  function showRecord(record) {
+    const yoursDoc = documentOf(record.yours);
+    const currentDoc = documentOf(record.current);
+    const marks = versionMarks(record, currentDoc, yoursDoc);
     $('detail-summary').textContent = (record.method || 'write') + ' ' + record.resource + ' on route ' + record.route +
         ' by ' + record.client + ' at ' + record.time;
     $('base-etag').textContent = (record.base && record.base.etag) || record.base_etag || '';
     $('current-etag').textContent = (record.current && record.current.etag) || record.current_etag || '';
     $('yours-etag').textContent = record.your_etag ? 'from ' + record.your_etag : '';
-    renderVersion($('base-body'), record.base, mark);
-    renderVersion($('current-body'), record.current, (p) => (touched(p, theirs) ? mark(p) : null));
-    renderVersion($('yours-body'), record.yours, (p) => (touched(p, yours) ? mark(p) : null));
-    const yoursDoc = documentOf(record.yours);
-    const currentDoc = documentOf(record.current);
+    renderVersion($('base-body'), record.base, marks.base);
+    renderVersion($('current-body'), record.current, marks.current);
+    renderVersion($('yours-body'), record.yours, marks.yours);
     const start = yoursDoc.json !== undefined ? yoursDoc.json : currentDoc.json;
     $('edit-document').value = start === undefined ? '' : JSON.stringify(start, null, 2);
     if (record.resolved) {
       showResolvedState(record.resolved);
     } else {
       setActionsEnabled(true);
-      $('take-yours').disabled = yoursDoc.json === undefined && yoursDoc.text === undefined;
+      $('take-yours').disabled = Boolean(yoursDoc.missing);
       $('detail-state').textContent = yoursDoc.missing ? 'Your body was not kept (' + (record.body || 'none') +
           '): take theirs, or edit and save.' : '';
     }
