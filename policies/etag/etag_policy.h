@@ -123,8 +123,9 @@ struct EtagPolicyConfig {
   bool operator==(const EtagPolicyConfig&) const = default;
 };
 
-// Marks a write that restores a version of the history (Arbiter's restore endpoint sets it): it
-// replaces the whole document, so a stale If-Match is refused, never merged. Never forwarded.
+// Marks a write that replaces the whole document on purpose: a version of the history restored,
+// a conflict's resolution (Arbiter's restore and resolve endpoints set it). A stale If-Match is
+// then refused, never merged. Never forwarded.
 inline constexpr std::string_view kRestoreField = "Arbiter-Restore";
 
 // "upstream", "cache"; "auto", "hash", "json:/pointer": as the configuration writes them.

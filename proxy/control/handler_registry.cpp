@@ -19,7 +19,7 @@ bool only_get(const std::vector<std::string>& methods) { return methods.size() =
 }  // namespace
 
 void HandlerRegistry::add(std::string path, PathMatch match, std::vector<std::string> methods, std::string summary,
-                          std::shared_ptr<LocalHandler> handler, std::string scope) {
+                          std::shared_ptr<LocalHandler> handler, std::string scope, std::size_t body_limit) {
   if (!path.starts_with('/')) throw std::invalid_argument("local handler path '" + path + "' must start with '/'");
   if (methods.empty()) throw std::invalid_argument("local handler " + path + " takes no method");
   for (const Entry& entry : entries_) {
@@ -31,7 +31,7 @@ void HandlerRegistry::add(std::string path, PathMatch match, std::vector<std::st
     }
   }
   entries_.push_back(Entry{std::move(path), match, std::move(methods), std::move(summary), std::move(handler),
-                           std::move(scope)});
+                           std::move(scope), body_limit});
 }
 
 HandlerRegistry::Lookup HandlerRegistry::find(std::string_view method, std::string_view path) const {

@@ -38,6 +38,9 @@ class HandlerRegistry {
     // The [control] token scope a caller needs (proxy/config/control_config.h's kControlScopes);
     // empty: none beyond reaching the registry (the control index; every admin endpoint).
     std::string scope;
+    // > 0: the request body is read whole, up to this many bytes (else 413), and handed to the
+    // handler in LocalRequest::body; 0: the handler takes none (a body is read and dropped).
+    std::size_t body_limit = 0;
   };
 
   // `name` says whose endpoints these are in the 404 detail: "No admin endpoint /x; ...".
@@ -46,7 +49,7 @@ class HandlerRegistry {
   // Throws std::invalid_argument for a path that does not start with '/', no methods, or a
   // method already taken for that path.
   void add(std::string path, PathMatch match, std::vector<std::string> methods, std::string summary,
-           std::shared_ptr<LocalHandler> handler, std::string scope = {});
+           std::shared_ptr<LocalHandler> handler, std::string scope = {}, std::size_t body_limit = 0);
 
   enum class Outcome : std::uint8_t { Found, NotFound, MethodNotAllowed };
   struct Lookup {

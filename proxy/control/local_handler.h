@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -35,8 +36,8 @@ struct LocalRequest {
                                 // on the admin listener
   std::string_view query;       // after '?', without it; empty when there is none
   const HeaderList& headers;
-  std::string_view body;        // the request body a handler was given; empty today (no handler
-                                // takes one: the body is read and dropped, or the connection closed)
+  std::string_view body;        // the request body, read whole for an entry with a body_limit
+                                // (HandlerRegistry::Entry); empty for the others
   std::string_view request_id;  // also carried by every problem Arbiter answers
   std::string_view mount;       // where the registry answers: [server] control_prefix on a client
                                 // listener ("/_arbiter"), empty on the admin listener
@@ -105,6 +106,11 @@ struct PassedOnRequest {
   std::string target;       // origin-form: a path, and a query if any
   HeaderList fields;        // set on the request, replacing the client's fields of those names
   std::string body;         // the request body, framed by its length
+  // Called once with the status and fields of the answer the client gets for it (the upstream's,
+  // or one Arbiter made: a 409, a 423), just before its head is written; it may add fields. Not
+  // called when no answer is sent (the client went away first). On the worker's loop; it is
+  // destroyed with the exchange, so it owns (shares) what it uses.
+  std::function<void(int status, HeaderList& fields)> on_answer;
 };
 
 // How a handler answers; valid during LocalHandler::handle only. A handler answers exactly once:
@@ -129,8 +135,9 @@ class LocalResponder {
   // Answers by handing the request on, changed as `request` says, after handle() returns: it is
   // routed (never to a local handler again) and goes through its route's policies and upstream
   // as if the client had sent it so; the client's other fields, its address and the request id
-  // stay. The client gets that request's answer. Only a request without a body of its own can
-  // be handed on (one with a body is answered 400).
+  // stay. The client gets that request's answer. Only a request without a body of its own, or
+  // one whose body the handler was given (Entry::body_limit), can be handed on (another with a
+  // body is answered 400).
   virtual void pass_on(PassedOnRequest request) = 0;
 
  protected:

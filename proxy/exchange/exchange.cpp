@@ -199,12 +199,17 @@ void Exchange::begin_body_read(std::size_t limit, std::string_view wanted_by) {
 
 Problem Exchange::body_too_large(std::uint64_t size, bool declared) const {
   std::string limit = std::to_string(body_.limit);
-  Problem problem = Problem::make(
-      "content-too-large", 413, "Content too large",
-      std::string(declared ? "Content-Length " : "The request body reached ") + std::to_string(size) +
-          " bytes, over the " + limit + " bytes that route '" + route_->config->name +
-          "' reads whole before a write takes its turn ([route." + std::string(body_.limit_policy) +
-          "] max_body_bytes); nothing was forwarded. Send at most " + limit + " bytes.");
+  std::string reached = std::string(declared ? "Content-Length " : "The request body reached ") + std::to_string(size) +
+                        " bytes, over the " + limit + " bytes that ";
+  Problem problem =
+      route_ != nullptr
+          ? Problem::make("content-too-large", 413, "Content too large",
+                          reached + "route '" + route_->config->name + "' reads whole before a write takes its turn ([route." +
+                              std::string(body_.limit_policy) + "] max_body_bytes); nothing was forwarded. Send at most " +
+                              limit + " bytes.")
+          : Problem::make("content-too-large", 413, "Content too large",
+                          reached + std::string(local_call_.path) + " takes; nothing was done. Send at most " + limit +
+                              " bytes.");
   problem.extensions.emplace_back("max_body_bytes", body_.limit);
   return problem;
 }
@@ -255,6 +260,10 @@ void Exchange::on_request_paused() {
   if (body_.reading && host_.request_complete()) {
     body_.reading = false;
     body_.in_memory = true;
+    if (local_call_.with_body) {
+      call_local_handler();
+      return;
+    }
     if (replace_body_after_read_) {
       // The client's body was read to be dropped: the policy's goes instead.
       replace_body_after_read_ = false;
@@ -726,6 +735,7 @@ void Exchange::send_response_head(HeaderList& headers, BodyFraming upstream_fram
   }
   response_framing_ = no_body ? BodyFraming::None : announced;
   headers.add("Via", "1.1 arbiter");
+  tell_passed_on_answer(response_status_, headers);
   scratch_.head.clear();
   write_client_response_head(scratch_.head, ClientResponse{response_status_, headers, announced, content_length,
                                                            response_keep_alive_, head_.http10, scratch_.request_id});
@@ -802,6 +812,7 @@ void Exchange::reply(int status, std::string_view content_type, const HeaderList
   HeaderList headers = extra;
   if (!content_type.empty()) headers.add("Content-Type", content_type);
   headers.add("Cache-Control", "no-store");
+  tell_passed_on_answer(status, headers);
   scratch_.head.clear();
   BodyFraming framing = status_has_no_body(status) ? BodyFraming::None : BodyFraming::ContentLength;
   write_client_response_head(scratch_.head, ClientResponse{status, headers, framing, body.size(), response_keep_alive_,

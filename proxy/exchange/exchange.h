@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -155,6 +156,20 @@ class Exchange final : public UpstreamEvents {
                                             std::string_view decided_by);
   // A handler's pass_on: the request, changed, goes to route_request.
   void pass_on(PassedOnRequest request);
+  // Calls the registry's handler for the request, with the body read for it (scratch_.request_body)
+  // when its entry takes one.
+  void call_local_handler();
+  // The local call waiting for its request body (answer_locally's arguments): registry is null
+  // when none waits.
+  struct LocalCall {
+    const HandlerRegistry* registry = nullptr;
+    std::string_view mount, path, query;  // views into the config and the request target, which outlive it
+    bool with_body = false;
+  };
+  LocalCall local_call_;
+  // PassedOnRequest::on_answer of the request handed on; called (and cleared) as its head goes.
+  std::function<void(int, HeaderList&)> on_passed_on_answer_;
+  void tell_passed_on_answer(int status, HeaderList& fields);
   // The local answer is complete: read the rest of the request (dropping any body) and end, or
   // end at once. May destroy the exchange (its caller's last action).
   void end_local_answer();

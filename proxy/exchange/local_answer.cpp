@@ -11,8 +11,23 @@ namespace arbiter {
 
 void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view mount, std::string_view path,
                               std::string_view query) {
+  local_call_ = LocalCall{&registry, mount, path, query, false};
+  HandlerRegistry::Lookup found = registry.find(head_.method, path.substr(mount.size()));
+  if (found.outcome == HandlerRegistry::Outcome::Found && found.entry->body_limit > 0 &&
+      head_.framing != BodyFraming::None) {
+    local_call_.with_body = true;
+    begin_body_read(found.entry->body_limit, registry.name());  // call_local_handler follows
+    return;
+  }
+  call_local_handler();
+}
+
+void Exchange::call_local_handler() {
+  const HandlerRegistry& registry = *local_call_.registry;
+  std::string_view body = local_call_.with_body ? std::string_view(scratch_.request_body) : std::string_view();
   ExchangeResponder responder(*this, registry.name());
-  LocalRequest request{head_.method, head_.target, path, query, head_.headers, {}, scratch_.request_id, mount, {}};
+  LocalRequest request{head_.method, head_.target, local_call_.path, local_call_.query, head_.headers, body,
+                       scratch_.request_id, local_call_.mount, {}};
   registry.dispatch(request, responder);
   if (responder.passed_on()) {
     pass_on(std::move(*responder.passed_on()));
@@ -20,7 +35,8 @@ void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view 
   }
   if (!responder.answered()) {
     reply_problem(Problem::make("internal-error", 500, "Internal error",
-                                "The " + registry.name() + " endpoint " + std::string(path) + " gave no answer."),
+                                "The " + registry.name() + " endpoint " + std::string(local_call_.path) +
+                                    " gave no answer."),
                   {}, registry.name());
   }
 }
@@ -65,8 +81,9 @@ void Exchange::on_drain() {
 }
 
 void Exchange::pass_on(PassedOnRequest request) {
-  bool bodiless = head_.framing == BodyFraming::None ||
+  bool bodiless = head_.framing == BodyFraming::None || local_call_.with_body ||
                   (head_.framing == BodyFraming::ContentLength && head_.content_length == 0);
+  local_call_ = {};
   if (!bodiless) {
     reply_problem(Problem::make("unexpected-body", 400, "Unexpected body",
                                 std::string(head_.method) + " " + std::string(scratch_.target.path()) +
@@ -82,7 +99,15 @@ void Exchange::pass_on(PassedOnRequest request) {
   if (!normalize_request_target()) return;
   scratch_.request_body = std::move(request.body);
   body_.in_memory = true;
+  on_passed_on_answer_ = std::move(request.on_answer);
   route_request();
+}
+
+void Exchange::tell_passed_on_answer(int status, HeaderList& fields) {
+  if (!on_passed_on_answer_) return;
+  auto observer = std::move(on_passed_on_answer_);
+  on_passed_on_answer_ = nullptr;
+  observer(status, fields);
 }
 
 // ---------------------------------------------------------------- ExchangeResponder

@@ -6,6 +6,7 @@
 
 #include "proxy/control/control_endpoints.h"
 #include "proxy/control/history_endpoints.h"
+#include "proxy/control/resolve_endpoint.h"
 #include "proxy/control/lock_endpoints.h"
 #include "proxy/control/ui_endpoints.h"
 #include "proxy/net/client_connection.h"
@@ -46,6 +47,7 @@ Worker::Worker(Server& server)
   add_control_endpoints(control_handlers_);
   add_lock_endpoints(control_handlers_, admin_handlers_, server.lock_store(), server.conflict_feed());
   add_history_endpoints(control_handlers_, server.history_store());
+  add_resolve_endpoint(control_handlers_, server.conflict_feed());
   add_ui_endpoints(control_handlers_, *this);
   for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);
 }
