@@ -326,9 +326,9 @@
       return cell;
     }));
     events.set(id, {event, row});
-    if (event.type === 'resolved') {
+    if (event.type === 'resolved' && !known) {
       const conflict = resolvedConflictId(event);
-      if (conflict !== null) markResolved(conflict, event.resolved || {by: event.by || '?', choice: event.choice || '?'});
+      if (conflict !== null && events.has(conflict)) learnResolution(conflict, event);
     }
     trimRows();
     $('events-empty').hidden = events.size > 0;
@@ -351,6 +351,20 @@
       const oldest = body.lastElementChild;
       events.delete(oldest.dataset.eventId);
       oldest.remove();
+    }
+  }
+
+  // A `resolved` event names its conflict; who settled it and how are in that conflict's record.
+  async function learnResolution(id, event) {
+    if (event.resolved) return markResolved(id, event.resolved);
+    markResolved(id, {by: event.client, choice: '…'});
+    try {
+      const response = await control('/conflicts/' + encodeURIComponent(id), {headers: {Accept: 'application/json'}});
+      if (!response.ok) return;
+      const record = await response.json();
+      if (record.resolved) markResolved(id, record.resolved);
+    } catch (e) {
+      // Keeps what the event said.
     }
   }
 
@@ -410,12 +424,16 @@
     return String(key).replace(/~/g, '~0').replace(/\//g, '~1');
   }
 
-  // The body as a document: parsed JSON when it is, else the text.
+  // The body as a document: JSON when the record gives it so (or it parses), else the text;
+  // a body the record had to give in base64 (not UTF-8) is only described.
   function documentOf(version) {
     if (!version) return {missing: true};
     const body = version.body;
     if (body !== null && typeof body === 'object') return {json: body};
     if (typeof body !== 'string') return {missing: true};
+    if (version.encoding === 'base64') {
+      return {text: '(' + (version.content_type || 'binary') + ', ' + Math.floor(body.length * 3 / 4) + ' bytes)'};
+    }
     try {
       return {json: JSON.parse(body)};
     } catch (e) {
