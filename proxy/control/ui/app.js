@@ -188,6 +188,11 @@
           setConnection('live', 'live');
           await readEventStream(response.body.getReader(), signal);
           if (!signal.aborted) setConnection('reconnecting', 'stream ended; reconnecting…');
+        } else if (response.status === 400) {
+          // A filter the feed refuses (an unknown type): retrying would not change the answer.
+          const problem = await readProblem(response);
+          setConnection('error', 'filter refused: ' + (problem.detail || problem.title || response.status));
+          return;
         } else {
           const problem = await readProblem(response);
           setConnection('reconnecting', 'feed answered ' + response.status +
