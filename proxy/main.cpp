@@ -5,11 +5,13 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "proxy/config/config.h"
+#include "proxy/control/control_access.h"
 #include "proxy/control/explain.h"
 #include "proxy/observe/log.h"
 #include "proxy/exchange/runtime.h"
@@ -22,6 +24,9 @@ constexpr std::string_view kUsage =
     "       arbiter --check -c FILE    validate FILE and print its route table\n"
     "       arbiter explain -c FILE METHOD TARGET [-H 'Name: value']...\n"
     "                                  what Arbiter would do with that request\n"
+    "       arbiter hash-token [TOKEN]  the [control] tokens line (sha256 = \"...\") for TOKEN,\n"
+    "                                  or for a line read from stdin when TOKEN is left out\n"
+    "       arbiter hash-token --new   a new random token, then its sha256 line\n"
     "       arbiter --version\n"
     "options:\n"
     "  -c, --config FILE   configuration file (TOML)\n"
@@ -32,9 +37,33 @@ int usage_error(std::string_view message) {
   return 2;
 }
 
+// `arbiter hash-token [TOKEN | --new]`.
+int hash_token(int argc, char** argv) {
+  if (argc > 3) return usage_error("hash-token takes one TOKEN, --new, or nothing (a line from stdin)");
+  std::string token;
+  if (argc == 3 && std::string_view(argv[2]) == "--new") {
+    try {
+      token = arbiter::new_control_token();
+    } catch (const std::runtime_error& error) {
+      std::cerr << "arbiter: " << error.what() << "\n";
+      return 1;
+    }
+    std::cout << token << "\n";
+  } else if (argc == 3) {
+    token = argv[2];
+  } else if (!std::getline(std::cin, token)) {
+    return usage_error("hash-token: no token on stdin");
+  }
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  if (token.empty()) return usage_error("hash-token: the token is empty");
+  std::cout << arbiter::token_hash_line(token) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "hash-token") return hash_token(argc, argv);
   std::string config_path;
   bool check_only = false;
   bool explain = false;
@@ -87,6 +116,7 @@ int main(int argc, char** argv) {
   }
   if (check_only) {
     std::cout << arbiter::format_route_table(config);
+    std::cout << arbiter::control_access_summary(config.control) << "\n";
     std::cout << config_path << ": OK\n";
     return 0;
   }

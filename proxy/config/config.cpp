@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "proxy/exchange/router.h"
 #include "proxy/http/address.h"
+#include "proxy/http/hex.h"
 #include "proxy/http/path_normalization.h"
 
 namespace arbiter {
@@ -63,6 +65,20 @@ std::optional<SocketAddress> parse_socket_address(std::string_view text) {
   return SocketAddress{std::string(host), *port};
 }
 
+std::optional<HttpUrl> parse_http_url(std::string_view text) {
+  constexpr std::string_view kScheme = "http://";
+  if (text.size() < kScheme.size() || !iequals(text.substr(0, kScheme.size()), kScheme)) return std::nullopt;
+  text.remove_prefix(kScheme.size());
+  std::size_t slash = std::min(text.find('/'), text.size());
+  auto address = parse_socket_address(text.substr(0, slash));
+  std::string_view target = text.substr(slash);
+  if (!address || address->port == 0) return std::nullopt;
+  for (char c : target) {
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '#') return std::nullopt;
+  }
+  return HttpUrl{std::move(*address), target.empty() ? "/" : std::string(target)};
+}
+
 std::string SocketAddress::text() const {
   std::string port_text = std::to_string(port);
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + port_text;
@@ -90,6 +106,34 @@ constexpr std::int64_t kMaxKeepalive = 65535;
 std::string invalid_address(std::string_view text) {
   return "invalid address \"" + std::string(text) +
          "\"; write IPV4:PORT, [IPV6]:PORT or localhost:PORT (other host names are not resolved)";
+}
+
+std::string invalid_cidr(std::string_view text) {
+  return "invalid CIDR \"" + std::string(text) +
+         "\"; write an address or ADDRESS/PREFIX with no bits set after the prefix, e.g. \"10.0.0.0/8\", \"::1/128\"";
+}
+
+// [control]
+constexpr std::int64_t kMaxFeedBuffer = 10'000'000;
+constexpr std::int64_t kMaxSubscribers = 1'000'000;
+constexpr std::uint64_t kMaxSubscriberBuffer = 1ull << 30;
+constexpr std::int64_t kMaxWebhookQueue = 10'000'000;
+// The event types a webhook may ask for (policies/store/conflict_feed.h).
+constexpr std::string_view kFeedEventTypes[] = {kFeedConflict, kFeedMerged,     kFeedLocked,
+                                                kFeedLockExpired, kFeedLockBroken, kFeedResolved};
+
+// A token's name: what logs, `resolved` events and /config show.
+bool valid_token_name(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+// "unknown scope 'lock'; did you mean 'locks'? (scopes: feed, resolve, history, locks)"
+std::string unknown_word(std::string_view what, std::string_view word, const std::vector<std::string_view>& known) {
+  std::string message = "unknown " + std::string(what) + " " + single_quoted(word);
+  if (auto suggestion = nearest_name(word, known)) message += "; did you mean " + single_quoted(*suggestion) + "?";
+  return message + " (" + std::string(what) + "s: " + comma_list(known) + ")";
 }
 
 enum class PortZero { Allowed, Refused };
@@ -134,13 +178,14 @@ class FileReader {
     config.file = file;
     config.policy_kinds = kinds_;
     TableReader top(root, "", diagnostics_);
-    top.reject_unknown_keys({"server", "admin", "log", "upstream", "route"});
+    top.reject_unknown_keys({"server", "admin", "log", "control", "upstream", "route"});
     read_server(top, config.server);
     if (auto admin = top.table("admin")) {
       admin->reject_unknown_keys({"listen"});
       config.admin.listen = read_address(*admin, "listen");
     }
     read_log(top, config.log);
+    read_control(top, config.control);
     read_upstreams(top, config.upstreams);
     read_routes(top, config);
     return config;
@@ -185,10 +230,7 @@ class FileReader {
                          if (auto cidr = parse_cidr(text)) {
                            server.trusted_proxies.push_back(std::move(*cidr));
                          } else {
-                           section->error(at, std::move(key),
-                                          "invalid CIDR \"" + std::string(text) +
-                                              "\"; write an address or ADDRESS/PREFIX with no bits set "
-                                              "after the prefix, e.g. \"10.0.0.0/8\", \"::1/128\"");
+                           section->error(at, std::move(key), invalid_cidr(text));
                          }
                        });
     }
@@ -249,6 +291,138 @@ class FileReader {
         section->error(*section->find("format"), section->key("format"),
                        "expected \"json\" or \"combined\", got \"" + *format + "\"");
       }
+    }
+  }
+
+  // [control]: who may use the control endpoints, the conflict feed's bounds, its webhooks.
+  void read_control(const TableReader& top, ControlConfig& control) {
+    control.allow = {*parse_cidr("127.0.0.0/8"), *parse_cidr("::1/128")};
+    auto section = top.table("control");
+    if (!section) return;
+    section->reject_unknown_keys({"allow", "tokens", "feed_buffer", "keep_body_bytes", "heartbeat", "retry",
+                                  "max_subscribers", "max_subscriber_buffer", "webhook"});
+    if (section->find("allow")) {
+      control.allow.clear();
+      section->strings("allow", "CIDRs", false, "", [&](const toml::node& at, std::string key, std::string_view text) {
+        if (auto cidr = parse_cidr(text)) {
+          control.allow.push_back(std::move(*cidr));
+        } else {
+          section->error(at, std::move(key), invalid_cidr(text));
+        }
+      });
+    }
+    read_control_tokens(*section, control.tokens);
+    section->integer("feed_buffer", control.feed.capacity, 1, kMaxFeedBuffer);
+    section->size("keep_body_bytes", control.feed.keep_body_bytes, 0, control.feed.max_body_bytes);
+    section->duration("heartbeat", control.heartbeat, kPositive);
+    section->duration("retry", control.retry, kPositive);
+    section->integer("max_subscribers", control.max_subscribers, 1, kMaxSubscribers);
+    section->size("max_subscriber_buffer", control.max_subscriber_buffer, 1, kMaxSubscriberBuffer);
+    read_webhooks(*section, control.webhooks);
+  }
+
+  // tokens = [{ name, sha256, scopes }, ...] or [[control.tokens]]. A token in error is kept:
+  // the diagnostics refuse the whole file anyway.
+  void read_control_tokens(const TableReader& section, std::vector<ControlToken>& tokens) {
+    for_each_table(section, "tokens", "tokens = [{ name = \"ops\", sha256 = \"...\", scopes = [\"feed\"] }]",
+                   [&](const TableReader& reader) {
+      reader.reject_unknown_keys({"name", "sha256", "scopes"});
+      ControlToken& token = tokens.emplace_back();
+      const toml::node* name_at = reader.require("name");
+      if (auto name = name_at ? reader.string("name") : std::nullopt) {
+        token.name = *name;
+        if (!valid_token_name(token.name)) {
+          reader.error(*name_at, reader.key("name"),
+                       "\"" + token.name + "\" is not a token name: 1 to 64 letters, digits, '.', '_' or '-'");
+        } else if (std::count_if(tokens.begin(), tokens.end(), [&](const ControlToken& t) { return t.name == *name; }) > 1) {
+          reader.error(*name_at, reader.key("name"), "duplicate token name " + single_quoted(token.name));
+        }
+      }
+      const toml::node* hash_at = reader.require("sha256");
+      if (auto hash = hash_at ? reader.string("sha256") : std::nullopt) {
+        // Not echoed: a token pasted here by mistake would reach the log and POST /reload's answer.
+        if (hash->size() != 64 ||
+            !std::all_of(hash->begin(), hash->end(), [](char c) { return hex_digit_value(c) >= 0; })) {
+          reader.error(*hash_at, reader.key("sha256"),
+                       "expected the 64 hex digits of the token's SHA-256 (`arbiter hash-token` prints the line), got " +
+                           std::to_string(hash->size()) + " characters" +
+                           (hash->size() == 64 ? " that are not all hex digits" : std::string()));
+        } else {
+          std::transform(hash->begin(), hash->end(), std::back_inserter(token.sha256),
+                         [](char c) { return static_cast<char>(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c); });
+          for (std::size_t i = 0; i + 1 < tokens.size(); ++i) {
+            if (tokens[i].sha256 == token.sha256) {
+              reader.error(*hash_at, reader.key("sha256"), "the same token as " + single_quoted(tokens[i].name));
+            }
+          }
+        }
+      }
+      std::vector<std::string_view> known(std::begin(kControlScopes), std::end(kControlScopes));
+      if (!reader.require("scopes")) return;
+      reader.strings("scopes", "scopes", false, "no scopes; give at least one of " + comma_list(known),
+                     [&](const toml::node& at, std::string key, std::string_view scope) {
+        if (std::find(known.begin(), known.end(), scope) == known.end()) {
+          reader.error(at, std::move(key), unknown_word("scope", scope, known));
+        } else if (std::find(token.scopes.begin(), token.scopes.end(), scope) == token.scopes.end()) {
+          token.scopes.emplace_back(scope);
+        }
+      });
+    });
+  }
+
+  // [[control.webhook]]: url (http://HOST:PORT/path), events, secret, max_retry, queue, timeout.
+  void read_webhooks(const TableReader& section, std::vector<WebhookConfig>& webhooks) {
+    for_each_table(section, "webhook", "[[control.webhook]] tables", [&](const TableReader& reader) {
+      reader.reject_unknown_keys({"url", "events", "secret", "max_retry", "queue", "timeout"});
+      WebhookConfig& webhook = webhooks.emplace_back();
+      if (const toml::node* at = reader.require("url")) {
+        if (auto url = reader.string("url")) {
+          if (parse_http_url(*url)) {
+            webhook.url = *url;
+          } else {
+            reader.error(*at, reader.key("url"),
+                         "invalid webhook url \"" + *url +
+                             "\"; write http://HOST:PORT/PATH with a numeric address or localhost, e.g. "
+                             "\"http://127.0.0.1:9000/hooks\" (no https)");
+          }
+        }
+      }
+      std::vector<std::string_view> types(std::begin(kFeedEventTypes), std::end(kFeedEventTypes));
+      reader.strings("events", "event types", false, "no events; leave the key out for every type, or name some of " +
+                                                         comma_list(types),
+                     [&](const toml::node& at, std::string key, std::string_view type) {
+        if (std::find(types.begin(), types.end(), type) == types.end()) {
+          reader.error(at, std::move(key), unknown_word("event type", type, types));
+        } else if (std::find(webhook.events.begin(), webhook.events.end(), type) == webhook.events.end()) {
+          webhook.events.emplace_back(type);
+        }
+      });
+      if (auto secret = reader.string("secret")) webhook.secret = *secret;
+      reader.duration("max_retry", webhook.max_retry, kNoMinimum);
+      reader.integer("queue", webhook.queue, 1, kMaxWebhookQueue);
+      reader.duration("timeout", webhook.timeout, kPositive);
+    });
+  }
+
+  // Calls fn(reader) for each table of the array `name` of `section` (inline tables or
+  // [[section.name]]); reports anything else with `example` saying what to write.
+  template <typename Fn>
+  void for_each_table(const TableReader& section, std::string_view name, std::string_view example, Fn&& fn) {
+    const toml::node* node = section.find(name);
+    if (!node) return;
+    const toml::array* array = node->as_array();
+    if (!array) {
+      section.error(*node, section.key(name), type_mismatch("an array of tables", *node) + "; write " + std::string(example));
+      return;
+    }
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      std::string key = section.key(name) + "[" + std::to_string(i) + "]";
+      if (!element.is_table()) {
+        section.error(element, key, type_mismatch("a table", element));
+        continue;
+      }
+      fn(section.child(*element.as_table(), key));
     }
   }
 

@@ -110,6 +110,15 @@ Config parse_config(std::string_view toml_text, const std::string& file_name,
 // "127.0.0.1:8080", "[::1]:8080", "localhost:80"; nullopt if malformed.
 std::optional<SocketAddress> parse_socket_address(std::string_view text);
 
+// A plain-HTTP URL as [[control.webhook]] url takes it: "http://127.0.0.1:9000/hooks".
+struct HttpUrl {
+  SocketAddress address;  // host and port, as parse_socket_address reads them (the port is required)
+  std::string target;     // the path and query, "/" when the URL has none
+};
+// nullopt unless it is http:// (either case), HOST:PORT, then nothing or a target starting with
+// '/' (no fragment, no user info, no spaces or control characters).
+std::optional<HttpUrl> parse_http_url(std::string_view text);
+
 // The table `arbiter --check` prints: one row per route with name, path, methods,
 // upstream (and its servers) and policies.
 std::string format_route_table(const Config& config);

@@ -59,6 +59,30 @@ std::string config_to_json(const Config& config) {
                               : config.log.access_path.empty() ? std::string("stdout")
                                                                : config.log.access_path},
                     {"format", access_log_format_name(config.log.format)}};
+  // Tokens by name and scopes, webhooks by url and events: never a hash or a secret.
+  const ControlConfig& control = config.control;
+  Json allow = Json::array();
+  for (const Cidr& cidr : control.allow) allow.push_back(cidr.text);
+  Json tokens = Json::array();
+  for (const ControlToken& token : control.tokens) tokens.push_back(Json{{"name", token.name}, {"scopes", token.scopes}});
+  Json webhooks = Json::array();
+  for (const WebhookConfig& webhook : control.webhooks) {
+    webhooks.push_back(Json{{"url", webhook.url},
+                            {"events", webhook.events},
+                            {"signed", !webhook.secret.empty()},
+                            {"max_retry", duration_text(webhook.max_retry)},
+                            {"queue", webhook.queue},
+                            {"timeout", duration_text(webhook.timeout)}});
+  }
+  out["control"] = Json{{"allow", std::move(allow)},
+                        {"tokens", std::move(tokens)},
+                        {"feed_buffer", control.feed.capacity},
+                        {"keep_body_bytes", control.feed.keep_body_bytes},
+                        {"heartbeat", duration_text(control.heartbeat)},
+                        {"retry", duration_text(control.retry)},
+                        {"max_subscribers", control.max_subscribers},
+                        {"max_subscriber_buffer", control.max_subscriber_buffer},
+                        {"webhook", std::move(webhooks)}};
   Json upstreams = Json::object();
   for (const UpstreamConfig& upstream : config.upstreams) {
     upstreams[upstream.name] = Json{{"servers", addresses(upstream.servers)},

@@ -1,5 +1,6 @@
 #include "proxy/control/explain.h"
 
+#include "proxy/control/control_access.h"
 #include "proxy/control/control_endpoints.h"
 #include "proxy/http/path_normalization.h"
 #include "proxy/exchange/runtime.h"
@@ -23,7 +24,7 @@ std::string explain_request(const Config& config, std::string_view method, std::
   if (in_control_namespace(normal.path(), config.server.control_prefix, config.server.case_insensitive_paths)) {
     return out + "route:     none: the path lies under [server] control_prefix " + config.server.control_prefix +
            ", answered by Arbiter's control endpoints before routing (GET " + config.server.control_prefix +
-           "/ lists them; 404/405 problem+json for the rest)\n";
+           "/ lists them; 404/405 problem+json for the rest)\n" + control_access_summary(config.control) + "\n";
   }
   RouteMatch match;
   std::string allowed;

@@ -8,6 +8,7 @@
 
 #include "policies/etag/etag_policy.h"  // kRestoreField
 #include "policies/merge/json_merge.h"
+#include "proxy/config/control_config.h"
 #include "proxy/control/endpoint_support.h"
 #include "proxy/http/http_time.h"
 #include "proxy/http/query.h"
@@ -206,10 +207,10 @@ class RestoreEndpoint final : public LocalHandler {
 void add_history_endpoints(HandlerRegistry& control, std::shared_ptr<HistoryStore> history) {
   control.add("/history", PathMatch::Exact, {"GET"},
               "?resource=R: R's recorded versions; &version=N: one of them; &from=A&to=B: a JSON Patch between two",
-              std::make_shared<HistoryEndpoint>(history));
+              std::make_shared<HistoryEndpoint>(history), std::string(kScopeHistory));
   control.add("/history/restore", PathMatch::Exact, {"POST"},
               "?resource=R&version=N with If-Match: writes version N back (a PUT through R's route)",
-              std::make_shared<RestoreEndpoint>(history));
+              std::make_shared<RestoreEndpoint>(history), std::string(kScopeResolve));
 }
 
 }  // namespace arbiter

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "proxy/config/control_config.h"
 #include "proxy/control/endpoint_support.h"
 #include "proxy/http/http_time.h"
 #include "proxy/http/query.h"
@@ -113,7 +114,7 @@ void add_lock_endpoints(HandlerRegistry& control, HandlerRegistry& admin, std::s
                         std::shared_ptr<ConflictFeed> feed) {
   using Role = LockEndpoint::Role;
   control.add("/locks", PathMatch::Exact, {"GET"}, "the lock held on ?resource= (owner, expiry, fence, waiters)",
-              std::make_shared<LockEndpoint>(locks, Role::Describe));
+              std::make_shared<LockEndpoint>(locks, Role::Describe), std::string(kScopeLocks));
   admin.add("/locks", PathMatch::Exact, {"GET", "DELETE"},
             "held locks, paged (GET ?after=&limit=); break the lock on ?resource= (DELETE)",
             std::make_shared<LockEndpoint>(locks, Role::Admin, std::move(feed)));

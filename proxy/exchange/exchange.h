@@ -165,6 +165,7 @@ class Exchange final : public UpstreamEvents {
     const HandlerRegistry* registry = nullptr;
     std::string_view mount, path, query;  // views into the config and the request target, which outlive it
     bool with_body = false;
+    std::string principal;  // who asks ([control]: the token's name, or the client's address)
   };
   LocalCall local_call_;
   // PassedOnRequest::on_answer of the request handed on; called (and cleared) as its head goes.

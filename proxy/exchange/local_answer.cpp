@@ -4,6 +4,7 @@
 
 #include "proxy/exchange/local_answer.h"
 
+#include "proxy/control/control_access.h"
 #include "proxy/control/handler_registry.h"
 #include "proxy/exchange/exchange.h"
 
@@ -11,7 +12,16 @@ namespace arbiter {
 
 void Exchange::answer_locally(const HandlerRegistry& registry, std::string_view mount, std::string_view path,
                               std::string_view query) {
-  local_call_ = LocalCall{&registry, mount, path, query, false};
+  ControlAccess access;  // [control] decides on the control prefix; the admin listener has no mount
+  if (!mount.empty()) {
+    access = check_control_access(runtime_->config(), registry, head_.method, path.substr(mount.size()), head_.headers,
+                                  host_.peer_address());
+  }
+  if (!access.granted()) {
+    reply_problem(*access.refusal, access.fields, "control-access");
+    return;
+  }
+  local_call_ = LocalCall{&registry, mount, path, query, false, std::move(access.principal)};
   HandlerRegistry::Lookup found = registry.find(head_.method, path.substr(mount.size()));
   if (found.outcome == HandlerRegistry::Outcome::Found && found.entry->body_limit > 0 &&
       head_.framing != BodyFraming::None) {
@@ -27,7 +37,7 @@ void Exchange::call_local_handler() {
   std::string_view body = local_call_.with_body ? std::string_view(scratch_.request_body) : std::string_view();
   ExchangeResponder responder(*this, registry.name());
   LocalRequest request{head_.method, head_.target, local_call_.path, local_call_.query, head_.headers, body,
-                       scratch_.request_id, local_call_.mount, {}};
+                       scratch_.request_id, local_call_.mount, local_call_.principal};
   registry.dispatch(request, responder);
   if (responder.passed_on()) {
     pass_on(std::move(*responder.passed_on()));
@@ -93,6 +103,7 @@ void Exchange::pass_on(PassedOnRequest request) {
   }
   head_.method = request.method;
   head_.target = std::move(request.target);
+  hand_on_credentials(runtime_->config().control, head_.headers);
   head_.framing = BodyFraming::None;
   head_.content_length = 0;
   for (const auto& [name, value] : request.fields) head_.headers.set(name, value);
