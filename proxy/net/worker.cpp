@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstdio>
 
+#include "proxy/control/conflict_endpoints.h"
 #include "proxy/control/control_endpoints.h"
 #include "proxy/control/history_endpoints.h"
 #include "proxy/control/resolve_endpoint.h"
@@ -40,6 +41,9 @@ Worker::Worker(Server& server)
   uv_unref(reinterpret_cast<uv_handle_t*>(&wakeup_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&prepare_));
   uv_unref(reinterpret_cast<uv_handle_t*>(&flush_timer_));
+  feed_subscribers_ = std::make_unique<FeedSubscribers>(
+      loop_, server.conflict_feed(), [this] { return feed_stream_settings(runtime_->config().control); },
+      feed_subscriber_counters());
   for (const UpstreamConfig& upstream : runtime_->config().upstreams) {
     pools_.push_back(std::make_unique<UpstreamPool>(*this, upstream));
   }
@@ -47,6 +51,7 @@ Worker::Worker(Server& server)
   add_control_endpoints(control_handlers_);
   add_lock_endpoints(control_handlers_, admin_handlers_, server.lock_store(), server.conflict_feed());
   add_history_endpoints(control_handlers_, server.history_store());
+  add_conflict_endpoints(control_handlers_, server.conflict_feed(), server.history_store(), *feed_subscribers_);
   add_resolve_endpoint(control_handlers_, server.conflict_feed());
   add_ui_endpoints(control_handlers_, *this);
   for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);
@@ -60,6 +65,7 @@ Worker::~Worker() {
   // Runs after join(): no other thread touches wakeup_ any more. The pools go after the loop
   // has run the close callbacks of their connections, which let go of them.
   for (auto& pool : pools_) pool->close_idle();
+  feed_subscribers_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&wakeup_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_timer_), nullptr);

@@ -18,6 +18,7 @@
 #include "proxy/control/handler_registry.h"
 #include "proxy/observe/log.h"
 #include "proxy/exchange/runtime.h"
+#include "proxy/net/feed_subscribers.h"
 #include "proxy/net/upstream.h"
 
 namespace arbiter {
@@ -134,6 +135,9 @@ class Worker final : private AdminServices {
   std::vector<std::shared_ptr<ExchangeWaker>> woken_;  // guarded by wake_mutex_
   bool draining_ = false;
   bool finished_ = false;
+  // The conflict feed's SSE streams on this worker; closed in ~Worker before the loop's last run,
+  // freed after the registries' handlers that refer to it.
+  std::unique_ptr<FeedSubscribers> feed_subscribers_;
   HandlerRegistry admin_handlers_{"admin"};
   HandlerRegistry control_handlers_{"control"};
 };

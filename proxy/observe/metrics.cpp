@@ -9,6 +9,7 @@
 #include "policies/metrics_writer.h"
 #include "policies/policy_kind.h"
 #include "proxy/exchange/runtime.h"
+#include "proxy/net/feed_subscribers.h"
 
 namespace arbiter {
 
@@ -331,6 +332,7 @@ std::string render_metrics(const Runtime& runtime) {
                                             process.reloads_failed.load(std::memory_order_relaxed),
                                             process.retired_upstream_pools.load(std::memory_order_relaxed)});
   for (MetricFamily& family : policy_metric_families(runtime)) families.push_back(std::move(family));
+  for (MetricFamily& family : feed_subscriber_metric_families(feed_subscriber_counters())) families.push_back(std::move(family));
   return render_exposition(families);
 }
 

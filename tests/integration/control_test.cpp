@@ -49,9 +49,9 @@ TEST_F(ControlTest, IndexListsTheControlEndpointsAndTheRestOfThePrefixIsAProblem
   EXPECT_EQ(index.header("Content-Type").value_or(""), "application/json");
   EXPECT_EQ(index.header("Cache-Control").value_or(""), "no-store");
   json listed = json::parse(index.body);
-  // The index, the locks (issue #14), the history and its restore (issue #15), the conflicts'
-  // resolution, the conflicts page and its counters (issue #16).
-  ASSERT_EQ(listed["endpoints"].size(), 8u) << index.body;
+  // The index, the locks (issue #14), the history and its restore (issue #15), the conflict feed,
+  // its records and their resolution, the conflicts page and its counters (issue #16).
+  ASSERT_EQ(listed["endpoints"].size(), 10u) << index.body;
   EXPECT_EQ(listed["endpoints"][0]["path"], "/_arbiter/");
   EXPECT_EQ(listed["endpoints"][0]["methods"], json::array({"GET", "HEAD"}));
   EXPECT_EQ(listed["endpoints"][1]["path"], "/_arbiter/locks");
@@ -60,11 +60,14 @@ TEST_F(ControlTest, IndexListsTheControlEndpointsAndTheRestOfThePrefixIsAProblem
   EXPECT_EQ(listed["endpoints"][2]["methods"], json::array({"GET", "HEAD"}));
   EXPECT_EQ(listed["endpoints"][3]["path"], "/_arbiter/history/restore");
   EXPECT_EQ(listed["endpoints"][3]["methods"], json::array({"POST"}));
-  EXPECT_EQ(listed["endpoints"][4]["path"], "/_arbiter/conflicts/*");
-  EXPECT_EQ(listed["endpoints"][4]["methods"], json::array({"POST"}));
-  EXPECT_EQ(listed["endpoints"][5]["path"], "/_arbiter/ui");
-  EXPECT_EQ(listed["endpoints"][6]["path"], "/_arbiter/ui/*");
-  EXPECT_EQ(listed["endpoints"][7]["path"], "/_arbiter/stats");
+  EXPECT_EQ(listed["endpoints"][4]["path"], "/_arbiter/conflicts");
+  EXPECT_EQ(listed["endpoints"][5]["path"], "/_arbiter/conflicts/*");
+  EXPECT_EQ(listed["endpoints"][5]["methods"], json::array({"GET", "HEAD"}));
+  EXPECT_EQ(listed["endpoints"][6]["path"], "/_arbiter/conflicts/*");
+  EXPECT_EQ(listed["endpoints"][6]["methods"], json::array({"POST"}));
+  EXPECT_EQ(listed["endpoints"][7]["path"], "/_arbiter/ui");
+  EXPECT_EQ(listed["endpoints"][8]["path"], "/_arbiter/ui/*");
+  EXPECT_EQ(listed["endpoints"][9]["path"], "/_arbiter/stats");
 
   HttpClient client(arbiter_->port());
   HttpResponse head = harness::require(client.request("HEAD", "/_arbiter/"), client);
