@@ -9,6 +9,7 @@
 #include "proxy/control/history_endpoints.h"
 #include "proxy/control/resolve_endpoint.h"
 #include "proxy/control/lock_endpoints.h"
+#include "proxy/control/ui_endpoints.h"
 #include "proxy/net/client_connection.h"
 #include "proxy/observe/metrics.h"
 #include "proxy/net/server.h"
@@ -52,6 +53,7 @@ Worker::Worker(Server& server)
   add_history_endpoints(control_handlers_, server.history_store());
   add_conflict_endpoints(control_handlers_, server.conflict_feed(), server.history_store(), *feed_subscribers_);
   add_resolve_endpoint(control_handlers_, server.conflict_feed());
+  add_ui_endpoints(control_handlers_, *this);
   for (const HandlerSetup& setup : server.handler_setups()) setup(admin_handlers_, control_handlers_);
 }
 

@@ -50,8 +50,8 @@ TEST_F(ControlTest, IndexListsTheControlEndpointsAndTheRestOfThePrefixIsAProblem
   EXPECT_EQ(index.header("Cache-Control").value_or(""), "no-store");
   json listed = json::parse(index.body);
   // The index, the locks (issue #14), the history and its restore (issue #15), the conflict feed,
-  // its records and their resolution (issue #16).
-  ASSERT_EQ(listed["endpoints"].size(), 7u) << index.body;
+  // its records and their resolution, the conflicts page and its counters (issue #16).
+  ASSERT_EQ(listed["endpoints"].size(), 10u) << index.body;
   EXPECT_EQ(listed["endpoints"][0]["path"], "/_arbiter/");
   EXPECT_EQ(listed["endpoints"][0]["methods"], json::array({"GET", "HEAD"}));
   EXPECT_EQ(listed["endpoints"][1]["path"], "/_arbiter/locks");
@@ -65,6 +65,9 @@ TEST_F(ControlTest, IndexListsTheControlEndpointsAndTheRestOfThePrefixIsAProblem
   EXPECT_EQ(listed["endpoints"][5]["methods"], json::array({"GET", "HEAD"}));
   EXPECT_EQ(listed["endpoints"][6]["path"], "/_arbiter/conflicts/*");
   EXPECT_EQ(listed["endpoints"][6]["methods"], json::array({"POST"}));
+  EXPECT_EQ(listed["endpoints"][7]["path"], "/_arbiter/ui");
+  EXPECT_EQ(listed["endpoints"][8]["path"], "/_arbiter/ui/*");
+  EXPECT_EQ(listed["endpoints"][9]["path"], "/_arbiter/stats");
 
   HttpClient client(arbiter_->port());
   HttpResponse head = harness::require(client.request("HEAD", "/_arbiter/"), client);

@@ -12,41 +12,14 @@
 #include "proxy/control/admin_endpoints.h"
 #include "proxy/control/control_endpoints.h"
 #include "proxy/exchange/runtime.h"
+#include "tests/proxy/control/local_responder_support.h"
 
 namespace arbiter {
 namespace {
 
 using nlohmann::json;
 
-// What a handler answered.
-struct FakeResponder final : LocalResponder {
-  int status = 0;
-  HeaderList fields;
-  std::string body;
-  int answers = 0;
-
-  void reply(int s, const HeaderList& f, std::string_view b) override {
-    ++answers;
-    status = s;
-    fields = f;
-    body = b;
-  }
-  void pass_on(PassedOnRequest request) override {
-    ++answers;
-    status = -1;
-    body = std::string(request.method) + " " + request.target;
-  }
-  void reply_problem(const Problem& problem, const HeaderList& f) override {
-    HeaderList with_type = f;
-    with_type.add("Content-Type", kProblemContentType);
-    reply(problem.status, with_type, problem.to_json("rid"));
-  }
-  std::shared_ptr<LocalStream> start_stream(int, const HeaderList&, StreamListener&) override {
-    ADD_FAILURE() << "no handler here streams";
-    return nullptr;
-  }
-  json problem() const { return json::parse(body); }
-};
+using FakeResponder = ::arbiter::testing::RecordingResponder;
 
 // Answers 200 with its name, so a test sees which handler the registry chose.
 struct NamedHandler final : LocalHandler {
