@@ -20,6 +20,10 @@ inline constexpr std::string_view kScopeResolve = "resolve";  // POST .../confli
 inline constexpr std::string_view kScopeHistory = "history";  // version history and restore
 inline constexpr std::string_view kScopeLocks = "locks";      // the lock listing
 inline constexpr std::string_view kControlScopes[] = {kScopeFeed, kScopeResolve, kScopeHistory, kScopeLocks};
+// Not a token scope: what an endpoint that holds no data names (the page's own files, which a
+// browser must load before it can ask for a token): with tokens configured it needs none;
+// without them `allow` still decides.
+inline constexpr std::string_view kScopePublic = "public";
 
 // [[control.tokens]] (or tokens = [{...}]): a bearer token, known by the SHA-256 of its text.
 struct ControlToken {

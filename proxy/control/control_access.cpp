@@ -112,7 +112,12 @@ PresentedCredential presented_credential(const HeaderList& headers) {
 
 ControlAccess check_control_access(const ControlConfig& control, std::string_view scope, const HeaderList& headers,
                                    std::string_view client) {
-  if (!control.tokens.empty()) return check_token(control.tokens, scope, headers);
+  if (!control.tokens.empty() && scope != kScopePublic) return check_token(control.tokens, scope, headers);
+  if (!control.tokens.empty()) {
+    ControlAccess access;
+    access.principal = client;
+    return access;
+  }
   for (const Cidr& cidr : control.allow) {
     if (cidr.contains(client)) {
       ControlAccess access;

@@ -153,9 +153,9 @@ std::string route_stats_json(const std::vector<RouteStats>& stats) {
 
 void add_ui_endpoints(HandlerRegistry& control, AdminServices& services) {
   control.add("/ui", PathMatch::Exact, {"GET"}, "the conflicts page (redirects to ui/)",
-              std::make_shared<UiRedirectHandler>());
+              std::make_shared<UiRedirectHandler>(), std::string(kScopePublic));
   control.add(std::string(kUiPath), PathMatch::Prefix, {"GET"}, "the conflicts page: live feed, counters, resolve",
-              std::make_shared<UiFileHandler>());
+              std::make_shared<UiFileHandler>(), std::string(kScopePublic));
   control.add("/stats", PathMatch::Exact, {"GET"}, "counters per route (writes, conflicts, merges, 429s, locks held)",
               std::make_shared<StatsHandler>(services), std::string(kScopeFeed));
 }

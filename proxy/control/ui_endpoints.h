@@ -8,11 +8,10 @@
 //   GET P/stats       200 {"routes": [{"route", "writes", "conflicts", "merges", "rate_limited",
 //                     "locks_held"}, ...]}: one entry per route of the configuration in force,
 //                     in its order (see RouteStats).
-// The page's files name no scope: they hold no data, and a browser cannot send a bearer token
-// with a navigation, so the page must load to ask for one. (With [control] tokens the gate,
-// proxy/control/control_access.h, still asks them for a valid token: until it lets them through,
-// the page opens only without tokens.) Every request the page makes (P/stats, the feed, records,
-// resolve) needs its scope.
+// The page's files are kScopePublic: they hold no data, and a browser cannot send a bearer token
+// with a navigation, so the page must load to ask for one (with [control] tokens they need none;
+// without, `allow` decides as for every control endpoint). Every request the page makes
+// (P/stats, the feed, records, resolve) needs its scope.
 
 #include <cstdint>
 #include <string>

@@ -109,6 +109,16 @@ TEST(ControlAccessTest, WithoutTokensOnlyAllowedAddressesGetIn) {
   EXPECT_FALSE(check_control_access(without_tokens({}), "", HeaderList{}, "127.0.0.1").granted());
 }
 
+TEST(ControlAccessTest, APublicEndpointNeedsNoTokenButStillAnAllowedAddressWithoutTokens) {
+  ControlAccess page = check_control_access(with_tokens(), kScopePublic, HeaderList{}, "10.1.2.3");
+  EXPECT_TRUE(page.granted());
+  EXPECT_EQ(page.principal, "10.1.2.3");
+  EXPECT_FALSE(check_control_access(with_tokens(), kScopeFeed, HeaderList{}, "10.1.2.3").granted());
+  ControlConfig allowed = without_tokens({"127.0.0.0/8"});
+  EXPECT_TRUE(check_control_access(allowed, kScopePublic, HeaderList{}, "127.0.0.1").granted());
+  EXPECT_EQ(check_control_access(allowed, kScopePublic, HeaderList{}, "10.1.2.3").refusal->status, 403);
+}
+
 TEST(ControlAccessTest, WithTokensAMissingOrWrongTokenIs401WithAChallenge) {
   ControlConfig control = with_tokens();
   ControlAccess missing = check_control_access(control, kScopeHistory, HeaderList{}, "127.0.0.1");

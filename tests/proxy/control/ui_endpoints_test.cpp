@@ -118,7 +118,7 @@ TEST_F(UiEndpointsTest, TheCountersNeedTheFeedScopeAndThePageNone) {
       ++checked;
     } else {
       EXPECT_TRUE(entry.path.starts_with("/ui")) << entry.path;
-      EXPECT_EQ(entry.scope, "") << entry.path;
+      EXPECT_EQ(entry.scope, kScopePublic) << entry.path;
       ++checked;
     }
   }
