@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "tests/support/harness.h"
-#include "tests/support/json_server.h"
+#include "tests/support/json_server_fixture.h"
 
 namespace history_it {
 
@@ -31,10 +31,8 @@ using namespace std::chrono_literals;
 const json kRecord = {{"id", 1}, {"name", "one"}, {"count", 1}, {"tags", {"a"}}};
 
 // Route "items" on json-server with [route.etag] `etag_keys` and [route.history] `history_keys`.
-std::string history_config(std::uint16_t backend_port, const std::string& etag_keys,
-                           const std::string& history_keys = "") {
+std::string history_config(const std::string& etag_keys, const std::string& history_keys = "") {
   return "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n"
-         "\n[upstream.json_server]\nservers = [\"127.0.0.1:" + std::to_string(backend_port) + "\"]\n"
          "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"json_server\"\n"
          "[route.etag]\n" + etag_keys + "\n[route.history]\n" + history_keys + "\n";
 }
@@ -54,40 +52,19 @@ std::time_t seconds_of_rfc3339(const std::string& text) {
   return timegm(&utc);
 }
 
-class HistoryMergeTest : public ::testing::Test {
+class HistoryMergeTest : public harness::JsonServerFixture {
  protected:
   void start(const std::string& etag_keys = "on_conflict = \"merge\"\npatch = \"apply\"\n",
              const std::string& history_keys = "", json database = json{{"items", {kRecord}}}) {
-    backend_ = std::make_unique<harness::JsonServer>(database);
-    arbiter_ = std::make_unique<harness::ArbiterProcess>(history_config(backend_->port(), etag_keys, history_keys));
+    start_with(database, history_config(etag_keys, history_keys));
   }
 
-  HttpResponse send(std::string_view method, std::string_view target, std::string_view body = {},
-                    HeaderPairs headers = {}) {
-    if (!body.empty() && !has_field(headers, "Content-Type")) headers.emplace_back("Content-Type", "application/json");
-    HttpClient client(arbiter_->port());
-    return harness::require(client.request(method, target, headers, body), client);
-  }
-  static bool has_field(const HeaderPairs& headers, std::string_view name) {
-    for (const auto& [field, value] : headers) {
-      if (field == name) return true;
-    }
-    return false;
-  }
-  std::string etag_of(std::string_view target) {
-    HttpResponse response = send("GET", target);
-    EXPECT_EQ(response.status, 200) << response.body;
-    return response.header("ETag").value_or("");
-  }
   json stored() { return backend_->stored_record("items", 1).value_or(json()); }
   json history(std::string_view query) {
     HttpResponse response = send("GET", "/_arbiter/history?" + std::string(query));
     EXPECT_EQ(response.status, 200) << response.body;
     return json::parse(response.body, nullptr, false);
   }
-
-  std::unique_ptr<harness::JsonServer> backend_;  // destroyed last: Arbiter stops first
-  std::unique_ptr<harness::ArbiterProcess> arbiter_;
 };
 
 TEST_F(HistoryMergeTest, TwoClientsEditingDifferentFieldsOfOneVersionBothSucceed) {

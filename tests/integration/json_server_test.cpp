@@ -9,7 +9,7 @@
 #include <string>
 
 #include "tests/support/harness.h"
-#include "tests/support/json_server.h"
+#include "tests/support/json_server_fixture.h"
 
 namespace {
 
@@ -17,40 +17,16 @@ using harness::HttpClient;
 using harness::HttpResponse;
 using nlohmann::json;
 
-const harness::HeaderPairs kJsonContentType = {{"Content-Type", "application/json"}};
-
-class JsonServerTest : public ::testing::Test {
+class JsonServerTest : public harness::JsonServerFixture {
  protected:
   void SetUp() override {
-    backend_ = std::make_unique<harness::JsonServer>(
-        json{{"items", {{{"id", 1}, {"name", "one"}, {"count", 1}}, {{"id", 2}, {"name", "two"}, {"count", 2}}}}});
-    arbiter_ = std::make_unique<harness::ArbiterProcess>(
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n"
-        "\n[upstream.json_server]\nservers = [\"127.0.0.1:" + std::to_string(backend_->port()) + "\"]\n"
-        "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"json_server\"\n"
-        "[route.etag]\nverify = \"upstream\"\n");
+    start_with(json{{"items", {{{"id", 1}, {"name", "one"}, {"count", 1}}, {{"id", 2}, {"name", "two"}, {"count", 2}}}}},
+               "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n"
+               "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"json_server\"\n"
+               "[route.etag]\nverify = \"upstream\"\n");
   }
 
-  HttpResponse send(std::string_view method, std::string_view target, std::string_view body = {},
-                    harness::HeaderPairs headers = {}) {
-    if (!body.empty()) headers.insert(headers.end(), kJsonContentType.begin(), kJsonContentType.end());
-    HttpClient client(arbiter_->port());
-    return harness::require(client.request(method, target, headers, body), client);
-  }
-  HttpResponse send_to_backend(std::string_view method, std::string_view target, std::string_view body = {}) {
-    HttpClient client(backend_->port());
-    return harness::require(client.request(method, target, body.empty() ? harness::HeaderPairs{} : kJsonContentType, body),
-                            client);
-  }
-  std::string etag_of(std::string_view target) {
-    HttpResponse response = send("GET", target);
-    EXPECT_EQ(response.status, 200) << response.body;
-    return response.header("ETag").value_or("");
-  }
 
-  // Destroyed in reverse order: Arbiter stops before its backend does.
-  std::unique_ptr<harness::JsonServer> backend_;
-  std::unique_ptr<harness::ArbiterProcess> arbiter_;
 };
 
 TEST_F(JsonServerTest, ReadGetsAStrongEtagInPlaceOfJsonServersWeakOne) {

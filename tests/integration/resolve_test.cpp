@@ -9,7 +9,7 @@
 #include <string>
 
 #include "tests/support/harness.h"
-#include "tests/support/json_server.h"
+#include "tests/support/json_server_fixture.h"
 
 namespace {
 
@@ -17,34 +17,18 @@ using harness::HttpClient;
 using harness::HttpResponse;
 using nlohmann::json;
 
-const harness::HeaderPairs kResolveJson = {{"Content-Type", "application/json"}};
-
-class ResolveTest : public ::testing::Test {
+class ResolveTest : public harness::JsonServerFixture {
  protected:
   void SetUp() override {
-    backend_ = std::make_unique<harness::JsonServer>(
-        json{{"items", {{{"id", 1}, {"name", "one"}, {"count", 1}}, {{"id", 2}, {"name", "two"}, {"count", 2}}}}});
-    arbiter_ = std::make_unique<harness::ArbiterProcess>(
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n"
-        "\n[upstream.json_server]\nservers = [\"127.0.0.1:" + std::to_string(backend_->port()) + "\"]\n"
-        "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"json_server\"\n"
-        "[route.etag]\nverify = \"upstream\"\n[route.history]\nkeep = 10\n");
+    start_with(json{{"items", {{{"id", 1}, {"name", "one"}, {"count", 1}}, {{"id", 2}, {"name", "two"}, {"count", 2}}}}},
+               "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 2\n"
+               "\n[[route]]\nname = \"items\"\npath = \"/items/{id}\"\nupstream = \"json_server\"\n"
+               "[route.etag]\nverify = \"upstream\"\n[route.history]\nkeep = 10\n");
   }
 
-  HttpResponse send(std::string_view method, std::string_view target, std::string_view body = {},
-                    harness::HeaderPairs headers = {}) {
-    if (!body.empty()) headers.insert(headers.end(), kResolveJson.begin(), kResolveJson.end());
-    HttpClient client(arbiter_->port());
-    return harness::require(client.request(method, target, headers, body), client);
-  }
-  std::string current_etag(std::string_view target) {
-    HttpResponse response = send("GET", target);
-    EXPECT_EQ(response.status, 200) << response.body;
-    return response.header("ETag").value_or("");
-  }
   // Two writers start from one version; the second is refused. Its conflict's id.
   std::uint64_t provoke_conflict(std::string_view target, std::string_view theirs, std::string_view yours) {
-    const std::string base = current_etag(target);
+    const std::string base = etag_of(target);
     HttpResponse first = send("PUT", target, theirs, {{"If-Match", base}});
     EXPECT_EQ(first.status, 200) << first.body;
     HttpResponse refused = send("PUT", target, yours, {{"If-Match", base}});
@@ -59,14 +43,12 @@ class ResolveTest : public ::testing::Test {
     return send("POST", "/_arbiter/conflicts/" + std::to_string(id) + "/resolve", choice.dump(), std::move(headers));
   }
 
-  std::unique_ptr<harness::JsonServer> backend_;  // stops after Arbiter
-  std::unique_ptr<harness::ArbiterProcess> arbiter_;
 };
 
 TEST_F(ResolveTest, TakeYoursWritesTheRefusedBodyOverTheCurrentVersion) {
   std::uint64_t id = provoke_conflict("/items/1", R"({"name":"theirs","count":1})", R"({"name":"yours","count":7})");
   ASSERT_GT(id, 0u);
-  const std::string current = current_etag("/items/1");
+  const std::string current = etag_of("/items/1");
   HttpResponse resolved = resolve(id, {{"take", "yours"}}, {{"If-Match", current}});
   ASSERT_EQ(resolved.status, 200) << resolved.body;
   const std::string new_etag = resolved.header("ETag").value_or("");
@@ -74,7 +56,7 @@ TEST_F(ResolveTest, TakeYoursWritesTheRefusedBodyOverTheCurrentVersion) {
   EXPECT_NE(new_etag, current);
   EXPECT_TRUE(resolved.header("Arbiter-Resolved").value_or("").starts_with(std::to_string(id) + "; event="));
   EXPECT_EQ(backend_->stored_record("items", 1), (json{{"id", 1}, {"name", "yours"}, {"count", 7}}));
-  EXPECT_EQ(current_etag("/items/1"), new_etag);
+  EXPECT_EQ(etag_of("/items/1"), new_etag);
   // The feed says so: who (no [control] tokens: the client's address), how, and the new tag.
   HttpResponse polled = send("GET", "/_arbiter/conflicts?type=resolved");
   ASSERT_EQ(polled.status, 200) << polled.body;
@@ -105,7 +87,7 @@ TEST_F(ResolveTest, TakeYoursWritesTheRefusedBodyOverTheCurrentVersion) {
 
 TEST_F(ResolveTest, AStaleIfMatchIsANewConflictAndWritesNothing) {
   std::uint64_t id = provoke_conflict("/items/2", R"({"name":"theirs"})", R"({"name":"yours"})");
-  const std::string stale = current_etag("/items/2");
+  const std::string stale = etag_of("/items/2");
   ASSERT_EQ(send("PUT", "/items/2", R"({"name":"third"})", {{"If-Match", stale}}).status, 200);
   HttpResponse refused = resolve(id, {{"take", "yours"}}, {{"If-Match", stale}});
   ASSERT_EQ(refused.status, 409) << refused.body;
@@ -114,7 +96,7 @@ TEST_F(ResolveTest, AStaleIfMatchIsANewConflictAndWritesNothing) {
   EXPECT_GT(problem.value("conflict_id", std::uint64_t{0}), id);  // a conflict of its own
   EXPECT_EQ(backend_->stored_record("items", 2), (json{{"id", 2}, {"name", "third"}}));
   // Not settled: a fresh try with the current tag still may.
-  HttpResponse retried = resolve(id, {{"take", "yours"}}, {{"If-Match", current_etag("/items/2")}});
+  HttpResponse retried = resolve(id, {{"take", "yours"}}, {{"If-Match", etag_of("/items/2")}});
   EXPECT_EQ(retried.status, 200) << retried.body;
   EXPECT_EQ(backend_->stored_record("items", 2), (json{{"id", 2}, {"name", "yours"}}));
 }
@@ -122,7 +104,7 @@ TEST_F(ResolveTest, AStaleIfMatchIsANewConflictAndWritesNothing) {
 TEST_F(ResolveTest, TakeDocumentWritesTheGivenDocumentAndTheirsWritesNothing) {
   std::uint64_t first = provoke_conflict("/items/1", R"({"name":"theirs","count":2})", R"({"name":"yours","count":3})");
   HttpResponse edited = resolve(first, {{"take", "document"}, {"document", {{"name", "edited"}, {"count", 5}}}},
-                                {{"If-Match", current_etag("/items/1")}});
+                                {{"If-Match", etag_of("/items/1")}});
   ASSERT_EQ(edited.status, 200) << edited.body;
   EXPECT_EQ(backend_->stored_record("items", 1), (json{{"id", 1}, {"name", "edited"}, {"count", 5}}));
 
@@ -134,12 +116,12 @@ TEST_F(ResolveTest, TakeDocumentWritesTheGivenDocumentAndTheirsWritesNothing) {
   EXPECT_EQ(body["resolved"]["choice"], "theirs");
   EXPECT_TRUE(body["resolved"]["etag"].is_null());
   EXPECT_EQ(backend_->stored_record("items", 1), (json{{"id", 1}, {"name", "kept"}, {"count", 9}}));
-  EXPECT_EQ(resolve(second, {{"take", "yours"}}, {{"If-Match", current_etag("/items/1")}}).status, 409);
+  EXPECT_EQ(resolve(second, {{"take", "yours"}}, {{"If-Match", etag_of("/items/1")}}).status, 409);
 }
 
 TEST_F(ResolveTest, MalformedResolvesAreProblemsThatChangeNothing) {
   std::uint64_t id = provoke_conflict("/items/1", R"({"name":"theirs"})", R"({"name":"yours"})");
-  const std::string current = current_etag("/items/1");
+  const std::string current = etag_of("/items/1");
   auto problem_type = [](const HttpResponse& response) {
     EXPECT_EQ(response.header("Content-Type").value_or(""), "application/problem+json") << response.body;
     return json::parse(response.body).value("type", "");

@@ -15,6 +15,7 @@
 
 #include "policies/store/conflict_feed.h"
 #include "proxy/control/local_handler.h"
+#include "tests/proxy/control/local_responder_support.h"
 #include "tests/support/sse_events.h"
 
 namespace arbiter::feed_testing {
@@ -45,26 +46,11 @@ struct FakeFeedStream final : LocalStream {
 };
 
 // Records the answer: a reply (status, fields, body) or a stream.
-struct FakeFeedResponder final : LocalResponder {
-  int status = 0;
-  HeaderList fields;
-  std::string body;
-  int answers = 0;
+struct FakeFeedResponder final : testing::RecordingResponder {
   bool head_only = false;  // start_stream answers a closed stream, as for HEAD
   std::shared_ptr<FakeFeedStream> stream;
   StreamListener* listener = nullptr;
 
-  void reply(int s, const HeaderList& f, std::string_view b) override {
-    ++answers;
-    status = s;
-    fields = f;
-    body = b;
-  }
-  void reply_problem(const Problem& problem, const HeaderList& f) override {
-    HeaderList with_type = f;
-    with_type.add("Content-Type", kProblemContentType);
-    reply(problem.status, with_type, problem.to_json("rid"));
-  }
   std::shared_ptr<LocalStream> start_stream(int s, const HeaderList& f, StreamListener& l) override {
     ++answers;
     status = s;
@@ -75,7 +61,7 @@ struct FakeFeedResponder final : LocalResponder {
     return stream;
   }
   void pass_on(PassedOnRequest) override { ADD_FAILURE() << "the feed's endpoints never pass a request on"; }
-  nlohmann::json json() const { return nlohmann::json::parse(body); }
+  nlohmann::json json() const { return body_json(); }
 };
 
 // A conflict on `resource` of route "orders".

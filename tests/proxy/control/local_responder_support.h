@@ -13,7 +13,7 @@
 
 namespace arbiter::testing {
 
-struct RecordingResponder final : LocalResponder {
+struct RecordingResponder : LocalResponder {
   int status = 0;
   HeaderList fields;
   std::string body;

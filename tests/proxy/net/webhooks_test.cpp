@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policies/store/memory_conflict_feed.h"
+#include "tests/proxy/control/feed_test_support.h"
 #include "tests/support/webhook_receiver.h"
 
 namespace arbiter {
@@ -113,25 +114,12 @@ TEST(WebhookMetrics, OneSeriesPerTargetAndCounter) {
 
 // ---- The sender ----
 
-FeedEvent feed_event_of(std::string type, std::string resource) {
-  FeedEvent event;
-  event.type = std::move(type);
-  event.route = "items";
-  event.resource = std::move(resource);
-  event.request_id = "req-1";
-  event.client = "127.0.0.1";
-  event.method = "PUT";
-  event.your_etag = "\"a\"";
-  event.current_etag = "\"b\"";
-  return event;
-}
-
 class WebhookSenderTest : public ::testing::Test {
  protected:
   std::uint64_t publish(std::string type = "conflict", std::string resource = "/items/1") {
     std::uint64_t id = 0;
     auto done = [&](StoreResult<std::uint64_t>&& result) { id = result.value; };
-    feed_->publish(feed_event_of(std::move(type), std::move(resource)), Completion<std::uint64_t>(done));
+    feed_->publish(feed_testing::sample_conflict(std::move(resource), std::move(type)), Completion<std::uint64_t>(done));
     return id;
   }
   static WebhookConfig target(const std::string& url, std::string secret = "s3cret") {
