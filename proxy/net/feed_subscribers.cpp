@@ -216,27 +216,39 @@ void FeedSubscribers::pump(Subscriber& subscriber, const FeedStreamSettings& set
     }
     if (!result || !result->ok()) return;
     FeedPage& page = result->value;
-    // The page leaves in one write: one chunk, one system call, whatever the number of events.
+    // Frames leave together, up to kBatchBytes a write: one chunk and one system call for many
+    // small events, while a large one still goes alone (a batch never grows a stream's buffer
+    // much past what one frame would).
     std::string frames;
     std::uint64_t last = subscriber.after;
+    std::size_t events = 0;
     if (page.reset) {
       last = page.events.empty() ? page.next : page.events.front().id - 1;
       frames = sse_reset_frame(subscriber.after, last);
     }
     for (const FeedEvent& event : page.events) {
-      frames += frame_of(event);
+      const std::string& frame = frame_of(event);
+      if (!frames.empty() && frames.size() + frame.size() > kBatchBytes) {
+        if (!write_frame(subscriber, std::move(frames), last, events, settings)) return;
+        frames.clear();
+        events = 0;
+      }
+      frames += frame;
       last = event.id;
+      ++events;
     }
-    if (!frames.empty() && !write_frame(subscriber, std::move(frames), last, page.events.size(), settings)) return;
+    if (!frames.empty() && !write_frame(subscriber, std::move(frames), last, events, settings)) return;
     subscriber.after = page.next;
     if (page.events.size() < kFeedPageEvents) return;
   }
 }
 
 const std::string& FeedSubscribers::frame_of(const FeedEvent& event) {
-  if (auto it = frames_.find(event.id); it != frames_.end()) return it->second;
+  // A conflict's frame changes once, when it is resolved: the two are kept apart.
+  std::uint64_t key = event.id * 2 + (event.resolved ? 1 : 0);
+  if (auto it = frames_.find(key); it != frames_.end()) return it->second;
   if (frames_.size() >= kCachedFrames) frames_.erase(frames_.begin());  // the oldest id
-  return frames_.emplace(event.id, sse_event_frame(event)).first->second;
+  return frames_.emplace(key, sse_event_frame(event)).first->second;
 }
 
 bool FeedSubscribers::cut_off_if_lagging(Subscriber& subscriber, const FeedStreamSettings& settings) {

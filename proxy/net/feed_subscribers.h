@@ -121,10 +121,12 @@ class FeedSubscribers {
   // can take no more now: the frame was refused and kept (Full), or the subscriber ended.
   bool write_frame(Subscriber& subscriber, std::string frame, std::uint64_t after_written, std::size_t events,
                    const FeedStreamSettings& settings);
-  // The SSE frame of `event`, made once for all of this worker's subscribers (they read the same
-  // new events at each wake-up): kept for the newest kCachedFrames ids seen.
+  // The SSE frame of `event` as the ring holds it now, made once for all of this worker's
+  // subscribers (they read the same new events at each wake-up): kept for the newest
+  // kCachedFrames ids seen, by id and whether it is resolved.
   const std::string& frame_of(const FeedEvent& event);
   static constexpr std::size_t kCachedFrames = 1024;
+  static constexpr std::size_t kBatchBytes = 16u << 10;  // frames written together, at most
   std::map<std::uint64_t, std::string> frames_;
   // Cuts `subscriber` off (abort, counted) if it lags past the bounds at the top of this file.
   bool cut_off_if_lagging(Subscriber& subscriber, const FeedStreamSettings& settings);

@@ -125,6 +125,21 @@ TEST_F(FeedSubscribersTest, LastEventIdReplaysExactlyWhatCameAfterIt) {
   EXPECT_EQ(event_ids(caught_up->stream->written), std::vector<std::uint64_t>{});
 }
 
+TEST_F(FeedSubscribersTest, AReplayAfterAResolutionShowsItThoughTheFrameWasMadeBefore) {
+  auto live = subscribe();
+  std::uint64_t conflict = publish();
+  run_loop();  // the frame of the unresolved conflict is made (and kept) for `live`
+  ASSERT_EQ(event_ids(live->stream->written), std::vector<std::uint64_t>{conflict});
+  ResolveOutcome outcome = feed_->resolve(conflict, FeedResolution{"ops", "yours", "\"n\"", {}, 0}, FeedEvent{});
+  ASSERT_EQ(outcome.result, ResolveResult::Resolved);
+  run_loop();
+  auto replay = subscribe({}, 0);
+  auto events = parse_sse(replay->stream->written);
+  ASSERT_EQ(events.size(), 3u) << replay->stream->written;  // retry, the conflict, `resolved`
+  EXPECT_EQ(nlohmann::json::parse(events[1].data)["resolved"]["by"], "ops");
+  EXPECT_FALSE(nlohmann::json::parse(parse_sse(live->stream->written)[1].data).contains("resolved"));
+}
+
 TEST_F(FeedSubscribersTest, AnIdOlderThanTheRingGetsResetFirst) {
   make_hub(FeedLimits{.capacity = 3});
   for (int i = 0; i < 6; ++i) publish();  // the ring holds 4..6
