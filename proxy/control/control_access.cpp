@@ -9,21 +9,11 @@
 
 #include "proxy/control/handler_registry.h"
 #include "proxy/http/forwarding.h"
+#include "proxy/http/hex.h"
 
 namespace arbiter {
 
 namespace {
-
-constexpr char kHexDigits[] = "0123456789abcdef";
-
-std::string hex(const unsigned char* bytes, std::size_t size) {
-  std::string out(size * 2, '\0');
-  for (std::size_t i = 0; i < size; ++i) {
-    out[2 * i] = kHexDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kHexDigits[bytes[i] & 0xf];
-  }
-  return out;
-}
 
 bool is_space(char c) noexcept { return c == ' ' || c == '\t'; }
 
@@ -73,7 +63,7 @@ ControlAccess check_token(const std::vector<ControlToken>& tokens, std::string_v
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-  return hex(digest, sizeof digest);
+  return lower_hex(digest, sizeof digest);
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
@@ -157,7 +147,7 @@ std::string token_hash_line(std::string_view token) { return "sha256 = \"" + sha
 std::string new_control_token() {
   unsigned char bytes[32];
   if (RAND_bytes(bytes, sizeof bytes) != 1) throw std::runtime_error("no random bytes to make a token of (RAND_bytes)");
-  return "arb_" + hex(bytes, sizeof bytes);
+  return "arb_" + lower_hex(bytes, sizeof bytes);
 }
 
 void hand_on_credentials(const ControlConfig& control, HeaderList& fields) {

@@ -30,6 +30,15 @@ const char* body_state(FeedBody body) {
 
 }  // namespace
 
+nlohmann::json feed_resolution_json(const FeedResolution& resolution) {
+  nlohmann::json json = {{"by", resolution.by},
+                         {"choice", resolution.choice},
+                         {"time", rfc3339_utc_ms(resolution.time)},
+                         {"event_id", resolution.event_id}};
+  json["etag"] = resolution.new_etag ? nlohmann::json(*resolution.new_etag) : nlohmann::json(nullptr);
+  return json;
+}
+
 nlohmann::json feed_event_json(const FeedEvent& event) {
   nlohmann::json json = {{"id", event.id},         {"type", event.type},
                          {"time", rfc3339_utc_ms(event.time)},
@@ -49,11 +58,7 @@ nlohmann::json feed_event_json(const FeedEvent& event) {
     json["your_body_size"] = event.your_body_size;
     if (!event.your_content_type.empty()) json["your_content_type"] = event.your_content_type;
   }
-  if (event.resolved) {
-    const FeedResolution& r = *event.resolved;
-    json["resolved"] = {{"by", r.by}, {"choice", r.choice}, {"time", rfc3339_utc_ms(r.time)}, {"event_id", r.event_id}};
-    json["resolved"]["etag"] = r.new_etag ? nlohmann::json(*r.new_etag) : nlohmann::json(nullptr);
-  }
+  if (event.resolved) json["resolved"] = feed_resolution_json(*event.resolved);
   if (!event.details.empty()) {
     nlohmann::json details = nlohmann::json::parse(event.details, nullptr, false);
     if (details.is_object()) {

@@ -27,4 +27,8 @@ std::string rfc3339_utc_ms(WallTime at);
 // Without the body's bytes (a conflict record adds them itself).
 nlohmann::json feed_event_json(const FeedEvent& event);
 
+// A conflict's resolution, as feed_event_json writes its `resolved` member:
+// {"by", "choice", "time", "event_id", "etag" (null when nothing was written)}.
+nlohmann::json feed_resolution_json(const FeedResolution& resolution);
+
 }  // namespace arbiter

@@ -73,7 +73,7 @@ Problem already_resolved(std::uint64_t id, const FeedResolution& by) {
                                "Conflict " + std::to_string(id) + " was resolved by " + by.by + " at " +
                                    rfc3339_utc_ms(by.time) + " (took " + by.choice + "). GET the resource for its "
                                    "current version.");
-  problem.extensions.emplace_back("resolved", feed_event_json(FeedEvent{.resolved = by})["resolved"]);
+  problem.extensions.emplace_back("resolved", feed_resolution_json(by));
   return problem;
 }
 
@@ -132,7 +132,7 @@ class ResolveEndpoint final : public LocalHandler {
           [&](ResolveOutcome outcome) {
             if (outcome.result != ResolveResult::Resolved) return responder.reply_problem(already_resolved(id, outcome.resolution));
             nlohmann::json body = {{"conflict", id},
-                                   {"resolved", feed_event_json(FeedEvent{.resolved = outcome.resolution})["resolved"]}};
+                                   {"resolved", feed_resolution_json(outcome.resolution)}};
             responder.reply(200, json_fields(), body.dump());
           });
       return;

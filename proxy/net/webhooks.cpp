@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "proxy/control/feed_json.h"
+#include "proxy/http/hex.h"
 #include "proxy/http/response_parser.h"
 #include "proxy/observe/log.h"
 
@@ -78,13 +79,7 @@ std::string webhook_signature(std::string_view secret, std::string_view body) {
   static constexpr unsigned char kNothing = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        body.empty() ? &kNothing : reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest, &length);
-  static constexpr char kSignatureHex[] = "0123456789abcdef";
-  std::string signature = "sha256=";
-  for (unsigned i = 0; i < length; ++i) {
-    signature += kSignatureHex[digest[i] >> 4];
-    signature += kSignatureHex[digest[i] & 0xf];
-  }
-  return signature;
+  return "sha256=" + lower_hex(digest, length);
 }
 
 Duration WebhookBackoff::delay(unsigned failures, double jitter) const {
