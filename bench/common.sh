@@ -114,7 +114,9 @@ EOT
   printf -v "$5" '%s' "$port"
 }
 
-# One wrk output in, "requests_per_second p50_ms p99_ms errors requests" out.
+# One wrk output in, "requests_per_second p50_ms p99_ms errors requests" out. A wrk Lua script's
+# done() may print "count: expected_non_2xx N": N of the non-2xx answers were the ones the
+# script provoked (e.g. 409s to stale writes), and are not errors.
 parse_wrk() {
   awk '
     function ms(text,   value, unit) {
@@ -131,6 +133,7 @@ parse_wrk() {
     $2 == "requests" && $3 == "in" { requests = $1 }
     /Non-2xx or 3xx responses:/ { errors += $NF }
     /Socket errors:/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) errors += $i + 0 }
+    $1 == "count:" && $2 == "expected_non_2xx" { errors -= $3 }
     END { printf "%s %s %s %d %d\n", rps, p50, p99, errors, requests }
   '
 }
@@ -138,22 +141,27 @@ parse_wrk() {
 comma_list() { local IFS=,; echo "$*"; }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# Per target: its URL, extra wrk arguments (e.g. "-s script.lua"), the process whose CPU time
-# is its cost (optional), and the rounds' numbers as space-separated lists (split on purpose
-# where used).
-declare -A url=() wrk_extra=() cost_pid=() rps=() p50=() p99=() errors=() cpu_us=()
+# Per target: its URL, extra wrk arguments (e.g. "-s script.lua"), extra curl arguments for the
+# check that it answers 200 (e.g. a write's method and body; a GET unless given), the process
+# whose CPU time is its cost (optional), and the rounds' numbers as space-separated lists (split
+# on purpose where used). counted["TARGET NAME"]: the sum over the rounds of the "count: NAME N"
+# lines that the target's wrk Lua script printed from done().
+declare -A url=() wrk_extra=() curl_extra=() cost_pid=() rps=() p50=() p99=() errors=() cpu_us=()
+declare -A counted=()
 
 # User + system CPU time of PID (all its threads) in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-readonly CLOCK_TICKS_PER_SECOND=$(getconf CLK_TCK)
+CLOCK_TICKS_PER_SECOND=$(getconf CLK_TCK)
+readonly CLOCK_TICKS_PER_SECOND
 
-# Warms each TARGET up for WARMUP after checking it answers a GET with 200.
+# Warms each TARGET up for WARMUP after checking it answers 200 (to a GET, or to its curl_extra).
 warm_up() {
   local target status
   for target in "$@"; do
-    status=$(curl -s -o /dev/null -w '%{http_code}' "${url[$target]}")
+    # shellcheck disable=SC2086 # extra arguments split on purpose
+    status=$(curl -s -o /dev/null -w '%{http_code}' ${curl_extra[$target]:-} "${url[$target]}")
     if [[ "$status" != 200 ]]; then
-      echo "$(basename "$0"): GET ${url[$target]} answered $status, not 200" >&2
+      echo "$(basename "$0"): curl ${curl_extra[$target]:-}${curl_extra[$target]:+ }${url[$target]} answered $status, not 200" >&2
       return 1
     fi
     # shellcheck disable=SC2086 # extra arguments split on purpose
@@ -161,9 +169,10 @@ warm_up() {
   done
 }
 
-# ROUNDS rounds of DURATION each over the TARGETs, alternating; fills rps, p50, p99, errors.
+# ROUNDS rounds of DURATION each over the TARGETs, alternating; fills rps, p50, p99, errors,
+# cpu_us and counted.
 run_rounds() {
-  local round target r a b e n before after
+  local round target r a b e n before after name count
   for round in $(seq 1 "$ROUNDS"); do
     for target in "$@"; do
       echo "$(basename "$0"): round $round/$ROUNDS, $target" >&2
@@ -182,6 +191,9 @@ run_rounds() {
       p50[$target]+="$a "
       p99[$target]+="$b "
       errors[$target]=$(( ${errors[$target]:-0} + e ))
+      while read -r name count; do
+        counted["$target $name"]=$(( ${counted["$target $name"]:-0} + count ))
+      done < <(awk '$1 == "count:" { print $2, $3 }' "$work/wrk.out")
     done
   done
 }
