@@ -291,6 +291,21 @@ std::optional<std::string> TableReader::string(std::string_view name) const {
   return node->as_string()->get();
 }
 
+std::optional<std::size_t> TableReader::choice(std::string_view name,
+                                               std::initializer_list<std::string_view> names) const {
+  auto value = string(name);
+  if (!value) return std::nullopt;
+  std::string expected;
+  std::size_t index = 0;
+  for (std::string_view candidate : names) {
+    if (candidate == *value) return index;
+    expected += (index == 0 ? "\"" : index + 1 == names.size() ? " or \"" : ", \"") + std::string(candidate) + "\"";
+    ++index;
+  }
+  error(*find(name), key(name), "expected " + expected + ", got \"" + *value + "\"");
+  return std::nullopt;
+}
+
 void TableReader::boolean(std::string_view name, bool& out) const {
   const toml::node* node = find(name);
   if (!node) return;

@@ -140,6 +140,13 @@ class TableReader {
   std::optional<TableReader> table(std::string_view name) const;
 
   std::optional<std::string> string(std::string_view name) const;
+  // A string that must be one of `names`: its index, or nullopt when absent or another value
+  // (reported, listing the names).
+  std::optional<std::size_t> choice(std::string_view name, std::initializer_list<std::string_view> names) const;
+  template <typename Enum>
+  void choice(std::string_view name, Enum& out, std::initializer_list<std::string_view> names) const {
+    if (auto index = choice(name, names)) out = static_cast<Enum>(*index);
+  }
   void boolean(std::string_view name, bool& out) const;
   void duration(std::string_view name, Duration& out, Duration minimum) const;
 

@@ -94,7 +94,8 @@ std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, con
   }
   const TableReader& reader = *table;
   reader.reject_unknown_keys({"conflict_status", "require_if_match", "verify", "source", "resource", "max_entries",
-                              "max_body_bytes", "max_queue", "queue_timeout", "on_conflict", "merge_keys", "patch"});
+                              "max_body_bytes", "max_queue", "queue_timeout", "on_conflict", "merge_keys", "patch",
+                              "write_response"});
   EtagPolicyConfig etag;
   if (const toml::node* status = reader.find("conflict_status")) {
     auto number = status->as_integer();
@@ -106,36 +107,17 @@ std::shared_ptr<const PolicyConfig> read_etag_config(const PolicyKind& kind, con
     }
   }
   reader.boolean("require_if_match", etag.require_if_match);
-  if (auto verify = reader.string("verify")) {
-    if (*verify == "upstream" || *verify == "cache") {
-      etag.verify = *verify == "cache" ? EtagPolicyConfig::Verify::Cache : EtagPolicyConfig::Verify::Upstream;
-    } else {
-      reader.error(*reader.find("verify"), reader.key("verify"),
-                   "expected \"upstream\" or \"cache\", got \"" + *verify + "\"");
-    }
-  }
+  reader.choice("verify", etag.verify, {"upstream", "cache"});
   if (auto source = reader.string("source")) read_source(reader, *source, etag);
   read_resource_template(reader, context.path, etag.resource);
   reader.integer("max_entries", etag.max_entries, 1, kMaxEtagEntries);
   reader.size("max_body_bytes", etag.max_body_bytes, 1, kMaxEtagBodyBytes);
   reader.integer("max_queue", etag.max_queue, 0, kMaxEtagQueue);
   reader.duration("queue_timeout", etag.queue_timeout, kPositive);
-  if (auto on_conflict = reader.string("on_conflict")) {
-    if (*on_conflict == "reject" || *on_conflict == "merge") {
-      etag.on_conflict = *on_conflict == "merge" ? EtagPolicyConfig::OnConflict::Merge : EtagPolicyConfig::OnConflict::Reject;
-    } else {
-      reader.error(*reader.find("on_conflict"), reader.key("on_conflict"),
-                   "expected \"reject\" or \"merge\", got \"" + *on_conflict + "\"");
-    }
-  }
+  reader.choice("on_conflict", etag.on_conflict, {"reject", "merge"});
   read_merge_keys(reader, etag);
-  if (auto patch = reader.string("patch")) {
-    if (*patch == "forward" || *patch == "apply") {
-      etag.patch = *patch == "apply" ? EtagPolicyConfig::Patch::Apply : EtagPolicyConfig::Patch::Forward;
-    } else {
-      reader.error(*reader.find("patch"), reader.key("patch"), "expected \"forward\" or \"apply\", got \"" + *patch + "\"");
-    }
-  }
+  reader.choice("patch", etag.patch, {"forward", "apply"});
+  reader.choice("write_response", etag.write_response, {"status", "representation"});
   read_history(route, etag);
   etag.control_prefix = std::string(context.control_prefix);
   if (etag.on_conflict == EtagPolicyConfig::OnConflict::Merge && !etag.history) {
@@ -162,7 +144,10 @@ void EtagConfig::write_json(nlohmann::ordered_json& route) const {
                        {"queue_timeout", duration_text(etag.queue_timeout)},
                        {"on_conflict", etag.on_conflict == EtagPolicyConfig::OnConflict::Merge ? "merge" : "reject"},
                        {"merge_keys", Json(etag.merge_keys)},
-                       {"patch", etag.patch == EtagPolicyConfig::Patch::Apply ? "apply" : "forward"}};
+                       {"patch", etag.patch == EtagPolicyConfig::Patch::Apply ? "apply" : "forward"},
+                       {"write_response", etag.write_response == EtagPolicyConfig::WriteResponse::Representation
+                                              ? "representation"
+                                              : "status"}};
   if (etag.history) {
     const HistoryConfig& history = *etag.history;
     route["history"] = Json{{"keep", history.limits.keep},
@@ -178,6 +163,7 @@ std::string EtagConfig::summary() const {
   std::string text = "etag(verify=" + std::string(verify_name(etag.verify));
   if (etag.on_conflict == EtagPolicyConfig::OnConflict::Merge) text += ", merge";
   if (etag.patch == EtagPolicyConfig::Patch::Apply) text += ", patch=apply";
+  if (etag.write_response == EtagPolicyConfig::WriteResponse::Representation) text += ", write_response=representation";
   if (etag.history) text += ", history=" + std::to_string(etag.history->limits.keep);
   return text + ")";
 }

@@ -741,6 +741,13 @@ ResponseStep EtagPolicy::on_write_response(const RequestView& request, ResponseV
   if (status == 201) {
     if (auto step = on_created(request, response, exchange)) return std::move(*step);
   }
+  if (carries_representation(request, response)) {
+    Version version = version_of(response.headers, response.body);  // as a read of it would be
+    if (version.etag) {
+      settle_written(request, response, exchange, version);
+      return ResponseStep::proceed();
+    }
+  }
   Version version = version_of(response.headers, nullptr);  // the backend's strong tag, if trusted
   if (version.etag && !history_) {  // with a history, the new representation is read to record it
     store_->put(exchange.resource(), *version.etag, ignored<Done>());
@@ -826,11 +833,32 @@ void EtagPolicy::on_response_fetched(const RequestView& request, ResponseView& r
     settle_unknown(*exchange);
     return;
   }
-  store_->put(exchange->resource(), encode_version_tags(names_of(version)), ignored<Done>());
-  record_version(request, exchange->resource(), version,
-                 exchange->patch != Exchange::PatchType::None ? std::string_view("PATCH") : request.method);
-  response.headers.set(kEtag, *etag);
-  exchange->stage = Exchange::Stage::Settled;
+  settle_written(request, response, *exchange, version);
+}
+
+bool EtagPolicy::carries_representation(const RequestView& request, const ResponseView& response) const {
+  // A 200's content is a representation of the target when its Content-Location names the
+  // target (RFC 9110 sections 8.7 and 15.3.1), or when the operator says the backend answers
+  // every PUT and PATCH with it (write_response = "representation"; a POST's answer may be about
+  // anything). Only a whole, non-empty body.
+  if (response.status != 200 || response.body == nullptr || response.body->empty()) return false;
+  if (config_.write_response == EtagPolicyConfig::WriteResponse::Representation &&
+      (request.method == "PUT" || request.method == "PATCH")) {
+    return true;
+  }
+  auto location = response.headers.find("Content-Location");
+  if (!location) return false;
+  auto target = location_target(*location, request.path);
+  return target && std::string_view(*target).substr(0, target->find('?')) == request.path;
+}
+
+void EtagPolicy::settle_written(const RequestView& request, ResponseView& response, Exchange& exchange,
+                                const Version& version) {
+  store_->put(exchange.resource(), encode_version_tags(names_of(version)), ignored<Done>());
+  record_version(request, exchange.resource(), version,
+                 exchange.patch != Exchange::PatchType::None ? std::string_view("PATCH") : request.method);
+  response.headers.set(kEtag, *version.etag);
+  exchange.stage = Exchange::Stage::Settled;
 }
 
 // ---- End of the exchange ----

@@ -115,6 +115,11 @@ struct EtagPolicyConfig {
   // PATCH: forwarded as it is, or applied here (merge patch, JSON Patch) and sent as a PUT.
   enum class Patch : std::uint8_t { Forward, Apply };
   Patch patch = Patch::Forward;
+  // What a 2xx answer to a write carries: its outcome only (the new version is learned by
+  // reading the resource again, unless the answer has a strong ETag or a Content-Location naming
+  // the target), or the resource's new representation, tagged as a read of it would be.
+  enum class WriteResponse : std::uint8_t { Status, Representation };
+  WriteResponse write_response = WriteResponse::Status;
   std::optional<HistoryConfig> history;  // nullopt: no [route.history]
   // Not a key of its own, set by the loader: [server] control_prefix, where the links in answers
   // point (the history, a refused write's conflict record).
@@ -251,6 +256,11 @@ class EtagPolicy final : public Policy {
   std::optional<ResponseStep> on_created(const RequestView& request, ResponseView& response, Exchange& exchange);
   ResponseStep on_write_response(const RequestView& request, ResponseView& response, Exchange& exchange);
   void settle_unknown(Exchange& exchange);
+  // Whether a write's 2xx answer is the resource's new representation (write_response, or a
+  // Content-Location naming the target): then it is tagged, and the resource is not read again.
+  bool carries_representation(const RequestView& request, const ResponseView& response) const;
+  // The write made `version` current: the table and the history learn it, the answer carries it.
+  void settle_written(const RequestView& request, ResponseView& response, Exchange& exchange, const Version& version);
 
   // History, merge and PATCH (etag_history.cpp).
   // Records `version` (its body and Content-Type) as the resource's newest, if the route keeps a

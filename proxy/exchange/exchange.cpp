@@ -489,8 +489,14 @@ void Exchange::on_upstream_connected(UpstreamChannel& channel) {
                       channel.authority(), framing,
                       body_in_memory ? scratch_.request_body.size() : head_.content_length, scratch_.omit_fields,
                       scratch_.believed_client, upgrade()});
-  std::string_view pieces[2] = {scratch_.head, scratch_.request_body};
-  if (!channel.send({pieces, body_in_memory ? 2u : 1u})) return;  // on_upstream_failed has run
+  // A body of known length with bytes of it already received: they are parsed as soon as
+  // reading goes on (below), and the head leaves with the first of them (forward_request_body).
+  upstream_head_pending_ = framing == BodyFraming::ContentLength && !body_in_memory && !host_.request_complete() &&
+                           host_.buffered_request_bytes() > 0;
+  if (!upstream_head_pending_) {
+    std::string_view pieces[2] = {scratch_.head, scratch_.request_body};
+    if (!channel.send({pieces, body_in_memory ? 2u : 1u})) return;  // on_upstream_failed has run
+  }
   upstream_->expect_response(head_.method == "HEAD", upgrade());
   if (framing == BodyFraming::None || body_in_memory) upstream_->request_finished();
   if (host_.request_complete()) return;
@@ -500,18 +506,28 @@ void Exchange::on_upstream_connected(UpstreamChannel& channel) {
   host_.read_request_on();  // the body streams on; pipelined requests wait
 }
 
+bool Exchange::send_upstream(std::span<const std::string_view> pieces) {
+  if (!upstream_head_pending_) return upstream_->send(pieces);
+  upstream_head_pending_ = false;
+  std::string_view with_head[4] = {scratch_.head};
+  std::size_t count = 1;
+  for (std::string_view piece : pieces) with_head[count++] = piece;
+  return upstream_->send({with_head, count});
+}
+
 void Exchange::forward_request_body(std::string_view data) {
   if (head_.framing == BodyFraming::Chunked) {
     char size_line[24];
     std::string_view pieces[3] = {{size_line, chunk_size_line(size_line, data.size())}, data, "\r\n"};
-    upstream_->send(pieces);
+    send_upstream(pieces);
   } else {
-    upstream_->send({&data, 1});
+    send_upstream({&data, 1});
   }
 }
 
 void Exchange::drop_upstream() {
   forwarding_ = false;
+  upstream_head_pending_ = false;
   if (upstream_ == nullptr) return;
   UpstreamChannel* upstream = upstream_;
   upstream_ = nullptr;
@@ -520,6 +536,7 @@ void Exchange::drop_upstream() {
 
 void Exchange::on_upstream_failed(UpstreamFailure failure, bool connection_was_reused, int error) {
   upstream_ = nullptr;
+  upstream_head_pending_ = false;
   upstream_time_ += host_.now() - upstream_started_;
   if (client_gone_) return;
   if (!response_head_sent_ && !buffering_body_ && host_.request_body_bytes() == 0) {

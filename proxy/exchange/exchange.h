@@ -200,6 +200,8 @@ class Exchange final : public UpstreamEvents {
   // the upstream
   void connect_upstream(std::size_t avoid_server);
   void forward_request_body(std::string_view data);
+  // Body bytes to the upstream, after the head if it is still pending (at most three pieces).
+  bool send_upstream(std::span<const std::string_view> pieces);
   void drop_upstream();
 
   // the client
@@ -243,6 +245,9 @@ class Exchange final : public UpstreamEvents {
   MonotonicTime upstream_started_{};
   MonotonicClock::duration upstream_time_{};
   bool forwarding_ = false;
+  // The upstream request's head is in scratch_.head, waiting to leave with the first bytes of
+  // the body the client has already sent (one write instead of two); see send_upstream.
+  bool upstream_head_pending_ = false;
 
   // the response
   Answer answer_ = Answer::None;

@@ -111,6 +111,9 @@ class ExchangeHost {
   virtual void update_reading() = 0;
   virtual bool request_complete() const noexcept = 0;
   virtual std::uint64_t request_body_bytes() const noexcept = 0;
+  // Bytes of this request (or after it) received from the client and not yet parsed: what
+  // read_request_on() will hand over at once.
+  virtual std::size_t buffered_request_bytes() const noexcept = 0;
   // The client sent, before its body, a request that must be answered: it has been. The
   // exchange is over; the host destroys it (the caller returns at once, touching nothing).
   // keep_alive: the connection may carry another request.

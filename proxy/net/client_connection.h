@@ -76,6 +76,7 @@ class ClientConnection final : public RequestEvents,
   void update_reading() override;
   bool request_complete() const noexcept override { return parser_.message_complete(); }
   std::uint64_t request_body_bytes() const noexcept override { return parser_.body_bytes(); }
+  std::size_t buffered_request_bytes() const noexcept override { return parser_.pending_bytes(); }
   void exchange_done(bool keep_alive) override;
   void abort_connection() override { close_now(); }
   std::string_view peer_address() const noexcept override { return peer_address_; }

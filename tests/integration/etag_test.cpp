@@ -32,6 +32,14 @@ class EtagTest : public harness::ProxyFixture {
     EXPECT_EQ(response.status, 200);
     return response.header("ETag").value_or("");
   }
+  // Starts with `etag_keys`, reads /accounts/1's tag (into `read_tag`), clears the backend's log
+  // and PUTs `body` with that tag; the PUT's answer.
+  HttpResponse put_with_the_current_tag(std::string_view etag_keys, std::string_view body, std::string& read_tag) {
+    start_with(etag_keys);
+    read_tag = etag_of("/accounts/1");
+    clear_backend_log();
+    return send("PUT", "/accounts/1", body, {{"If-Match", read_tag}});
+  }
   std::size_t backend_writes() {
     std::size_t writes = 0;
     for (const auto& entry : backend_log()) writes += entry["method"] != "GET";
@@ -115,6 +123,42 @@ TEST_F(EtagTest, CacheModeRefusesAStaleWriteWithoutReadingTheBackend) {
   EXPECT_EQ(backend_log().size(), 0u);
 }
 
+// By default a write's answer says how it went, not what the resource now is: Arbiter reads
+// the resource again, under the write's turn, for the tag the answer carries.
+TEST_F(EtagTest, AWriteIsFollowedByAReadOfTheResourceForItsNewTag) {
+  std::string etag;
+  HttpResponse write = put_with_the_current_tag("verify = \"cache\"", R"({"balance":11})", etag);
+  ASSERT_EQ(write.status, 200);
+  json log = backend_log();
+  ASSERT_EQ(log.size(), 2u) << log.dump();
+  EXPECT_EQ(log[0]["method"], "PUT");
+  EXPECT_EQ(log[1]["method"], "GET");
+  EXPECT_EQ(etag_of("/accounts/1"), write.header("ETag").value_or(""));
+}
+
+// write_response = "representation": the backend answers a PUT or PATCH with the resource as it
+// now is, so that answer is tagged and nothing more is asked of the backend; the tag is the one
+// the next GET serves, and the old one is stale.
+TEST_F(EtagTest, WriteResponseRepresentationTagsTheAnswerWithoutReadingAgain) {
+  std::string etag;
+  HttpResponse put =
+      put_with_the_current_tag("verify = \"cache\"\nwrite_response = \"representation\"", R"({"balance":12})", etag);
+  ASSERT_EQ(put.status, 200);
+  std::string after_put = put.header("ETag").value_or("");
+  ASSERT_FALSE(after_put.empty());
+  EXPECT_NE(after_put, etag);
+  HttpResponse patch = send("PATCH", "/accounts/1", R"({"note":"x"})", {{"If-Match", after_put}});
+  ASSERT_EQ(patch.status, 200);
+  std::string after_patch = patch.header("ETag").value_or("");
+  json log = backend_log();
+  ASSERT_EQ(log.size(), 2u) << log.dump();
+  EXPECT_EQ(log[0]["method"], "PUT");
+  EXPECT_EQ(log[1]["method"], "PATCH");
+  EXPECT_EQ(etag_of("/accounts/1"), after_patch);
+  EXPECT_EQ(send("PUT", "/accounts/1", R"({"balance":13})", {{"If-Match", after_put}}).status, 409);
+  EXPECT_EQ(json::parse(send_to_backend("GET", "/accounts/1").body)["note"], "x");
+}
+
 TEST_F(EtagTest, RequireIfMatchAnswers428AndForwardsNothing) {
   start_with("require_if_match = true");
   clear_backend_log();
@@ -140,8 +184,10 @@ TEST_F(EtagTest, IfNoneMatchStarRefusesToOverwrite) {
 // and it waits for the next success, so the clients always get through, however slow the
 // machine. A client's conflicts are bounded by the writes of the others: at most the 7 other
 // clients' increments plus one direct write per increment, far under the attempt cap.
-TEST_F(EtagTest, LostUpdateStormEndsWithTheExactCount) {
-  start_with("verify = \"upstream\"");
+class EtagStormTest : public EtagTest, public ::testing::WithParamInterface<std::string_view> {};
+
+TEST_P(EtagStormTest, LostUpdateStormEndsWithTheExactCount) {
+  start_with(GetParam());
   ASSERT_EQ(send_to_backend("PUT", "/accounts/9", R"({"balance":0})").status, 201);
   constexpr int kClients = 8;
   constexpr int kIncrements = 40;
@@ -203,5 +249,12 @@ TEST_F(EtagTest, LostUpdateStormEndsWithTheExactCount) {
   EXPECT_GT(direct_writes.load(), 0) << "nothing wrote behind Arbiter's back; the test proved less";
   EXPECT_GT(conflicts.load(), 0) << "the clients never raced; the test proved nothing";
 }
+
+// Learning each write's version by reading the resource again, or from the write's answer (the
+// legacy API answers a PUT with the document a GET returns).
+INSTANTIATE_TEST_SUITE_P(LearningTheNewVersion, EtagStormTest,
+                         ::testing::Values("verify = \"upstream\"",
+                                           "verify = \"upstream\"\nwrite_response = \"representation\""),
+                         [](const auto& info) { return info.index == 0 ? "ByReReading" : "FromTheAnswer"; });
 
 }  // namespace

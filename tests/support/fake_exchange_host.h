@@ -28,6 +28,7 @@ class FakeUpstream final : public UpstreamChannel {
  public:
   bool send(std::span<const std::string_view> pieces) override {
     for (std::string_view piece : pieces) received.append(piece);
+    ++sends;
     return true;
   }
   void expect_response(bool, bool) override { awaiting = true; }
@@ -43,10 +44,12 @@ class FakeUpstream final : public UpstreamChannel {
   // A new request on it: what the last one recorded is forgotten (`received` keeps its capacity).
   void reopen() {
     received.clear();
+    sends = 0;
     awaiting = finished = abandoned = false;
   }
 
   std::string received;  // the request bytes, head and body, as the upstream got them
+  int sends = 0;          // calls to send(): writes to the connection
   bool awaiting = false;
   bool finished = false;
   bool abandoned = false;
@@ -152,6 +155,7 @@ class FakeExchangeHost final : public ExchangeHost, public RequestEvents {
   void update_reading() override {}
   bool request_complete() const noexcept override { return parser_.message_complete(); }
   std::uint64_t request_body_bytes() const noexcept override { return parser_.body_bytes(); }
+  std::size_t buffered_request_bytes() const noexcept override { return parser_.pending_bytes(); }
   void exchange_done(bool keep_alive) override {
     ++exchanges_done;
     if (closed) return;  // destroyed with the host

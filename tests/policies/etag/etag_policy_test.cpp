@@ -594,6 +594,69 @@ TEST_F(EtagPolicyTest, WithoutAStrongTagTheWriteIsFollowedByAReRead) {
   EXPECT_EQ(get.response_etag(), put.response_etag());
 }
 
+// RFC 9110 sections 8.7 and 15.3.1: a 200 whose Content-Location names the target carries its
+// representation, which is tagged as a read of it would be; no re-read.
+TEST_F(EtagPolicyTest, AnAnswerWhoseContentLocationIsTheTargetIsTheNewVersion) {
+  for (std::string location : {"/accounts/1", "1", "http://backend.example/accounts/1", "/accounts/./1?view=full"}) {
+    SCOPED_TRACE(location);
+    make_policy(EtagPolicyConfig{});
+    EtagExchange put = forwarded_write();
+    ResponseStep step = put.respond(200, {{"Content-Location", location}}, kBody2);
+    EXPECT_FALSE(step.fetch_first);
+    EXPECT_EQ(put.response_etag(), mint_etag(kBody2));
+    EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
+    put.end();
+    EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
+    EXPECT_EQ(policy_->counters().etag_unknown_after_write, 0u);
+    EXPECT_EQ(read_tag({}, {}, kBody2), put.response_etag());  // a GET that follows serves the same tag
+  }
+  // Another resource's location, or no content: the target is read again.
+  for (std::string location : {"/accounts/2", "/accounts/1/history/7", "/accounts"}) {
+    SCOPED_TRACE(location);
+    make_policy(EtagPolicyConfig{});
+    EtagExchange put = forwarded_write();
+    EXPECT_TRUE(put.respond(200, {{"Content-Location", location}}, kBody2).fetch_first);
+  }
+  EtagExchange empty = forwarded_write();
+  EXPECT_TRUE(empty.respond(200, {{"Content-Location", "/accounts/1"}}, "").fetch_first);
+}
+
+// write_response = "representation": the backend answers every PUT and PATCH with the resource as
+// it now is, so that answer is the new version; other answers are re-read as before.
+TEST_F(EtagPolicyTest, WithWriteResponseRepresentationAPutOrPatchAnswerIsTheNewVersion) {
+  EtagPolicyConfig config;
+  config.write_response = EtagPolicyConfig::WriteResponse::Representation;
+  for (std::string method : {"PUT", "PATCH"}) {
+    SCOPED_TRACE(method);
+    make_policy(config);
+    EtagExchange write = forwarded_write(method);
+    ResponseStep step = write.respond(200, {{"Content-Type", "application/json"}}, kBody2);
+    EXPECT_FALSE(step.fetch_first);
+    EXPECT_EQ(write.response_etag(), mint_etag(kBody2));
+    write.end();
+    EXPECT_EQ(known("/accounts/1"), mint_etag(kBody2));
+    EXPECT_EQ(policy_->counters().etag_unknown_after_write, 0u);
+    EXPECT_EQ(turns_->queued_resources(), 0u);
+  }
+  // A POST's answer may be about anything; a 204 or an empty 200 has no representation.
+  struct Answer {
+    std::string method;
+    int status;
+    std::optional<std::string> body;
+  };
+  for (const Answer& answer : {Answer{"POST", 200, kBody2}, Answer{"PUT", 204, std::nullopt}, Answer{"PUT", 200, ""}}) {
+    SCOPED_TRACE(answer.method + " " + std::to_string(answer.status));
+    make_policy(config);
+    EtagExchange write = forwarded_write(answer.method);
+    ASSERT_TRUE(write.respond(answer.status, {}, answer.body).fetch_first);
+    write.response_fetched(fetched_ok(kBody2));
+    EXPECT_EQ(write.response_etag(), mint_etag(kBody2));
+  }
+  // By default the answer is not trusted to be the representation: read again.
+  make_policy(EtagPolicyConfig{});
+  EXPECT_TRUE(forwarded_write().respond(200, {{"Content-Type", "application/json"}}, kBody2).fetch_first);
+}
+
 // Write responses the store is settled by at once, without a re-read.
 struct SettledWrite {
   std::string method;

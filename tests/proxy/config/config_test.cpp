@@ -960,6 +960,7 @@ TEST(EtagConfigTest, EmptyTableEnablesItWithEveryDefault) {
   EXPECT_EQ(etag.max_queue, 64u);
   EXPECT_EQ(etag.queue_timeout, 5s);
   EXPECT_EQ(etag.turn_lease, 103s);  // 3 x (2 x 2 s + 30 s) + 1 s, the upstream's defaults
+  EXPECT_EQ(etag.write_response, EtagPolicyConfig::WriteResponse::Status);
 }
 
 TEST(EtagConfigTest, AWriteTurnIsLeasedForTheRoutesUpstreamTimeouts) {
@@ -987,7 +988,8 @@ resource = "/things/{id}"
 max_entries = 5000
 max_body_bytes = "64KiB"
 max_queue = 0
-queue_timeout = "750ms")"),
+queue_timeout = "750ms"
+write_response = "representation")"),
                                "arbiter.toml");
   EXPECT_EQ(*etag_of(config.routes.at(0)), (EtagPolicyConfig{.conflict_status = 412,
                                                          .require_if_match = true,
@@ -998,7 +1000,9 @@ queue_timeout = "750ms")"),
                                                          .max_entries = 5000,
                                                          .max_body_bytes = 65536,
                                                          .max_queue = 0,
-                                                         .queue_timeout = 750ms}));
+                                                         .queue_timeout = 750ms,
+                                                         .write_response =
+                                                             EtagPolicyConfig::WriteResponse::Representation}));
 }
 
 TEST(EtagConfigTest, SourceHashAndAuto) {
@@ -1057,6 +1061,8 @@ TEST(EtagConfigErrorsTest, ConflictStatusRequireIfMatchAndVerify) {
       {"verify = \"always\"",
        "10: route[0].etag.verify: route 'items': expected \"upstream\" or \"cache\", got \"always\""},
       {"verify = 1", "10: route[0].etag.verify: route 'items': expected a string, got an integer"},
+      {"write_response = \"body\"",
+       "18: route[0].etag.write_response: route 'items': expected \"status\" or \"representation\", got \"body\""},
   });
 }
 
@@ -1620,7 +1626,8 @@ upstream = "b"
                                               {"queue_timeout", "1500ms"},
                                               {"on_conflict", "reject"},
                                               {"merge_keys", nlohmann::json::object()},
-                                              {"patch", "forward"}}));
+                                              {"patch", "forward"},
+                                              {"write_response", "status"}}));
   EXPECT_FALSE(accounts.contains("history"));
   EXPECT_EQ(accounts["rate_limit_headers"], false);
   EXPECT_EQ(accounts["limit"], nlohmann::json::array({nlohmann::json{{"name", "accounts-limit-0"},
