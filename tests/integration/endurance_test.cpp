@@ -1,8 +1,9 @@
 // Endurance: many requests through the real binary, over long keep-alive connections, short
 // ones and one-request connections, some abandoned mid-request; afterwards arbiter's resident
-// memory and open descriptors must be back where they were after a warm-up. A sanitized build
-// (ARBITER_SANITIZED) runs a tenth of the requests, and LeakSanitizer, which checks arbiter when
-// the harness stops it with SIGTERM (see ~ChildProcess), is then the memory leak check.
+// memory and open descriptors must be back where they were after a warm-up. Against sanitized
+// binaries (harness::binaries_sanitized) it runs a tenth of the requests, and LeakSanitizer,
+// which checks arbiter when the harness stops it with SIGTERM (see ~ChildProcess), is then the
+// memory leak check.
 
 #include <gtest/gtest.h>
 #include <sys/types.h>
@@ -33,12 +34,8 @@ using harness::HttpClient;
 using harness::HttpResponse;
 using harness::LegacyApi;
 
-#ifdef ARBITER_SANITIZED
-constexpr int kRequests = 10'000;
-#else
-constexpr int kRequests = 100'000;
-#endif
-constexpr int kWarmupRequests = kRequests / 10;
+const int kRequests = harness::binaries_sanitized() ? 10'000 : 100'000;
+const int kWarmupRequests = kRequests / 10;
 constexpr int kItems = 50;         // /items/1..50: every ETag-table entry exists after the warm-up
 constexpr int kWorkers = 2;
 constexpr int kKeepalive = 4;      // idle upstream connections kept per worker
@@ -300,15 +297,11 @@ TEST(Endurance, MemoryAndDescriptorsReturnToTheirLevelAfterManyRequests) {
   EXPECT_EQ(fds_after.other, fds_before.other);
   EXPECT_LE(fds_after.upstream_sockets, kWorkers * kKeepalive);
   EXPECT_EQ(fds_after.upstream_not_open, 0);
-#ifdef ARBITER_SANITIZED
-  // ASan's quarantine and shadow memory make RSS meaningless here; LeakSanitizer checks instead.
-  (void)rss_before;
-  (void)rss_after;
-#else
+  // ASan's quarantine and shadow memory make RSS meaningless there; LeakSanitizer checks instead.
+  if (harness::binaries_sanitized()) return;
   ASSERT_GT(rss_before, 0);
   EXPECT_LE(rss_after - rss_before, kRssGrowthBoundKib)
       << "arbiter's RSS grew from " << rss_before << " KiB to " << rss_after << " KiB over " << kRequests << " requests";
-#endif
 }
 
 }  // namespace

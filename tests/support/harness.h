@@ -198,6 +198,10 @@ std::string arbiter_binary();
 // arbiter with test-only local handlers (tests/support/control_server/), same command line.
 std::string arbiter_test_handlers_binary();
 std::string legacy_api_binary();
+// Whether the binaries under test were built with the sanitizers: this build's own
+// (ARBITER_SANITIZED), or those named by ARBITER_TEST_BIN_DIR when ARBITER_TEST_SANITIZED=1.
+// A sanitized binary is several times slower: tests may scale their work down.
+bool binaries_sanitized();
 std::string source_dir();
 
 // The legacy API on a kernel-chosen port.

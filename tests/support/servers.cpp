@@ -1,5 +1,6 @@
 // Starting the project's own binaries: the paths come from CMake, the ports from their logs.
 
+#include <cstdlib>
 #include <stdexcept>
 
 #include "tests/support/harness.h"
@@ -28,9 +29,28 @@ bool configures_admin_listener(std::string_view config_toml) {
 
 }  // namespace
 
-std::string arbiter_binary() { return ARBITER_BINARY; }
-std::string arbiter_test_handlers_binary() { return ARBITER_TEST_HANDLERS_BINARY; }
-std::string legacy_api_binary() { return LEGACY_API_BINARY; }
+// A binary under test: `name` in ARBITER_TEST_BIN_DIR when that is set (.ci/test runs these
+// tests, built once, against the sanitizer build's binaries too), else the one this build made.
+static std::string binary_under_test(const char* built, std::string_view name) {
+  const char* directory = std::getenv("ARBITER_TEST_BIN_DIR");
+  if (directory == nullptr || *directory == '\0') return built;
+  return std::string(directory) + "/" + std::string(name);
+}
+
+std::string arbiter_binary() { return binary_under_test(ARBITER_BINARY, "arbiter"); }
+std::string arbiter_test_handlers_binary() {
+  return binary_under_test(ARBITER_TEST_HANDLERS_BINARY, "arbiter-test-handlers");
+}
+std::string legacy_api_binary() { return binary_under_test(LEGACY_API_BINARY, "legacy-api"); }
+
+bool binaries_sanitized() {
+#ifdef ARBITER_SANITIZED
+  return true;
+#else
+  const char* sanitized = std::getenv("ARBITER_TEST_SANITIZED");
+  return sanitized != nullptr && std::string_view(sanitized) == "1";
+#endif
+}
 std::string source_dir() { return ARBITER_SOURCE_DIR; }
 
 RunResult run_arbiter(const std::vector<std::string>& arguments, Milliseconds timeout) {
