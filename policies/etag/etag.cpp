@@ -133,8 +133,13 @@ Precondition parse_precondition(const HeaderList& headers, std::string_view fiel
   Precondition result;
   for (HeaderField field : headers) {
     if (!iequals(field.name, field_name)) continue;
-    if (!result.text.empty()) result.text += ", ";
-    result.text.append(field.value);
+    if (result.text().empty()) {
+      result.single = field.value;
+    } else {
+      if (result.joined.empty()) result.joined = result.single;
+      result.joined += ", ";
+      result.joined.append(field.value);
+    }
     if (result.form == Precondition::Form::Malformed) continue;
     if (!parse_field_value(field.value, result)) {
       result.form = Precondition::Form::Malformed;

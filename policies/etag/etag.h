@@ -41,9 +41,15 @@ struct Precondition {
   };
   Form form = Form::Absent;
   std::vector<EntityTag> tags;  // Form::Tags; views into the HeaderList parsed
-  std::string text;             // the field values as sent, joined by ", " (for messages)
 
   bool present() const noexcept { return form != Form::Absent; }
+  // The field values as sent, joined by ", " (for messages).
+  std::string_view text() const noexcept { return joined.empty() ? single : joined; }
+
+  // Behind text(): the one field's value (a view into the HeaderList), or the values of several
+  // fields joined, built only then.
+  std::string_view single;
+  std::string joined;
 };
 
 // The fields named `field_name` in `headers`. Entity-tags may contain commas, so this is a

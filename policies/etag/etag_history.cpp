@@ -275,7 +275,7 @@ std::optional<Decision> EtagPolicy::try_merge(const RequestView& request, Exchan
   if (patching) counters_.patches_applied.fetch_add(1, std::memory_order_relaxed);
   exchange.merged = "merged; base=" + base_etag + "; current=" + *current.etag;
   FeedEvent event = feed_event(kFeedMerged, request, exchange);
-  event.your_etag = if_match.text;
+  event.your_etag = std::string(if_match.text());
   event.current_etag = current.etag;
   event.base_etag = base_etag;
   event.conflicts = std::move(merge.applied);

@@ -33,7 +33,7 @@ Decision malformed_precondition(std::string_view field, const Precondition& prec
   return Decision::reply(Problem::make("malformed-precondition", 400, "Malformed precondition",
                                        std::string(field) +
                                            " must be * or a list of entity-tags such as \"abc\" or W/\"abc\"; got: " +
-                                           precondition.text));
+                                           std::string(precondition.text())));
 }
 
 // 412 for a precondition on a representation too large to version (its tag unknown);
@@ -332,7 +332,7 @@ Decision EtagPolicy::on_read_if_match(const RequestView& request, const FetchedR
   auto problem = Problem::make("precondition-failed", 412, "Precondition failed",
                                "If-Match names a version of " + single_quoted(exchange.resource()) +
                                    " that is not the current one; GET it without If-Match for the current version.");
-  problem.extensions.emplace_back("your_etag", if_match.text);
+  problem.extensions.emplace_back("your_etag", if_match.text());
   problem.extensions.emplace_back("current_etag", *current.etag);
   problem.extensions.emplace_back("resource", exchange.resource());
   return Decision::reply(std::move(problem), HeaderList{{kEtag, *current.etag}});
@@ -556,8 +556,8 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
   }
   auto problem = Problem::make("edit-conflict", config_.conflict_status, "Edit conflict", std::move(detail));
   problem.extensions.emplace_back("resource", exchange.resource());
-  problem.extensions.emplace_back("your_etag", by_if_match ? nlohmann::json(failed.text) : nlohmann::json(nullptr));
-  if (!by_if_match) problem.extensions.emplace_back("your_if_none_match", failed.text);
+  problem.extensions.emplace_back("your_etag", by_if_match ? nlohmann::json(failed.text()) : nlohmann::json(nullptr));
+  if (!by_if_match) problem.extensions.emplace_back("your_if_none_match", failed.text());
   problem.extensions.emplace_back("current_etag",
                                   current.etag ? nlohmann::json(*current.etag) : nlohmann::json(nullptr));
   if (overlap != nullptr) {
@@ -569,7 +569,7 @@ Decision EtagPolicy::conflict(const RequestView& request, const Exchange& exchan
 
   counters_.conflicts.fetch_add(1, std::memory_order_relaxed);
   FeedEvent event = feed_event(kFeedConflict, request, exchange);
-  event.your_etag = failed.text;
+  event.your_etag = std::string(failed.text());
   event.current_etag = current.exists ? current.etag : std::nullopt;
   if (overlap != nullptr) {
     event.base_etag = overlap->base_etag;

@@ -45,7 +45,7 @@ TEST(ParsePreconditionTest, Star) {
   Precondition precondition = if_match_of({"*"});
   EXPECT_EQ(precondition.form, Precondition::Form::Any);
   EXPECT_TRUE(precondition.present());
-  EXPECT_EQ(precondition.text, "*");
+  EXPECT_EQ(precondition.text(), "*");
   EXPECT_EQ(if_match_of({"  *\t"}).form, Precondition::Form::Any);
 }
 
@@ -64,7 +64,7 @@ TEST(ParsePreconditionTest, StrongAndWeakTags) {
 TEST(ParsePreconditionTest, ListsAndSeveralFieldsAreOneList) {
   Precondition precondition = if_match_of({"\"a\", W/\"b\" ,\"c\"", "\"d\""});
   EXPECT_EQ(tags_of(precondition), (Strings{"\"a\"", "W/\"b\"", "\"c\"", "\"d\""}));
-  EXPECT_EQ(precondition.text, "\"a\", W/\"b\" ,\"c\", \"d\"");
+  EXPECT_EQ(precondition.text(), "\"a\", W/\"b\" ,\"c\", \"d\"");
 }
 
 TEST(ParsePreconditionTest, EmptyElementsAreSkipped) {
@@ -97,7 +97,7 @@ TEST(ParsePreconditionTest, StarInOneFieldAndTagsInAnotherIsMalformed) {
   // One malformed field spoils the whole precondition, and its text is still all of it.
   Precondition precondition = if_match_of({"\"a\"", "junk"});
   EXPECT_EQ(precondition.form, Precondition::Form::Malformed);
-  EXPECT_EQ(precondition.text, "\"a\", junk");
+  EXPECT_EQ(precondition.text(), "\"a\", junk");
 }
 
 TEST(ParseEntityTagTest, OneTagOnly) {
