@@ -284,14 +284,7 @@ class FileReader {
                        "\"./access.log\"), got \"" + *access + "\"");
       }
     }
-    if (auto format = section->string("format")) {
-      if (*format == "json" || *format == "combined") {
-        log.format = *format == "json" ? AccessLogFormat::Json : AccessLogFormat::Combined;
-      } else {
-        section->error(*section->find("format"), section->key("format"),
-                       "expected \"json\" or \"combined\", got \"" + *format + "\"");
-      }
-    }
+    section->choice("format", log.format, {"json", "combined"});  // AccessLogFormat's order
   }
 
   // [control]: who may use the control endpoints, the conflict feed's bounds, its webhooks.

@@ -420,21 +420,20 @@ TEST(ExchangeUpstreamWriteTest, TheBodyBytesThatCameWithTheHeadLeaveWithItInOneW
   struct Arrival {
     std::string_view with_head;  // of the body
     std::string_view later;
-    int writes_after_head;
   };
-  for (const Arrival& arrival : {Arrival{R"({"n":123456})", "", 1}, Arrival{R"({"n":)", "123456}", 1},
-                                 Arrival{"", R"({"n":123456})", 1}}) {
+  for (const Arrival& arrival : {Arrival{R"({"n":123456})", ""}, Arrival{R"({"n":)", "123456}"},
+                                 Arrival{"", R"({"n":123456})"}}) {
     SCOPED_TRACE(std::string(arrival.with_head) + " | " + std::string(arrival.later));
     FakeExchangeHost host(pass_through_runtime());
     host.feed(std::string(kHead) + std::string(arrival.with_head));
     ASSERT_EQ(host.upstream_opens, 1);
-    EXPECT_EQ(host.upstream.sends, arrival.writes_after_head);
+    EXPECT_EQ(host.upstream.sends, 1);  // the head, with what came of the body
     EXPECT_TRUE(host.upstream.received.ends_with(std::string("\r\n\r\n") + std::string(arrival.with_head)))
         << host.upstream.received;
     EXPECT_EQ(host.upstream.finished, arrival.later.empty());
     if (!arrival.later.empty()) {
       host.feed(arrival.later);
-      EXPECT_EQ(host.upstream.sends, arrival.writes_after_head + 1);
+      EXPECT_EQ(host.upstream.sends, 2);
       EXPECT_TRUE(host.upstream.finished);
     }
     EXPECT_TRUE(host.upstream.received.starts_with("PUT /items/1 HTTP/1.1\r\n"));
