@@ -140,6 +140,19 @@ std::vector<LockToken> submitted_tokens(const std::vector<IfList>& lists) {
   return tokens;
 }
 
+// The lock a body-less LOCK refreshes (RFC 4918 section 9.10.2): the first token the If field
+// asserts, not negates, in a list that applies to `path`; nullopt when it asserts none.
+std::optional<LockToken> refresh_token(const std::vector<IfList>& lists, std::string_view path) {
+  for (const IfList& list : lists) {
+    if (!if_list_applies(list, path)) continue;
+    for (const IfCondition& condition : list.conditions) {
+      if (condition.is_etag || condition.negated) continue;
+      if (auto token = LockToken::parse(condition.value)) return token;
+    }
+  }
+  return std::nullopt;
+}
+
 // The list of the If field that holds for this resource as far as its lock tokens go (entity
 // tags count as true here: see etags_to_check): nullptr when no list applies at all (the field
 // then holds), nullopt when none holds.
@@ -286,8 +299,17 @@ Decision LockPolicy::on_request(const RequestView& request, std::unique_ptr<Exch
   if (locking) {
     bool empty_body = request.body == nullptr || without_ows(*request.body).empty();
     if (!exchange->tokens.empty() && empty_body) {
+      auto token = refresh_token(*exchange->if_lists, request.path);
+      if (!token) {
+        state.reset();
+        return Decision::reply(Problem::make(
+            "malformed-lock-refresh", 400, "No lock to refresh",
+            "A LOCK without a body refreshes the lock whose token the If field names, as If: (<urn:uuid:...>) "
+            "for this resource (RFC 4918 section 9.10.2); this one names none (a token under Not, or in a list "
+            "tagged for another resource). Send the lock's token, or a lockinfo body for a new lock."));
+      }
       exchange->step = Exchange::Step::Refresh;
-      exchange->token = exchange->tokens.front();
+      exchange->token = *token;
       auto timeout = requested_timeout(request.headers, settings_);
       if (!timeout) {
         state.reset();

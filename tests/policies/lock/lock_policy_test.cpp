@@ -188,6 +188,31 @@ TEST(LockPolicyTest, RefreshOfAnEndedOrUnknownTokenIs412) {
   EXPECT_EQ(unknown.status(), 412);
 }
 
+// Only a token the If field asserts names the lock to refresh: under Not, or in a list tagged
+// for another resource, it names none, and the lock keeps its old lease.
+TEST(LockPolicyTest, RefreshNeedsATokenAssertedForThisResource) {
+  LockFixture f;
+  Decision first = f.req("LOCK", {{"Timeout", "Second-10"}}).call();
+  std::string token = lock_field(first, "Lock-Token");
+  for (std::string field : {"(Not <" + token.substr(1, token.size() - 2) + ">)",
+                            "<http://example.test/items/2> (" + token + ")"}) {
+    Decision d = f.req("LOCK", {{"If", field}, {"Timeout", "Second-600"}}).call();
+    EXPECT_EQ(d.status(), 400) << field;
+    EXPECT_NE(problem_body(d)["type"].get<std::string>().find("malformed-lock-refresh"), std::string::npos) << field;
+  }
+  EXPECT_EQ(f.policy.counters().refreshed, 0u);
+  f.clock.advance(11s);
+  EXPECT_NE(f.req("PUT").call().status(), 423) << "the lease was not extended";
+  // (Not <other>) (<token>): the asserted one is refreshed.
+  Decision second = f.req("LOCK", {{"Timeout", "Second-10"}}).call();
+  std::string again = lock_field(second, "Lock-Token");
+  HeaderList h{{"If", "(Not <" + LockToken::random().text() + ">) (" + again + ")"}, {"Timeout", "Second-60"}};
+  Decision refreshed = f.req("LOCK", h).call();
+  EXPECT_EQ(refreshed.status(), 200);
+  EXPECT_EQ(lock_field(refreshed, "Lock-Token"), again);
+  EXPECT_EQ(f.policy.counters().refreshed, 1u);
+}
+
 TEST(LockPolicyTest, UnlockReleasesAndSaysHowAnEndedLockEnded) {
   LockFixture f;
   std::string token = f.lock();
