@@ -372,6 +372,10 @@ class Policy {
   // `arbiter explain` (request.now and request.waker are not meaningful there).
   virtual std::string explain(const RequestView& request) const { (void)request; return std::string(kind()); }
 
+  // True when this policy answers every such request itself (the lock policy's LOCK and
+  // UNLOCK): it never reaches the upstream, nor the policies after this one. For `explain`.
+  virtual bool answers_itself(const RequestView& request) const { (void)request; return false; }
+
   // > 0: the proxy buffers response bodies (and fetched bodies) up to this many bytes and
   // hands them to the hooks; larger bodies stream through and the hooks see body == nullptr.
   virtual std::size_t response_body_limit() const noexcept { return 0; }

@@ -630,12 +630,16 @@ void LockPolicy::count_wait(const Exchange& exchange, MonotonicTime now) {
   counters_.wait_micros.fetch_add(static_cast<std::uint64_t>(std::max(0.0, seconds) * 1e6), std::memory_order_relaxed);
 }
 
+bool LockPolicy::answers_itself(const RequestView& request) const {
+  return request.method == "LOCK" || request.method == "UNLOCK";
+}
+
 std::string LockPolicy::explain(const RequestView& request) const {
   std::string resource = resource_key(request, settings_.resource);
   std::string text = "lock leases on " + resource + " (LOCK/UNLOCK answered here; timeout " +
                      std::to_string(settings_.default_timeout.count()) + " s, at most " +
                      std::to_string(settings_.max_timeout.count()) + " s); ";
-  if (request.method == "LOCK" || request.method == "UNLOCK") {
+  if (answers_itself(request)) {
     return text + std::string(request.method) + " is answered by Arbiter, nothing forwarded";
   }
   bool guarded = is_write_method(request.method) || (settings_.block_reads && is_read_method(request.method));

@@ -78,6 +78,7 @@ class LockPolicy final : public Policy {
   Decision on_request(const RequestView& request, std::unique_ptr<ExchangeState>& state) override;
   std::size_t request_body_limit(const RequestView& request) const noexcept override;
   std::string explain(const RequestView& request) const override;
+  bool answers_itself(const RequestView& request) const override;
   // Defined in policies/lock/lock_kind.cpp, beside the families it fills.
   void write_metrics(std::string_view route, MetricsWriter& out) const override;
 

@@ -56,8 +56,12 @@ std::string explain_request(const Config& config, std::string_view method, std::
                    nullptr, normal.routed_path};
   out += "policies, in the order they run:\n";
   for (std::size_t i = 0; i < route.policies.size(); ++i) {
-    out += "  " + std::to_string(i + 1) + ". " + std::string(route.policies[i]->kind()) + ": " +
-           route.policies[i]->explain(view) + "\n";
+    const Policy& policy = *route.policies[i];
+    out += "  " + std::to_string(i + 1) + ". " + std::string(policy.kind()) + ": " + policy.explain(view) + "\n";
+    if (policy.answers_itself(view)) {
+      if (i + 1 < route.policies.size()) out += "  (the policies after it do not run for " + std::string(method) + ")\n";
+      return out + "then:      answered by Arbiter (" + std::string(policy.kind()) + "); never forwarded to the upstream\n";
+    }
   }
   return out + "then:      forwarded to the upstream if every policy lets it through\n";
 }

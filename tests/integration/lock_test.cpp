@@ -531,8 +531,14 @@ TEST_F(LockTest, ExplainAndCheckShowTheLockPolicy) {
   EXPECT_EQ(explained.exit_code, std::optional<int>(0)) << explained.stderr_text;
   EXPECT_NE(explained.stdout_text.find("route:     locked"), std::string::npos) << explained.stdout_text;
   EXPECT_NE(explained.stdout_text.find("LOCK is answered by Arbiter"), std::string::npos) << explained.stdout_text;
+  EXPECT_NE(explained.stdout_text.find("then:      answered by Arbiter (lock); never forwarded"), std::string::npos)
+      << explained.stdout_text;
+  EXPECT_EQ(explained.stdout_text.find("forwarded to the upstream if"), std::string::npos) << explained.stdout_text;
   auto write = harness::run_arbiter({"explain", "-c", file.path(), "PUT", "/documents/1"});
   EXPECT_NE(write.stdout_text.find("needs the lock's token in If (else 423, after queueing up to 5s)"),
+            std::string::npos)
+      << write.stdout_text;
+  EXPECT_NE(write.stdout_text.find("then:      forwarded to the upstream if every policy lets it through"),
             std::string::npos)
       << write.stdout_text;
   auto checked = harness::run_arbiter({"--check", "-c", file.path()});
