@@ -81,7 +81,7 @@ struct FeedEvent {
 struct FeedLimits {
   std::size_t capacity = 10000;             // events held ([control] feed_buffer; >= 1)
   std::size_t keep_body_bytes = 64u << 10;  // larger bodies are never kept ([control] keep_body_bytes)
-  std::size_t max_body_bytes = 64u << 20;   // all kept bodies together; the oldest bodies go first
+  std::size_t max_body_bytes = 64u << 20;   // all kept bodies together ([control] keep_bodies_total); the oldest go first
   bool operator==(const FeedLimits&) const = default;
 };
 

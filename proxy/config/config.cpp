@@ -117,6 +117,7 @@ std::string invalid_cidr(std::string_view text) {
 constexpr std::int64_t kMaxFeedBuffer = 10'000'000;
 constexpr std::int64_t kMaxSubscribers = 1'000'000;
 constexpr std::uint64_t kMaxSubscriberBuffer = 1ull << 30;
+constexpr std::uint64_t kMaxKeptBodies = 1ull << 36;
 constexpr std::int64_t kMaxWebhookQueue = 10'000'000;
 // The event types a webhook may ask for (policies/store/conflict_feed.h).
 constexpr std::string_view kFeedEventTypes[] = {kFeedConflict, kFeedMerged,     kFeedLocked,
@@ -292,8 +293,8 @@ class FileReader {
     control.allow = {*parse_cidr("127.0.0.0/8"), *parse_cidr("::1/128")};
     auto section = top.table("control");
     if (!section) return;
-    section->reject_unknown_keys({"allow", "tokens", "feed_buffer", "keep_body_bytes", "heartbeat", "retry",
-                                  "max_subscribers", "max_subscriber_buffer", "webhook"});
+    section->reject_unknown_keys({"allow", "tokens", "feed_buffer", "keep_body_bytes", "keep_bodies_total",
+                                  "heartbeat", "retry", "max_subscribers", "max_subscriber_buffer", "webhook"});
     if (section->find("allow")) {
       control.allow.clear();
       section->strings("allow", "CIDRs", false, "", [&](const toml::node& at, std::string key, std::string_view text) {
@@ -306,6 +307,7 @@ class FileReader {
     }
     read_control_tokens(*section, control.tokens);
     section->integer("feed_buffer", control.feed.capacity, 1, kMaxFeedBuffer);
+    section->size("keep_bodies_total", control.feed.max_body_bytes, 0, kMaxKeptBodies);
     section->size("keep_body_bytes", control.feed.keep_body_bytes, 0, control.feed.max_body_bytes);
     section->duration("heartbeat", control.heartbeat, kPositive);
     section->duration("retry", control.retry, kPositive);

@@ -47,7 +47,7 @@ struct ControlConfig {
   std::vector<Cidr> allow;          // default (set by the loader): 127.0.0.0/8 and ::1/128
   // With tokens: every control endpoint needs Authorization: Bearer with the scope it names.
   std::vector<ControlToken> tokens;
-  FeedLimits feed;                  // feed_buffer (capacity), keep_body_bytes
+  FeedLimits feed;                  // feed_buffer (capacity), keep_body_bytes, keep_bodies_total
   Duration heartbeat = std::chrono::seconds(15);  // a comment line on every idle SSE stream
   Duration retry = std::chrono::seconds(3);       // the SSE `retry:` field sent to subscribers
   std::size_t max_subscribers = 1000;             // SSE streams at once, per process (503 beyond)

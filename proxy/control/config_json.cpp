@@ -78,6 +78,7 @@ std::string config_to_json(const Config& config) {
                         {"tokens", std::move(tokens)},
                         {"feed_buffer", control.feed.capacity},
                         {"keep_body_bytes", control.feed.keep_body_bytes},
+                        {"keep_bodies_total", control.feed.max_body_bytes},
                         {"heartbeat", duration_text(control.heartbeat)},
                         {"retry", duration_text(control.retry)},
                         {"max_subscribers", control.max_subscribers},

@@ -294,6 +294,26 @@ TEST_F(ConflictFeedTest, PollingWithSinceAndLimit) {
   EXPECT_EQ(send("GET", std::string(kFeed) + "?limit=x").status, 400);
 }
 
+// [control] keep_bodies_total bounds the kept bodies together: a conflict whose body does not
+// fit beside the others takes the oldest one's place; that event stays, without its body.
+TEST_F(ConflictFeedTest, KeptBodiesTogetherStayWithinKeepBodiesTotal) {
+  start(feed_options("keep_body_bytes = \"40B\"\nkeep_bodies_total = \"50B\""));
+  StaleWriter writer = stale_writer("/accounts/3");
+  const std::string body = R"({"id": "3", "balance": 1000001})";  // 31 bytes
+  conflict(writer, body);
+  conflict(writer, body);
+  conflict(writer, R"({"id": "3", "balance": 1000001, "note": "way over forty bytes"})");
+  json page = json::parse(send("GET", std::string(kFeed)).body);
+  ASSERT_EQ(page["events"].size(), 3u) << page.dump();
+  EXPECT_EQ(page["events"][0]["body"], "evicted") << page.dump();
+  EXPECT_EQ(page["events"][1]["body"], "kept") << page.dump();
+  EXPECT_EQ(page["events"][2]["body"], "too-large") << page.dump();
+  EXPECT_EQ(page["events"][0]["your_body_size"], body.size()) << page.dump();
+  HttpClient admin(*arbiter_->admin_port());
+  json config = json::parse(harness::require(admin.request("GET", "/config"), admin).body);
+  EXPECT_EQ(config["control"]["keep_bodies_total"], 50) << config["control"].dump();
+}
+
 TEST_F(ConflictFeedTest, TheRecordShowsYourBodyAndTheCurrentOne) {
   start(feed_options("", "keep = 10\n"));
   StaleWriter writer = stale_writer("/accounts/7");

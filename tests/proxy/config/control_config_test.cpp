@@ -50,7 +50,7 @@ TEST(ControlConfigTest, EveryKeyIsRead) {
                                    "\", scopes = [\"feed\", \"locks\", \"feed\"] },\n"
                                    "          { name = \"ci.bot-2\", sha256 = \"" + std::string(64, 'A') +
                                    "\", scopes = [\"history\"] }]\n"
-                                   "feed_buffer = 500\nkeep_body_bytes = \"1KiB\"\nheartbeat = \"5s\"\nretry = \"750ms\"\n"
+                                   "feed_buffer = 500\nkeep_body_bytes = \"1KiB\"\nkeep_bodies_total = \"2MiB\"\nheartbeat = \"5s\"\nretry = \"750ms\"\n"
                                    "max_subscribers = 7\nmax_subscriber_buffer = \"64KiB\"\n"
                                    "[[control.webhook]]\nurl = \"http://127.0.0.1:9000/hooks?x=1\"\n"
                                    "events = [\"conflict\", \"resolved\"]\nsecret = \"s3cret\"\nmax_retry = \"1m\"\n"
@@ -68,6 +68,7 @@ TEST(ControlConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(control.tokens[1].sha256, std::string(64, 'a'));  // upper-case hex is kept lower-cased
   EXPECT_EQ(control.feed.capacity, 500u);
   EXPECT_EQ(control.feed.keep_body_bytes, 1024u);
+  EXPECT_EQ(control.feed.max_body_bytes, 2u << 20);
   EXPECT_EQ(control.heartbeat, std::chrono::seconds(5));
   EXPECT_EQ(control.retry, std::chrono::milliseconds(750));
   EXPECT_EQ(control.max_subscribers, 7u);
@@ -135,6 +136,18 @@ TEST(ControlConfigTest, MistakesArePositioned) {
   EXPECT_EQ(control_errors("heartbeat = \"0s\"").size(), 1u);
   EXPECT_EQ(control_errors("max_subscriber_buffer = \"lots\"").size(), 1u);
   EXPECT_EQ(control_errors("max_subscribers = 0").size(), 1u);
+  // One body cannot be kept if all of them together may not be that large.
+  std::vector<std::string> over = control_errors("keep_bodies_total = \"1KiB\"\nkeep_body_bytes = \"2KiB\"");
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_EQ(over[0].rfind("arbiter.toml:3:19: control.keep_body_bytes: ", 0), 0u) << over[0];
+  EXPECT_NE(over[0].find("1024"), std::string::npos) << over[0];
+}
+
+TEST(ControlConfigTest, KeptBodiesDefaultTo64MiBTogetherAnd64KiBEach) {
+  Config config = parse_config(control_config("feed_buffer = 10"), "f");
+  EXPECT_EQ(config.control.feed.max_body_bytes, 64u << 20);
+  EXPECT_EQ(config.control.feed.keep_body_bytes, 64u << 10);
+  EXPECT_EQ(parse_config(control_config("keep_bodies_total = 0\nkeep_body_bytes = 0"), "f").control.feed.max_body_bytes, 0u);
 }
 
 TEST(ControlConfigTest, DuplicateTokenNamesAndHashesNameTheEarlierOne) {
