@@ -27,15 +27,15 @@ bool configures_admin_listener(std::string_view config_toml) {
   return std::regex_search(config_toml.begin(), config_toml.end(), admin);
 }
 
-}  // namespace
-
 // A binary under test: `name` in ARBITER_TEST_BIN_DIR when that is set (.ci/test runs these
 // tests, built once, against the sanitizer build's binaries too), else the one this build made.
-static std::string binary_under_test(const char* built, std::string_view name) {
+std::string binary_under_test(const char* built, std::string_view name) {
   const char* directory = std::getenv("ARBITER_TEST_BIN_DIR");
   if (directory == nullptr || *directory == '\0') return built;
   return std::string(directory) + "/" + std::string(name);
 }
+
+}  // namespace
 
 std::string arbiter_binary() { return binary_under_test(ARBITER_BINARY, "arbiter"); }
 std::string arbiter_test_handlers_binary() {
